@@ -1,0 +1,316 @@
+package host
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	fws "github.com/gofiber/contrib/websocket"
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/fiberkit/fiberkit/sdk/transport"
+)
+
+const (
+	// writeTimeout bounds one write to a client; a client that never reads is
+	// disconnected instead of holding the plugin's messages in memory.
+	writeTimeout = 30 * time.Second
+	pingInterval = 30 * time.Second
+	// outQueue is how many messages may wait for a slow client before the plugin's
+	// stream is back-pressured.
+	outQueue = 16
+)
+
+const wsOpenLocal = "fiberkit.wsopen"
+
+// serveWebSocket upgrades the request and bridges it to the plugin: exactly one
+// goroutine writes to the client, the client reader never outlives the handler, and
+// close codes pass through both ways.
+func (m *module) serveWebSocket(c *fiber.Ctx, route string, browser bool, rel string, params map[string]string) error {
+	if browser && !m.kit.originAllowed(c) {
+		return c.Status(fiber.StatusForbidden).SendString("origin not allowed")
+	}
+	rpc, err := m.client()
+	if err != nil {
+		return unavailable(c, err)
+	}
+	admin := strings.HasPrefix(c.Path(), m.kit.cfg.AdminPrefix+"/")
+	open := transport.WebSocketOpen{
+		ID: newConnID(), Path: rel, Route: route, Params: params,
+		RawQuery: string(c.Request().URI().QueryString()), Header: requestHeader(c), Caller: caller(c, admin),
+	}
+	c.Locals(wsOpenLocal, open)
+	return fws.New(func(conn *fws.Conn) {
+		m.bridge(conn, rpc, conn.Locals(wsOpenLocal).(transport.WebSocketOpen))
+	}, fws.Config{ReadBufferSize: 32 << 10, WriteBufferSize: 32 << 10, RecoverHandler: func(*fws.Conn) {
+		if r := recover(); r != nil {
+			m.kit.log.Error("websocket bridge panic", "module", m.man.ID, "panic", r)
+		}
+	}})(c)
+}
+
+// originAllowed accepts a browser's Origin when it is this request's own host or one
+// of Config.AllowedOrigins. A missing Origin (not a browser) is refused too.
+func (k *Kit) originAllowed(c *fiber.Ctx) bool {
+	origin := c.Get(fiber.HeaderOrigin)
+	if origin == "" {
+		return false
+	}
+	for _, o := range k.cfg.AllowedOrigins {
+		if o == origin {
+			return true
+		}
+	}
+	u, err := url.Parse(origin)
+	return err == nil && u.Host == string(c.Request().Host())
+}
+
+func newConnID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// liveConn is a bridged connection as the registry sees it, for Publish.
+type liveConn struct {
+	route string
+	out   chan transport.Message
+	done  chan struct{}
+	kick  func(code int, reason string)
+}
+
+// sockets is one module's registry of open bridged connections.
+type sockets struct {
+	mu    sync.Mutex
+	conns map[string]*liveConn
+}
+
+func newSockets() *sockets { return &sockets{conns: map[string]*liveConn{}} }
+
+func (s *sockets) add(id string, c *liveConn) {
+	s.mu.Lock()
+	s.conns[id] = c
+	s.mu.Unlock()
+}
+
+func (s *sockets) remove(id string) {
+	s.mu.Lock()
+	delete(s.conns, id)
+	s.mu.Unlock()
+}
+
+func (s *sockets) snapshot() []*liveConn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*liveConn, 0, len(s.conns))
+	for _, c := range s.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
+// publish queues m on every connection on route ("" = all); it waits for room on a
+// slow connection until ctx ends and then skips it.
+func (s *sockets) publish(ctx context.Context, route string, m transport.Message) int {
+	n := 0
+	for _, c := range s.snapshot() {
+		if route != "" && c.route != route {
+			continue
+		}
+		select {
+		case c.out <- m:
+			n++
+		case <-c.done:
+		case <-ctx.Done():
+		}
+	}
+	return n
+}
+
+// closeAll closes every connection, e.g. when the module is disabled or restarts.
+func (s *sockets) closeAll(code int, reason string) {
+	for _, c := range s.snapshot() {
+		c.kick(code, reason)
+	}
+}
+
+func (m *module) bridge(conn *fws.Conn, rpc *transport.Client, open transport.WebSocketOpen) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sock, err := rpc.OpenWebSocket(ctx, open)
+	if err != nil {
+		writeClose(conn, websocket.CloseInternalServerErr, "module unavailable")
+		return
+	}
+	lc := &liveConn{route: open.Route, out: make(chan transport.Message, outQueue), done: make(chan struct{})}
+	kicked := make(chan transport.Message, 1)
+	lc.kick = func(code int, reason string) {
+		select {
+		case kicked <- transport.Message{Kind: transport.Close, Code: code, Reason: reason}:
+		default:
+		}
+	}
+	m.sock.add(open.ID, lc)
+	defer m.sock.remove(open.ID)
+	defer close(lc.done)
+
+	// Plugin → queue. Blocks when the queue is full, which stops reading the gRPC
+	// stream and so back-pressures the plugin.
+	fromPlugin := make(chan error, 1)
+	go func() {
+		for {
+			msg, err := sock.Recv()
+			if err != nil {
+				fromPlugin <- err
+				return
+			}
+			select {
+			case lc.out <- msg:
+			case <-ctx.Done():
+				fromPlugin <- ctx.Err()
+				return
+			}
+			if msg.Kind == transport.Close {
+				fromPlugin <- nil
+				return
+			}
+		}
+	}()
+
+	// Client → plugin. The only reader of conn; it ends before this handler returns.
+	conn.SetReadLimit(m.kit.cfg.MaxFrameSize)
+	var readerDone sync.WaitGroup
+	readerDone.Add(1)
+	clientGone := make(chan transport.Message, 1)
+	go func() {
+		defer readerDone.Done()
+		for {
+			kind, data, err := conn.ReadMessage()
+			if err != nil {
+				code, reason := websocket.CloseAbnormalClosure, ""
+				var ce *websocket.CloseError
+				switch {
+				case errors.As(err, &ce):
+					code, reason = ce.Code, ce.Text
+				case errors.Is(err, websocket.ErrReadLimit):
+					code, reason = websocket.CloseMessageTooBig, "message too big"
+				}
+				closeMsg := transport.Message{Kind: transport.Close, Code: code, Reason: reason}
+				_ = sock.Send(closeMsg)
+				_ = sock.CloseSend()
+				clientGone <- closeMsg
+				return
+			}
+			k := transport.Text
+			if kind == websocket.BinaryMessage {
+				k = transport.Binary
+			}
+			if err := sock.Send(transport.Message{Kind: k, Data: data}); err != nil {
+				clientGone <- transport.Message{Kind: transport.Close, Code: websocket.CloseGoingAway}
+				return
+			}
+		}
+	}()
+	defer func() {
+		cancel()
+		readerDone.Wait()
+	}()
+
+	ping := time.NewTicker(pingInterval)
+	defer ping.Stop()
+	// This loop is the only writer to the client.
+	for {
+		select {
+		case msg := <-lc.out:
+			if msg.Kind == transport.Close {
+				writeClose(conn, msg.Code, msg.Reason)
+				return
+			}
+			_ = conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+			if err := conn.WriteMessage(kindToWS(msg.Kind), msg.Data); err != nil {
+				cancel()
+				_ = conn.SetReadDeadline(time.Now())
+				return
+			}
+		case err := <-fromPlugin:
+			if err != nil {
+				// The plugin's stream ended without a close frame: drain what it queued.
+				for {
+					select {
+					case msg := <-lc.out:
+						if msg.Kind == transport.Close {
+							writeClose(conn, msg.Code, msg.Reason)
+							return
+						}
+						_ = conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+						_ = conn.WriteMessage(kindToWS(msg.Kind), msg.Data)
+						continue
+					default:
+					}
+					break
+				}
+				code := websocket.CloseInternalServerErr
+				if errors.Is(err, context.Canceled) {
+					code = websocket.CloseGoingAway
+				}
+				writeClose(conn, code, "module closed the connection")
+				return
+			}
+		case cm := <-clientGone:
+			// The client closed or vanished. Give the plugin a moment to answer with
+			// its own close frame, then end.
+			t := time.NewTimer(2 * time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case msg := <-lc.out:
+					if msg.Kind == transport.Close {
+						writeClose(conn, msg.Code, msg.Reason)
+						return
+					}
+				case <-fromPlugin:
+					writeClose(conn, cm.Code, cm.Reason)
+					return
+				case <-t.C:
+					writeClose(conn, cm.Code, cm.Reason)
+					return
+				}
+			}
+		case msg := <-kicked:
+			writeClose(conn, msg.Code, msg.Reason)
+			cancel()
+			return
+		case <-ping.C:
+			if err := conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeTimeout)); err != nil {
+				_ = conn.SetReadDeadline(time.Now())
+				return
+			}
+		}
+	}
+}
+
+func kindToWS(k transport.MessageKind) int {
+	if k == transport.Binary {
+		return websocket.BinaryMessage
+	}
+	return websocket.TextMessage
+}
+
+// writeClose sends a close frame and makes the reader return soon: on a hijacked
+// fasthttp connection Close() alone may not unblock it.
+func writeClose(conn *fws.Conn, code int, reason string) {
+	if code == 0 || code == websocket.CloseNoStatusReceived || code == websocket.CloseAbnormalClosure {
+		code = websocket.CloseNormalClosure
+	}
+	if len(reason) > 120 {
+		reason = reason[:120]
+	}
+	_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+	_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+}

@@ -1,0 +1,326 @@
+// Package host is the FiberKit host kit: what a Fiber app imports to run modules as
+// out-of-process plugins. It loads each module from its manifest, starts its plugin
+// process with go-plugin, mounts its HTTP routes and WebSocket endpoints once, stores
+// its settings in PostgreSQL (overlaid by a YAML config file) and draws the admin pages.
+//
+//	kit, err := host.New(ctx, host.Config{
+//		DatabaseURL: os.Getenv("DATABASE_URL"),
+//		ConfigFile:  "fiberkit.yaml",
+//		ModuleDirs:  []string{"./modules"},
+//		AdminAuth:   myAuthMiddleware,
+//	})
+//	...
+//	app := fiber.New(host.FiberConfig())
+//	kit.Mount(app)
+//	defer kit.Close()
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/fiberkit/fiberkit/host/audit"
+	"github.com/fiberkit/fiberkit/host/manifest"
+	"github.com/fiberkit/fiberkit/host/settings"
+)
+
+// Version is the host kit's version, checked against each manifest's min_host_version.
+const Version = "0.1.0"
+
+// UserLocal is the fiber.Ctx Locals key under which the app's admin auth middleware
+// puts the signed-in user's name (a string). The kit passes it to modules as the caller.
+const UserLocal = "fiberkit.user"
+
+// Config configures a Kit.
+type Config struct {
+	// DatabaseURL is the PostgreSQL database holding the kit's own tables; modules get
+	// it too and open their own pools.
+	DatabaseURL string
+	// ConfigFile is an optional YAML file overlaying module settings; values set there
+	// are locked in the admin pages. It is reloaded when it changes or on SIGHUP.
+	ConfigFile string
+	// ModuleDirs are searched for modules: each dir/*/module.yaml, and dir/module.yaml.
+	ModuleDirs []string
+	// Manifests are paths of module.yaml files to load in addition to ModuleDirs.
+	Manifests []string
+	// Prefix is where module routes are mounted: {Prefix}/{module id}/... Default "/fiberkit".
+	Prefix string
+	// AdminPrefix is where the admin pages are mounted. Default "/admin/fiberkit".
+	AdminPrefix string
+	// AdminAuth guards every admin page and admin route. It must reject
+	// unauthenticated requests and may set Locals(UserLocal, name). New refuses a nil
+	// AdminAuth unless InsecureDevAdmin is set.
+	AdminAuth fiber.Handler
+	// InsecureDevAdmin serves the admin pages to anyone. For local development only.
+	InsecureDevAdmin bool
+	// PublicURL is this site's base URL as others reach it (shown on Sync's Send page).
+	PublicURL string
+	// AllowedOrigins are extra origins allowed to open browser WebSockets; the
+	// request's own origin is always allowed.
+	AllowedOrigins []string
+	// MaxFrameSize is the largest WebSocket message accepted from a client (bytes).
+	// Larger ones close the connection with 1009. Default 16 MiB.
+	MaxFrameSize int64
+	// HealthInterval is how often plugin processes are checked. Default 2s.
+	HealthInterval time.Duration
+	// Logger receives the kit's logs and the plugins' logs under their module id.
+	Logger *slog.Logger
+}
+
+// FiberConfig returns the fiber.Config settings the kit needs (request bodies are
+// streamed to plugins rather than buffered whole). Start from it when creating the app.
+func FiberConfig() fiber.Config {
+	return fiber.Config{StreamRequestBody: true, DisableStartupMessage: true}
+}
+
+// Kit runs a set of modules for one Fiber app.
+type Kit struct {
+	cfg      Config
+	log      *slog.Logger
+	pool     *pgxpool.Pool
+	settings *settings.Store
+	audit    *audit.Log
+	admin    *admin
+
+	modules map[string]*module // fixed after New: no lock needed for the map itself
+	order   []string
+
+	closeOnce sync.Once
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+}
+
+// New connects to the database, migrates the kit's tables, loads every module's
+// manifest and starts the enabled modules' plugin processes.
+func New(ctx context.Context, cfg Config) (*Kit, error) {
+	if cfg.AdminAuth == nil && !cfg.InsecureDevAdmin {
+		return nil, errors.New("host: Config.AdminAuth is nil: pass the app's admin auth middleware, or set InsecureDevAdmin for local development")
+	}
+	if cfg.DatabaseURL == "" {
+		return nil, errors.New("host: Config.DatabaseURL is empty")
+	}
+	cfg.Prefix = cleanPrefix(cfg.Prefix, "/fiberkit")
+	cfg.AdminPrefix = cleanPrefix(cfg.AdminPrefix, "/admin/fiberkit")
+	if cfg.MaxFrameSize <= 0 {
+		cfg.MaxFrameSize = 16 << 20
+	}
+	if cfg.HealthInterval <= 0 {
+		cfg.HealthInterval = 2 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	k := &Kit{cfg: cfg, log: cfg.Logger, modules: map[string]*module{}}
+	var err error
+	if k.pool, err = pgxpool.New(ctx, cfg.DatabaseURL); err != nil {
+		return nil, fmt.Errorf("host: connect database: %w", err)
+	}
+	if k.settings, err = settings.Open(ctx, k.pool); err != nil {
+		k.pool.Close()
+		return nil, fmt.Errorf("host: open settings: %w", err)
+	}
+	k.audit = audit.New(k.pool)
+	if err := k.loadManifests(); err != nil {
+		k.settings.Close()
+		k.pool.Close()
+		return nil, err
+	}
+	if cfg.ConfigFile != "" {
+		f, err := settings.LoadFile(cfg.ConfigFile)
+		if err != nil {
+			k.settings.Close()
+			k.pool.Close()
+			return nil, fmt.Errorf("host: %w", err)
+		}
+		if err := k.checkFile(f); err != nil {
+			k.settings.Close()
+			k.pool.Close()
+			return nil, err
+		}
+		k.settings.ApplyFile(f)
+	}
+	if k.admin, err = newAdmin(k); err != nil {
+		k.settings.Close()
+		k.pool.Close()
+		return nil, err
+	}
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	k.cancel = cancel
+	for _, id := range k.order {
+		m := k.modules[id]
+		k.wg.Add(1)
+		go func() {
+			defer k.wg.Done()
+			m.run(runCtx)
+		}()
+	}
+	unsubscribe := k.settings.Subscribe(func(id string) {
+		if m, ok := k.modules[id]; ok {
+			m.poke()
+		}
+	})
+	k.wg.Add(1)
+	go func() {
+		defer k.wg.Done()
+		<-runCtx.Done()
+		unsubscribe()
+	}()
+	if cfg.ConfigFile != "" {
+		k.wg.Add(1)
+		go func() {
+			defer k.wg.Done()
+			settings.WatchFile(runCtx, cfg.ConfigFile, func(f *settings.File, err error) {
+				if err == nil {
+					err = k.checkFile(f)
+				}
+				if err != nil {
+					k.log.Error("config file not reloaded", "file", cfg.ConfigFile, "err", err)
+					return
+				}
+				for _, id := range k.settings.ApplyFile(f) {
+					if m, ok := k.modules[id]; ok {
+						m.poke()
+					}
+				}
+				k.log.Info("config file reloaded", "file", cfg.ConfigFile)
+			})
+		}()
+	}
+	// Wait for the first start of every enabled module so a caller sees a ready kit.
+	for _, id := range k.order {
+		k.modules[id].waitSettled(ctx)
+	}
+	return k, nil
+}
+
+// checkFile refuses a config file naming modules the kit does not have.
+func (k *Kit) checkFile(f *settings.File) error {
+	for _, id := range f.ModuleIDs() {
+		if _, ok := k.modules[id]; !ok {
+			return fmt.Errorf("host: config file %s: unknown module %q", k.cfg.ConfigFile, id)
+		}
+	}
+	return nil
+}
+
+func cleanPrefix(p, def string) string {
+	if p == "" {
+		p = def
+	}
+	p = "/" + strings.Trim(p, "/")
+	if p == "/" {
+		return ""
+	}
+	return p
+}
+
+func (k *Kit) loadManifests() error {
+	paths := append([]string(nil), k.cfg.Manifests...)
+	for _, dir := range k.cfg.ModuleDirs {
+		if _, err := os.Stat(filepath.Join(dir, "module.yaml")); err == nil {
+			paths = append(paths, filepath.Join(dir, "module.yaml"))
+		}
+		found, _ := filepath.Glob(filepath.Join(dir, "*", "module.yaml"))
+		sort.Strings(found)
+		paths = append(paths, found...)
+	}
+	var errs []error
+	for _, p := range paths {
+		m, err := manifest.Load(p, Version)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if m.ID == "modules" || m.ID == "assets" {
+			errs = append(errs, fmt.Errorf("%s: id: %q is reserved by the host", p, m.ID))
+			continue
+		}
+		if prev, dup := k.modules[m.ID]; dup {
+			errs = append(errs, fmt.Errorf("%s: id: module %q is already loaded from %s", p, m.ID, prev.man.File))
+			continue
+		}
+		k.settings.Register(m)
+		k.modules[m.ID] = newModule(k, m)
+		k.order = append(k.order, m.ID)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("host: load modules: %w", err)
+	}
+	return nil
+}
+
+// Close stops every plugin process and releases the database.
+func (k *Kit) Close() error {
+	k.closeOnce.Do(func() {
+		k.cancel()
+		k.wg.Wait()
+		k.settings.Close()
+		k.pool.Close()
+	})
+	return nil
+}
+
+// Modules reports each module's state, in load order.
+func (k *Kit) Modules() []ModuleStatus {
+	out := make([]ModuleStatus, 0, len(k.order))
+	for _, id := range k.order {
+		out = append(out, k.modules[id].status())
+	}
+	return out
+}
+
+// Module reports one module's state.
+func (k *Kit) Module(id string) (ModuleStatus, bool) {
+	m, ok := k.modules[id]
+	if !ok {
+		return ModuleStatus{}, false
+	}
+	return m.status(), true
+}
+
+// Settings returns the kit's settings store, for apps that edit settings in code.
+func (k *Kit) Settings() *settings.Store { return k.settings }
+
+// SetEnabled turns a module on or off at once, as the admin toggle does.
+func (k *Kit) SetEnabled(ctx context.Context, id string, on bool, actor string) error {
+	if _, ok := k.modules[id]; !ok {
+		return fmt.Errorf("host: %w", errUnknownModule(id))
+	}
+	return k.settings.Set(ctx, id, map[string]string{"enabled": fmt.Sprint(on)}, actor)
+}
+
+// Mount registers the kit's routes on app: each module's prefix once (dispatched
+// through the module registry, so a disabled module answers 404 without any route
+// being removed) and the admin pages behind the admin auth middleware.
+func (k *Kit) Mount(app *fiber.App) {
+	adminChain := []fiber.Handler{k.adminGuard}
+	k.admin.mount(app, adminChain)
+	for _, id := range k.order {
+		m := k.modules[id]
+		app.All(k.cfg.Prefix+"/"+id, m.dispatchPublic)
+		app.All(k.cfg.Prefix+"/"+id+"/*", m.dispatchPublic)
+		app.All(k.cfg.AdminPrefix+"/"+id, k.adminGuard, k.admin.csrf, m.dispatchAdmin)
+		app.All(k.cfg.AdminPrefix+"/"+id+"/*", k.adminGuard, k.admin.csrf, m.dispatchAdmin)
+	}
+}
+
+// adminGuard runs the app's auth middleware, or lets everyone in dev mode.
+func (k *Kit) adminGuard(c *fiber.Ctx) error {
+	if k.cfg.AdminAuth == nil {
+		c.Locals(UserLocal, "dev")
+		return c.Next()
+	}
+	return k.cfg.AdminAuth(c)
+}
