@@ -4,10 +4,18 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 TOOLS := $(CURDIR)/.cache/tools
 
-.PHONY: help demo test test-short lint proto bench build plugins
+.PHONY: help demo hostapp test lint proto bench plugins
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+plugins: ## build every module binary into bin/
+	$(GO) build -o bin/fiberkit-sync ./plugins/sync
+	$(GO) build -o bin/hello ./examples/plugins/hello
+	$(GO) build -o bin/greeter-client ./examples/plugins/greeter-client
+
+hostapp: plugins ## run the example host app with its modules (admin at /admin/fiberkit/)
+	$(GO) run ./examples/hostapp
 
 demo: ## run the two-site demo (starts its own PostgreSQL when DATABASE_URL is unset)
 	$(GO) run ./examples/twosite

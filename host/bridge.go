@@ -45,14 +45,86 @@ func (m *module) serveWebSocket(c *fiber.Ctx, route string, browser bool, rel st
 		ID: newConnID(), Path: rel, Route: route, Params: params,
 		RawQuery: string(c.Request().URI().QueryString()), Header: requestHeader(c), Caller: caller(c, admin),
 	}
-	c.Locals(wsOpenLocal, open)
-	return fws.New(func(conn *fws.Conn) {
-		m.bridge(conn, rpc, conn.Locals(wsOpenLocal).(transport.WebSocketOpen))
+	// Open the module's side first: it accepts or rejects before the upgrade, so an
+	// authentication failure is a plain HTTP answer (e.g. 403 with a reason).
+	ctx, cancel := context.WithCancel(context.Background())
+	sock, err := rpc.OpenWebSocket(ctx, open)
+	if err != nil {
+		cancel()
+		return unavailable(c, err)
+	}
+	first, err := recvAnswer(ctx, sock, 30*time.Second)
+	if errors.Is(err, transport.ErrUnimplemented) {
+		cancel()
+		return fiber.ErrNotFound
+	}
+	if err != nil {
+		cancel()
+		m.kit.log.Warn("websocket not answered", "module", m.man.ID, "path", rel, "err", err)
+		return c.Status(fiber.StatusBadGateway).SendString("module did not answer the connection")
+	}
+	if first.Kind == transport.Reject {
+		cancel()
+		status := first.Code
+		if status < 400 || status > 599 {
+			status = fiber.StatusForbidden
+		}
+		return c.Status(status).SendString(first.Reason)
+	}
+	c.Locals(wsOpenLocal, &pendingSocket{open: open, sock: sock, ctx: ctx, cancel: cancel})
+	upgraded := false
+	defer func() {
+		if !upgraded {
+			cancel()
+		}
+	}()
+	err = fws.New(func(conn *fws.Conn) {
+		p := conn.Locals(wsOpenLocal).(*pendingSocket)
+		m.bridge(conn, p)
 	}, fws.Config{ReadBufferSize: 32 << 10, WriteBufferSize: 32 << 10, RecoverHandler: func(*fws.Conn) {
 		if r := recover(); r != nil {
 			m.kit.log.Error("websocket bridge panic", "module", m.man.ID, "panic", r)
 		}
 	}})(c)
+	upgraded = err == nil
+	return err
+}
+
+// pendingSocket carries the module's accepted stream into the upgraded handler.
+type pendingSocket struct {
+	open   transport.WebSocketOpen
+	sock   transport.ClientSocket
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// recvAnswer waits for the module's accept or reject.
+func recvAnswer(ctx context.Context, sock transport.ClientSocket, timeout time.Duration) (transport.Message, error) {
+	type res struct {
+		m   transport.Message
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		m, err := sock.Recv()
+		ch <- res{m, err}
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return transport.Message{}, r.err
+		}
+		if r.m.Kind != transport.Accept && r.m.Kind != transport.Reject {
+			return transport.Message{}, errors.New("module sent data before accepting the connection")
+		}
+		return r.m, nil
+	case <-t.C:
+		return transport.Message{}, errors.New("timed out")
+	case <-ctx.Done():
+		return transport.Message{}, ctx.Err()
+	}
 }
 
 // originAllowed accepts a browser's Origin when it is this request's own host or one
@@ -140,14 +212,9 @@ func (s *sockets) closeAll(code int, reason string) {
 	}
 }
 
-func (m *module) bridge(conn *fws.Conn, rpc *transport.Client, open transport.WebSocketOpen) {
-	ctx, cancel := context.WithCancel(context.Background())
+func (m *module) bridge(conn *fws.Conn, p *pendingSocket) {
+	ctx, cancel, sock, open := p.ctx, p.cancel, p.sock, p.open
 	defer cancel()
-	sock, err := rpc.OpenWebSocket(ctx, open)
-	if err != nil {
-		writeClose(conn, websocket.CloseInternalServerErr, "module unavailable")
-		return
-	}
 	lc := &liveConn{route: open.Route, out: make(chan transport.Message, outQueue), done: make(chan struct{})}
 	kicked := make(chan transport.Message, 1)
 	lc.kick = func(code int, reason string) {

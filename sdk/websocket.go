@@ -51,8 +51,41 @@ type Conn struct {
 	open transport.WebSocketOpen
 	sock transport.Socket
 
-	wmu    sync.Mutex // one writer at a time on the stream
-	closed bool
+	wmu      sync.Mutex // one writer at a time on the stream
+	closed   bool
+	answered bool // accept or reject sent
+}
+
+// Accept completes the upgrade. Reading or writing accepts implicitly; call it
+// explicitly before a long wait so the client is not left hanging at the upgrade.
+func (c *Conn) Accept() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.acceptLocked()
+}
+
+func (c *Conn) acceptLocked() error {
+	if c.answered {
+		return nil
+	}
+	c.answered = true
+	return c.sock.Send(transport.Message{Kind: transport.Accept})
+}
+
+// ErrAlreadyAccepted is returned by Reject after the connection was accepted.
+var ErrAlreadyAccepted = errors.New("websocket already accepted")
+
+// Reject refuses the connection before the upgrade: the client receives a plain HTTP
+// response with status (e.g. 403) and reason as its body. The handler should return
+// after it.
+func (c *Conn) Reject(status int, reason string) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.answered {
+		return ErrAlreadyAccepted
+	}
+	c.answered, c.closed = true, true
+	return c.sock.Send(transport.Message{Kind: transport.Reject, Code: status, Reason: reason})
 }
 
 // ID identifies the connection within the host.
@@ -79,6 +112,9 @@ func (c *Conn) Caller() Caller { return Caller(c.open.Caller) }
 // ReadMessage waits for the next data message. It returns a *CloseError when the
 // peer closed, and io.EOF when the host went away.
 func (c *Conn) ReadMessage() (MessageType, []byte, error) {
+	if err := c.Accept(); err != nil {
+		return 0, nil, err
+	}
 	for {
 		m, err := c.sock.Recv()
 		if err != nil {
@@ -111,6 +147,9 @@ func (c *Conn) Close(code int, reason string) error {
 	if c.closed {
 		return nil
 	}
+	if err := c.acceptLocked(); err != nil {
+		return err
+	}
 	c.closed = true
 	return c.sock.Send(transport.Message{Kind: transport.Close, Code: code, Reason: reason})
 }
@@ -120,6 +159,9 @@ func (c *Conn) send(m transport.Message) error {
 	defer c.wmu.Unlock()
 	if c.closed {
 		return &CloseError{Code: CloseNormal, Reason: "connection closed"}
+	}
+	if err := c.acceptLocked(); err != nil {
+		return err
 	}
 	return c.sock.Send(m)
 }

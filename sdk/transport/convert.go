@@ -49,6 +49,10 @@ func messageToPB(m Message) *pb.WebSocketFrame {
 		return &pb.WebSocketFrame{Frame: &pb.WebSocketFrame_Ping{Ping: m.Data}}
 	case Pong:
 		return &pb.WebSocketFrame{Frame: &pb.WebSocketFrame_Pong{Pong: m.Data}}
+	case Accept:
+		return &pb.WebSocketFrame{Frame: &pb.WebSocketFrame_Accept{Accept: true}}
+	case Reject:
+		return &pb.WebSocketFrame{Frame: &pb.WebSocketFrame_Reject{Reject: &pb.WebSocketReject{Status: int32(m.Code), Reason: m.Reason}}}
 	}
 	return nil
 }
@@ -67,6 +71,10 @@ func messageFromPB(f *pb.WebSocketFrame) (Message, bool) {
 		return Message{Kind: Ping, Data: x.Ping}, true
 	case *pb.WebSocketFrame_Pong:
 		return Message{Kind: Pong, Data: x.Pong}, true
+	case *pb.WebSocketFrame_Accept:
+		return Message{Kind: Accept}, true
+	case *pb.WebSocketFrame_Reject:
+		return Message{Kind: Reject, Code: int(x.Reject.GetStatus()), Reason: x.Reject.GetReason()}, true
 	}
 	return Message{}, false
 }

@@ -107,6 +107,10 @@ const (
 	Close
 	Ping
 	Pong
+	// Accept (module → host, first) lets the host upgrade the connection.
+	Accept
+	// Reject (module → host, first) refuses it: Code is the HTTP status, Reason the body.
+	Reject
 )
 
 // Message is one WebSocket frame passed between host and module.

@@ -986,6 +986,62 @@ func (x *WebSocketClose) GetReason() string {
 	return ""
 }
 
+// WebSocketReject refuses a connection before the upgrade: the client gets a plain
+// HTTP response with this status and reason.
+type WebSocketReject struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Status        int32                  `protobuf:"varint,1,opt,name=status,proto3" json:"status,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WebSocketReject) Reset() {
+	*x = WebSocketReject{}
+	mi := &file_plugin_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebSocketReject) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebSocketReject) ProtoMessage() {}
+
+func (x *WebSocketReject) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebSocketReject.ProtoReflect.Descriptor instead.
+func (*WebSocketReject) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *WebSocketReject) GetStatus() int32 {
+	if x != nil {
+		return x.Status
+	}
+	return 0
+}
+
+func (x *WebSocketReject) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// WebSocketFrame is one frame of a connection. The host sends open first; the module
+// answers accept (the host then upgrades) or reject, before anything else.
 type WebSocketFrame struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Frame:
@@ -995,6 +1051,8 @@ type WebSocketFrame struct {
 	//	*WebSocketFrame_Close
 	//	*WebSocketFrame_Ping
 	//	*WebSocketFrame_Pong
+	//	*WebSocketFrame_Accept
+	//	*WebSocketFrame_Reject
 	Frame         isWebSocketFrame_Frame `protobuf_oneof:"frame"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1002,7 +1060,7 @@ type WebSocketFrame struct {
 
 func (x *WebSocketFrame) Reset() {
 	*x = WebSocketFrame{}
-	mi := &file_plugin_proto_msgTypes[14]
+	mi := &file_plugin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1014,7 +1072,7 @@ func (x *WebSocketFrame) String() string {
 func (*WebSocketFrame) ProtoMessage() {}
 
 func (x *WebSocketFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[14]
+	mi := &file_plugin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1027,7 +1085,7 @@ func (x *WebSocketFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebSocketFrame.ProtoReflect.Descriptor instead.
 func (*WebSocketFrame) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{14}
+	return file_plugin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WebSocketFrame) GetFrame() isWebSocketFrame_Frame {
@@ -1082,6 +1140,24 @@ func (x *WebSocketFrame) GetPong() []byte {
 	return nil
 }
 
+func (x *WebSocketFrame) GetAccept() bool {
+	if x != nil {
+		if x, ok := x.Frame.(*WebSocketFrame_Accept); ok {
+			return x.Accept
+		}
+	}
+	return false
+}
+
+func (x *WebSocketFrame) GetReject() *WebSocketReject {
+	if x != nil {
+		if x, ok := x.Frame.(*WebSocketFrame_Reject); ok {
+			return x.Reject
+		}
+	}
+	return nil
+}
+
 type isWebSocketFrame_Frame interface {
 	isWebSocketFrame_Frame()
 }
@@ -1106,6 +1182,14 @@ type WebSocketFrame_Pong struct {
 	Pong []byte `protobuf:"bytes,5,opt,name=pong,proto3,oneof"`
 }
 
+type WebSocketFrame_Accept struct {
+	Accept bool `protobuf:"varint,6,opt,name=accept,proto3,oneof"`
+}
+
+type WebSocketFrame_Reject struct {
+	Reject *WebSocketReject `protobuf:"bytes,7,opt,name=reject,proto3,oneof"`
+}
+
 func (*WebSocketFrame_Open) isWebSocketFrame_Frame() {}
 
 func (*WebSocketFrame_Data) isWebSocketFrame_Frame() {}
@@ -1115,6 +1199,10 @@ func (*WebSocketFrame_Close) isWebSocketFrame_Frame() {}
 func (*WebSocketFrame_Ping) isWebSocketFrame_Frame() {}
 
 func (*WebSocketFrame_Pong) isWebSocketFrame_Frame() {}
+
+func (*WebSocketFrame_Accept) isWebSocketFrame_Frame() {}
+
+func (*WebSocketFrame_Reject) isWebSocketFrame_Frame() {}
 
 type CallRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -1128,7 +1216,7 @@ type CallRequest struct {
 
 func (x *CallRequest) Reset() {
 	*x = CallRequest{}
-	mi := &file_plugin_proto_msgTypes[15]
+	mi := &file_plugin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1140,7 +1228,7 @@ func (x *CallRequest) String() string {
 func (*CallRequest) ProtoMessage() {}
 
 func (x *CallRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[15]
+	mi := &file_plugin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1153,7 +1241,7 @@ func (x *CallRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallRequest.ProtoReflect.Descriptor instead.
 func (*CallRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{15}
+	return file_plugin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CallRequest) GetOperation() string {
@@ -1187,7 +1275,7 @@ type CallResponse struct {
 
 func (x *CallResponse) Reset() {
 	*x = CallResponse{}
-	mi := &file_plugin_proto_msgTypes[16]
+	mi := &file_plugin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1199,7 +1287,7 @@ func (x *CallResponse) String() string {
 func (*CallResponse) ProtoMessage() {}
 
 func (x *CallResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[16]
+	mi := &file_plugin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1212,7 +1300,7 @@ func (x *CallResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallResponse.ProtoReflect.Descriptor instead.
 func (*CallResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{16}
+	return file_plugin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CallResponse) GetPayload() []byte {
@@ -1230,7 +1318,7 @@ type GetSettingsRequest struct {
 
 func (x *GetSettingsRequest) Reset() {
 	*x = GetSettingsRequest{}
-	mi := &file_plugin_proto_msgTypes[17]
+	mi := &file_plugin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1242,7 +1330,7 @@ func (x *GetSettingsRequest) String() string {
 func (*GetSettingsRequest) ProtoMessage() {}
 
 func (x *GetSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[17]
+	mi := &file_plugin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1255,7 +1343,7 @@ func (x *GetSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSettingsRequest.ProtoReflect.Descriptor instead.
 func (*GetSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{17}
+	return file_plugin_proto_rawDescGZIP(), []int{18}
 }
 
 type GetSettingsResponse struct {
@@ -1268,7 +1356,7 @@ type GetSettingsResponse struct {
 
 func (x *GetSettingsResponse) Reset() {
 	*x = GetSettingsResponse{}
-	mi := &file_plugin_proto_msgTypes[18]
+	mi := &file_plugin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1280,7 +1368,7 @@ func (x *GetSettingsResponse) String() string {
 func (*GetSettingsResponse) ProtoMessage() {}
 
 func (x *GetSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[18]
+	mi := &file_plugin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1293,7 +1381,7 @@ func (x *GetSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSettingsResponse.ProtoReflect.Descriptor instead.
 func (*GetSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{18}
+	return file_plugin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetSettingsResponse) GetRevision() int64 {
@@ -1319,7 +1407,7 @@ type SetSettingsRequest struct {
 
 func (x *SetSettingsRequest) Reset() {
 	*x = SetSettingsRequest{}
-	mi := &file_plugin_proto_msgTypes[19]
+	mi := &file_plugin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1331,7 +1419,7 @@ func (x *SetSettingsRequest) String() string {
 func (*SetSettingsRequest) ProtoMessage() {}
 
 func (x *SetSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[19]
+	mi := &file_plugin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1344,7 +1432,7 @@ func (x *SetSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSettingsRequest.ProtoReflect.Descriptor instead.
 func (*SetSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{19}
+	return file_plugin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SetSettingsRequest) GetSettings() map[string]string {
@@ -1362,7 +1450,7 @@ type SetSettingsResponse struct {
 
 func (x *SetSettingsResponse) Reset() {
 	*x = SetSettingsResponse{}
-	mi := &file_plugin_proto_msgTypes[20]
+	mi := &file_plugin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1374,7 +1462,7 @@ func (x *SetSettingsResponse) String() string {
 func (*SetSettingsResponse) ProtoMessage() {}
 
 func (x *SetSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[20]
+	mi := &file_plugin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1387,7 +1475,7 @@ func (x *SetSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSettingsResponse.ProtoReflect.Descriptor instead.
 func (*SetSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{20}
+	return file_plugin_proto_rawDescGZIP(), []int{21}
 }
 
 type CallPluginRequest struct {
@@ -1401,7 +1489,7 @@ type CallPluginRequest struct {
 
 func (x *CallPluginRequest) Reset() {
 	*x = CallPluginRequest{}
-	mi := &file_plugin_proto_msgTypes[21]
+	mi := &file_plugin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1413,7 +1501,7 @@ func (x *CallPluginRequest) String() string {
 func (*CallPluginRequest) ProtoMessage() {}
 
 func (x *CallPluginRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[21]
+	mi := &file_plugin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1426,7 +1514,7 @@ func (x *CallPluginRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallPluginRequest.ProtoReflect.Descriptor instead.
 func (*CallPluginRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{21}
+	return file_plugin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CallPluginRequest) GetTarget() string {
@@ -1461,7 +1549,7 @@ type PublishRequest struct {
 
 func (x *PublishRequest) Reset() {
 	*x = PublishRequest{}
-	mi := &file_plugin_proto_msgTypes[22]
+	mi := &file_plugin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1473,7 +1561,7 @@ func (x *PublishRequest) String() string {
 func (*PublishRequest) ProtoMessage() {}
 
 func (x *PublishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[22]
+	mi := &file_plugin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1486,7 +1574,7 @@ func (x *PublishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
 func (*PublishRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{22}
+	return file_plugin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PublishRequest) GetRoute() string {
@@ -1512,7 +1600,7 @@ type PublishResponse struct {
 
 func (x *PublishResponse) Reset() {
 	*x = PublishResponse{}
-	mi := &file_plugin_proto_msgTypes[23]
+	mi := &file_plugin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1524,7 +1612,7 @@ func (x *PublishResponse) String() string {
 func (*PublishResponse) ProtoMessage() {}
 
 func (x *PublishResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[23]
+	mi := &file_plugin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1537,7 +1625,7 @@ func (x *PublishResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishResponse.ProtoReflect.Descriptor instead.
 func (*PublishResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{23}
+	return file_plugin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PublishResponse) GetDelivered() int32 {
@@ -1559,7 +1647,7 @@ type AuditRequest struct {
 
 func (x *AuditRequest) Reset() {
 	*x = AuditRequest{}
-	mi := &file_plugin_proto_msgTypes[24]
+	mi := &file_plugin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1571,7 +1659,7 @@ func (x *AuditRequest) String() string {
 func (*AuditRequest) ProtoMessage() {}
 
 func (x *AuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[24]
+	mi := &file_plugin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1584,7 +1672,7 @@ func (x *AuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRequest.ProtoReflect.Descriptor instead.
 func (*AuditRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{24}
+	return file_plugin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AuditRequest) GetAction() string {
@@ -1616,7 +1704,7 @@ type AuditResponse struct {
 
 func (x *AuditResponse) Reset() {
 	*x = AuditResponse{}
-	mi := &file_plugin_proto_msgTypes[25]
+	mi := &file_plugin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1628,7 +1716,7 @@ func (x *AuditResponse) String() string {
 func (*AuditResponse) ProtoMessage() {}
 
 func (x *AuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[25]
+	mi := &file_plugin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1641,7 +1729,7 @@ func (x *AuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditResponse.ProtoReflect.Descriptor instead.
 func (*AuditResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{25}
+	return file_plugin_proto_rawDescGZIP(), []int{26}
 }
 
 var File_plugin_proto protoreflect.FileDescriptor
@@ -1736,13 +1824,18 @@ const file_plugin_proto_rawDesc = "" +
 	"\apayload\x18\x02 \x01(\fR\apayload\"<\n" +
 	"\x0eWebSocketClose\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xf3\x01\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"A\n" +
+	"\x0fWebSocketReject\x12\x16\n" +
+	"\x06status\x18\x01 \x01(\x05R\x06status\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xcc\x02\n" +
 	"\x0eWebSocketFrame\x127\n" +
 	"\x04open\x18\x01 \x01(\v2!.fiberkit.plugin.v1.WebSocketOpenH\x00R\x04open\x127\n" +
 	"\x04data\x18\x02 \x01(\v2!.fiberkit.plugin.v1.WebSocketDataH\x00R\x04data\x12:\n" +
 	"\x05close\x18\x03 \x01(\v2\".fiberkit.plugin.v1.WebSocketCloseH\x00R\x05close\x12\x14\n" +
 	"\x04ping\x18\x04 \x01(\fH\x00R\x04ping\x12\x14\n" +
-	"\x04pong\x18\x05 \x01(\fH\x00R\x04pongB\a\n" +
+	"\x04pong\x18\x05 \x01(\fH\x00R\x04pong\x12\x18\n" +
+	"\x06accept\x18\x06 \x01(\bH\x00R\x06accept\x12=\n" +
+	"\x06reject\x18\a \x01(\v2#.fiberkit.plugin.v1.WebSocketRejectH\x00R\x06rejectB\a\n" +
 	"\x05frame\"y\n" +
 	"\vCallRequest\x12\x1c\n" +
 	"\toperation\x18\x01 \x01(\tR\toperation\x12\x18\n" +
@@ -1803,7 +1896,7 @@ func file_plugin_proto_rawDescGZIP() []byte {
 	return file_plugin_proto_rawDescData
 }
 
-var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_plugin_proto_goTypes = []any{
 	(*Caller)(nil),              // 0: fiberkit.plugin.v1.Caller
 	(*DescribeRequest)(nil),     // 1: fiberkit.plugin.v1.DescribeRequest
@@ -1819,75 +1912,77 @@ var file_plugin_proto_goTypes = []any{
 	(*WebSocketOpen)(nil),       // 11: fiberkit.plugin.v1.WebSocketOpen
 	(*WebSocketData)(nil),       // 12: fiberkit.plugin.v1.WebSocketData
 	(*WebSocketClose)(nil),      // 13: fiberkit.plugin.v1.WebSocketClose
-	(*WebSocketFrame)(nil),      // 14: fiberkit.plugin.v1.WebSocketFrame
-	(*CallRequest)(nil),         // 15: fiberkit.plugin.v1.CallRequest
-	(*CallResponse)(nil),        // 16: fiberkit.plugin.v1.CallResponse
-	(*GetSettingsRequest)(nil),  // 17: fiberkit.plugin.v1.GetSettingsRequest
-	(*GetSettingsResponse)(nil), // 18: fiberkit.plugin.v1.GetSettingsResponse
-	(*SetSettingsRequest)(nil),  // 19: fiberkit.plugin.v1.SetSettingsRequest
-	(*SetSettingsResponse)(nil), // 20: fiberkit.plugin.v1.SetSettingsResponse
-	(*CallPluginRequest)(nil),   // 21: fiberkit.plugin.v1.CallPluginRequest
-	(*PublishRequest)(nil),      // 22: fiberkit.plugin.v1.PublishRequest
-	(*PublishResponse)(nil),     // 23: fiberkit.plugin.v1.PublishResponse
-	(*AuditRequest)(nil),        // 24: fiberkit.plugin.v1.AuditRequest
-	(*AuditResponse)(nil),       // 25: fiberkit.plugin.v1.AuditResponse
-	nil,                         // 26: fiberkit.plugin.v1.ConfigureRequest.SettingsEntry
-	nil,                         // 27: fiberkit.plugin.v1.HTTPRequestHead.HeadersEntry
-	nil,                         // 28: fiberkit.plugin.v1.HTTPRequestHead.ParamsEntry
-	nil,                         // 29: fiberkit.plugin.v1.HTTPResponseHead.HeadersEntry
-	nil,                         // 30: fiberkit.plugin.v1.WebSocketOpen.ParamsEntry
-	nil,                         // 31: fiberkit.plugin.v1.WebSocketOpen.HeadersEntry
-	nil,                         // 32: fiberkit.plugin.v1.GetSettingsResponse.SettingsEntry
-	nil,                         // 33: fiberkit.plugin.v1.SetSettingsRequest.SettingsEntry
+	(*WebSocketReject)(nil),     // 14: fiberkit.plugin.v1.WebSocketReject
+	(*WebSocketFrame)(nil),      // 15: fiberkit.plugin.v1.WebSocketFrame
+	(*CallRequest)(nil),         // 16: fiberkit.plugin.v1.CallRequest
+	(*CallResponse)(nil),        // 17: fiberkit.plugin.v1.CallResponse
+	(*GetSettingsRequest)(nil),  // 18: fiberkit.plugin.v1.GetSettingsRequest
+	(*GetSettingsResponse)(nil), // 19: fiberkit.plugin.v1.GetSettingsResponse
+	(*SetSettingsRequest)(nil),  // 20: fiberkit.plugin.v1.SetSettingsRequest
+	(*SetSettingsResponse)(nil), // 21: fiberkit.plugin.v1.SetSettingsResponse
+	(*CallPluginRequest)(nil),   // 22: fiberkit.plugin.v1.CallPluginRequest
+	(*PublishRequest)(nil),      // 23: fiberkit.plugin.v1.PublishRequest
+	(*PublishResponse)(nil),     // 24: fiberkit.plugin.v1.PublishResponse
+	(*AuditRequest)(nil),        // 25: fiberkit.plugin.v1.AuditRequest
+	(*AuditResponse)(nil),       // 26: fiberkit.plugin.v1.AuditResponse
+	nil,                         // 27: fiberkit.plugin.v1.ConfigureRequest.SettingsEntry
+	nil,                         // 28: fiberkit.plugin.v1.HTTPRequestHead.HeadersEntry
+	nil,                         // 29: fiberkit.plugin.v1.HTTPRequestHead.ParamsEntry
+	nil,                         // 30: fiberkit.plugin.v1.HTTPResponseHead.HeadersEntry
+	nil,                         // 31: fiberkit.plugin.v1.WebSocketOpen.ParamsEntry
+	nil,                         // 32: fiberkit.plugin.v1.WebSocketOpen.HeadersEntry
+	nil,                         // 33: fiberkit.plugin.v1.GetSettingsResponse.SettingsEntry
+	nil,                         // 34: fiberkit.plugin.v1.SetSettingsRequest.SettingsEntry
 }
 var file_plugin_proto_depIdxs = []int32{
-	26, // 0: fiberkit.plugin.v1.ConfigureRequest.settings:type_name -> fiberkit.plugin.v1.ConfigureRequest.SettingsEntry
-	27, // 1: fiberkit.plugin.v1.HTTPRequestHead.headers:type_name -> fiberkit.plugin.v1.HTTPRequestHead.HeadersEntry
+	27, // 0: fiberkit.plugin.v1.ConfigureRequest.settings:type_name -> fiberkit.plugin.v1.ConfigureRequest.SettingsEntry
+	28, // 1: fiberkit.plugin.v1.HTTPRequestHead.headers:type_name -> fiberkit.plugin.v1.HTTPRequestHead.HeadersEntry
 	0,  // 2: fiberkit.plugin.v1.HTTPRequestHead.caller:type_name -> fiberkit.plugin.v1.Caller
-	28, // 3: fiberkit.plugin.v1.HTTPRequestHead.params:type_name -> fiberkit.plugin.v1.HTTPRequestHead.ParamsEntry
+	29, // 3: fiberkit.plugin.v1.HTTPRequestHead.params:type_name -> fiberkit.plugin.v1.HTTPRequestHead.ParamsEntry
 	6,  // 4: fiberkit.plugin.v1.HTTPRequestPart.head:type_name -> fiberkit.plugin.v1.HTTPRequestHead
 	7,  // 5: fiberkit.plugin.v1.HTTPRequestPart.body:type_name -> fiberkit.plugin.v1.BodyChunk
-	29, // 6: fiberkit.plugin.v1.HTTPResponseHead.headers:type_name -> fiberkit.plugin.v1.HTTPResponseHead.HeadersEntry
+	30, // 6: fiberkit.plugin.v1.HTTPResponseHead.headers:type_name -> fiberkit.plugin.v1.HTTPResponseHead.HeadersEntry
 	9,  // 7: fiberkit.plugin.v1.HTTPResponsePart.head:type_name -> fiberkit.plugin.v1.HTTPResponseHead
 	7,  // 8: fiberkit.plugin.v1.HTTPResponsePart.body:type_name -> fiberkit.plugin.v1.BodyChunk
-	30, // 9: fiberkit.plugin.v1.WebSocketOpen.params:type_name -> fiberkit.plugin.v1.WebSocketOpen.ParamsEntry
-	31, // 10: fiberkit.plugin.v1.WebSocketOpen.headers:type_name -> fiberkit.plugin.v1.WebSocketOpen.HeadersEntry
+	31, // 9: fiberkit.plugin.v1.WebSocketOpen.params:type_name -> fiberkit.plugin.v1.WebSocketOpen.ParamsEntry
+	32, // 10: fiberkit.plugin.v1.WebSocketOpen.headers:type_name -> fiberkit.plugin.v1.WebSocketOpen.HeadersEntry
 	0,  // 11: fiberkit.plugin.v1.WebSocketOpen.caller:type_name -> fiberkit.plugin.v1.Caller
 	11, // 12: fiberkit.plugin.v1.WebSocketFrame.open:type_name -> fiberkit.plugin.v1.WebSocketOpen
 	12, // 13: fiberkit.plugin.v1.WebSocketFrame.data:type_name -> fiberkit.plugin.v1.WebSocketData
 	13, // 14: fiberkit.plugin.v1.WebSocketFrame.close:type_name -> fiberkit.plugin.v1.WebSocketClose
-	0,  // 15: fiberkit.plugin.v1.CallRequest.caller:type_name -> fiberkit.plugin.v1.Caller
-	32, // 16: fiberkit.plugin.v1.GetSettingsResponse.settings:type_name -> fiberkit.plugin.v1.GetSettingsResponse.SettingsEntry
-	33, // 17: fiberkit.plugin.v1.SetSettingsRequest.settings:type_name -> fiberkit.plugin.v1.SetSettingsRequest.SettingsEntry
-	12, // 18: fiberkit.plugin.v1.PublishRequest.data:type_name -> fiberkit.plugin.v1.WebSocketData
-	5,  // 19: fiberkit.plugin.v1.HTTPRequestHead.HeadersEntry.value:type_name -> fiberkit.plugin.v1.Values
-	5,  // 20: fiberkit.plugin.v1.HTTPResponseHead.HeadersEntry.value:type_name -> fiberkit.plugin.v1.Values
-	5,  // 21: fiberkit.plugin.v1.WebSocketOpen.HeadersEntry.value:type_name -> fiberkit.plugin.v1.Values
-	1,  // 22: fiberkit.plugin.v1.Plugin.Describe:input_type -> fiberkit.plugin.v1.DescribeRequest
-	3,  // 23: fiberkit.plugin.v1.Plugin.Configure:input_type -> fiberkit.plugin.v1.ConfigureRequest
-	8,  // 24: fiberkit.plugin.v1.Plugin.ServeHTTP:input_type -> fiberkit.plugin.v1.HTTPRequestPart
-	14, // 25: fiberkit.plugin.v1.Plugin.ServeWebSocket:input_type -> fiberkit.plugin.v1.WebSocketFrame
-	15, // 26: fiberkit.plugin.v1.Plugin.Call:input_type -> fiberkit.plugin.v1.CallRequest
-	17, // 27: fiberkit.plugin.v1.Host.GetSettings:input_type -> fiberkit.plugin.v1.GetSettingsRequest
-	19, // 28: fiberkit.plugin.v1.Host.SetSettings:input_type -> fiberkit.plugin.v1.SetSettingsRequest
-	21, // 29: fiberkit.plugin.v1.Host.CallPlugin:input_type -> fiberkit.plugin.v1.CallPluginRequest
-	22, // 30: fiberkit.plugin.v1.Host.Publish:input_type -> fiberkit.plugin.v1.PublishRequest
-	24, // 31: fiberkit.plugin.v1.Host.Audit:input_type -> fiberkit.plugin.v1.AuditRequest
-	2,  // 32: fiberkit.plugin.v1.Plugin.Describe:output_type -> fiberkit.plugin.v1.DescribeResponse
-	4,  // 33: fiberkit.plugin.v1.Plugin.Configure:output_type -> fiberkit.plugin.v1.ConfigureResponse
-	10, // 34: fiberkit.plugin.v1.Plugin.ServeHTTP:output_type -> fiberkit.plugin.v1.HTTPResponsePart
-	14, // 35: fiberkit.plugin.v1.Plugin.ServeWebSocket:output_type -> fiberkit.plugin.v1.WebSocketFrame
-	16, // 36: fiberkit.plugin.v1.Plugin.Call:output_type -> fiberkit.plugin.v1.CallResponse
-	18, // 37: fiberkit.plugin.v1.Host.GetSettings:output_type -> fiberkit.plugin.v1.GetSettingsResponse
-	20, // 38: fiberkit.plugin.v1.Host.SetSettings:output_type -> fiberkit.plugin.v1.SetSettingsResponse
-	16, // 39: fiberkit.plugin.v1.Host.CallPlugin:output_type -> fiberkit.plugin.v1.CallResponse
-	23, // 40: fiberkit.plugin.v1.Host.Publish:output_type -> fiberkit.plugin.v1.PublishResponse
-	25, // 41: fiberkit.plugin.v1.Host.Audit:output_type -> fiberkit.plugin.v1.AuditResponse
-	32, // [32:42] is the sub-list for method output_type
-	22, // [22:32] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	14, // 15: fiberkit.plugin.v1.WebSocketFrame.reject:type_name -> fiberkit.plugin.v1.WebSocketReject
+	0,  // 16: fiberkit.plugin.v1.CallRequest.caller:type_name -> fiberkit.plugin.v1.Caller
+	33, // 17: fiberkit.plugin.v1.GetSettingsResponse.settings:type_name -> fiberkit.plugin.v1.GetSettingsResponse.SettingsEntry
+	34, // 18: fiberkit.plugin.v1.SetSettingsRequest.settings:type_name -> fiberkit.plugin.v1.SetSettingsRequest.SettingsEntry
+	12, // 19: fiberkit.plugin.v1.PublishRequest.data:type_name -> fiberkit.plugin.v1.WebSocketData
+	5,  // 20: fiberkit.plugin.v1.HTTPRequestHead.HeadersEntry.value:type_name -> fiberkit.plugin.v1.Values
+	5,  // 21: fiberkit.plugin.v1.HTTPResponseHead.HeadersEntry.value:type_name -> fiberkit.plugin.v1.Values
+	5,  // 22: fiberkit.plugin.v1.WebSocketOpen.HeadersEntry.value:type_name -> fiberkit.plugin.v1.Values
+	1,  // 23: fiberkit.plugin.v1.Plugin.Describe:input_type -> fiberkit.plugin.v1.DescribeRequest
+	3,  // 24: fiberkit.plugin.v1.Plugin.Configure:input_type -> fiberkit.plugin.v1.ConfigureRequest
+	8,  // 25: fiberkit.plugin.v1.Plugin.ServeHTTP:input_type -> fiberkit.plugin.v1.HTTPRequestPart
+	15, // 26: fiberkit.plugin.v1.Plugin.ServeWebSocket:input_type -> fiberkit.plugin.v1.WebSocketFrame
+	16, // 27: fiberkit.plugin.v1.Plugin.Call:input_type -> fiberkit.plugin.v1.CallRequest
+	18, // 28: fiberkit.plugin.v1.Host.GetSettings:input_type -> fiberkit.plugin.v1.GetSettingsRequest
+	20, // 29: fiberkit.plugin.v1.Host.SetSettings:input_type -> fiberkit.plugin.v1.SetSettingsRequest
+	22, // 30: fiberkit.plugin.v1.Host.CallPlugin:input_type -> fiberkit.plugin.v1.CallPluginRequest
+	23, // 31: fiberkit.plugin.v1.Host.Publish:input_type -> fiberkit.plugin.v1.PublishRequest
+	25, // 32: fiberkit.plugin.v1.Host.Audit:input_type -> fiberkit.plugin.v1.AuditRequest
+	2,  // 33: fiberkit.plugin.v1.Plugin.Describe:output_type -> fiberkit.plugin.v1.DescribeResponse
+	4,  // 34: fiberkit.plugin.v1.Plugin.Configure:output_type -> fiberkit.plugin.v1.ConfigureResponse
+	10, // 35: fiberkit.plugin.v1.Plugin.ServeHTTP:output_type -> fiberkit.plugin.v1.HTTPResponsePart
+	15, // 36: fiberkit.plugin.v1.Plugin.ServeWebSocket:output_type -> fiberkit.plugin.v1.WebSocketFrame
+	17, // 37: fiberkit.plugin.v1.Plugin.Call:output_type -> fiberkit.plugin.v1.CallResponse
+	19, // 38: fiberkit.plugin.v1.Host.GetSettings:output_type -> fiberkit.plugin.v1.GetSettingsResponse
+	21, // 39: fiberkit.plugin.v1.Host.SetSettings:output_type -> fiberkit.plugin.v1.SetSettingsResponse
+	17, // 40: fiberkit.plugin.v1.Host.CallPlugin:output_type -> fiberkit.plugin.v1.CallResponse
+	24, // 41: fiberkit.plugin.v1.Host.Publish:output_type -> fiberkit.plugin.v1.PublishResponse
+	26, // 42: fiberkit.plugin.v1.Host.Audit:output_type -> fiberkit.plugin.v1.AuditResponse
+	33, // [33:43] is the sub-list for method output_type
+	23, // [23:33] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_plugin_proto_init() }
@@ -1903,12 +1998,14 @@ func file_plugin_proto_init() {
 		(*HTTPResponsePart_Head)(nil),
 		(*HTTPResponsePart_Body)(nil),
 	}
-	file_plugin_proto_msgTypes[14].OneofWrappers = []any{
+	file_plugin_proto_msgTypes[15].OneofWrappers = []any{
 		(*WebSocketFrame_Open)(nil),
 		(*WebSocketFrame_Data)(nil),
 		(*WebSocketFrame_Close)(nil),
 		(*WebSocketFrame_Ping)(nil),
 		(*WebSocketFrame_Pong)(nil),
+		(*WebSocketFrame_Accept)(nil),
+		(*WebSocketFrame_Reject)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1916,7 +2013,7 @@ func file_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugin_proto_rawDesc), len(file_plugin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   34,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

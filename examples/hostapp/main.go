@@ -1,0 +1,99 @@
+// Command hostapp is a Fiber app that embeds the FiberKit host kit: its own home
+// page, the kit's admin pages behind HTTP basic auth, and the modules found in
+// ../plugins and the repository's top-level module.yaml (Sync).
+//
+//	make plugins && go run ./examples/hostapp
+//
+// Without DATABASE_URL it starts a throwaway PostgreSQL cluster from the installed
+// server binaries.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/basicauth"
+
+	"github.com/fiberkit/fiberkit/host"
+	"github.com/fiberkit/fiberkit/host/devpg"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8080", "listen address")
+	config := flag.String("config", "examples/hostapp/fiberkit.yaml", "FiberKit config file (module settings)")
+	flag.Parse()
+	if err := run(*addr, *config); err != nil {
+		fmt.Fprintln(os.Stderr, "hostapp:", err)
+		os.Exit(1)
+	}
+}
+
+func run(addr, config string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+
+	dbURL := os.Getenv("DATABASE_URL")
+	if dbURL == "" {
+		pg, err := devpg.Start(ctx, devpg.Options{})
+		if err != nil {
+			return err
+		}
+		defer pg.Stop()
+		if dbURL, err = pg.CreateDatabase(ctx, "hostapp"); err != nil {
+			return err
+		}
+		log.Info("started a throwaway PostgreSQL", "url", dbURL)
+	}
+
+	password := os.Getenv("ADMIN_PASSWORD")
+	if password == "" {
+		b := make([]byte, 9)
+		_, _ = rand.Read(b)
+		password = hex.EncodeToString(b)
+		log.Info("admin password generated (set ADMIN_PASSWORD to choose one)", "user", "admin", "password", password)
+	}
+
+	kit, err := host.New(ctx, host.Config{
+		DatabaseURL: dbURL,
+		ConfigFile:  config,
+		ModuleDirs:  []string{"examples/plugins", "."},
+		PublicURL:   "http://" + addr,
+		AdminAuth: basicauth.New(basicauth.Config{
+			Authorizer: func(user, pass string) bool {
+				return subtle.ConstantTimeCompare([]byte(user), []byte("admin"))&
+					subtle.ConstantTimeCompare([]byte(pass), []byte(password)) == 1
+			},
+			ContextUsername: host.UserLocal,
+		}),
+		Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer kit.Close()
+
+	app := fiber.New(host.FiberConfig())
+	app.Get("/", func(c *fiber.Ctx) error {
+		c.Type("html")
+		return c.SendString(`<!doctype html><title>Host app</title><h1>My app</h1>
+<p>This is the app's own page. The modules live under <a href="/fiberkit/hello/hello?name=you">/fiberkit/…</a>;
+their admin is at <a href="/admin/fiberkit/">/admin/fiberkit/</a> (user admin).</p>`)
+	})
+	kit.Mount(app)
+	go func() {
+		<-ctx.Done()
+		_ = app.Shutdown()
+	}()
+	log.Info("listening", "url", "http://"+addr, "admin", "http://"+addr+"/admin/fiberkit/")
+	return app.Listen(addr)
+}

@@ -1,0 +1,220 @@
+// Command testmodule is the module the host kit's tests load: it exercises every
+// capability of the protocol (streamed bodies both ways, server-sent events, headers,
+// panics, WebSockets with close codes and concurrent writers, operations, settings,
+// calls to other modules). It has no ID of its own, so a test can load it twice.
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/fiberkit/fiberkit/sdk"
+)
+
+type state struct {
+	mu        sync.Mutex
+	settings  sdk.Settings
+	revision  int64
+	host      *sdk.Host
+	lastClose string
+	gates     sync.Map // "gate/n" → chan closed when the test has seen SSE event n
+}
+
+func main() {
+	st := &state{}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "pong") })
+	mux.HandleFunc("POST /upload", func(w http.ResponseWriter, r *http.Request) {
+		h := sha256.New()
+		n, err := io.Copy(h, r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		writeJSON(w, map[string]any{"bytes": n, "sha256": hex.EncodeToString(h.Sum(nil))})
+	})
+	mux.HandleFunc("GET /download", func(w http.ResponseWriter, r *http.Request) {
+		size, _ := strconv.ParseInt(r.URL.Query().Get("size"), 10, 64)
+		w.Header().Set("Content-Type", "application/octet-stream")
+		buf := make([]byte, 64<<10)
+		for i := range buf {
+			buf[i] = byte(i % 251)
+		}
+		for size > 0 {
+			n := min(int64(len(buf)), size)
+			if _, err := w.Write(buf[:n]); err != nil {
+				return
+			}
+			size -= n
+		}
+	})
+	mux.HandleFunc("GET /sse", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Cache-Control", "no-cache")
+		f := w.(http.Flusher)
+		for i := 1; i <= 3; i++ {
+			fmt.Fprintf(w, "data: event %d\n\n", i)
+			f.Flush()
+			// Wait for the test to say it saw the event, so "arrives before the end"
+			// is shown by the protocol itself rather than by timing.
+			if i < 3 {
+				select {
+				case <-r.Context().Done():
+					return
+				case <-st.gate(r.URL.Query().Get("gate"), i):
+				}
+			}
+		}
+	})
+	mux.HandleFunc("POST /sse-gate", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		st.open(r.URL.Query().Get("gate"), n)
+	})
+	mux.HandleFunc("GET /headers", func(w http.ResponseWriter, r *http.Request) {
+		http.SetCookie(w, &http.Cookie{Name: "a", Value: "1", Path: "/"})
+		http.SetCookie(w, &http.Cookie{Name: "b", Value: "2", Path: "/"})
+		w.Header().Add("X-Multi", "one")
+		w.Header().Add("X-Multi", "two")
+		w.WriteHeader(http.StatusCreated)
+		writeJSON(w, map[string]any{"header": r.Header, "caller": sdk.CallerFrom(r.Context()), "remote": r.RemoteAddr})
+	})
+	mux.HandleFunc("GET /status/{code}", func(w http.ResponseWriter, r *http.Request) {
+		code, _ := strconv.Atoi(sdk.Param(r, "code"))
+		w.WriteHeader(code)
+		io.WriteString(w, "status "+sdk.Param(r, "code"))
+	})
+	mux.HandleFunc("GET /panic", func(w http.ResponseWriter, r *http.Request) { panic("boom") })
+	mux.HandleFunc("GET /settings", func(w http.ResponseWriter, r *http.Request) {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		writeJSON(w, map[string]any{"revision": st.revision, "settings": st.settings})
+	})
+	mux.HandleFunc("GET /lastclose", func(w http.ResponseWriter, r *http.Request) {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		io.WriteString(w, st.lastClose)
+	})
+	mux.HandleFunc("GET /admin-page", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, map[string]any{"caller": sdk.CallerFrom(r.Context()), "csrf": r.Header.Get("X-Csrf-Token")})
+	})
+
+	sdk.Serve(sdk.Module{
+		HTTP: mux,
+		WebSockets: map[string]sdk.WebSocketHandler{
+			"/ws":        st.echo,
+			"/ws-public": st.echo,
+			"/ws-reject": func(ctx context.Context, c *sdk.Conn) error {
+				return c.Reject(http.StatusForbidden, "no entry: "+c.Query().Get("why"))
+			},
+		},
+		Operations: sdk.Operations{
+			"whoami": sdk.Op(func(ctx context.Context, _ struct{}) (sdk.Caller, error) { return sdk.CallerFrom(ctx), nil }),
+			"call": sdk.Op(func(ctx context.Context, in struct{ Target, Op string }) (json.RawMessage, error) {
+				var out json.RawMessage
+				err := st.getHost().Call(ctx, in.Target, in.Op, struct{}{}, &out)
+				return out, err
+			}),
+			"set": sdk.Op(func(ctx context.Context, in map[string]string) (bool, error) {
+				return true, st.getHost().SetSettings(ctx, in)
+			}),
+		},
+		Configure: func(ctx context.Context, env *sdk.Env) error {
+			st.mu.Lock()
+			defer st.mu.Unlock()
+			st.settings, st.revision, st.host = env.Settings, env.Revision, env.Host
+			return nil
+		},
+	})
+}
+
+func (st *state) getHost() *sdk.Host {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.host
+}
+
+// echo echoes messages; a few text commands drive the tests.
+func (st *state) echo(ctx context.Context, c *sdk.Conn) error {
+	for {
+		t, data, err := c.ReadMessage()
+		if err != nil {
+			if ce, ok := err.(*sdk.CloseError); ok {
+				st.mu.Lock()
+				st.lastClose = fmt.Sprintf("%d %s", ce.Code, ce.Reason)
+				st.mu.Unlock()
+			}
+			return nil
+		}
+		msg := string(data)
+		switch {
+		case t == sdk.TextMessage && strings.HasPrefix(msg, "close:"):
+			// close:CODE:REASON
+			parts := strings.SplitN(msg, ":", 3)
+			code, _ := strconv.Atoi(parts[1])
+			return c.Close(code, parts[2])
+		case t == sdk.TextMessage && strings.HasPrefix(msg, "seq:"):
+			n, _ := strconv.Atoi(msg[4:])
+			for i := 0; i < n; i++ {
+				if err := c.WriteText(strconv.Itoa(i)); err != nil {
+					return nil
+				}
+			}
+		case t == sdk.TextMessage && strings.HasPrefix(msg, "concurrent:"):
+			// Several goroutines writing at once must be safe.
+			n, _ := strconv.Atoi(msg[len("concurrent:"):])
+			var wg sync.WaitGroup
+			for g := 0; g < 8; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; i < n; i++ {
+						_ = c.WriteText(fmt.Sprintf("g%d-%d", g, i))
+					}
+				}()
+			}
+			wg.Wait()
+			_ = c.WriteText("concurrent-done")
+		case t == sdk.TextMessage && strings.HasPrefix(msg, "flood:"):
+			// Send until the host stops taking messages; report nothing, the test
+			// watches the host's memory.
+			n, _ := strconv.Atoi(msg[len("flood:"):])
+			payload := strings.Repeat("x", 64<<10)
+			for i := 0; i < n; i++ {
+				if err := c.WriteText(payload); err != nil {
+					return nil
+				}
+			}
+		default:
+			if err := c.WriteMessage(t, data); err != nil {
+				return nil
+			}
+		}
+	}
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (st *state) gate(name string, n int) chan struct{} {
+	ch, _ := st.gates.LoadOrStore(fmt.Sprintf("%s/%d", name, n), make(chan struct{}))
+	return ch.(chan struct{})
+}
+
+func (st *state) open(name string, n int) {
+	ch := st.gate(name, n)
+	select {
+	case <-ch:
+	default:
+		close(ch)
+	}
+}
