@@ -205,12 +205,10 @@ func New(ctx context.Context, cfg Config) (*Kit, error) {
 	return k, nil
 }
 
-// checkFile refuses a config file naming modules the kit does not have.
+// checkFile refuses a config file naming modules, keys or values the kit does not know.
 func (k *Kit) checkFile(f *settings.File) error {
-	for _, id := range f.ModuleIDs() {
-		if _, ok := k.modules[id]; !ok {
-			return fmt.Errorf("host: config file %s: unknown module %q", k.cfg.ConfigFile, id)
-		}
+	if err := k.settings.CheckFile(f); err != nil {
+		return fmt.Errorf("host: %w", err)
 	}
 	return nil
 }

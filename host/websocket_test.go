@@ -2,8 +2,8 @@ package host_test
 
 import (
 	"errors"
-	"io"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strconv"

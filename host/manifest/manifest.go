@@ -1,0 +1,311 @@
+// Package manifest reads and validates a module's manifest, module.yaml: what the
+// module is, which binary runs it, its settings schema (which drives the admin form),
+// its routes, WebSocket endpoints and operations. See docs/manifest.md.
+package manifest
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Type is a setting's type.
+type Type string
+
+// The setting types.
+const (
+	Bool   Type = "bool"
+	Enum   Type = "enum"
+	String Type = "string"
+	Secret Type = "secret"
+	Number Type = "number"
+)
+
+// Manifest is a validated module.yaml.
+type Manifest struct {
+	ID             string      `yaml:"id"`
+	Name           string      `yaml:"name"`
+	Version        string      `yaml:"version"`
+	MinHostVersion string      `yaml:"min_host_version"`
+	Description    string      `yaml:"description"`
+	Executable     string      `yaml:"executable"`
+	Settings       []Setting   `yaml:"settings"`
+	Routes         []Route     `yaml:"routes"`
+	WebSockets     []WebSocket `yaml:"websockets"`
+	Operations     []Operation `yaml:"operations"`
+	File           string      `yaml:"-"` // the manifest's path
+	Dir            string      `yaml:"-"` // its directory; Executable is made absolute against it
+}
+
+// Setting is one entry of the settings schema.
+type Setting struct {
+	Key      string   `yaml:"key"`
+	Name     string   `yaml:"name"`
+	Type     Type     `yaml:"type"`
+	Default  string   `yaml:"default"`
+	Options  []string `yaml:"options"`
+	Help     string   `yaml:"help"`
+	Required bool     `yaml:"required"`
+}
+
+// Route is an HTTP route, relative to the module's mount prefix.
+type Route struct {
+	Path    string   `yaml:"path"`
+	Methods []string `yaml:"methods"` // empty = any method
+	Admin   bool     `yaml:"admin"`   // behind the host's admin auth, under the admin prefix
+}
+
+// WebSocket is a WebSocket endpoint, relative to the module's mount prefix.
+type WebSocket struct {
+	Path    string `yaml:"path"`
+	Browser bool   `yaml:"browser"` // opened by browsers: Origin is checked
+	Admin   bool   `yaml:"admin"`
+}
+
+// Operation is a named operation the module answers.
+type Operation struct {
+	Name string `yaml:"name"`
+	Help string `yaml:"help"`
+}
+
+// Error lists every problem found in one manifest.
+type Error struct {
+	File     string
+	Problems []string // "field: problem"
+}
+
+func (e *Error) Error() string {
+	return e.File + ": " + strings.Join(e.Problems, "; "+e.File+": ")
+}
+
+// Load reads and validates the manifest at path for a host of version hostVersion.
+func Load(path, hostVersion string) (*Manifest, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("manifest path %s: %w", path, err)
+	}
+	return Parse(data, path, filepath.Dir(abs), hostVersion)
+}
+
+var (
+	idPattern     = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+	keyPattern    = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
+	semverPattern = regexp.MustCompile(`^(\d+)\.(\d+)\.(\d+)(?:[-+][0-9A-Za-z.-]+)?$`)
+	opPattern     = regexp.MustCompile(`^[a-z][a-z0-9_.:-]{0,62}$`)
+)
+
+// Parse validates manifest data read from file; dir resolves a relative executable.
+func Parse(data []byte, file, dir, hostVersion string) (*Manifest, error) {
+	var m Manifest
+	dec := yaml.NewDecoder(strings.NewReader(string(data)))
+	dec.KnownFields(true)
+	if err := dec.Decode(&m); err != nil {
+		return nil, &Error{File: file, Problems: []string{"yaml: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+	}
+	m.File, m.Dir = file, dir
+	var p []string
+	bad := func(field, format string, args ...any) { p = append(p, field+": "+fmt.Sprintf(format, args...)) }
+
+	if !idPattern.MatchString(m.ID) {
+		bad("id", "%q is not a valid id (lower-case letters, digits, '-' and '_', starting with a letter)", m.ID)
+	}
+	if m.Name == "" {
+		m.Name = m.ID
+	}
+	if !semverPattern.MatchString(m.Version) {
+		bad("version", "%q is not a semantic version (like 1.2.3)", m.Version)
+	}
+	if m.MinHostVersion != "" {
+		if !semverPattern.MatchString(m.MinHostVersion) {
+			bad("min_host_version", "%q is not a semantic version", m.MinHostVersion)
+		} else if hostVersion != "" && compareSemver(m.MinHostVersion, hostVersion) > 0 {
+			bad("min_host_version", "module needs host %s or newer, this host is %s", m.MinHostVersion, hostVersion)
+		}
+	}
+	switch {
+	case m.Executable == "":
+		bad("executable", "missing")
+	default:
+		if !filepath.IsAbs(m.Executable) {
+			m.Executable = filepath.Join(dir, m.Executable)
+		}
+		st, err := os.Stat(m.Executable)
+		switch {
+		case err != nil:
+			bad("executable", "%s: not found", m.Executable)
+		case st.IsDir() || st.Mode()&0o111 == 0:
+			bad("executable", "%s: not an executable file", m.Executable)
+		}
+	}
+
+	keys := map[string]bool{}
+	hasEnabled := false
+	for i := range m.Settings {
+		s := &m.Settings[i]
+		f := fmt.Sprintf("settings[%d]", i)
+		if !keyPattern.MatchString(s.Key) {
+			bad(f+".key", "%q is not a valid key", s.Key)
+		}
+		if keys[s.Key] {
+			bad(f+".key", "duplicate key %q", s.Key)
+		}
+		keys[s.Key] = true
+		switch s.Type {
+		case Bool, String, Secret, Number:
+			if len(s.Options) > 0 {
+				bad(f+".options", "only enum settings have options")
+			}
+		case Enum:
+			if len(s.Options) == 0 {
+				bad(f+".options", "an enum needs options")
+			}
+		default:
+			bad(f+".type", "unknown type %q (want bool|enum|string|secret|number)", s.Type)
+			continue
+		}
+		if s.Type == Secret && s.Default != "" {
+			bad(f+".default", "a secret cannot have a default")
+		}
+		if s.Default != "" {
+			norm, err := s.Normalize(s.Default)
+			if err != nil {
+				bad(f+".default", "%v", err)
+			} else {
+				s.Default = norm
+			}
+		}
+		if s.Type == Bool && s.Default == "" {
+			s.Default = "false"
+		}
+		if s.Key == "enabled" {
+			hasEnabled = true
+			if s.Type != Bool {
+				bad(f+".type", "the enabled setting must be bool")
+			}
+		}
+	}
+	if !hasEnabled {
+		m.Settings = append([]Setting{{Key: "enabled", Name: "Enabled", Type: Bool, Default: "false", Help: "Turns the module on or off."}}, m.Settings...)
+	}
+
+	routes := map[string]bool{}
+	for i, r := range m.Routes {
+		f := fmt.Sprintf("routes[%d]", i)
+		if !strings.HasPrefix(r.Path, "/") {
+			bad(f+".path", "%q must start with /", r.Path)
+		}
+		methods := r.Methods
+		if len(methods) == 0 {
+			methods = []string{"*"}
+		}
+		for _, meth := range methods {
+			meth = strings.ToUpper(meth)
+			k := fmt.Sprintf("%t %s %s", r.Admin, meth, r.Path)
+			if routes[k] || (meth != "*" && routes[fmt.Sprintf("%t * %s", r.Admin, r.Path)]) {
+				bad(f, "duplicate route %s %s", meth, r.Path)
+			}
+			routes[k] = true
+		}
+	}
+	ws := map[string]bool{}
+	for i, w := range m.WebSockets {
+		f := fmt.Sprintf("websockets[%d]", i)
+		if !strings.HasPrefix(w.Path, "/") {
+			bad(f+".path", "%q must start with /", w.Path)
+		}
+		k := fmt.Sprintf("%t %s", w.Admin, w.Path)
+		if ws[k] {
+			bad(f+".path", "duplicate websocket %s", w.Path)
+		}
+		ws[k] = true
+	}
+	ops := map[string]bool{}
+	for i, o := range m.Operations {
+		f := fmt.Sprintf("operations[%d]", i)
+		if !opPattern.MatchString(o.Name) {
+			bad(f+".name", "%q is not a valid operation name", o.Name)
+		}
+		if ops[o.Name] {
+			bad(f+".name", "duplicate operation %q", o.Name)
+		}
+		ops[o.Name] = true
+	}
+	if len(p) > 0 {
+		return nil, &Error{File: file, Problems: p}
+	}
+	return &m, nil
+}
+
+// Setting returns the schema entry for key.
+func (m *Manifest) Setting(key string) (Setting, bool) {
+	for _, s := range m.Settings {
+		if s.Key == key {
+			return s, true
+		}
+	}
+	return Setting{}, false
+}
+
+// ErrInvalidValue is wrapped by Normalize's errors.
+var ErrInvalidValue = errors.New("invalid value")
+
+// Normalize checks v against the setting's type and returns its canonical form:
+// bools as "true"/"false", numbers as parsed, enums as one of the options.
+func (s Setting) Normalize(v string) (string, error) {
+	switch s.Type {
+	case Bool:
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return "", fmt.Errorf("%w: %q is not true or false", ErrInvalidValue, v)
+		}
+		return strconv.FormatBool(b), nil
+	case Number:
+		v = strings.TrimSpace(v)
+		if v == "" && !s.Required {
+			return "", nil
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return "", fmt.Errorf("%w: %q is not a number", ErrInvalidValue, v)
+		}
+		return strconv.FormatFloat(f, 'f', -1, 64), nil
+	case Enum:
+		for _, o := range s.Options {
+			if o == v {
+				return v, nil
+			}
+		}
+		return "", fmt.Errorf("%w: %q is not one of %s", ErrInvalidValue, v, strings.Join(s.Options, ", "))
+	case String, Secret:
+		if s.Required && v == "" {
+			return "", fmt.Errorf("%w: required", ErrInvalidValue)
+		}
+		return v, nil
+	}
+	return "", fmt.Errorf("%w: unknown type %q", ErrInvalidValue, s.Type)
+}
+
+func compareSemver(a, b string) int {
+	pa, pb := semverPattern.FindStringSubmatch(a), semverPattern.FindStringSubmatch(b)
+	for i := 1; i <= 3; i++ {
+		x, _ := strconv.Atoi(pa[i])
+		y, _ := strconv.Atoi(pb[i])
+		if x != y {
+			if x < y {
+				return -1
+			}
+			return 1
+		}
+	}
+	return 0
+}
