@@ -192,7 +192,7 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	}
 	_ = os.MkdirAll(dir, 0o755)
 	var png []byte
-	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&png, 90)); err != nil {
+	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&png, 100)); err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
@@ -230,9 +230,9 @@ func TestAdminPagesInBrowser(t *testing.T) {
 	err = chromedp.Run(ctx,
 		chromedp.Navigate(s.url+"/admin/fiberkit/modules/tm"),
 		chromedp.WaitVisible(`#in-greeting`, chromedp.ByQuery),
-		chromedp.SetValue(`#in-greeting`, "", chromedp.ByQuery),
+		chromedp.Evaluate(`document.querySelector('#in-greeting').value = ''`, nil),
 		chromedp.SendKeys(`#in-greeting`, "bonjour", chromedp.ByQuery),
-		chromedp.SetValue(`#in-mode`, "b", chromedp.ByQuery),
+		chromedp.Evaluate(`document.querySelector('#in-mode').value = 'b'`, nil),
 		chromedp.Submit(`form.settings`, chromedp.ByQuery),
 		chromedp.WaitVisible(`.flash`, chromedp.ByQuery),
 		chromedp.Text(`.flash`, &flash, chromedp.ByQuery),

@@ -253,6 +253,7 @@ func TestPluginCallsAnotherThroughTheHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	seen = sdk.Caller{}
 	_ = json.Unmarshal(out, &seen)
 	if seen.User != "alice" || seen.Plugin != "" {
 		t.Fatalf("direct call seen as %+v", seen)
