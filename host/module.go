@@ -261,6 +261,7 @@ func (m *module) start(ctx context.Context) (*proc, error) {
 		AutoMTLS:         true,
 		Logger:           newPluginLogger(m.kit.log, m.man.ID),
 		StartTimeout:     30 * time.Second,
+		GRPCDialOptions:  transport.DialOptions(),
 	})
 	proto, err := client.Client()
 	if err != nil {

@@ -56,7 +56,7 @@ func Serve(m Module) {
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  transport.Handshake(),
 		VersionedPlugins: transport.ServerPlugins(newAdapter(m)),
-		GRPCServer:       plugin.DefaultGRPCServer,
+		GRPCServer:       transport.NewServer,
 	})
 }
 

@@ -33,7 +33,7 @@ func (c *Client) Describe(ctx context.Context) (Description, error) {
 func (c *Client) ServeHost(svc HostService) uint32 {
 	id := c.broker.NextId()
 	go c.broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
-		s := grpc.NewServer(opts...)
+		s := NewServer(opts)
 		pb.RegisterHostServer(s, &hostServer{svc: svc})
 		return s
 	})
@@ -131,8 +131,8 @@ func sendBody(stream pb.Plugin_ServeHTTPClient, body io.Reader) error {
 		for {
 			n, err := body.Read(buf)
 			if n > 0 {
-				data := append([]byte(nil), buf[:n]...)
-				if stream.Send(&pb.HTTPRequestPart{Part: &pb.HTTPRequestPart_Body{Body: &pb.BodyChunk{Data: data}}}) != nil {
+				// Send encodes the message before returning, so buf can be reused.
+				if stream.Send(&pb.HTTPRequestPart{Part: &pb.HTTPRequestPart_Body{Body: &pb.BodyChunk{Data: buf[:n]}}}) != nil {
 					return nil
 				}
 			}

@@ -191,10 +191,10 @@ func (w *streamResponseWriter) send(flush bool) error {
 	if len(w.buf) == 0 && !flush {
 		return nil
 	}
-	// The chunk is handed to gRPC, which may still hold it: give it its own copy.
-	data := append([]byte(nil), w.buf...)
+	// Send encodes the message before returning, so the buffer can be reused.
+	err := w.stream.Send(&pb.HTTPResponsePart{Part: &pb.HTTPResponsePart_Body{Body: &pb.BodyChunk{Data: w.buf, Flush: flush}}})
 	w.buf = w.buf[:0]
-	return w.stream.Send(&pb.HTTPResponsePart{Part: &pb.HTTPResponsePart_Body{Body: &pb.BodyChunk{Data: data, Flush: flush}}})
+	return err
 }
 
 func (w *streamResponseWriter) Flush() error {

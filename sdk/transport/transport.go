@@ -15,6 +15,7 @@ import (
 	"net/http"
 
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 )
 
 // ProtocolVersion is the newest host↔plugin protocol this package speaks.
@@ -41,6 +42,21 @@ func ServerPlugins(impl Module) map[int]plugin.PluginSet {
 // ClientPlugins returns the versioned plugin sets the host asks for.
 func ClientPlugins() map[int]plugin.PluginSet {
 	return map[int]plugin.PluginSet{1: {PluginName: &grpcPlugin{}}}
+}
+
+// windowSize fixes gRPC's flow-control windows (instead of letting BDP estimation
+// grow them to 16 MiB), so a stream holds at most this much in flight per direction.
+const windowSize = 1 << 20
+
+// DialOptions are the gRPC options the host dials a module with.
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithInitialWindowSize(windowSize), grpc.WithInitialConnWindowSize(windowSize)}
+}
+
+// NewServer is the gRPC server factory a module process serves with.
+func NewServer(opts []grpc.ServerOption) *grpc.Server {
+	opts = append(opts, grpc.InitialWindowSize(windowSize), grpc.InitialConnWindowSize(windowSize))
+	return grpc.NewServer(opts...)
 }
 
 // Caller says who is on the other end of a request, as established by the host.
