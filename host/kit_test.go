@@ -77,6 +77,7 @@ websockets:
   - path: /ws-public
     browser: true
   - path: /ws-reject
+  - path: /ws-not-served
 operations:
   - name: whoami
   - name: call

@@ -51,16 +51,15 @@ type module struct {
 	wake chan struct{}
 	sock *sockets
 
-	mu        sync.Mutex
-	state     State
-	enabled   bool
-	locked    bool
-	restarts  int
-	lastErr   string
-	pid       int
-	rpc       *transport.Client
-	settled   chan struct{} // closed once the first apply finished
-	settledOK bool
+	mu       sync.Mutex
+	state    State
+	enabled  bool
+	locked   bool
+	restarts int
+	lastErr  string
+	pid      int
+	rpc      *transport.Client
+	settled  chan struct{} // closed once the first apply finished
 }
 
 func newModule(k *Kit, m *manifest.Manifest) *module {

@@ -196,3 +196,15 @@ func TestModuleRejectsWebSocketBeforeUpgrade(t *testing.T) {
 		t.Fatalf("reject gave %d %q, want 403 'no entry: bad code'", resp.StatusCode, body)
 	}
 }
+
+func TestWebSocketTheModuleDoesNotServeIs404(t *testing.T) {
+	s := startSite(t, kitOptions{enabled: []string{"tm"}})
+	_, resp, err := websocket.DefaultDialer.Dial(wsURL(s, "/fiberkit/tm/ws-not-served"), nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("unserved websocket: err %v resp %v, want 404", err, resp)
+	}
+	// The module is unharmed.
+	if code, body := get(t, s.url+"/fiberkit/tm/ping"); code != 200 || body != "pong" {
+		t.Fatalf("after unserved websocket: %d %q", code, body)
+	}
+}
