@@ -1,0 +1,214 @@
+// Package catalog answers questions about a database's tables from pg_catalog: which
+// user tables exist and how many rows they hold, and each table's full definition
+// (columns with exact types, keys, unique constraints, foreign keys, the enums and
+// domains it uses). Every table name is resolved against the catalog first; SQL only
+// ever sees the resolved, quoted identifier.
+package catalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Querier is what this package needs of a connection, pool or transaction.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// ErrUnknownTable is returned (wrapped) for a name that is not a user table.
+var ErrUnknownTable = errors.New("unknown table")
+
+// Ident is a table resolved against the catalog.
+type Ident struct {
+	Schema string
+	Name   string
+	OID    uint32
+}
+
+// Quoted returns the schema-qualified, quoted name, safe to put in SQL.
+func (t Ident) Quoted() string { return pgx.Identifier{t.Schema, t.Name}.Sanitize() }
+
+// String is the name as users write it: "name" in public, "schema.name" elsewhere.
+func (t Ident) String() string {
+	if t.Schema == "public" {
+		return t.Name
+	}
+	return t.Schema + "." + t.Name
+}
+
+// systemSchemas are never listed or resolved.
+const systemSchemas = `('pg_catalog', 'information_schema', 'pg_toast')`
+
+// Resolve finds a user table by name: an exact name in the public schema, or
+// "schema.name". Names are matched exactly (case, quotes, spaces and all), never
+// interpreted as SQL.
+func Resolve(ctx context.Context, q Querier, name string) (Ident, error) {
+	candidates := [][2]string{{"public", name}}
+	if s, n, ok := strings.Cut(name, "."); ok {
+		candidates = append(candidates, [2]string{s, n})
+	}
+	for _, c := range candidates {
+		var id Ident
+		err := q.QueryRow(ctx, `SELECT n.nspname, c.relname, c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p') AND n.nspname NOT IN `+systemSchemas,
+			c[0], c[1]).Scan(&id.Schema, &id.Name, &id.OID)
+		if err == nil {
+			return id, nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return Ident{}, fmt.Errorf("resolve table %q: %w", name, err)
+		}
+	}
+	return Ident{}, fmt.Errorf("%w: %q", ErrUnknownTable, name)
+}
+
+// Table is one entry of ListTables.
+type Table struct {
+	Name   string `json:"name"` // as Resolve accepts it
+	Schema string `json:"schema"`
+	Rows   int64  `json:"rows"`
+	// Exact is false when Rows is the planner's estimate.
+	Exact bool `json:"exact"`
+}
+
+// ListOptions select the tables ListTables returns.
+type ListOptions struct {
+	// Schemas to list; default ["public"].
+	Schemas []string
+	// Exclude lists table names never to list (as Resolve accepts them).
+	Exclude []string
+	// IncludeKit lists the kit's own tables (fiberkit_*) too. Tables that hold
+	// secrets (settings, sessions, tokens) are never listed.
+	IncludeKit bool
+	// Exact counts every table with count(*) instead of using the planner's estimate.
+	Exact bool
+}
+
+// secretTables hold hashes, tokens and sessions: never offered to another site.
+var secretTables = map[string]bool{
+	"fiberkit_settings": true, "fiberkit_settings_revisions": true, "fiberkit_audit": true,
+	"fiberkit_schema_migrations": true,
+}
+
+// IsSecretTable reports whether a table is one of the kit's own tables that hold
+// secrets, sessions or tokens; those never leave the site, even with IncludeKit.
+func IsSecretTable(name string) bool {
+	return secretTables[name] || strings.HasPrefix(name, "fiberkit_sync_")
+}
+
+// ListTables returns the user tables with row counts, sorted by name.
+func ListTables(ctx context.Context, q Querier, o ListOptions) ([]Table, error) {
+	schemas := o.Schemas
+	if len(schemas) == 0 {
+		schemas = []string{"public"}
+	}
+	rows, err := q.Query(ctx, `SELECT n.nspname, c.relname, greatest(c.reltuples, 0)::bigint FROM pg_class c
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname = ANY($1) AND n.nspname NOT IN `+systemSchemas+`
+		ORDER BY n.nspname, c.relname`, schemas)
+	if err != nil {
+		return nil, fmt.Errorf("list tables: %w", err)
+	}
+	excluded := map[string]bool{}
+	for _, e := range o.Exclude {
+		excluded[e] = true
+	}
+	var out []Table
+	for rows.Next() {
+		var t Table
+		if err := rows.Scan(&t.Schema, &t.Name, &t.Rows); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("list tables: %w", err)
+		}
+		id := Ident{Schema: t.Schema, Name: t.Name}
+		t.Name = id.String()
+		if excluded[t.Name] || IsSecretTable(id.Name) || (!o.IncludeKit && strings.HasPrefix(id.Name, "fiberkit_")) {
+			continue
+		}
+		out = append(out, t)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list tables: %w", err)
+	}
+	for i := range out {
+		// The estimate is -1/0 for never-analysed tables: count those, and all when asked.
+		if o.Exact || out[i].Rows == 0 {
+			id, err := Resolve(ctx, q, out[i].Name)
+			if err != nil {
+				return nil, err
+			}
+			if out[i].Rows, err = countIdent(ctx, q, id); err != nil {
+				return nil, err
+			}
+			out[i].Exact = true
+		}
+	}
+	return out, nil
+}
+
+// Exists reports whether name is a user table.
+func Exists(ctx context.Context, q Querier, name string) (bool, error) {
+	_, err := Resolve(ctx, q, name)
+	if errors.Is(err, ErrUnknownTable) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// Count returns the exact number of rows in a table.
+func Count(ctx context.Context, q Querier, name string) (int64, error) {
+	id, err := Resolve(ctx, q, name)
+	if err != nil {
+		return 0, err
+	}
+	return countIdent(ctx, q, id)
+}
+
+func countIdent(ctx context.Context, q Querier, id Ident) (int64, error) {
+	var n int64
+	if err := q.QueryRow(ctx, "SELECT count(*) FROM "+id.Quoted()).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count %s: %w", id, err)
+	}
+	return n, nil
+}
+
+// SortByDependencies orders schemas so every table comes after the tables its
+// foreign keys reference (self-references and cycles are left in name order).
+func SortByDependencies(tables []*Schema) []*Schema {
+	byName := map[string]*Schema{}
+	for _, t := range tables {
+		byName[t.Schema+"."+t.Name] = t
+	}
+	sorted := append([]*Schema(nil), tables...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Schema+"."+sorted[i].Name < sorted[j].Schema+"."+sorted[j].Name })
+	var out []*Schema
+	state := map[string]int{} // 1 visiting, 2 done
+	var visit func(t *Schema)
+	visit = func(t *Schema) {
+		key := t.Schema + "." + t.Name
+		if state[key] != 0 {
+			return
+		}
+		state[key] = 1
+		for _, fk := range t.ForeignKeys {
+			if dep, ok := byName[fk.RefSchema+"."+fk.RefTable]; ok && dep != t {
+				visit(dep)
+			}
+		}
+		state[key] = 2
+		out = append(out, t)
+	}
+	for _, t := range sorted {
+		visit(t)
+	}
+	return out
+}

@@ -1,0 +1,254 @@
+package catalog
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Schema is a table's definition, enough to recreate it (package ddl) and to move
+// its rows (packages exporter and importer). It travels as JSON between sites.
+type Schema struct {
+	Schema      string       `json:"schema"`
+	Name        string       `json:"table"`
+	Columns     []Column     `json:"columns"`
+	PrimaryKey  []string     `json:"primary_key"`
+	Unique      []Unique     `json:"unique_constraints"`
+	ForeignKeys []ForeignKey `json:"foreign_keys"`
+	Enums       []Enum       `json:"enums,omitempty"`
+	Domains     []Domain     `json:"domains,omitempty"`
+}
+
+// Column is one column.
+type Column struct {
+	Name string `json:"name"`
+	// Type is the full SQL type as format_type prints it: "numeric(12,2)",
+	// "character varying(20)", "text[]", "public.order_status".
+	Type     string  `json:"type"`
+	Nullable bool    `json:"nullable"`
+	Default  *string `json:"default,omitempty"`
+	// Identity is "always", "by_default" or "".
+	Identity string `json:"identity,omitempty"`
+	// Generated holds the expression of a stored generated column; such columns are
+	// never written.
+	Generated  string `json:"generated,omitempty"`
+	PrimaryKey bool   `json:"primary_key"`
+	// BaseType is the type with domains unwrapped (same as Type for non-domains).
+	BaseType string `json:"base_type"`
+	// HasDefault is true when inserting without a value gives one (default, identity or serial).
+	HasDefault bool `json:"has_default"`
+}
+
+// Unique is a unique constraint.
+type Unique struct {
+	Name    string   `json:"name"`
+	Columns []string `json:"columns"`
+}
+
+// ForeignKey is a foreign key constraint.
+type ForeignKey struct {
+	Name       string   `json:"name"`
+	Columns    []string `json:"columns"`
+	RefSchema  string   `json:"ref_schema"`
+	RefTable   string   `json:"ref_table"`
+	RefColumns []string `json:"ref_columns"`
+	// Definition is pg_get_constraintdef's text (FOREIGN KEY … REFERENCES … ON DELETE …).
+	Definition string `json:"definition"`
+}
+
+// Enum is an enum type a column uses.
+type Enum struct {
+	Schema string   `json:"schema"`
+	Name   string   `json:"name"`
+	Labels []string `json:"labels"`
+}
+
+// Domain is a domain type a column uses.
+type Domain struct {
+	Schema   string   `json:"schema"`
+	Name     string   `json:"name"`
+	BaseType string   `json:"base_type"`
+	NotNull  bool     `json:"not_null"`
+	Default  *string  `json:"default,omitempty"`
+	Checks   []string `json:"checks,omitempty"` // CHECK (…) definitions
+}
+
+// Column returns the column called name.
+func (s *Schema) Column(name string) (Column, bool) {
+	for _, c := range s.Columns {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return Column{}, false
+}
+
+// Writable returns the columns an import writes: all but generated ones.
+func (s *Schema) Writable() []Column {
+	out := make([]Column, 0, len(s.Columns))
+	for _, c := range s.Columns {
+		if c.Generated == "" {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Ident returns the table's identifier.
+func (s *Schema) Ident() Ident { return Ident{Schema: s.Schema, Name: s.Name} }
+
+// GetSchema reads a table's definition.
+func GetSchema(ctx context.Context, q Querier, name string) (*Schema, error) {
+	id, err := Resolve(ctx, q, name)
+	if err != nil {
+		return nil, err
+	}
+	s := &Schema{Schema: id.Schema, Name: id.Name, PrimaryKey: []string{}, Unique: []Unique{}, ForeignKeys: []ForeignKey{}}
+	rows, err := q.Query(ctx, `
+SELECT a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
+       CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END,
+       a.attidentity::text, CASE WHEN a.attgenerated <> '' THEN pg_get_expr(d.adbin, d.adrelid) ELSE '' END,
+       coalesce(format_type(bt.typbasetype, bt.typtypmod), format_type(a.atttypid, a.atttypmod)),
+       t.typtype::text, tn.nspname, t.typname, coalesce(et.typtype::text, ''), coalesce(etn.nspname, ''), coalesce(et.typname, ''),
+       coalesce(bt2.typtype::text, '')
+FROM pg_attribute a
+JOIN pg_type t ON t.oid = a.atttypid
+JOIN pg_namespace tn ON tn.oid = t.typnamespace
+LEFT JOIN pg_type bt ON bt.oid = a.atttypid AND bt.typtype = 'd'
+LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A'
+LEFT JOIN pg_namespace etn ON etn.oid = et.typnamespace
+LEFT JOIN pg_type bt2 ON bt2.oid = bt.typbasetype
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum`, id.OID)
+	if err != nil {
+		return nil, fmt.Errorf("schema of %s: %w", id, err)
+	}
+	type userType struct{ kind, schema, name string }
+	var used []userType
+	for rows.Next() {
+		var c Column
+		var def *string
+		var identity, typKind, typSchema, typName, elemKind, elemSchema, elemName, baseKind string
+		if err := rows.Scan(&c.Name, &c.Type, &c.Nullable, &def, &identity, &c.Generated, &c.BaseType,
+			&typKind, &typSchema, &typName, &elemKind, &elemSchema, &elemName, &baseKind); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("schema of %s: %w", id, err)
+		}
+		c.Default = def
+		switch identity {
+		case "a":
+			c.Identity = "always"
+		case "d":
+			c.Identity = "by_default"
+		}
+		c.HasDefault = def != nil || c.Identity != ""
+		switch {
+		case typKind == "e" || typKind == "d":
+			used = append(used, userType{typKind, typSchema, typName})
+		case elemKind == "e" || elemKind == "d":
+			used = append(used, userType{elemKind, elemSchema, elemName})
+		}
+		s.Columns = append(s.Columns, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("schema of %s: %w", id, err)
+	}
+
+	// Constraints: primary key, unique, foreign keys.
+	crows, err := q.Query(ctx, `
+SELECT con.conname, con.contype::text,
+       array(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(n, i) JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i),
+       coalesce(rn.nspname, ''), coalesce(rc.relname, ''),
+       array(SELECT a.attname FROM unnest(coalesce(con.confkey, '{}')) WITH ORDINALITY k(n, i) JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.i),
+       pg_get_constraintdef(con.oid)
+FROM pg_constraint con
+LEFT JOIN pg_class rc ON rc.oid = con.confrelid
+LEFT JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+WHERE con.conrelid = $1 AND con.contype IN ('p', 'u', 'f')
+ORDER BY con.contype, con.conname`, id.OID)
+	if err != nil {
+		return nil, fmt.Errorf("constraints of %s: %w", id, err)
+	}
+	for crows.Next() {
+		var name, kind, refSchema, refTable, def string
+		var cols, refCols []string
+		if err := crows.Scan(&name, &kind, &cols, &refSchema, &refTable, &refCols, &def); err != nil {
+			crows.Close()
+			return nil, fmt.Errorf("constraints of %s: %w", id, err)
+		}
+		switch kind {
+		case "p":
+			s.PrimaryKey = cols
+		case "u":
+			s.Unique = append(s.Unique, Unique{Name: name, Columns: cols})
+		case "f":
+			s.ForeignKeys = append(s.ForeignKeys, ForeignKey{Name: name, Columns: cols, RefSchema: refSchema, RefTable: refTable, RefColumns: refCols, Definition: def})
+		}
+	}
+	crows.Close()
+	if err := crows.Err(); err != nil {
+		return nil, fmt.Errorf("constraints of %s: %w", id, err)
+	}
+	for i := range s.Columns {
+		for _, k := range s.PrimaryKey {
+			if s.Columns[i].Name == k {
+				s.Columns[i].PrimaryKey = true
+			}
+		}
+	}
+
+	seen := map[userType]bool{}
+	for _, u := range used {
+		if seen[u] {
+			continue
+		}
+		seen[u] = true
+		if u.kind == "e" {
+			e := Enum{Schema: u.schema, Name: u.name}
+			err := q.QueryRow(ctx, `SELECT array(SELECT enumlabel::text FROM pg_enum WHERE enumtypid = t.oid ORDER BY enumsortorder)
+				FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = $1 AND t.typname = $2`, u.schema, u.name).Scan(&e.Labels)
+			if err != nil {
+				return nil, fmt.Errorf("enum %s.%s: %w", u.schema, u.name, err)
+			}
+			s.Enums = append(s.Enums, e)
+			continue
+		}
+		d := Domain{Schema: u.schema, Name: u.name}
+		err := q.QueryRow(ctx, `SELECT format_type(t.typbasetype, t.typtypmod), t.typnotnull, t.typdefault,
+				array(SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c WHERE c.contypid = t.oid AND c.contype = 'c' ORDER BY c.conname)
+			FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = $1 AND t.typname = $2`, u.schema, u.name).
+			Scan(&d.BaseType, &d.NotNull, &d.Default, &d.Checks)
+		if err != nil {
+			return nil, fmt.Errorf("domain %s.%s: %w", u.schema, u.name, err)
+		}
+		s.Domains = append(s.Domains, d)
+	}
+	return s, nil
+}
+
+// QuotedColumns returns the quoted, comma-separated names of cols.
+func QuotedColumns(cols []Column) string {
+	var b []byte
+	for i, c := range cols {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, pgx.Identifier{c.Name}.Sanitize()...)
+	}
+	return string(b)
+}
+
+// QuoteNames returns the quoted, comma-separated names.
+func QuoteNames(names []string) string {
+	var b []byte
+	for i, n := range names {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, pgx.Identifier{n}.Sanitize()...)
+	}
+	return string(b)
+}
