@@ -27,7 +27,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/fiberkit/fiberkit/plugins/sync/internal/catalog"
+	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
 )
 
 // Strategy says what to do with an incoming row whose key exists.

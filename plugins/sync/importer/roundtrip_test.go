@@ -13,10 +13,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fiberkit/fiberkit/host/devpg/pgtest"
-	"github.com/fiberkit/fiberkit/plugins/sync/internal/catalog"
-	"github.com/fiberkit/fiberkit/plugins/sync/internal/ddl"
-	"github.com/fiberkit/fiberkit/plugins/sync/internal/exporter"
-	"github.com/fiberkit/fiberkit/plugins/sync/internal/importer"
+	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
+	"github.com/fiberkit/fiberkit/plugins/sync/ddl"
+	"github.com/fiberkit/fiberkit/plugins/sync/exporter"
+	"github.com/fiberkit/fiberkit/plugins/sync/importer"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

@@ -21,7 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/fiberkit/fiberkit/plugins/sync/internal/catalog"
+	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
 )
 
 // Snapshot is a consistent, read-only view of the database for one transfer.

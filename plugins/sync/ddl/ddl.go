@@ -17,7 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/fiberkit/fiberkit/plugins/sync/internal/catalog"
+	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
 )
 
 // Exec is what this package needs of a connection or transaction.

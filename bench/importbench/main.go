@@ -1,0 +1,286 @@
+// Command importbench measures the Sync data layer against the plain
+// `COPY … TO STDOUT | COPY … FROM STDIN` pipe between the same two databases, in one
+// run: 1M rows of a realistic table moved into an empty table, then again as
+// `overwrite` into the full one. It prints a table and, last, one JSON line.
+//
+//	go run ./bench/importbench              # 1,000,000 rows
+//	go run ./bench/importbench -rows 100000 # quicker
+//
+// It starts a throwaway PostgreSQL unless DATABASE_URL points at a server it may
+// create databases on. Peak RSS is this process's (exporter and importer both run
+// here), reset before each phase.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/fiberkit/fiberkit/host/devpg"
+	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
+	"github.com/fiberkit/fiberkit/plugins/sync/ddl"
+	"github.com/fiberkit/fiberkit/plugins/sync/exporter"
+	"github.com/fiberkit/fiberkit/plugins/sync/importer"
+)
+
+const table = "events"
+
+const createSQL = `CREATE TABLE events (
+	id bigint PRIMARY KEY,
+	uid uuid NOT NULL,
+	title text NOT NULL,
+	qty int NOT NULL,
+	amount numeric(12,2) NOT NULL,
+	active boolean NOT NULL,
+	tags text[] NOT NULL,
+	payload jsonb NOT NULL,
+	created_at timestamptz NOT NULL,
+	blob bytea,
+	notes text
+)`
+
+const fillSQL = `INSERT INTO events
+SELECT i, md5(i::text)::uuid, 'event ' || i || ' ' || md5((i * 7)::text), i % 1000, (i % 100000) / 100.0, i % 3 = 0,
+       ARRAY['t' || (i % 10), 'k' || (i % 7)], jsonb_build_object('n', i, 'kind', 'k' || (i % 13), 'ok', i % 2 = 0),
+       timestamptz '2024-01-01' + i * interval '1 second', decode(md5(i::text), 'hex'),
+       CASE WHEN i % 5 = 0 THEN NULL ELSE repeat('lorem ipsum ', 1 + i % 20) END
+FROM generate_series(1, $1) i`
+
+type phase struct {
+	Name    string  `json:"name"`
+	Seconds float64 `json:"seconds"`
+	PeakMB  float64 `json:"peak_rss_mb"`
+	Result  string  `json:"result,omitempty"`
+}
+
+func main() {
+	rows := flag.Int("rows", 1_000_000, "rows in the table")
+	batch := flag.Int("batch", 20000, "rows per batch")
+	flag.Parse()
+	if err := run(*rows, *batch); err != nil {
+		fmt.Fprintln(os.Stderr, "importbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(rows, batch int) error {
+	ctx := context.Background()
+	admin := os.Getenv("DATABASE_URL")
+	if admin == "" {
+		srv, err := devpg.Start(ctx, devpg.Options{})
+		if err != nil {
+			return err
+		}
+		defer srv.Stop()
+		admin = srv.URL("postgres")
+	}
+	suffix := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+	src, err := newDB(ctx, admin, "bench_src_"+suffix)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := newDB(ctx, admin, "bench_dst_"+suffix)
+	if err != nil {
+		return err
+	}
+	defer dst.Close()
+
+	fmt.Printf("filling %d rows…\n", rows)
+	if _, err := src.Exec(ctx, createSQL); err != nil {
+		return err
+	}
+	if _, err := src.Exec(ctx, fillSQL, rows); err != nil {
+		return err
+	}
+	if _, err := src.Exec(ctx, "VACUUM ANALYZE events"); err != nil {
+		return err
+	}
+	sch, err := catalog.GetSchema(ctx, src, table)
+	if err != nil {
+		return err
+	}
+	if err := ddl.CreateTable(ctx, dst, sch); err != nil {
+		return err
+	}
+
+	var phases []phase
+	measure := func(name string, fn func() (string, error)) error {
+		resetPeak()
+		start := time.Now()
+		res, err := fn()
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		phases = append(phases, phase{Name: name, Seconds: time.Since(start).Seconds(), PeakMB: peakMB(), Result: res})
+		return nil
+	}
+	truncate := func() error { _, err := dst.Exec(ctx, "TRUNCATE events"); return err }
+
+	if err := measure("copy pipe → empty", func() (string, error) { return "", pipe(ctx, src, dst) }); err != nil {
+		return err
+	}
+	if err := truncate(); err != nil {
+		return err
+	}
+	if err := measure("sync → empty", func() (string, error) { return syncTable(ctx, src, dst, sch, importer.Skip, batch) }); err != nil {
+		return err
+	}
+	if err := compare(ctx, src, dst); err != nil {
+		return err
+	}
+	if err := measure("sync overwrite → full", func() (string, error) { return syncTable(ctx, src, dst, sch, importer.Overwrite, batch) }); err != nil {
+		return err
+	}
+	if err := compare(ctx, src, dst); err != nil {
+		return err
+	}
+
+	pipeT := phases[0].Seconds
+	fmt.Printf("\n%-24s %10s %8s %10s  %s\n", "phase", "seconds", "× pipe", "peak MB", "result")
+	for _, p := range phases {
+		fmt.Printf("%-24s %10.2f %8.2f %10.1f  %s\n", p.Name, p.Seconds, p.Seconds/pipeT, p.PeakMB, p.Result)
+	}
+	out := map[string]any{
+		"rows": rows, "batch": batch, "phases": phases,
+		"empty_ratio":     round(phases[1].Seconds / pipeT),
+		"overwrite_ratio": round(phases[2].Seconds / pipeT),
+		"max_peak_rss_mb": max(phases[0].PeakMB, phases[1].PeakMB, phases[2].PeakMB),
+	}
+	line, _ := json.Marshal(out)
+	fmt.Println(string(line))
+	return nil
+}
+
+func round(f float64) float64 { return float64(int(f*100+0.5)) / 100 }
+
+func newDB(ctx context.Context, admin, name string) (*pgxpool.Pool, error) {
+	if err := devpg.CreateDatabase(ctx, admin, name); err != nil {
+		return nil, err
+	}
+	u, err := url.Parse(admin)
+	if err != nil {
+		return nil, err
+	}
+	u.Path = "/" + name
+	return pgxpool.New(ctx, u.String())
+}
+
+// pipe is the baseline: COPY TO STDOUT from src streamed into COPY FROM STDIN on dst.
+func pipe(ctx context.Context, src, dst *pgxpool.Pool) error {
+	sc, err := src.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer sc.Release()
+	dc, err := dst.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer dc.Release()
+	r, w := io.Pipe()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := sc.Conn().PgConn().CopyTo(ctx, w, "COPY events TO STDOUT")
+		w.CloseWithError(err)
+		errc <- err
+	}()
+	if _, err := dc.Conn().PgConn().CopyFrom(ctx, r, "COPY events FROM STDIN"); err != nil {
+		return err
+	}
+	return <-errc
+}
+
+// syncTable moves the table the way Sync does: keyset batches from one snapshot,
+// exported and imported concurrently (two batches in flight at most).
+func syncTable(ctx context.Context, src, dst *pgxpool.Pool, sch *catalog.Schema, strategy importer.Strategy, batch int) (string, error) {
+	snap, err := exporter.Begin(ctx, src)
+	if err != nil {
+		return "", err
+	}
+	defer snap.Close(ctx)
+	batches := make(chan exporter.Batch, 1)
+	errc := make(chan error, 1)
+	go func() {
+		defer close(batches)
+		var after []string
+		for {
+			b, err := snap.NextBatch(ctx, sch, after, batch)
+			if err != nil {
+				errc <- err
+				return
+			}
+			batches <- b
+			if b.Done {
+				errc <- nil
+				return
+			}
+			after = b.LastKey
+		}
+	}()
+	var im *importer.Importer
+	var res importer.Result
+	for b := range batches {
+		if im == nil {
+			if im, err = importer.New(ctx, dst, table, importer.Options{Strategy: strategy, Columns: b.Columns}); err != nil {
+				return "", err
+			}
+		}
+		r, err := im.ImportCopy(ctx, b.Data)
+		if err != nil {
+			return "", err
+		}
+		res.Add(r)
+	}
+	if err := <-errc; err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("created %d updated %d skipped %d errors %d", res.Created, res.Updated, res.Skipped, len(res.Errors)), nil
+}
+
+// compare checks the two tables hold the same bytes.
+func compare(ctx context.Context, src, dst *pgxpool.Pool) error {
+	sum := func(p *pgxpool.Pool) (string, error) {
+		var s string
+		err := p.QueryRow(ctx, "SELECT md5(string_agg(e::text, '|' ORDER BY id)) FROM events e").Scan(&s)
+		return s, err
+	}
+	a, err := sum(src)
+	if err != nil {
+		return err
+	}
+	b, err := sum(dst)
+	if err != nil {
+		return err
+	}
+	if a != b {
+		return fmt.Errorf("tables differ after transfer (%s vs %s)", a, b)
+	}
+	return nil
+}
+
+func resetPeak() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+
+func peakMB() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			var kb float64
+			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmHWM:")), "%f", &kb)
+			return kb / 1024
+		}
+	}
+	return 0
+}
