@@ -1,0 +1,401 @@
+// Package session keeps Sync's sessions, connection codes, connection attempts and
+// approvals in PostgreSQL, so several replicas of a host app on one database act as
+// one site: a code made on one replica is accepted by another, and an approval given
+// on one releases a receiver waiting on another (LISTEN/NOTIFY).
+//
+// A session belongs to an owner (an admin page's socket, an SDK handle, a plugin
+// process) holding a lease: the owner renews it with Touch and ends it with
+// ReleaseOwner; a session whose lease ran out (its owner crashed) is invalid.
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Typed errors for Redeem; callers map them to wire error codes.
+var (
+	ErrInvalidCode      = errors.New("invalid code")
+	ErrAlreadyUsed      = errors.New("code already used")
+	ErrRateLimited      = errors.New("too many failed attempts; try again later")
+	ErrPasswordRequired = errors.New("password required")
+	ErrWrongPassword    = errors.New("wrong password")
+	ErrDenied           = errors.New("incoming connections are denied")
+	ErrApprovalTimeout  = errors.New("no decision on the approval in time")
+	ErrNotFound         = errors.New("not found")
+)
+
+// Incoming modes (the Sync module's incoming_mode setting).
+const (
+	AutoAccept      = "auto_accept"
+	RequireApproval = "require_approval"
+	RequirePassword = "require_password"
+	DenyAll         = "deny_all"
+)
+
+// Session statuses.
+const (
+	StatusPending      = "pending"
+	StatusConnected    = "connected"
+	StatusTransferring = "transferring"
+	StatusDone         = "done"
+)
+
+// codeAlphabet has no 0/O, 1/I/L: codes are read aloud and typed by people.
+const codeAlphabet = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+
+// CodeLength is the length of a connection code.
+const CodeLength = 8
+
+// Limits configure lease and rate limiting.
+type Limits struct {
+	// Lease is how long a session outlives its owner's last Touch. Default 30s.
+	Lease time.Duration
+	// MaxFailures failed attempts from one address within Window lock it out for Lockout.
+	MaxFailures int
+	Window      time.Duration
+	Lockout     time.Duration
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.Lease <= 0 {
+		l.Lease = 30 * time.Second
+	}
+	if l.MaxFailures <= 0 {
+		l.MaxFailures = 5
+	}
+	if l.Window <= 0 {
+		l.Window = 5 * time.Minute
+	}
+	if l.Lockout <= 0 {
+		l.Lockout = 15 * time.Minute
+	}
+	return l
+}
+
+// Store is the session store.
+type Store struct {
+	pool   *pgxpool.Pool
+	limits Limits
+}
+
+// Session is one session.
+type Session struct {
+	ID           string         `json:"id"`
+	Direction    string         `json:"direction"` // send | receive
+	Owner        string         `json:"owner"`
+	Status       string         `json:"status"`
+	CreatedAt    time.Time      `json:"created_at"`
+	LeaseUntil   time.Time      `json:"lease_until"`
+	UsedAt       *time.Time     `json:"used_at,omitempty"`
+	ReceiverInfo map[string]any `json:"receiver_info,omitempty"`
+	ReceiverAddr string         `json:"receiver_addr,omitempty"`
+	Progress     map[string]any `json:"progress,omitempty"`
+}
+
+// Open migrates the store's tables.
+func Open(ctx context.Context, pool *pgxpool.Pool, limits Limits) (*Store, error) {
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('fiberkit_sync_migrations'))`); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, schemaSQL)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("session store: migrate: %w", err)
+	}
+	return &Store{pool: pool, limits: limits.withDefaults()}, nil
+}
+
+const schemaSQL = `
+CREATE TABLE IF NOT EXISTS fiberkit_sync_sessions (
+	id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+	code_hash     bytea NOT NULL UNIQUE,
+	direction     text NOT NULL,
+	owner         text NOT NULL,
+	status        text NOT NULL DEFAULT 'pending',
+	created_at    timestamptz NOT NULL DEFAULT now(),
+	lease_until   timestamptz NOT NULL,
+	used_at       timestamptz,
+	receiver_info jsonb,
+	receiver_addr text,
+	progress      jsonb
+);
+CREATE INDEX IF NOT EXISTS fiberkit_sync_sessions_owner ON fiberkit_sync_sessions (owner);
+CREATE TABLE IF NOT EXISTS fiberkit_sync_attempts (
+	id            bigserial PRIMARY KEY,
+	at            timestamptz NOT NULL DEFAULT now(),
+	address       text NOT NULL,
+	receiver_info jsonb,
+	outcome       text NOT NULL,
+	failed        boolean NOT NULL
+);
+CREATE INDEX IF NOT EXISTS fiberkit_sync_attempts_addr ON fiberkit_sync_attempts (address, at);
+CREATE TABLE IF NOT EXISTS fiberkit_sync_approvals (
+	id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+	session_id    uuid NOT NULL REFERENCES fiberkit_sync_sessions(id) ON DELETE CASCADE,
+	receiver_info jsonb,
+	address       text,
+	status        text NOT NULL DEFAULT 'pending',
+	decided_by    text,
+	created_at    timestamptz NOT NULL DEFAULT now(),
+	decided_at    timestamptz
+);`
+
+// NewCode returns a fresh connection code from crypto/rand, uniform over the alphabet.
+func NewCode() (string, error) {
+	out := make([]byte, 0, CodeLength)
+	buf := make([]byte, 16)
+	// Rejection sampling: bytes ≥ 248 (8 × 31) would bias the modulo.
+	limit := byte(256 - 256%len(codeAlphabet))
+	for len(out) < CodeLength {
+		if _, err := rand.Read(buf); err != nil {
+			return "", fmt.Errorf("new code: %w", err)
+		}
+		for _, b := range buf {
+			if b < limit && len(out) < CodeLength {
+				out = append(out, codeAlphabet[int(b)%len(codeAlphabet)])
+			}
+		}
+	}
+	return string(out), nil
+}
+
+// hashCode is how codes are stored and looked up: the database never holds a usable
+// code, and a look-up by hash leaks nothing about near misses through timing.
+func hashCode(code string) []byte {
+	h := sha256.Sum256([]byte(code))
+	return h[:]
+}
+
+// Create makes a session for owner and returns it with its code.
+func (s *Store) Create(ctx context.Context, direction, owner string) (Session, string, error) {
+	if direction != "send" && direction != "receive" {
+		return Session{}, "", fmt.Errorf("create session: direction %q (want send or receive)", direction)
+	}
+	if owner == "" {
+		return Session{}, "", errors.New("create session: an owner is required")
+	}
+	for range 5 {
+		code, err := NewCode()
+		if err != nil {
+			return Session{}, "", err
+		}
+		var sess Session
+		err = s.pool.QueryRow(ctx, `INSERT INTO fiberkit_sync_sessions (code_hash, direction, owner, lease_until)
+			VALUES ($1, $2, $3, now() + $4::interval) ON CONFLICT (code_hash) DO NOTHING
+			RETURNING id::text, direction, owner, status, created_at, lease_until`,
+			hashCode(code), direction, owner, s.limits.Lease.String()).
+			Scan(&sess.ID, &sess.Direction, &sess.Owner, &sess.Status, &sess.CreatedAt, &sess.LeaseUntil)
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue // a collision with a live code: draw again
+		}
+		if err != nil {
+			return Session{}, "", fmt.Errorf("create session: %w", err)
+		}
+		return sess, code, nil
+	}
+	return Session{}, "", errors.New("create session: could not draw a free code")
+}
+
+const sessionCols = `id::text, direction, owner, status, created_at, lease_until, used_at, coalesce(receiver_info, '{}'), coalesce(receiver_addr, ''), coalesce(progress, '{}')`
+
+func scanSession(row pgx.Row) (Session, error) {
+	var s Session
+	err := row.Scan(&s.ID, &s.Direction, &s.Owner, &s.Status, &s.CreatedAt, &s.LeaseUntil, &s.UsedAt, &s.ReceiverInfo, &s.ReceiverAddr, &s.Progress)
+	return s, err
+}
+
+// Get returns a session by id.
+func (s *Store) Get(ctx context.Context, id string) (Session, error) {
+	sess, err := scanSession(s.pool.QueryRow(ctx, `SELECT `+sessionCols+` FROM fiberkit_sync_sessions WHERE id::text = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Session{}, fmt.Errorf("session %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Session{}, fmt.Errorf("session %s: %w", id, err)
+	}
+	return sess, nil
+}
+
+// List returns live sessions (lease not expired), newest first.
+func (s *Store) List(ctx context.Context) ([]Session, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+sessionCols+` FROM fiberkit_sync_sessions WHERE lease_until > now() ORDER BY created_at DESC`)
+	if err != nil {
+		return nil, fmt.Errorf("list sessions: %w", err)
+	}
+	defer rows.Close()
+	var out []Session
+	for rows.Next() {
+		sess, err := scanSession(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list sessions: %w", err)
+		}
+		out = append(out, sess)
+	}
+	return out, rows.Err()
+}
+
+// Update sets a session's status and progress.
+func (s *Store) Update(ctx context.Context, id, status string, progress map[string]any) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE fiberkit_sync_sessions SET status = $2, progress = coalesce($3, progress) WHERE id::text = $1`, id, status, progress)
+	if err != nil {
+		return fmt.Errorf("update session %s: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("update session %s: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// Delete removes a session; its code stops working at once.
+func (s *Store) Delete(ctx context.Context, id string) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM fiberkit_sync_sessions WHERE id::text = $1`, id); err != nil {
+		return fmt.Errorf("delete session %s: %w", id, err)
+	}
+	return nil
+}
+
+// Touch renews the lease of every session of owner.
+func (s *Store) Touch(ctx context.Context, owner string) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE fiberkit_sync_sessions SET lease_until = now() + $2::interval WHERE owner = $1`,
+		owner, s.limits.Lease.String()); err != nil {
+		return fmt.Errorf("touch sessions of %s: %w", owner, err)
+	}
+	return nil
+}
+
+// ReleaseOwner deletes every session of owner (the owner went away).
+func (s *Store) ReleaseOwner(ctx context.Context, owner string) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM fiberkit_sync_sessions WHERE owner = $1`, owner); err != nil {
+		return fmt.Errorf("release sessions of %s: %w", owner, err)
+	}
+	return nil
+}
+
+// Attempt describes a receiver trying a code.
+type Attempt struct {
+	Address      string
+	ReceiverInfo map[string]any
+	Password     string
+}
+
+// Policy is the sending site's incoming-connection settings at the time of the attempt.
+type Policy struct {
+	Mode string
+	// PasswordMatches checks a candidate password (constant time) against the stored hash.
+	PasswordMatches func(candidate string) bool
+}
+
+// Redeem checks an attempt against the code and the policy and, when it passes,
+// marks the code used (single use, atomically) and returns the session. With
+// require_approval the caller then asks for approval (RequestApproval, WaitApproval).
+func (s *Store) Redeem(ctx context.Context, code string, a Attempt, p Policy) (Session, error) {
+	if err := s.checkRateLimit(ctx, a.Address); err != nil {
+		return Session{}, err
+	}
+	fail := func(outcome error) (Session, error) {
+		s.record(ctx, a, outcome.Error(), outcome != ErrDenied && outcome != ErrPasswordRequired)
+		return Session{}, outcome
+	}
+	var id string
+	var used *time.Time
+	var live bool
+	err := s.pool.QueryRow(ctx, `SELECT id::text, used_at, lease_until > now() FROM fiberkit_sync_sessions WHERE code_hash = $1 AND direction = 'send'`,
+		hashCode(code)).Scan(&id, &used, &live)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return fail(ErrInvalidCode)
+	case err != nil:
+		return Session{}, fmt.Errorf("redeem code: %w", err)
+	case !live:
+		return fail(ErrInvalidCode)
+	case used != nil:
+		return fail(ErrAlreadyUsed)
+	}
+	switch p.Mode {
+	case DenyAll:
+		return fail(ErrDenied)
+	case RequirePassword:
+		if a.Password == "" {
+			return fail(ErrPasswordRequired)
+		}
+		if p.PasswordMatches == nil || !p.PasswordMatches(a.Password) {
+			return fail(ErrWrongPassword)
+		}
+	case AutoAccept, RequireApproval:
+	default:
+		return fail(ErrDenied)
+	}
+	sess, err := scanSession(s.pool.QueryRow(ctx, `UPDATE fiberkit_sync_sessions SET used_at = now(), status = 'connected',
+		receiver_info = $2, receiver_addr = $3 WHERE id::text = $1 AND used_at IS NULL AND lease_until > now() RETURNING `+sessionCols,
+		id, a.ReceiverInfo, a.Address))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fail(ErrAlreadyUsed) // another receiver won the race
+	}
+	if err != nil {
+		return Session{}, fmt.Errorf("redeem code: %w", err)
+	}
+	s.record(ctx, a, "accepted", false)
+	return sess, nil
+}
+
+// Live reports whether a session still exists with a valid lease (its owner is there).
+func (s *Store) Live(ctx context.Context, id string) (bool, error) {
+	var live bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM fiberkit_sync_sessions WHERE id::text = $1 AND lease_until > now())`, id).Scan(&live)
+	return live, err
+}
+
+func (s *Store) checkRateLimit(ctx context.Context, addr string) error {
+	var failures int
+	var last *time.Time
+	err := s.pool.QueryRow(ctx, `SELECT count(*), max(at) FROM fiberkit_sync_attempts
+		WHERE address = $1 AND failed AND at > now() - $2::interval`, addr, (s.limits.Window + s.limits.Lockout).String()).Scan(&failures, &last)
+	if err != nil {
+		return fmt.Errorf("rate limit: %w", err)
+	}
+	if failures >= s.limits.MaxFailures && last != nil && time.Since(*last) < s.limits.Lockout {
+		return ErrRateLimited
+	}
+	return nil
+}
+
+func (s *Store) record(ctx context.Context, a Attempt, outcome string, failed bool) {
+	_, _ = s.pool.Exec(ctx, `INSERT INTO fiberkit_sync_attempts (address, receiver_info, outcome, failed) VALUES ($1, $2, $3, $4)`,
+		a.Address, a.ReceiverInfo, outcome, failed)
+}
+
+// AttemptRecord is a recorded attempt.
+type AttemptRecord struct {
+	At           time.Time      `json:"at"`
+	Address      string         `json:"address"`
+	ReceiverInfo map[string]any `json:"receiver_info"`
+	Outcome      string         `json:"outcome"`
+}
+
+// Attempts returns the newest attempts.
+func (s *Store) Attempts(ctx context.Context, limit int) ([]AttemptRecord, error) {
+	rows, err := s.pool.Query(ctx, `SELECT at, address, coalesce(receiver_info, '{}'), outcome FROM fiberkit_sync_attempts ORDER BY id DESC LIMIT $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("attempts: %w", err)
+	}
+	defer rows.Close()
+	var out []AttemptRecord
+	for rows.Next() {
+		var r AttemptRecord
+		if err := rows.Scan(&r.At, &r.Address, &r.ReceiverInfo, &r.Outcome); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,270 @@
+// Package wire defines the Sync WebSocket protocol's frames: the PhoenixKit-compatible
+// JSON arrays [join_ref, ref, topic, event, payload] for control and the records API,
+// and binary batch frames for the fast bulk path negotiated through capabilities.
+// Decoding is strict and bounded: malformed or oversized input is a *FrameError,
+// never a panic. See docs/protocol.md.
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"unicode/utf8"
+)
+
+// Protocol versions.
+const (
+	// Version is what the receiver sends as vsn and what capabilities report.
+	Version = "2.0.0"
+	// StreamFeature names the fast path in capabilities.
+	StreamFeature = "stream.v1"
+	// RecordsFeature names the PhoenixKit-compatible records API.
+	RecordsFeature = "records.v1"
+)
+
+// Limits.
+const (
+	// MaxFrameSize bounds a JSON frame.
+	MaxFrameSize = 1 << 20
+	maxTopic     = 256
+	maxEvent     = 64
+	maxRef       = 64
+)
+
+// Topics and events.
+const (
+	TopicPhoenix = "phoenix"
+
+	EventJoin      = "phx_join"
+	EventReply     = "phx_reply"
+	EventLeave     = "phx_leave"
+	EventError     = "phx_error"
+	EventClose     = "phx_close"
+	EventHeartbeat = "heartbeat"
+
+	RequestCapabilities = "request:capabilities"
+	RequestTables       = "request:tables"
+	RequestSchema       = "request:schema"
+	RequestCount        = "request:count"
+	RequestRecords      = "request:records"
+
+	ResponseCapabilities = "response:capabilities"
+	ResponseTables       = "response:tables"
+	ResponseSchema       = "response:schema"
+	ResponseCount        = "response:count"
+	ResponseRecords      = "response:records"
+	ResponseError        = "response:error"
+
+	// Pushed by the sender while a receiver waits for an admin's decision.
+	EventAwaitingApproval = "awaiting_approval"
+	EventApproved         = "approved"
+	EventDenied           = "denied"
+
+	// The fast path.
+	StreamStart = "stream:start"
+	StreamAck   = "stream:ack"
+	StreamEnd   = "stream:end"
+	StreamError = "stream:error"
+)
+
+// Error codes carried in response:error and in close reasons.
+const (
+	ErrInvalidCode      = "invalid_code"
+	ErrAlreadyUsed      = "already_used"
+	ErrRateLimited      = "rate_limited"
+	ErrPasswordRequired = "password_required"
+	ErrWrongPassword    = "wrong_password"
+	ErrDenied           = "denied"
+	ErrApprovalTimeout  = "approval_timeout"
+	ErrDisabled         = "disabled"
+	ErrUnknownTable     = "unknown_table"
+	ErrBadRequest       = "bad_request"
+	ErrFrameTooLarge    = "frame_too_large"
+	ErrMalformedFrame   = "malformed_frame"
+	ErrNotJoined        = "not_joined"
+	ErrInternal         = "internal_error"
+)
+
+// FrameError says why a frame was refused.
+type FrameError struct {
+	Code   string // ErrMalformedFrame or ErrFrameTooLarge
+	Reason string
+}
+
+func (e *FrameError) Error() string { return e.Code + ": " + e.Reason }
+
+func malformed(format string, args ...any) error {
+	return &FrameError{Code: ErrMalformedFrame, Reason: fmt.Sprintf(format, args...)}
+}
+
+// Frame is one JSON frame.
+type Frame struct {
+	JoinRef *string
+	Ref     *string
+	Topic   string
+	Event   string
+	// Payload is a JSON object.
+	Payload json.RawMessage
+}
+
+// Decode parses one JSON frame.
+func Decode(data []byte) (Frame, error) {
+	if len(data) > MaxFrameSize {
+		return Frame{}, &FrameError{Code: ErrFrameTooLarge, Reason: fmt.Sprintf("%d bytes (max %d)", len(data), MaxFrameSize)}
+	}
+	if !utf8.Valid(data) {
+		return Frame{}, malformed("not UTF-8")
+	}
+	var parts []json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&parts); err != nil {
+		return Frame{}, malformed("not a JSON array: %v", err)
+	}
+	if dec.More() {
+		return Frame{}, malformed("trailing data after the frame")
+	}
+	if len(parts) != 5 {
+		return Frame{}, malformed("want 5 elements [join_ref, ref, topic, event, payload], got %d", len(parts))
+	}
+	var f Frame
+	var err error
+	if f.JoinRef, err = optString(parts[0], "join_ref"); err != nil {
+		return Frame{}, err
+	}
+	if f.Ref, err = optString(parts[1], "ref"); err != nil {
+		return Frame{}, err
+	}
+	if err := json.Unmarshal(parts[2], &f.Topic); err != nil || f.Topic == "" || len(f.Topic) > maxTopic {
+		return Frame{}, malformed("topic must be a non-empty string of at most %d bytes", maxTopic)
+	}
+	if err := json.Unmarshal(parts[3], &f.Event); err != nil || f.Event == "" || len(f.Event) > maxEvent {
+		return Frame{}, malformed("event must be a non-empty string of at most %d bytes", maxEvent)
+	}
+	p := bytes.TrimSpace(parts[4])
+	if len(p) == 0 || p[0] != '{' {
+		return Frame{}, malformed("payload must be a JSON object")
+	}
+	f.Payload = p
+	return f, nil
+}
+
+func optString(raw json.RawMessage, name string) (*string, error) {
+	if string(bytes.TrimSpace(raw)) == "null" {
+		return nil, nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil || len(s) > maxRef {
+		// PhoenixKit clients send integer refs too; accept them as strings.
+		var n json.Number
+		d := json.NewDecoder(bytes.NewReader(raw))
+		d.UseNumber()
+		if d.Decode(&n) != nil || len(n) > maxRef {
+			return nil, malformed("%s must be a string, a number or null", name)
+		}
+		s = n.String()
+	}
+	return &s, nil
+}
+
+// Encode returns the frame as JSON. A nil or empty payload is sent as {}.
+func (f Frame) Encode() []byte {
+	payload := f.Payload
+	if len(payload) == 0 {
+		payload = json.RawMessage("{}")
+	}
+	b, _ := json.Marshal([]any{f.JoinRef, f.Ref, f.Topic, f.Event, payload})
+	return b
+}
+
+// New builds a frame with payload v marshalled as JSON.
+func New(joinRef, ref *string, topic, event string, v any) Frame {
+	p, err := json.Marshal(v)
+	if err != nil || len(p) == 0 || p[0] != '{' {
+		p = []byte("{}")
+	}
+	return Frame{JoinRef: joinRef, Ref: ref, Topic: topic, Event: event, Payload: p}
+}
+
+// Unpack decodes a frame's payload into v, refusing unknown fields.
+func (f Frame) Unpack(v any) error {
+	dec := json.NewDecoder(bytes.NewReader(f.Payload))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return malformed("%s payload: %v", f.Event, err)
+	}
+	return nil
+}
+
+// Payloads.
+
+// Join is the phx_join payload.
+type Join struct {
+	ReceiverInfo map[string]any `json:"receiver_info,omitempty"`
+}
+
+// Reply is the phx_reply payload.
+type Reply struct {
+	Status   string         `json:"status"` // ok | error
+	Response map[string]any `json:"response"`
+}
+
+// Capabilities is the response:capabilities payload.
+type Capabilities struct {
+	Version      string   `json:"version"`
+	Features     []string `json:"features"`
+	Compression  []string `json:"compression"`
+	MaxBatchRows int      `json:"max_batch_rows"`
+	MaxRecords   int      `json:"max_records"`
+}
+
+// TableRequest is the payload of request:schema and request:count.
+type TableRequest struct {
+	Table string `json:"table"`
+}
+
+// RecordsRequest is the request:records payload.
+type RecordsRequest struct {
+	Table  string `json:"table"`
+	Offset int    `json:"offset"`
+	Limit  int    `json:"limit"`
+}
+
+// ErrorPayload is the response:error payload.
+type ErrorPayload struct {
+	Error   string  `json:"error"`
+	Message string  `json:"message,omitempty"`
+	Ref     *string `json:"ref"`
+}
+
+// Start is the stream:start payload: send table's rows after AfterKey in batches.
+type Start struct {
+	Stream      uint32   `json:"stream"`
+	Table       string   `json:"table"`
+	AfterKey    []string `json:"after_key,omitempty"`
+	BatchRows   int      `json:"batch_rows"`
+	Compression string   `json:"compression,omitempty"` // "zstd" or "" (none)
+	// Credit is how many batches the sender may send before the next ack.
+	Credit int `json:"credit"`
+}
+
+// Ack is the stream:ack payload: batches up to Seq are applied; Credit more may come.
+type Ack struct {
+	Stream uint32 `json:"stream"`
+	Seq    uint32 `json:"seq"`
+	Credit int    `json:"credit"`
+}
+
+// End is the stream:end payload.
+type End struct {
+	Stream  uint32   `json:"stream"`
+	Batches uint32   `json:"batches"`
+	Rows    int64    `json:"rows"`
+	LastKey []string `json:"last_key,omitempty"`
+}
+
+// StreamErr is the stream:error payload.
+type StreamErr struct {
+	Stream  uint32 `json:"stream"`
+	Error   string `json:"error"`
+	Message string `json:"message,omitempty"`
+}
