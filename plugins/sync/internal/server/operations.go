@@ -1,0 +1,360 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
+	"github.com/fiberkit/fiberkit/plugins/sync/ddl"
+	"github.com/fiberkit/fiberkit/plugins/sync/exporter"
+	"github.com/fiberkit/fiberkit/plugins/sync/importer"
+	"github.com/fiberkit/fiberkit/plugins/sync/session"
+	"github.com/fiberkit/fiberkit/sdk"
+	"github.com/fiberkit/fiberkit/sdk/syncclient"
+)
+
+// Operation payloads. The SDK's syncclient.Local wraps these for other plugins.
+
+type tableIn struct {
+	Table string `json:"table"`
+}
+
+type listIn struct {
+	Schemas    []string `json:"schemas,omitempty"`
+	Exclude    []string `json:"exclude,omitempty"`
+	IncludeKit bool     `json:"include_kit,omitempty"`
+	Exact      bool     `json:"exact,omitempty"`
+}
+
+type recordsIn struct {
+	Table  string `json:"table"`
+	Offset int    `json:"offset"`
+	Limit  int    `json:"limit"`
+}
+
+type importIn struct {
+	Table    string               `json:"table"`
+	Strategy string               `json:"strategy"`
+	Records  []map[string]*string `json:"records"`
+}
+
+type createIn struct {
+	Schema *catalog.Schema `json:"schema"`
+}
+
+type sessionIn struct {
+	ID string `json:"id"`
+}
+
+type createSessionIn struct {
+	// Handle distinguishes several sessions of one caller; the owner is the caller.
+	Handle string `json:"handle,omitempty"`
+}
+
+type createSessionOut struct {
+	ID        string `json:"id"`
+	Code      string `json:"code"`
+	Owner     string `json:"owner"`
+	URL       string `json:"url"`
+	LeaseSecs int    `json:"lease_seconds"`
+}
+
+type codeIn struct {
+	Code string `json:"code"`
+}
+
+type configOut struct {
+	Enabled        bool   `json:"enabled"`
+	IncomingMode   string `json:"incoming_mode"`
+	PasswordSet    bool   `json:"password_set"`
+	ActiveSessions int    `json:"active_sessions"`
+}
+
+type modeIn struct {
+	Mode string `json:"mode"`
+}
+
+type passwordIn struct {
+	Password string `json:"password"`
+}
+
+// PullIn asks this site to pull tables from a sender.
+type pullIn struct {
+	URL           string            `json:"url"`
+	Code          string            `json:"code"`
+	Password      string            `json:"password,omitempty"`
+	Tables        []string          `json:"tables,omitempty"`
+	Strategy      string            `json:"strategy,omitempty"`
+	Strategies    map[string]string `json:"strategies,omitempty"`
+	CreateMissing bool              `json:"create_missing,omitempty"`
+	BatchSize     int               `json:"batch_size,omitempty"`
+	TimeoutSecs   int               `json:"timeout_seconds,omitempty"`
+}
+
+// owner names who owns sessions made through an operation: the caller, as the host
+// stamped it, plus an optional handle.
+func owner(ctx context.Context, handle string) string {
+	c := sdk.CallerFrom(ctx)
+	o := "user:" + c.User
+	if c.Plugin != "" {
+		o = "plugin:" + c.Plugin
+	}
+	if handle != "" {
+		o += "#" + handle
+	}
+	return o
+}
+
+func (s *Server) operations() sdk.Operations {
+	return sdk.Operations{
+		"config": sdk.Op(func(ctx context.Context, _ struct{}) (configOut, error) {
+			st, err := s.state()
+			if err != nil {
+				return configOut{}, err
+			}
+			sessions, err := st.sessions.List(ctx)
+			if err != nil {
+				return configOut{}, err
+			}
+			return configOut{Enabled: st.settings.Enabled(), IncomingMode: st.settings.String("incoming_mode"),
+				PasswordSet: st.settings.SecretSet("incoming_password"), ActiveSessions: len(sessions)}, nil
+		}),
+		"set_incoming_mode": sdk.Op(func(ctx context.Context, in modeIn) (bool, error) {
+			st, err := s.state()
+			if err != nil {
+				return false, err
+			}
+			return true, st.host.SetSettings(ctx, map[string]string{"incoming_mode": in.Mode})
+		}),
+		"set_password": sdk.Op(func(ctx context.Context, in passwordIn) (bool, error) {
+			st, err := s.state()
+			if err != nil {
+				return false, err
+			}
+			if in.Password == "" {
+				return false, sdk.Errorf("invalid_input", "password must not be empty")
+			}
+			return true, st.host.SetSettings(ctx, map[string]string{"incoming_password": in.Password})
+		}),
+		"validate_password": sdk.Op(func(ctx context.Context, in passwordIn) (bool, error) {
+			st, err := s.state()
+			if err != nil {
+				return false, err
+			}
+			return st.settings.SecretMatches("incoming_password", in.Password), nil
+		}),
+		"list_tables": sdk.Op(func(ctx context.Context, in listIn) ([]catalog.Table, error) {
+			st, err := s.state()
+			if err != nil {
+				return nil, err
+			}
+			return catalog.ListTables(ctx, st.pool, catalog.ListOptions{Schemas: in.Schemas, Exclude: in.Exclude, IncludeKit: in.IncludeKit, Exact: in.Exact})
+		}),
+		"get_schema": sdk.Op(func(ctx context.Context, in tableIn) (*catalog.Schema, error) {
+			st, err := s.state()
+			if err != nil {
+				return nil, err
+			}
+			return tableErr(catalog.GetSchema(ctx, st.pool, in.Table))
+		}),
+		"get_count": sdk.Op(func(ctx context.Context, in tableIn) (int64, error) {
+			st, err := s.state()
+			if err != nil {
+				return 0, err
+			}
+			return tableErr(catalog.Count(ctx, st.pool, in.Table))
+		}),
+		"table_exists": sdk.Op(func(ctx context.Context, in tableIn) (bool, error) {
+			st, err := s.state()
+			if err != nil {
+				return false, err
+			}
+			return catalog.Exists(ctx, st.pool, in.Table)
+		}),
+		"export_records": sdk.Op(func(ctx context.Context, in recordsIn) (exporter.Page, error) {
+			st, err := s.state()
+			if err != nil {
+				return exporter.Page{}, err
+			}
+			snap, err := exporter.Begin(ctx, st.pool)
+			if err != nil {
+				return exporter.Page{}, err
+			}
+			defer snap.Close(ctx)
+			sch, err := tableErr(catalog.GetSchema(ctx, snap.Querier(), in.Table))
+			if err != nil {
+				return exporter.Page{}, err
+			}
+			if in.Limit <= 0 {
+				in.Limit = 500
+			}
+			return snap.Records(ctx, sch, in.Offset, min(in.Limit, maxRecordsLimit))
+		}),
+		"import_records": sdk.Op(func(ctx context.Context, in importIn) (importer.Result, error) {
+			st, err := s.state()
+			if err != nil {
+				return importer.Result{}, err
+			}
+			strategy, err := importer.ParseStrategy(in.Strategy)
+			if err != nil {
+				return importer.Result{}, sdk.Errorf("invalid_input", "%v", err)
+			}
+			im, err := importer.New(ctx, st.pool, in.Table, importer.Options{Strategy: strategy})
+			if err != nil {
+				return importer.Result{}, importErr(err)
+			}
+			res, err := im.ImportRecords(ctx, in.Records)
+			if err != nil {
+				return importer.Result{}, importErr(err)
+			}
+			return res, im.Finish(ctx)
+		}),
+		"create_table": sdk.Op(func(ctx context.Context, in createIn) (bool, error) {
+			st, err := s.state()
+			if err != nil {
+				return false, err
+			}
+			if in.Schema == nil {
+				return false, sdk.Errorf("invalid_input", "schema is required")
+			}
+			return true, ddl.CreateTable(ctx, st.pool, in.Schema)
+		}),
+		"create_session": sdk.Op(func(ctx context.Context, in createSessionIn) (createSessionOut, error) {
+			st, err := s.state()
+			if err != nil {
+				return createSessionOut{}, err
+			}
+			o := owner(ctx, in.Handle)
+			sess, code, err := st.sessions.Create(ctx, "send", o)
+			if err != nil {
+				return createSessionOut{}, err
+			}
+			return createSessionOut{ID: sess.ID, Code: code, Owner: o, URL: st.public, LeaseSecs: int(time.Until(sess.LeaseUntil).Seconds())}, nil
+		}),
+		"touch_sessions": sdk.Op(func(ctx context.Context, in createSessionIn) (bool, error) {
+			st, err := s.state()
+			if err != nil {
+				return false, err
+			}
+			return true, st.sessions.Touch(ctx, owner(ctx, in.Handle))
+		}),
+		"release_sessions": sdk.Op(func(ctx context.Context, in createSessionIn) (bool, error) {
+			st, err := s.state()
+			if err != nil {
+				return false, err
+			}
+			return true, st.sessions.ReleaseOwner(ctx, owner(ctx, in.Handle))
+		}),
+		"get_session": sdk.Op(func(ctx context.Context, in sessionIn) (session.Session, error) {
+			st, err := s.state()
+			if err != nil {
+				return session.Session{}, err
+			}
+			sess, err := st.sessions.Get(ctx, in.ID)
+			if errors.Is(err, session.ErrNotFound) {
+				return sess, sdk.Errorf("not_found", "no session %s", in.ID)
+			}
+			return sess, err
+		}),
+		"list_sessions": sdk.Op(func(ctx context.Context, _ struct{}) ([]session.Session, error) {
+			st, err := s.state()
+			if err != nil {
+				return nil, err
+			}
+			return st.sessions.List(ctx)
+		}),
+		"delete_session": sdk.Op(func(ctx context.Context, in sessionIn) (bool, error) {
+			st, err := s.state()
+			if err != nil {
+				return false, err
+			}
+			return true, st.sessions.Delete(ctx, in.ID)
+		}),
+		"pending_approvals": sdk.Op(func(ctx context.Context, _ struct{}) ([]session.Approval, error) {
+			st, err := s.state()
+			if err != nil {
+				return nil, err
+			}
+			return st.sessions.Pending(ctx)
+		}),
+		"approve": sdk.Op(func(ctx context.Context, in sessionIn) (bool, error) {
+			st, err := s.state()
+			if err != nil {
+				return false, err
+			}
+			return true, notFound(st.sessions.Approve(ctx, in.ID, owner(ctx, "")))
+		}),
+		"deny": sdk.Op(func(ctx context.Context, in sessionIn) (bool, error) {
+			st, err := s.state()
+			if err != nil {
+				return false, err
+			}
+			return true, notFound(st.sessions.Deny(ctx, in.ID, owner(ctx, "")))
+		}),
+		"pull": sdk.Op(func(ctx context.Context, in pullIn) (map[string]syncclient.Result, error) {
+			st, err := s.state()
+			if err != nil {
+				return nil, err
+			}
+			return s.pull(ctx, st, in)
+		}),
+	}
+}
+
+// pull connects to a sender and transfers tables into this site's database.
+func (s *Server) pull(ctx context.Context, st *state, in pullIn) (map[string]syncclient.Result, error) {
+	timeout := time.Duration(in.TimeoutSecs) * time.Second
+	c, err := syncclient.Connect(ctx, in.URL, in.Code, syncclient.Options{
+		Password: in.Password, Timeout: timeout,
+		ReceiverInfo: map[string]any{"site": st.public, "via": "sync operation", "caller": owner(ctx, "")},
+	})
+	if err != nil {
+		return nil, sdk.Errorf("connect_failed", "%v", err)
+	}
+	defer c.Close()
+	strategies := map[string]importer.Strategy{}
+	for t, name := range in.Strategies {
+		sv, err := importer.ParseStrategy(name)
+		if err != nil {
+			return nil, sdk.Errorf("invalid_input", "%s: %v", t, err)
+		}
+		strategies[t] = sv
+	}
+	def, err := importer.ParseStrategy(in.Strategy)
+	if err != nil {
+		return nil, sdk.Errorf("invalid_input", "%v", err)
+	}
+	res, err := c.TransferAll(ctx, st.pool, syncclient.TransferAllOptions{
+		Tables: in.Tables, Strategy: def, Strategies: strategies,
+		TransferOptions: syncclient.TransferOptions{CreateMissing: in.CreateMissing, BatchSize: in.BatchSize},
+	})
+	if err != nil {
+		return res, sdk.Errorf("transfer_failed", "%v", err)
+	}
+	return res, nil
+}
+
+func tableErr[T any](v T, err error) (T, error) {
+	if errors.Is(err, catalog.ErrUnknownTable) {
+		return v, sdk.Errorf("unknown_table", "%v", err)
+	}
+	return v, err
+}
+
+func importErr(err error) error {
+	for _, e := range []error{importer.ErrStrategyNotApplicable, importer.ErrNoKeyDefault, importer.ErrUnknownColumn, importer.ErrMalformedBatch, catalog.ErrUnknownTable} {
+		if errors.Is(err, e) {
+			return sdk.Errorf("invalid_input", "%v", err)
+		}
+	}
+	return err
+}
+
+func notFound(err error) error {
+	if errors.Is(err, session.ErrNotFound) {
+		return sdk.Errorf("not_found", "%s", strings.TrimSpace(err.Error()))
+	}
+	return err
+}

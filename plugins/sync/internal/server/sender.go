@@ -1,0 +1,484 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
+	"github.com/fiberkit/fiberkit/plugins/sync/exporter"
+	"github.com/fiberkit/fiberkit/plugins/sync/session"
+	"github.com/fiberkit/fiberkit/plugins/sync/wire"
+	"github.com/fiberkit/fiberkit/sdk"
+)
+
+// Protocol limits the sender enforces.
+const (
+	maxRecordsLimit  = 5000
+	maxBatchRows     = 50000
+	defaultBatchRows = 5000
+	maxCredit        = 16
+	approvalTimeout  = 10 * time.Minute
+	ownerCheck       = 5 * time.Second
+)
+
+// redeemError maps a session error to the HTTP status and plain reason of a refused upgrade.
+func redeemError(err error) (int, string) {
+	switch {
+	case errors.Is(err, session.ErrInvalidCode):
+		return http.StatusForbidden, wire.ErrInvalidCode
+	case errors.Is(err, session.ErrAlreadyUsed):
+		return http.StatusForbidden, wire.ErrAlreadyUsed
+	case errors.Is(err, session.ErrRateLimited):
+		return http.StatusTooManyRequests, wire.ErrRateLimited
+	case errors.Is(err, session.ErrPasswordRequired):
+		return http.StatusForbidden, wire.ErrPasswordRequired
+	case errors.Is(err, session.ErrWrongPassword):
+		return http.StatusForbidden, wire.ErrWrongPassword
+	case errors.Is(err, session.ErrDenied):
+		return http.StatusForbidden, wire.ErrDenied
+	}
+	return http.StatusInternalServerError, wire.ErrInternal
+}
+
+// serveSender is the sender's WebSocket endpoint: {prefix}/sync/websocket?code=CODE&vsn=2.0.0.
+// The code (and password, in the X-Sync-Password header) are checked before the
+// upgrade; a refusal is a plain HTTP answer with the reason.
+func (s *Server) serveSender(ctx context.Context, c *sdk.Conn) error {
+	st, err := s.state()
+	if err != nil {
+		return c.Reject(http.StatusServiceUnavailable, "sync is starting")
+	}
+	q := c.Query()
+	password := c.Header().Get("X-Sync-Password")
+	if password == "" {
+		password = q.Get("password")
+	}
+	code := q.Get("code")
+	sess, err := st.sessions.Redeem(ctx, code, session.Attempt{Address: c.Caller().RemoteAddr, Password: password}, st.policy())
+	if err != nil {
+		status, reason := redeemError(err)
+		if status == http.StatusInternalServerError {
+			s.log.Error("redeem code", "err", err)
+		}
+		return c.Reject(status, reason)
+	}
+	p := &peer{srv: s, st: st, c: c, sess: sess, topic: "transfer:" + code, codec: wire.NewCodec(), streams: map[uint32]chan int{}}
+	defer p.codec.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	p.cancel = cancel
+	defer p.finish()
+	go p.watchOwner(ctx)
+	return p.loop(ctx)
+}
+
+// peer is one connected receiver.
+type peer struct {
+	srv    *Server
+	st     *state
+	c      *sdk.Conn
+	sess   session.Session
+	topic  string
+	codec  *wire.Codec
+	cancel context.CancelFunc
+
+	mu       sync.Mutex // guards joined, snapshot use, streams
+	joined   bool
+	awaiting bool
+	snap     *exporter.Snapshot
+	streams  map[uint32]chan int // stream id → credits
+	wg       sync.WaitGroup
+}
+
+func (p *peer) finish() {
+	p.cancel()
+	p.wg.Wait()
+	p.mu.Lock()
+	if p.snap != nil {
+		p.snap.Close(context.Background())
+		p.snap = nil
+	}
+	p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = p.st.sessions.Update(ctx, p.sess.ID, session.StatusDone, nil)
+}
+
+// watchOwner ends the connection when the session's owner goes away.
+func (p *peer) watchOwner(ctx context.Context) {
+	t := time.NewTicker(ownerCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			live, err := p.st.sessions.Live(ctx, p.sess.ID)
+			if err == nil && !live {
+				_ = p.c.Close(4004, "session ended by the sending site")
+				p.cancel()
+				return
+			}
+		}
+	}
+}
+
+func (p *peer) send(f wire.Frame) error { return p.c.WriteText(string(f.Encode())) }
+
+func (p *peer) reply(f wire.Frame, event string, v any) error {
+	return p.send(wire.New(f.JoinRef, f.Ref, f.Topic, event, v))
+}
+
+func (p *peer) fail(f wire.Frame, code, msg string) error {
+	return p.send(wire.New(f.JoinRef, f.Ref, f.Topic, wire.ResponseError, wire.ErrorPayload{Error: code, Message: msg, Ref: f.Ref}))
+}
+
+func (p *peer) push(event string, v any) error {
+	return p.send(wire.New(nil, nil, p.topic, event, v))
+}
+
+func (p *peer) loop(ctx context.Context) error {
+	for {
+		t, data, err := p.c.ReadMessage()
+		if err != nil {
+			return nil // the receiver closed or vanished
+		}
+		if t != sdk.TextMessage {
+			_ = p.send(wire.New(nil, nil, p.topic, wire.ResponseError, wire.ErrorPayload{Error: wire.ErrMalformedFrame, Message: "binary frames are only sent by the sender"}))
+			continue
+		}
+		f, err := wire.Decode(data)
+		if err != nil {
+			var fe *wire.FrameError
+			code := wire.ErrMalformedFrame
+			if errors.As(err, &fe) {
+				code = fe.Code
+			}
+			_ = p.send(wire.New(nil, nil, p.topic, wire.ResponseError, wire.ErrorPayload{Error: code, Message: err.Error()}))
+			continue
+		}
+		if err := p.handle(ctx, f); err != nil {
+			return err
+		}
+	}
+}
+
+func (p *peer) handle(ctx context.Context, f wire.Frame) error {
+	if f.Topic == wire.TopicPhoenix {
+		if f.Event == wire.EventHeartbeat {
+			return p.reply(f, wire.EventReply, wire.Reply{Status: "ok", Response: map[string]any{}})
+		}
+		return p.fail(f, wire.ErrBadRequest, "unknown event on topic phoenix")
+	}
+	if f.Topic != p.topic {
+		return p.fail(f, wire.ErrBadRequest, "unknown topic "+f.Topic)
+	}
+	switch f.Event {
+	case wire.EventJoin:
+		return p.join(ctx, f)
+	case wire.EventLeave:
+		_ = p.reply(f, wire.EventReply, wire.Reply{Status: "ok", Response: map[string]any{}})
+		_ = p.c.Close(sdk.CloseNormal, "left")
+		p.cancel()
+		return nil
+	}
+	p.mu.Lock()
+	joined := p.joined
+	p.mu.Unlock()
+	if !joined {
+		return p.fail(f, wire.ErrNotJoined, "join the topic first (and wait for approval if asked)")
+	}
+	switch f.Event {
+	case wire.RequestCapabilities:
+		return p.reply(f, wire.ResponseCapabilities, wire.Capabilities{
+			Version: wire.Version, Features: []string{wire.RecordsFeature, wire.StreamFeature},
+			Compression: []string{"zstd"}, MaxBatchRows: maxBatchRows, MaxRecords: maxRecordsLimit,
+		})
+	case wire.RequestTables:
+		return p.withSnapshot(ctx, f, func(snap *exporter.Snapshot) (string, any, error) {
+			tables, err := catalog.ListTables(ctx, snap.Querier(), catalog.ListOptions{})
+			if tables == nil {
+				tables = []catalog.Table{}
+			}
+			return wire.ResponseTables, map[string]any{"tables": tables}, err
+		})
+	case wire.RequestSchema, wire.RequestCount:
+		var req wire.TableRequest
+		if err := f.Unpack(&req); err != nil {
+			return p.fail(f, wire.ErrBadRequest, err.Error())
+		}
+		return p.withSnapshot(ctx, f, func(snap *exporter.Snapshot) (string, any, error) {
+			if f.Event == wire.RequestSchema {
+				sch, err := p.schema(ctx, snap, req.Table)
+				return wire.ResponseSchema, map[string]any{"table": req.Table, "schema": sch}, err
+			}
+			if _, err := p.schema(ctx, snap, req.Table); err != nil {
+				return "", nil, err
+			}
+			n, err := catalog.Count(ctx, snap.Querier(), req.Table)
+			return wire.ResponseCount, map[string]any{"table": req.Table, "count": n}, err
+		})
+	case wire.RequestRecords:
+		var req wire.RecordsRequest
+		if err := f.Unpack(&req); err != nil {
+			return p.fail(f, wire.ErrBadRequest, err.Error())
+		}
+		if req.Limit <= 0 {
+			req.Limit = 500
+		}
+		if req.Offset < 0 || req.Limit > maxRecordsLimit {
+			return p.fail(f, wire.ErrBadRequest, fmt.Sprintf("offset must be ≥ 0 and limit at most %d", maxRecordsLimit))
+		}
+		return p.withSnapshot(ctx, f, func(snap *exporter.Snapshot) (string, any, error) {
+			sch, err := p.schema(ctx, snap, req.Table)
+			if err != nil {
+				return "", nil, err
+			}
+			page, err := snap.Records(ctx, sch, req.Offset, req.Limit)
+			return wire.ResponseRecords, map[string]any{"table": req.Table, "records": page.Records, "offset": page.Offset, "has_more": page.HasMore}, err
+		})
+	case wire.StreamStart:
+		var req wire.Start
+		if err := f.Unpack(&req); err != nil {
+			return p.fail(f, wire.ErrBadRequest, err.Error())
+		}
+		return p.startStream(ctx, f, req)
+	case wire.StreamAck:
+		var ack wire.Ack
+		if err := f.Unpack(&ack); err != nil {
+			return p.fail(f, wire.ErrBadRequest, err.Error())
+		}
+		p.mu.Lock()
+		credits, ok := p.streams[ack.Stream]
+		p.mu.Unlock()
+		if ok && ack.Credit > 0 {
+			select {
+			case credits <- min(ack.Credit, maxCredit):
+			default: // the streamer has plenty of credit queued
+			}
+		}
+		return nil
+	}
+	return p.fail(f, wire.ErrBadRequest, "unknown event "+f.Event)
+}
+
+// schema resolves a table the receiver may read: never the kit's secret tables.
+func (p *peer) schema(ctx context.Context, snap *exporter.Snapshot, table string) (*catalog.Schema, error) {
+	id, err := catalog.Resolve(ctx, snap.Querier(), table)
+	if err != nil {
+		return nil, err
+	}
+	if catalog.IsSecretTable(id.Name) {
+		return nil, fmt.Errorf("%w: %q", catalog.ErrUnknownTable, table)
+	}
+	return catalog.GetSchema(ctx, snap.Querier(), table)
+}
+
+// withSnapshot runs fn against the connection's snapshot (begun on first use, so
+// every table the receiver reads comes from one consistent view) and replies.
+func (p *peer) withSnapshot(ctx context.Context, f wire.Frame, fn func(*exporter.Snapshot) (string, any, error)) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.snap == nil {
+		snap, err := exporter.Begin(ctx, p.st.pool)
+		if err != nil {
+			p.srv.log.Error("begin snapshot", "err", err)
+			return p.fail(f, wire.ErrInternal, "could not read the database")
+		}
+		p.snap = snap
+	}
+	event, v, err := fn(p.snap)
+	if err != nil {
+		if errors.Is(err, catalog.ErrUnknownTable) {
+			return p.fail(f, wire.ErrUnknownTable, err.Error())
+		}
+		p.srv.log.Error("request failed", "event", f.Event, "err", err)
+		return p.fail(f, wire.ErrInternal, "the request failed on the sending site")
+	}
+	return p.reply(f, event, v)
+}
+
+func (p *peer) join(ctx context.Context, f wire.Frame) error {
+	var j wire.Join
+	if err := json.Unmarshal(f.Payload, &j); err != nil {
+		return p.fail(f, wire.ErrBadRequest, "join payload: "+err.Error())
+	}
+	p.mu.Lock()
+	if p.joined || p.awaiting {
+		p.mu.Unlock()
+		return p.reply(f, wire.EventReply, wire.Reply{Status: "ok", Response: map[string]any{}})
+	}
+	p.mu.Unlock()
+	p.sess.ReceiverInfo = j.ReceiverInfo
+	_ = p.st.sessions.Update(ctx, p.sess.ID, session.StatusConnected, map[string]any{"receiver_info": j.ReceiverInfo})
+	if p.st.settings.String("incoming_mode") != session.RequireApproval {
+		p.mu.Lock()
+		p.joined = true
+		p.mu.Unlock()
+		return p.reply(f, wire.EventReply, wire.Reply{Status: "ok", Response: map[string]any{"version": wire.Version}})
+	}
+	approval, err := p.st.sessions.RequestApproval(ctx, p.sess)
+	if err != nil {
+		p.srv.log.Error("request approval", "err", err)
+		return p.fail(f, wire.ErrInternal, "could not ask for approval")
+	}
+	p.mu.Lock()
+	p.awaiting = true
+	p.mu.Unlock()
+	if err := p.reply(f, wire.EventReply, wire.Reply{Status: "ok", Response: map[string]any{"version": wire.Version, "awaiting_approval": true}}); err != nil {
+		return err
+	}
+	_ = p.push(wire.EventAwaitingApproval, map[string]any{"approval_id": approval.ID})
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		wctx, cancel := context.WithTimeout(ctx, approvalTimeout)
+		defer cancel()
+		// Keep the receiver informed (and its connection warm) while it waits.
+		go func() {
+			t := time.NewTicker(15 * time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-wctx.Done():
+					return
+				case <-t.C:
+					_ = p.push(wire.EventAwaitingApproval, map[string]any{"approval_id": approval.ID})
+				}
+			}
+		}()
+		err := p.st.sessions.WaitApproval(wctx, approval.ID)
+		switch {
+		case err == nil:
+			p.mu.Lock()
+			p.joined, p.awaiting = true, false
+			p.mu.Unlock()
+			_ = p.push(wire.EventApproved, map[string]any{})
+		case errors.Is(err, session.ErrDenied):
+			_ = p.push(wire.EventDenied, map[string]any{"error": wire.ErrDenied})
+			_ = p.c.Close(4003, wire.ErrDenied)
+			p.cancel()
+		case errors.Is(err, session.ErrApprovalTimeout) && ctx.Err() == nil:
+			_ = p.push(wire.EventDenied, map[string]any{"error": wire.ErrApprovalTimeout})
+			_ = p.c.Close(4008, wire.ErrApprovalTimeout)
+			p.cancel()
+		case ctx.Err() == nil:
+			_ = p.c.Close(4004, "session ended by the sending site")
+			p.cancel()
+		}
+	}()
+	return nil
+}
+
+// startStream begins a fast-path stream: binary batch frames, at most `credit`
+// unacknowledged, each read from the connection's snapshot.
+func (p *peer) startStream(ctx context.Context, f wire.Frame, req wire.Start) error {
+	if req.BatchRows <= 0 {
+		req.BatchRows = defaultBatchRows
+	}
+	if req.BatchRows > maxBatchRows || req.Credit < 0 || req.Credit > maxCredit || (req.Compression != "" && req.Compression != "zstd") {
+		return p.fail(f, wire.ErrBadRequest, fmt.Sprintf("batch_rows ≤ %d, credit ≤ %d, compression zstd or none", maxBatchRows, maxCredit))
+	}
+	if req.Credit == 0 {
+		req.Credit = 4
+	}
+	var sch *catalog.Schema
+	var err error
+	p.mu.Lock()
+	if _, dup := p.streams[req.Stream]; dup {
+		p.mu.Unlock()
+		return p.fail(f, wire.ErrBadRequest, "stream id in use")
+	}
+	if p.snap == nil {
+		if p.snap, err = exporter.Begin(ctx, p.st.pool); err != nil {
+			p.mu.Unlock()
+			return p.fail(f, wire.ErrInternal, "could not read the database")
+		}
+	}
+	sch, err = p.schema(ctx, p.snap, req.Table)
+	if err != nil {
+		p.mu.Unlock()
+		if errors.Is(err, catalog.ErrUnknownTable) {
+			return p.fail(f, wire.ErrUnknownTable, err.Error())
+		}
+		return p.fail(f, wire.ErrInternal, "could not read the table")
+	}
+	credits := make(chan int, maxCredit)
+	p.streams[req.Stream] = credits
+	p.mu.Unlock()
+	if err := p.reply(f, wire.EventReply, wire.Reply{Status: "ok", Response: map[string]any{"stream": req.Stream, "columns": writableNames(sch)}}); err != nil {
+		return err
+	}
+	_ = p.st.sessions.Update(ctx, p.sess.ID, session.StatusTransferring, map[string]any{"table": req.Table})
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		defer func() {
+			p.mu.Lock()
+			delete(p.streams, req.Stream)
+			p.mu.Unlock()
+		}()
+		if err := p.stream(ctx, sch, req, credits); err != nil && ctx.Err() == nil {
+			p.srv.log.Error("stream failed", "table", req.Table, "err", err)
+			_ = p.push(wire.StreamError, wire.StreamErr{Stream: req.Stream, Error: wire.ErrInternal, Message: "the stream failed on the sending site"})
+		}
+	}()
+	return nil
+}
+
+func writableNames(sch *catalog.Schema) []string {
+	var out []string
+	for _, c := range sch.Writable() {
+		out = append(out, c.Name)
+	}
+	return out
+}
+
+func (p *peer) stream(ctx context.Context, sch *catalog.Schema, req wire.Start, credits chan int) error {
+	credit := req.Credit
+	after := req.AfterKey
+	var seq uint32
+	var rows int64
+	var frame []byte
+	for {
+		for credit == 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case n := <-credits:
+				credit += n
+			}
+		}
+		p.mu.Lock()
+		if p.snap == nil {
+			p.mu.Unlock()
+			return errors.New("snapshot closed")
+		}
+		b, err := p.snap.NextBatch(ctx, sch, after, req.BatchRows)
+		p.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if b.Rows > 0 {
+			seq++
+			frame, err = p.codec.EncodeBatch(frame[:0], wire.Batch{Stream: req.Stream, Seq: seq, Rows: uint32(b.Rows), LastKey: b.LastKey, Data: b.Data}, req.Compression == "zstd")
+			if err != nil {
+				return err
+			}
+			if err := p.c.WriteMessage(sdk.BinaryMessage, frame); err != nil {
+				return err
+			}
+			credit--
+			rows += int64(b.Rows)
+		}
+		after = b.LastKey
+		if b.Done {
+			return p.push(wire.StreamEnd, wire.End{Stream: req.Stream, Batches: seq, Rows: rows, LastKey: after})
+		}
+	}
+}

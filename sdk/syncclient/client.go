@@ -1,0 +1,461 @@
+// Package syncclient is the receiving side of Sync, for scripts, migrations and other
+// plugins: connect to a sending site with its one-time code, look at its tables, and
+// transfer one table or all of them into a local PostgreSQL database with a conflict
+// strategy. Bulk transfers use the fast path (binary batches in COPY text format,
+// zstd, CRC-32C, credit-based flow control); the PhoenixKit-compatible records API
+// is there too.
+//
+//	c, err := syncclient.Connect(ctx, "https://prod.example.com", "ABCD2345", syncclient.Options{})
+//	defer c.Close()
+//	results, err := c.TransferAll(ctx, pool, syncclient.TransferAllOptions{Strategy: importer.Skip})
+package syncclient
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fasthttp/websocket"
+
+	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
+	"github.com/fiberkit/fiberkit/plugins/sync/exporter"
+	"github.com/fiberkit/fiberkit/plugins/sync/wire"
+)
+
+// RemoteError is an error the sending site reported, with its wire code
+// (wire.ErrInvalidCode, wire.ErrWrongPassword, …).
+type RemoteError struct {
+	Code    string
+	Message string
+}
+
+func (e *RemoteError) Error() string {
+	if e.Message == "" {
+		return "sender: " + e.Code
+	}
+	return "sender: " + e.Code + ": " + e.Message
+}
+
+// Is matches RemoteErrors by code: errors.Is(err, &RemoteError{Code: wire.ErrInvalidCode}).
+func (e *RemoteError) Is(target error) bool {
+	t, ok := target.(*RemoteError)
+	return ok && t.Code == e.Code
+}
+
+// Errors for the common refusals (compare with errors.Is).
+var (
+	ErrInvalidCode      = &RemoteError{Code: wire.ErrInvalidCode}
+	ErrAlreadyUsed      = &RemoteError{Code: wire.ErrAlreadyUsed}
+	ErrRateLimited      = &RemoteError{Code: wire.ErrRateLimited}
+	ErrPasswordRequired = &RemoteError{Code: wire.ErrPasswordRequired}
+	ErrWrongPassword    = &RemoteError{Code: wire.ErrWrongPassword}
+	ErrDenied           = &RemoteError{Code: wire.ErrDenied}
+	ErrApprovalTimeout  = &RemoteError{Code: wire.ErrApprovalTimeout}
+	ErrUnknownTable     = &RemoteError{Code: wire.ErrUnknownTable}
+	// ErrClosed: the connection ended (the sender went away, or Close was called).
+	ErrClosed = errors.New("sync connection closed")
+)
+
+// Options configure Connect.
+type Options struct {
+	// Password for senders in require_password mode.
+	Password string
+	// Timeout bounds connecting and joining, including waiting for an approval.
+	// Default 30s (PhoenixKit's default); raise it when the sender requires approval.
+	Timeout time.Duration
+	// ReceiverInfo tells the sender (and its admin) who is asking.
+	ReceiverInfo map[string]any
+	// OnAwaitingApproval is called when the sender holds the connection for approval.
+	OnAwaitingApproval func()
+}
+
+// Client is a connection to a sending site. Its methods are safe for concurrent use.
+type Client struct {
+	conn  *websocket.Conn
+	topic string
+
+	wmu     sync.Mutex // one writer
+	nextRef atomic.Uint64
+	nextSID atomic.Uint32
+
+	mu      sync.Mutex
+	pending map[string]chan wire.Frame
+	streams map[uint32]chan streamMsg
+	closed  bool
+	err     error
+	done    chan struct{}
+
+	pushes chan wire.Frame
+}
+
+type streamMsg struct {
+	batch []byte // a binary frame
+	end   *wire.End
+	err   error
+}
+
+// endpoint turns what a user typed into the sender's WebSocket URL: a full
+// …/websocket URL is used as is; a bare site URL gets the kit's default mount
+// (/fiberkit/sync/websocket); another path is taken as the kit's prefix.
+func endpoint(raw, code string) (string, error) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("sender URL %q: want http(s)://host[/prefix]", raw)
+	}
+	switch u.Scheme {
+	case "http", "ws":
+		u.Scheme = "ws"
+	case "https", "wss":
+		u.Scheme = "wss"
+	default:
+		return "", fmt.Errorf("sender URL %q: scheme must be http, https, ws or wss", raw)
+	}
+	p := strings.TrimRight(u.Path, "/")
+	switch {
+	case strings.HasSuffix(p, "/websocket"):
+	case p == "":
+		p = "/fiberkit/sync/websocket"
+	case strings.HasSuffix(p, "/sync"):
+		p += "/websocket"
+	default:
+		p += "/sync/websocket"
+	}
+	u.Path = p
+	q := u.Query()
+	q.Set("code", code)
+	q.Set("vsn", wire.Version)
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+// Connect dials the sender, presents the code (and password), joins the transfer
+// topic and, when the sender requires approval, waits for it (within Timeout).
+func Connect(ctx context.Context, senderURL, code string, o Options) (*Client, error) {
+	if o.Timeout <= 0 {
+		o.Timeout = 30 * time.Second
+	}
+	u, err := endpoint(senderURL, code)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	h := http.Header{}
+	if o.Password != "" {
+		h.Set("X-Sync-Password", o.Password)
+	}
+	d := websocket.Dialer{HandshakeTimeout: o.Timeout, ReadBufferSize: 64 << 10, WriteBufferSize: 16 << 10}
+	conn, resp, err := d.DialContext(ctx, u, h)
+	if err != nil {
+		if resp != nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+			resp.Body.Close()
+			reason := strings.TrimSpace(string(body))
+			if resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusTooManyRequests {
+				return nil, &RemoteError{Code: reason}
+			}
+			return nil, fmt.Errorf("connect to %s: HTTP %d %s", senderURL, resp.StatusCode, reason)
+		}
+		return nil, fmt.Errorf("connect to %s: %w", senderURL, err)
+	}
+	conn.SetReadLimit(wire.MaxBatchBytes + 1<<20)
+	c := &Client{conn: conn, topic: "transfer:" + code, pending: map[string]chan wire.Frame{}, streams: map[uint32]chan streamMsg{},
+		done: make(chan struct{}), pushes: make(chan wire.Frame, 16)}
+	go c.readLoop()
+	go c.heartbeat()
+	if err := c.join(ctx, o); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Client) join(ctx context.Context, o Options) error {
+	reply, err := c.request(ctx, c.topic, wire.EventJoin, wire.Join{ReceiverInfo: o.ReceiverInfo})
+	if err != nil {
+		return fmt.Errorf("join: %w", err)
+	}
+	var r wire.Reply
+	if err := json.Unmarshal(reply.Payload, &r); err != nil || r.Status != "ok" {
+		return fmt.Errorf("join refused: %s", reply.Payload)
+	}
+	if waiting, _ := r.Response["awaiting_approval"].(bool); !waiting {
+		return nil
+	}
+	if o.OnAwaitingApproval != nil {
+		o.OnAwaitingApproval()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for approval: %w", ErrApprovalTimeout)
+		case <-c.done:
+			return c.closeErr()
+		case f := <-c.pushes:
+			switch f.Event {
+			case wire.EventApproved:
+				return nil
+			case wire.EventDenied:
+				var p struct {
+					Error string `json:"error"`
+				}
+				_ = json.Unmarshal(f.Payload, &p)
+				if p.Error == "" {
+					p.Error = wire.ErrDenied
+				}
+				return &RemoteError{Code: p.Error}
+			}
+		}
+	}
+}
+
+func (c *Client) closeErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return c.err
+	}
+	return ErrClosed
+}
+
+// Connected reports whether the connection is up.
+func (c *Client) Connected() bool {
+	select {
+	case <-c.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Close leaves the topic and closes the connection.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
+	c.wmu.Lock()
+	_ = c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye"), time.Now().Add(time.Second))
+	c.wmu.Unlock()
+	select {
+	case <-c.done:
+	case <-time.After(2 * time.Second):
+	}
+	return c.conn.Close()
+}
+
+func (c *Client) heartbeat() {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-t.C:
+			ref := strconv.FormatUint(c.nextRef.Add(1), 10)
+			_ = c.write(wire.New(nil, &ref, wire.TopicPhoenix, wire.EventHeartbeat, struct{}{}))
+		}
+	}
+}
+
+func (c *Client) write(f wire.Frame) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = c.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	return c.conn.WriteMessage(websocket.TextMessage, f.Encode())
+}
+
+// readLoop is the only reader: it routes replies to their requests, batches to
+// their streams and pushes to the push channel.
+func (c *Client) readLoop() {
+	var err error
+	defer func() {
+		c.mu.Lock()
+		if c.err == nil {
+			c.err = fmt.Errorf("%w: %v", ErrClosed, err)
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) && ce.Code >= 4000 {
+				c.err = &RemoteError{Code: ce.Text}
+			}
+		}
+		for _, s := range c.streams {
+			select {
+			case s <- streamMsg{err: c.err}:
+			default:
+			}
+		}
+		c.mu.Unlock()
+		close(c.done)
+	}()
+	for {
+		var t int
+		var data []byte
+		t, data, err = c.conn.ReadMessage()
+		if err != nil {
+			return
+		}
+		if t == websocket.BinaryMessage {
+			c.routeBatch(data)
+			continue
+		}
+		f, derr := wire.Decode(data)
+		if derr != nil {
+			continue // a sender bug; nothing to route it to
+		}
+		c.route(f)
+	}
+}
+
+func (c *Client) routeBatch(data []byte) {
+	if len(data) < 12 {
+		return
+	}
+	sid := uint32(data[8])<<24 | uint32(data[9])<<16 | uint32(data[10])<<8 | uint32(data[11])
+	c.mu.Lock()
+	ch := c.streams[sid]
+	c.mu.Unlock()
+	if ch != nil {
+		ch <- streamMsg{batch: data}
+	}
+}
+
+func (c *Client) route(f wire.Frame) {
+	switch f.Event {
+	case wire.StreamEnd, wire.StreamError:
+		var sid struct {
+			Stream uint32 `json:"stream"`
+		}
+		_ = json.Unmarshal(f.Payload, &sid)
+		c.mu.Lock()
+		ch := c.streams[sid.Stream]
+		c.mu.Unlock()
+		if ch == nil {
+			return
+		}
+		if f.Event == wire.StreamEnd {
+			var end wire.End
+			_ = json.Unmarshal(f.Payload, &end)
+			ch <- streamMsg{end: &end}
+		} else {
+			var se wire.StreamErr
+			_ = json.Unmarshal(f.Payload, &se)
+			ch <- streamMsg{err: &RemoteError{Code: se.Error, Message: se.Message}}
+		}
+		return
+	}
+	if f.Ref != nil {
+		c.mu.Lock()
+		ch, ok := c.pending[*f.Ref]
+		delete(c.pending, *f.Ref)
+		c.mu.Unlock()
+		if ok {
+			ch <- f
+			return
+		}
+	}
+	select {
+	case c.pushes <- f:
+	default: // nobody is waiting for pushes now
+	}
+}
+
+// request sends a frame and waits for the frame answering it (same ref).
+func (c *Client) request(ctx context.Context, topic, event string, payload any) (wire.Frame, error) {
+	ref := strconv.FormatUint(c.nextRef.Add(1), 10)
+	ch := make(chan wire.Frame, 1)
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return wire.Frame{}, c.err
+	}
+	c.pending[ref] = ch
+	c.mu.Unlock()
+	joinRef := "1"
+	if err := c.write(wire.New(&joinRef, &ref, topic, event, payload)); err != nil {
+		return wire.Frame{}, fmt.Errorf("%s: %w", event, err)
+	}
+	select {
+	case f := <-ch:
+		if f.Event == wire.ResponseError {
+			var e wire.ErrorPayload
+			_ = json.Unmarshal(f.Payload, &e)
+			return f, &RemoteError{Code: e.Error, Message: e.Message}
+		}
+		return f, nil
+	case <-ctx.Done():
+		c.mu.Lock()
+		delete(c.pending, ref)
+		c.mu.Unlock()
+		return wire.Frame{}, fmt.Errorf("%s: %w", event, ctx.Err())
+	case <-c.done:
+		return wire.Frame{}, c.closeErr()
+	}
+}
+
+func (c *Client) call(ctx context.Context, event string, payload, out any) error {
+	f, err := c.request(ctx, c.topic, event, payload)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(f.Payload, out); err != nil {
+		return fmt.Errorf("%s: decode reply: %w", event, err)
+	}
+	return nil
+}
+
+// Capabilities asks what the sender supports.
+func (c *Client) Capabilities(ctx context.Context) (wire.Capabilities, error) {
+	var caps wire.Capabilities
+	return caps, c.call(ctx, wire.RequestCapabilities, struct{}{}, &caps)
+}
+
+// ListTables lists the sender's tables with row counts.
+func (c *Client) ListTables(ctx context.Context) ([]catalog.Table, error) {
+	var out struct {
+		Tables []catalog.Table `json:"tables"`
+	}
+	return out.Tables, c.call(ctx, wire.RequestTables, struct{}{}, &out)
+}
+
+// GetSchema returns a table's definition on the sender.
+func (c *Client) GetSchema(ctx context.Context, table string) (*catalog.Schema, error) {
+	var out struct {
+		Schema *catalog.Schema `json:"schema"`
+	}
+	if err := c.call(ctx, wire.RequestSchema, wire.TableRequest{Table: table}, &out); err != nil {
+		return nil, fmt.Errorf("schema of %s: %w", table, err)
+	}
+	return out.Schema, nil
+}
+
+// GetCount returns a table's row count on the sender.
+func (c *Client) GetCount(ctx context.Context, table string) (int64, error) {
+	var out struct {
+		Count int64 `json:"count"`
+	}
+	if err := c.call(ctx, wire.RequestCount, wire.TableRequest{Table: table}, &out); err != nil {
+		return 0, fmt.Errorf("count of %s: %w", table, err)
+	}
+	return out.Count, nil
+}
+
+// FetchRecords returns a page of records (column → text value) in key order.
+func (c *Client) FetchRecords(ctx context.Context, table string, offset, limit int) (exporter.Page, error) {
+	var p exporter.Page
+	if err := c.call(ctx, wire.RequestRecords, wire.RecordsRequest{Table: table, Offset: offset, Limit: limit}, &p); err != nil {
+		return p, fmt.Errorf("records of %s: %w", table, err)
+	}
+	return p, nil
+}
