@@ -272,9 +272,19 @@ func (c *Client) heartbeat() {
 
 func (c *Client) write(f wire.Frame) error {
 	c.wmu.Lock()
-	defer c.wmu.Unlock()
 	_ = c.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
-	return c.conn.WriteMessage(websocket.TextMessage, f.Encode())
+	err := c.conn.WriteMessage(websocket.TextMessage, f.Encode())
+	c.wmu.Unlock()
+	if err != nil {
+		// A write fails because the connection is ending: report why it ended.
+		select {
+		case <-c.done:
+			return c.closeErr()
+		case <-time.After(time.Second):
+			return fmt.Errorf("%w: %v", ErrClosed, err)
+		}
+	}
+	return nil
 }
 
 // readLoop is the only reader: it routes replies to their requests, batches to

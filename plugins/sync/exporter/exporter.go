@@ -207,8 +207,13 @@ func (s *Snapshot) Records(ctx context.Context, sch *catalog.Schema, offset, lim
 	for i, c := range cols {
 		sel[i] = pgx.Identifier{c.Name}.Sanitize() + "::text"
 	}
-	rows, err := s.tx.Query(ctx, fmt.Sprintf("SELECT %s FROM %s ORDER BY %s OFFSET $1 LIMIT $2",
-		strings.Join(sel, ", "), sch.Ident().Quoted(), strings.Join(exprs, ", ")), offset, limit+1)
+	// Order by the table's own columns (src.…), not the ::text outputs of the same name.
+	order := make([]string, len(exprs))
+	for i, e := range exprs {
+		order[i] = "src." + e
+	}
+	rows, err := s.tx.Query(ctx, fmt.Sprintf("SELECT %s FROM %s AS src ORDER BY %s OFFSET $1 LIMIT $2",
+		strings.Join(sel, ", "), sch.Ident().Quoted(), strings.Join(order, ", ")), offset, limit+1)
 	if err != nil {
 		return Page{}, fmt.Errorf("export %s: %w", sch.Name, err)
 	}
