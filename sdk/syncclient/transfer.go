@@ -84,9 +84,14 @@ func (c *Client) Transfer(ctx context.Context, pool *pgxpool.Pool, table string,
 }
 
 func (c *Client) transferRows(ctx context.Context, pool *pgxpool.Pool, sch *catalog.Schema, res Result, o TransferOptions) (Result, error) {
-	table := res.Table
 	start := time.Now()
-	defer func() { res.Duration = time.Since(start) }()
+	res, err := c.streamRows(ctx, pool, sch, res, o, start)
+	res.Duration = time.Since(start)
+	return res, err
+}
+
+func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalog.Schema, res Result, o TransferOptions, start time.Time) (Result, error) {
+	table := res.Table
 	if o.BatchSize <= 0 {
 		o.BatchSize = 5000
 	}
