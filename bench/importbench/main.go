@@ -30,30 +30,10 @@ import (
 	"github.com/fiberkit/fiberkit/plugins/sync/ddl"
 	"github.com/fiberkit/fiberkit/plugins/sync/exporter"
 	"github.com/fiberkit/fiberkit/plugins/sync/importer"
+	"github.com/fiberkit/fiberkit/plugins/sync/sample"
 )
 
 const table = "events"
-
-const createSQL = `CREATE TABLE events (
-	id bigint PRIMARY KEY,
-	uid uuid NOT NULL,
-	title text NOT NULL,
-	qty int NOT NULL,
-	amount numeric(12,2) NOT NULL,
-	active boolean NOT NULL,
-	tags text[] NOT NULL,
-	payload jsonb NOT NULL,
-	created_at timestamptz NOT NULL,
-	blob bytea,
-	notes text
-)`
-
-const fillSQL = `INSERT INTO events
-SELECT i, md5(i::text)::uuid, 'event ' || i || ' ' || md5((i * 7)::text), i % 1000, (i % 100000) / 100.0, i % 3 = 0,
-       ARRAY['t' || (i % 10), 'k' || (i % 7)], jsonb_build_object('n', i, 'kind', 'k' || (i % 13), 'ok', i % 2 = 0),
-       timestamptz '2024-01-01' + i * interval '1 second', decode(md5(i::text), 'hex'),
-       CASE WHEN i % 5 = 0 THEN NULL ELSE repeat('lorem ipsum ', 1 + i % 20) END
-FROM generate_series(1, $1) i`
 
 type phase struct {
 	Name    string  `json:"name"`
@@ -84,25 +64,19 @@ func run(rows, batch int) error {
 		admin = srv.URL("postgres")
 	}
 	suffix := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
-	src, err := newDB(ctx, admin, "bench_src_"+suffix)
+	src, srcURL, err := newDB(ctx, admin, "bench_src_"+suffix)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	dst, err := newDB(ctx, admin, "bench_dst_"+suffix)
+	dst, _, err := newDB(ctx, admin, "bench_dst_"+suffix)
 	if err != nil {
 		return err
 	}
 	defer dst.Close()
 
 	fmt.Printf("filling %d rows…\n", rows)
-	if _, err := src.Exec(ctx, createSQL); err != nil {
-		return err
-	}
-	if _, err := src.Exec(ctx, fillSQL, rows); err != nil {
-		return err
-	}
-	if _, err := src.Exec(ctx, "VACUUM ANALYZE events"); err != nil {
+	if err := sample.Events(ctx, srcURL, rows); err != nil {
 		return err
 	}
 	sch, err := catalog.GetSchema(ctx, src, table)
@@ -163,16 +137,17 @@ func run(rows, batch int) error {
 
 func round(f float64) float64 { return float64(int(f*100+0.5)) / 100 }
 
-func newDB(ctx context.Context, admin, name string) (*pgxpool.Pool, error) {
+func newDB(ctx context.Context, admin, name string) (*pgxpool.Pool, string, error) {
 	if err := devpg.CreateDatabase(ctx, admin, name); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	u, err := url.Parse(admin)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	u.Path = "/" + name
-	return pgxpool.New(ctx, u.String())
+	pool, err := pgxpool.New(ctx, u.String())
+	return pool, u.String(), err
 }
 
 // pipe is the baseline: COPY TO STDOUT from src streamed into COPY FROM STDIN on dst.

@@ -109,3 +109,46 @@ func Seed(ctx context.Context, url string) error {
 func Tables() [][2]string {
 	return [][2]string{{"customers", "id"}, {"products", "sku"}, {"orders", "id"}, {"order_items", "order_id, line"}}
 }
+
+// eventsSQL is a wide, realistic table for benchmarks.
+const eventsSQL = `CREATE TABLE events (
+	id bigint PRIMARY KEY,
+	uid uuid NOT NULL,
+	title text NOT NULL,
+	qty int NOT NULL,
+	amount numeric(12,2) NOT NULL,
+	active boolean NOT NULL,
+	tags text[] NOT NULL,
+	payload jsonb NOT NULL,
+	created_at timestamptz NOT NULL,
+	blob bytea,
+	notes text
+)`
+
+const fillEventsSQL = `INSERT INTO events
+SELECT i, md5(i::text)::uuid, 'event ' || i || ' ' || md5((i * 7)::text), i % 1000, (i % 100000) / 100.0, i % 3 = 0,
+       ARRAY['t' || (i % 10), 'k' || (i % 7)], jsonb_build_object('n', i, 'kind', 'k' || (i % 13), 'ok', i % 2 = 0),
+       timestamptz '2024-01-01' + i * interval '1 second', decode(md5(i::text), 'hex'),
+       CASE WHEN i % 5 = 0 THEN NULL ELSE repeat('lorem ipsum ', 1 + i % 20) END
+FROM generate_series(1, $1) i`
+
+// Events creates the benchmark table "events" (bigint key, uuid, text, int,
+// numeric(12,2), bool, text[], jsonb, timestamptz, bytea, nullable long text) in the
+// database at url and fills it with rows rows.
+func Events(ctx context.Context, url string, rows int) error {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return fmt.Errorf("sample events: connect: %w", err)
+	}
+	defer conn.Close(ctx)
+	for _, sql := range []string{eventsSQL, fillEventsSQL, "VACUUM ANALYZE events"} {
+		var args []any
+		if sql == fillEventsSQL {
+			args = []any{rows}
+		}
+		if _, err := conn.Exec(ctx, sql, args...); err != nil {
+			return fmt.Errorf("sample events: %w", err)
+		}
+	}
+	return nil
+}
