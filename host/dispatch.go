@@ -167,24 +167,32 @@ func (m *module) proxy(c *fiber.Ctx, route, rel string, params map[string]string
 		done <- err
 	}()
 
+	var h respHead
 	select {
-	case h := <-pw.head:
-		c.Status(h.status)
-		for k, vs := range h.header {
-			if hopByHop[http.CanonicalHeaderKey(k)] {
-				continue
-			}
-			for _, v := range vs {
-				c.Response().Header.Add(k, v)
-			}
-		}
+	case h = <-pw.head:
 	case err := <-done:
-		cancel()
-		m.kit.log.Warn("module request failed", "module", m.man.ID, "path", rel, "err", err)
-		if err == nil {
-			err = errors.New("no response")
+		// The exchange may have ended right after sending its head: both channels
+		// are ready then, and select picks either.
+		select {
+		case h = <-pw.head:
+			done <- err // hand the outcome on to the body writer
+		default:
+			cancel()
+			if err == nil {
+				err = errors.New("no response")
+			}
+			m.kit.log.Warn("module request failed", "module", m.man.ID, "path", rel, "err", err)
+			return unavailable(c, err)
 		}
-		return unavailable(c, err)
+	}
+	c.Status(h.status)
+	for k, vs := range h.header {
+		if hopByHop[http.CanonicalHeaderKey(k)] {
+			continue
+		}
+		for _, v := range vs {
+			c.Response().Header.Add(k, v)
+		}
 	}
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 		defer cancel()

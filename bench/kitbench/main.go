@@ -92,7 +92,7 @@ func run(requests, concurrency, messages int) error {
 		return err
 	}
 	kit, err := host.New(ctx, host.Config{DatabaseURL: db, Manifests: []string{mpath}, InsecureDevAdmin: true,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		return err
 	}
