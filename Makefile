@@ -13,6 +13,7 @@ plugins: ## build every module binary into bin/
 	$(GO) build -o bin/fiberkit-sync ./plugins/sync
 	$(GO) build -o bin/hello ./examples/plugins/hello
 	$(GO) build -o bin/greeter-client ./examples/plugins/greeter-client
+	$(GO) build -o bin/sync-report ./examples/plugins/sync-report
 
 hostapp: plugins ## run the example host app with its modules (admin at /admin/fiberkit/)
 	$(GO) run ./examples/hostapp

@@ -22,8 +22,9 @@ import (
 	"github.com/fiberkit/fiberkit/host/devpg/pgtest"
 )
 
-// pluginBinary is the Sync plugin, built once for the test binary.
-var pluginBinary string
+// pluginBinary is the Sync plugin and reportBinary the example module that calls
+// it through the SDK, built once for the test binary.
+var pluginBinary, reportBinary string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "fiberkit-sync-test-")
@@ -31,9 +32,12 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	pluginBinary = filepath.Join(dir, "fiberkit-sync")
-	if out, err := exec.Command("go", "build", "-o", pluginBinary, "github.com/fiberkit/fiberkit/plugins/sync").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build sync plugin: %v\n%s", err, out)
-		os.Exit(1)
+	reportBinary = filepath.Join(dir, "sync-report")
+	for bin, pkg := range map[string]string{pluginBinary: "plugins/sync", reportBinary: "examples/plugins/sync-report"} {
+		if out, err := exec.Command("go", "build", "-o", bin, "github.com/fiberkit/fiberkit/"+pkg).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, out)
+			os.Exit(1)
+		}
 	}
 	defer os.RemoveAll(dir)
 	pgtest.Main(m)
@@ -53,6 +57,7 @@ type siteOptions struct {
 	mode     string // incoming_mode
 	password string
 	db       string // share a database (replicas)
+	report   bool   // also load the sync-report example module
 }
 
 // startSite runs a host app whose Sync module uses the repository's module.yaml
@@ -68,6 +73,20 @@ func startSite(t *testing.T, o siteOptions) *site {
 	if err := os.WriteFile(filepath.Join(dir, "module.yaml"), []byte(m), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	manifests := []string{filepath.Join(dir, "module.yaml")}
+	if o.report {
+		rm, err := os.ReadFile("../../examples/plugins/sync-report/module.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rdir := filepath.Join(dir, "report")
+		_ = os.MkdirAll(rdir, 0o755)
+		r := strings.Replace(string(rm), "executable: ../../../bin/sync-report", "executable: "+reportBinary, 1)
+		if err := os.WriteFile(filepath.Join(rdir, "module.yaml"), []byte(r), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		manifests = append(manifests, filepath.Join(rdir, "module.yaml"))
+	}
 	if o.mode == "" {
 		o.mode = "auto_accept"
 	}
@@ -75,6 +94,9 @@ func startSite(t *testing.T, o siteOptions) *site {
 	body := fmt.Sprintf("modules:\n  sync:\n    enabled: true\n    settings:\n      incoming_mode: %s\n", o.mode)
 	if o.password != "" {
 		body += "      incoming_password: " + o.password + "\n"
+	}
+	if o.report {
+		body += "  sync-report:\n    enabled: true\n"
 	}
 	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
@@ -89,7 +111,7 @@ func startSite(t *testing.T, o siteOptions) *site {
 	url := "http://" + ln.Addr().String()
 	ctx := context.Background()
 	kit, err := host.New(ctx, host.Config{
-		DatabaseURL: o.db, ConfigFile: cfg, Manifests: []string{filepath.Join(dir, "module.yaml")},
+		DatabaseURL: o.db, ConfigFile: cfg, Manifests: manifests,
 		InsecureDevAdmin: true, PublicURL: url, HealthInterval: 200 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	})

@@ -1,0 +1,57 @@
+// Command sync-report is an example module that uses the Sync module through the
+// SDK: GET /tables lists this site's tables and row counts as Sync sees them, and
+// GET /code makes a one-time code another site can pull with.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sync/atomic"
+
+	"github.com/fiberkit/fiberkit/sdk"
+	"github.com/fiberkit/fiberkit/sdk/syncclient"
+)
+
+func main() {
+	var mod atomic.Pointer[syncclient.Module]
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /tables", func(w http.ResponseWriter, r *http.Request) {
+		tables, err := mod.Load().ListTables(r.Context())
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		writeJSON(w, tables)
+	})
+	mux.HandleFunc("GET /code", func(w http.ResponseWriter, r *http.Request) {
+		s, err := mod.Load().CreateSession(r.Context(), "report")
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		writeJSON(w, map[string]string{"code": s.Code, "owner": s.Owner})
+	})
+	sdk.Serve(sdk.Module{
+		ID:   "sync-report",
+		HTTP: mux,
+		Configure: func(ctx context.Context, env *sdk.Env) error {
+			mod.Store(syncclient.Via(env.Host))
+			return nil
+		},
+	})
+}
+
+func fail(w http.ResponseWriter, err error) {
+	status := http.StatusBadGateway
+	if errors.Is(err, sdk.ErrModuleDisabled) || errors.Is(err, sdk.ErrUnknownModule) {
+		status = http.StatusServiceUnavailable
+	}
+	http.Error(w, err.Error(), status)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
