@@ -271,3 +271,43 @@ func TestCutConnectionResumesFromLastAcknowledgedKey(t *testing.T) {
 		t.Fatal("checksums differ after resuming")
 	}
 }
+
+func TestSenderHostGoneMidTransferThenANewHostFinishesIt(t *testing.T) {
+	a := bigSender(t)
+	b := startSite(t, siteOptions{})
+	ctx := context.Background()
+	c, err := syncclient.Connect(ctx, a.url, a.newCode(t).Code, syncclient.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	res, err := c.Transfer(ctx, b.pool, "big", syncclient.TransferOptions{CreateMissing: true, BatchSize: 1000, Progress: func(p syncclient.Progress) {
+		if p.Batches == 4 && !stopped {
+			stopped = true
+			// The whole sending host goes away: its server and its plugins.
+			go func() { _ = a.app.ShutdownWithTimeout(0); _ = a.kit.Close() }()
+		}
+	}})
+	c.Close()
+	if err == nil {
+		t.Fatal("transfer finished although the sender host went away")
+	}
+	var n int64
+	_ = b.pool.QueryRow(ctx, `SELECT count(*) FROM big`).Scan(&n)
+	if n != res.Rows || n%1000 != 0 || n == 60000 {
+		t.Fatalf("receiver has %d rows, result says %d: want whole batches only", n, res.Rows)
+	}
+	// The sender comes back (a new host on the same database) and a rerun completes.
+	a2 := startSite(t, siteOptions{db: a.db})
+	c2, err := syncclient.Connect(ctx, a2.url, a2.newCode(t).Code, syncclient.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if _, err := c2.Transfer(ctx, b.pool, "big", syncclient.TransferOptions{Strategy: importer.Skip}); err != nil {
+		t.Fatal(err)
+	}
+	if a2.checksum(t, "big", "id") != b.checksum(t, "big", "id") {
+		t.Fatal("checksums differ after the rerun")
+	}
+}

@@ -62,6 +62,23 @@ func TestTransferAllCreatesTablesAndCopiesEveryRow(t *testing.T) {
 	}
 }
 
+func TestEachStrategyIntoAnEmptySiteGivesEqualChecksums(t *testing.T) {
+	a := seeded(t, siteOptions{})
+	for _, strategy := range []importer.Strategy{importer.Skip, importer.Overwrite, importer.Merge} {
+		t.Run(string(strategy), func(t *testing.T) {
+			b := startSite(t, siteOptions{})
+			var res map[string]syncclient.Result
+			if err := b.call(t, "pull", map[string]any{"url": a.url, "code": a.newCode(t).Code, "strategy": strategy, "create_missing": true}, &res); err != nil {
+				t.Fatal(err)
+			}
+			if res["order_items"].Created != 15000 {
+				t.Fatalf("%+v", res["order_items"])
+			}
+			sameData(t, a, b)
+		})
+	}
+}
+
 func TestPullOperationWithEachStrategy(t *testing.T) {
 	a := seeded(t, siteOptions{})
 	for _, strategy := range []string{"skip", "overwrite", "merge"} {
@@ -136,11 +153,29 @@ func TestIncomingModesAndCodes(t *testing.T) {
 	t.Run("codes", func(t *testing.T) {
 		a := startSite(t, siteOptions{})
 		code := a.newCode(t).Code
+		validate := func(c string) (v struct {
+			Valid bool   `json:"valid"`
+			Error string `json:"error"`
+		}) {
+			if err := a.call(t, "validate_code", map[string]string{"code": c}, &v); err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+		if v := validate(code); !v.Valid {
+			t.Fatalf("fresh code not valid: %+v", v)
+		}
+		if v := validate("NOPE2345"); v.Valid || v.Error != "invalid_code" {
+			t.Fatalf("unknown code: %+v", v)
+		}
 		c, err := syncclient.Connect(ctx, a.url, code, syncclient.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.Close()
+		if v := validate(code); v.Valid || v.Error != "already_used" {
+			t.Fatalf("used code: %+v", v)
+		}
 		if _, err := syncclient.Connect(ctx, a.url, code, syncclient.Options{}); !errors.Is(err, syncclient.ErrAlreadyUsed) {
 			t.Fatalf("reused code: %v", err)
 		}

@@ -348,6 +348,22 @@ func (s *Store) Redeem(ctx context.Context, code string, a Attempt, p Policy) (S
 	return sess, nil
 }
 
+// Validate reports whether code would be accepted now, without using it up:
+// ErrInvalidCode (unknown, or its owner went away) or ErrAlreadyUsed.
+func (s *Store) Validate(ctx context.Context, code string) (Session, error) {
+	sess, err := scanSession(s.pool.QueryRow(ctx, `SELECT `+sessionCols+` FROM fiberkit_sync_sessions
+		WHERE code_hash = $1 AND direction = 'send' AND lease_until > now()`, hashCode(code)))
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return Session{}, ErrInvalidCode
+	case err != nil:
+		return Session{}, fmt.Errorf("validate code: %w", err)
+	case sess.UsedAt != nil:
+		return Session{}, ErrAlreadyUsed
+	}
+	return sess, nil
+}
+
 // Live reports whether a session still exists with a valid lease (its owner is there).
 func (s *Store) Live(ctx context.Context, id string) (bool, error) {
 	var live bool

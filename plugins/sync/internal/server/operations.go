@@ -65,6 +65,17 @@ type codeIn struct {
 	Code string `json:"code"`
 }
 
+type validateOut struct {
+	Valid bool   `json:"valid"`
+	Error string `json:"error,omitempty"`
+}
+
+type updateSessionIn struct {
+	ID       string         `json:"id"`
+	Status   string         `json:"status"`
+	Progress map[string]any `json:"progress,omitempty"`
+}
+
 type configOut struct {
 	Enabled        bool   `json:"enabled"`
 	IncomingMode   string `json:"incoming_mode"`
@@ -264,6 +275,34 @@ func (s *Server) operations() sdk.Operations {
 				return nil, err
 			}
 			return st.sessions.List(ctx)
+		}),
+		"validate_code": sdk.Op(func(ctx context.Context, in codeIn) (validateOut, error) {
+			st, err := s.state()
+			if err != nil {
+				return validateOut{}, err
+			}
+			_, err = st.sessions.Validate(ctx, strings.ToUpper(strings.TrimSpace(in.Code)))
+			switch {
+			case errors.Is(err, session.ErrInvalidCode):
+				return validateOut{Valid: false, Error: "invalid_code"}, nil
+			case errors.Is(err, session.ErrAlreadyUsed):
+				return validateOut{Valid: false, Error: "already_used"}, nil
+			case err != nil:
+				return validateOut{}, err
+			}
+			return validateOut{Valid: true}, nil
+		}),
+		"update_session": sdk.Op(func(ctx context.Context, in updateSessionIn) (bool, error) {
+			st, err := s.state()
+			if err != nil {
+				return false, err
+			}
+			switch in.Status {
+			case session.StatusPending, session.StatusConnected, session.StatusTransferring, session.StatusDone:
+			default:
+				return false, sdk.Errorf("invalid_input", "status %q (want pending, connected, transferring or done)", in.Status)
+			}
+			return true, notFound(st.sessions.Update(ctx, in.ID, in.Status, in.Progress))
 		}),
 		"delete_session": sdk.Op(func(ctx context.Context, in sessionIn) (bool, error) {
 			st, err := s.state()
