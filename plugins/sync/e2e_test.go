@@ -208,4 +208,3 @@ func (s *site) checksum(t *testing.T, table, order string) string {
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
-

@@ -190,10 +190,7 @@ var actionPattern = regexp.MustCompile(`ON (DELETE|UPDATE) (CASCADE|RESTRICT|SET
 
 // fkActions keeps only the known clauses of a peer's constraint definition.
 func fkActions(def string) string {
-	var out []string
-	for _, m := range actionPattern.FindAllString(def, -1) {
-		out = append(out, m)
-	}
+	out := actionPattern.FindAllString(def, -1)
 	if len(out) == 0 {
 		return ""
 	}

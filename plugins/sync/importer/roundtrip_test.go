@@ -64,15 +64,6 @@ func (s *site) checksum(t *testing.T, table, order string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-func (s *site) count(t *testing.T, table string) int64 {
-	t.Helper()
-	n, err := catalog.Count(context.Background(), s.pool, table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 // transfer copies table from a to b: schema (created when missing), then every batch.
 func transfer(t *testing.T, a, b *site, table string, strategy importer.Strategy, batch int) importer.Result {
 	t.Helper()

@@ -56,10 +56,14 @@ func (s *Store) Pending(ctx context.Context) ([]Approval, error) {
 }
 
 // Approve lets the receiver proceed.
-func (s *Store) Approve(ctx context.Context, id, actor string) error { return s.decide(ctx, id, actor, "approved") }
+func (s *Store) Approve(ctx context.Context, id, actor string) error {
+	return s.decide(ctx, id, actor, "approved")
+}
 
 // Deny refuses the receiver.
-func (s *Store) Deny(ctx context.Context, id, actor string) error { return s.decide(ctx, id, actor, "denied") }
+func (s *Store) Deny(ctx context.Context, id, actor string) error {
+	return s.decide(ctx, id, actor, "denied")
+}
 
 func (s *Store) decide(ctx context.Context, id, actor, status string) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {

@@ -375,7 +375,7 @@ func (s *Store) checkRateLimit(ctx context.Context, addr string) error {
 	var failures int
 	var last *time.Time
 	err := s.pool.QueryRow(ctx, `SELECT count(*), max(at) FROM fiberkit_sync_attempts
-		WHERE address = $1 AND failed AND at > now() - $2::interval`, addr, (s.limits.Window + s.limits.Lockout).String()).Scan(&failures, &last)
+		WHERE address = $1 AND failed AND at > now() - $2::interval`, addr, (s.limits.Window+s.limits.Lockout).String()).Scan(&failures, &last)
 	if err != nil {
 		return fmt.Errorf("rate limit: %w", err)
 	}
