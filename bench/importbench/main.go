@@ -16,15 +16,13 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
-	"net/url"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/fiberkit/fiberkit/bench/internal/measure"
 	"github.com/fiberkit/fiberkit/host/devpg"
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
 	"github.com/fiberkit/fiberkit/plugins/sync/ddl"
@@ -88,34 +86,34 @@ func run(rows, batch int) error {
 	}
 
 	var phases []phase
-	measure := func(name string, fn func() (string, error)) error {
-		resetPeak()
+	timed := func(name string, fn func() (string, error)) error {
+		measure.ResetPeak()
 		start := time.Now()
 		res, err := fn()
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		phases = append(phases, phase{Name: name, Seconds: time.Since(start).Seconds(), PeakMB: peakMB(), Result: res})
+		phases = append(phases, phase{Name: name, Seconds: time.Since(start).Seconds(), PeakMB: measure.PeakMB("self"), Result: res})
 		return nil
 	}
 	truncate := func() error { _, err := dst.Exec(ctx, "TRUNCATE events"); return err }
 
-	if err := measure("copy pipe → empty", func() (string, error) { return "", pipe(ctx, src, dst) }); err != nil {
+	if err := timed("copy pipe → empty", func() (string, error) { return "", measure.Pipe(ctx, src, dst, table) }); err != nil {
 		return err
 	}
 	if err := truncate(); err != nil {
 		return err
 	}
-	if err := measure("sync → empty", func() (string, error) { return syncTable(ctx, src, dst, sch, importer.Skip, batch) }); err != nil {
+	if err := timed("sync → empty", func() (string, error) { return syncTable(ctx, src, dst, sch, importer.Skip, batch) }); err != nil {
 		return err
 	}
-	if err := compare(ctx, src, dst); err != nil {
+	if err := measure.Same(ctx, src, dst, table); err != nil {
 		return err
 	}
-	if err := measure("sync overwrite → full", func() (string, error) { return syncTable(ctx, src, dst, sch, importer.Overwrite, batch) }); err != nil {
+	if err := timed("sync overwrite → full", func() (string, error) { return syncTable(ctx, src, dst, sch, importer.Overwrite, batch) }); err != nil {
 		return err
 	}
-	if err := compare(ctx, src, dst); err != nil {
+	if err := measure.Same(ctx, src, dst, table); err != nil {
 		return err
 	}
 
@@ -126,8 +124,8 @@ func run(rows, batch int) error {
 	}
 	out := map[string]any{
 		"rows": rows, "batch": batch, "phases": phases,
-		"empty_ratio":     round(phases[1].Seconds / pipeT),
-		"overwrite_ratio": round(phases[2].Seconds / pipeT),
+		"empty_ratio":     measure.Round(phases[1].Seconds / pipeT),
+		"overwrite_ratio": measure.Round(phases[2].Seconds / pipeT),
 		"max_peak_rss_mb": max(phases[0].PeakMB, phases[1].PeakMB, phases[2].PeakMB),
 	}
 	line, _ := json.Marshal(out)
@@ -135,44 +133,13 @@ func run(rows, batch int) error {
 	return nil
 }
 
-func round(f float64) float64 { return float64(int(f*100+0.5)) / 100 }
-
 func newDB(ctx context.Context, admin, name string) (*pgxpool.Pool, string, error) {
-	if err := devpg.CreateDatabase(ctx, admin, name); err != nil {
-		return nil, "", err
-	}
-	u, err := url.Parse(admin)
+	u, err := measure.CreateDB(ctx, admin, name)
 	if err != nil {
 		return nil, "", err
 	}
-	u.Path = "/" + name
-	pool, err := pgxpool.New(ctx, u.String())
-	return pool, u.String(), err
-}
-
-// pipe is the baseline: COPY TO STDOUT from src streamed into COPY FROM STDIN on dst.
-func pipe(ctx context.Context, src, dst *pgxpool.Pool) error {
-	sc, err := src.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer sc.Release()
-	dc, err := dst.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer dc.Release()
-	r, w := io.Pipe()
-	errc := make(chan error, 1)
-	go func() {
-		_, err := sc.Conn().PgConn().CopyTo(ctx, w, "COPY events TO STDOUT")
-		w.CloseWithError(err)
-		errc <- err
-	}()
-	if _, err := dc.Conn().PgConn().CopyFrom(ctx, r, "COPY events FROM STDIN"); err != nil {
-		return err
-	}
-	return <-errc
+	pool, err := pgxpool.New(ctx, u)
+	return pool, u, err
 }
 
 // syncTable moves the table the way Sync does: keyset batches from one snapshot,
@@ -220,42 +187,4 @@ func syncTable(ctx context.Context, src, dst *pgxpool.Pool, sch *catalog.Schema,
 		return "", err
 	}
 	return fmt.Sprintf("created %d updated %d skipped %d errors %d", res.Created, res.Updated, res.Skipped, len(res.Errors)), nil
-}
-
-// compare checks the two tables hold the same bytes.
-func compare(ctx context.Context, src, dst *pgxpool.Pool) error {
-	sum := func(p *pgxpool.Pool) (string, error) {
-		var s string
-		err := p.QueryRow(ctx, "SELECT md5(string_agg(e::text, '|' ORDER BY id)) FROM events e").Scan(&s)
-		return s, err
-	}
-	a, err := sum(src)
-	if err != nil {
-		return err
-	}
-	b, err := sum(dst)
-	if err != nil {
-		return err
-	}
-	if a != b {
-		return fmt.Errorf("tables differ after transfer (%s vs %s)", a, b)
-	}
-	return nil
-}
-
-func resetPeak() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
-
-func peakMB() float64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmHWM:") {
-			var kb float64
-			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmHWM:")), "%f", &kb)
-			return kb / 1024
-		}
-	}
-	return 0
 }

@@ -24,7 +24,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,6 +34,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/fiberkit/fiberkit/bench/internal/measure"
 	"github.com/fiberkit/fiberkit/host"
 	"github.com/fiberkit/fiberkit/host/devpg"
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
@@ -82,11 +82,11 @@ func run(rows, pkRows, batch int) error {
 		admin = srv.URL("postgres")
 	}
 	suffix := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
-	srcURL, err := createDB(ctx, admin, "sb_src_"+suffix)
+	srcURL, err := measure.CreateDB(ctx, admin, "sb_src_"+suffix)
 	if err != nil {
 		return err
 	}
-	dstURL, err := createDB(ctx, admin, "sb_dst_"+suffix)
+	dstURL, err := measure.CreateDB(ctx, admin, "sb_dst_"+suffix)
 	if err != nil {
 		return err
 	}
@@ -119,25 +119,25 @@ func run(rows, pkRows, batch int) error {
 	defer snd.stop()
 
 	var phases []phase
-	measure := func(name string, n int, fn func() error) error {
-		resetPeak()
+	timed := func(name string, n int, fn func() error) error {
+		measure.ResetPeak()
 		start := time.Now()
 		if err := fn(); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		s := time.Since(start).Seconds()
-		phases = append(phases, phase{Name: name, Rows: n, Seconds: s, RowsPerSec: float64(n) / s, ClientMB: peakMB("self")})
+		phases = append(phases, phase{Name: name, Rows: n, Seconds: s, RowsPerSec: float64(n) / s, ClientMB: measure.PeakMB("self")})
 		return nil
 	}
 	truncate := func() error { _, err := dst.Exec(ctx, "TRUNCATE events"); return err }
 
-	if err := measure("copy pipe", rows, func() error { return pipe(ctx, src, dst) }); err != nil {
+	if err := timed("copy pipe", rows, func() error { return measure.Pipe(ctx, src, dst, "events") }); err != nil {
 		return err
 	}
 	if err := truncate(); err != nil {
 		return err
 	}
-	if err := measure("sync fast path", rows, func() error {
+	if err := timed("sync fast path", rows, func() error {
 		code, err := snd.code()
 		if err != nil {
 			return err
@@ -155,14 +155,14 @@ func run(rows, pkRows, batch int) error {
 	}); err != nil {
 		return err
 	}
-	if err := same(ctx, src, dst); err != nil {
+	if err := measure.Same(ctx, src, dst, "events"); err != nil {
 		return err
 	}
 	if err := truncate(); err != nil {
 		return err
 	}
 	n := min(pkRows, rows)
-	if err := measure("phoenixkit-style", n, func() error { return phoenixKitStyle(ctx, snd, dst, n) }); err != nil {
+	if err := timed("phoenixkit-style", n, func() error { return phoenixKitStyle(ctx, snd, dst, n) }); err != nil {
 		return err
 	}
 	senderMB, pluginMB, err := snd.peaks()
@@ -178,8 +178,8 @@ func run(rows, pkRows, batch int) error {
 	fmt.Printf("peak RSS: receiver client %.1f MB, sender host %.1f MB, sender plugin %.1f MB\n", maxClient(phases), senderMB, pluginMB)
 	out := map[string]any{
 		"rows": rows, "batch": batch, "phases": phases,
-		"fast_vs_pipe":          round(phases[1].Seconds / pipeT),
-		"fast_vs_phoenixkit":    round(phases[1].RowsPerSec / phases[2].RowsPerSec),
+		"fast_vs_pipe":          measure.Round(phases[1].Seconds / pipeT),
+		"fast_vs_phoenixkit":    measure.Round(phases[1].RowsPerSec / phases[2].RowsPerSec),
 		"peak_rss_mb":           map[string]float64{"receiver_client": maxClient(phases), "sender_host": senderMB, "sender_plugin": pluginMB},
 		"phoenixkit_rows_timed": n,
 	}
@@ -194,44 +194,6 @@ func maxClient(ps []phase) float64 {
 		m = max(m, p.ClientMB)
 	}
 	return m
-}
-
-func round(f float64) float64 { return float64(int(f*100+0.5)) / 100 }
-
-func createDB(ctx context.Context, admin, name string) (string, error) {
-	if err := devpg.CreateDatabase(ctx, admin, name); err != nil {
-		return "", err
-	}
-	u, err := url.Parse(admin)
-	if err != nil {
-		return "", err
-	}
-	u.Path = "/" + name
-	return u.String(), nil
-}
-
-func pipe(ctx context.Context, src, dst *pgxpool.Pool) error {
-	sc, err := src.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer sc.Release()
-	dc, err := dst.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer dc.Release()
-	r, w := io.Pipe()
-	errc := make(chan error, 1)
-	go func() {
-		_, err := sc.Conn().PgConn().CopyTo(ctx, w, "COPY events TO STDOUT")
-		w.CloseWithError(err)
-		errc <- err
-	}()
-	if _, err := dc.Conn().PgConn().CopyFrom(ctx, r, "COPY events FROM STDIN"); err != nil {
-		return err
-	}
-	return <-errc
 }
 
 // phoenixKitStyle moves n rows the way PhoenixKit's client does: request:records
@@ -273,27 +235,6 @@ func phoenixKitStyle(ctx context.Context, snd *sender, dst *pgxpool.Pool, n int)
 		if !page.HasMore || len(page.Records) == 0 {
 			break
 		}
-	}
-	return nil
-}
-
-// same checks the two tables hold the same rows.
-func same(ctx context.Context, src, dst *pgxpool.Pool) error {
-	sum := func(p *pgxpool.Pool) (string, error) {
-		var s string
-		err := p.QueryRow(ctx, "SELECT md5(string_agg(e::text, '|' ORDER BY id)) FROM events e").Scan(&s)
-		return s, err
-	}
-	a, err := sum(src)
-	if err != nil {
-		return err
-	}
-	b, err := sum(dst)
-	if err != nil {
-		return err
-	}
-	if a != b {
-		return fmt.Errorf("tables differ after the transfer")
 	}
 	return nil
 }
@@ -423,7 +364,7 @@ func runSender(dbURL string) error {
 			fmt.Println(s.Code)
 		case "peaks":
 			st, _ := kit.Module("sync")
-			fmt.Printf("%.1f %.1f\n", peakMB("self"), peakMB(strconv.Itoa(st.PID)))
+			fmt.Printf("%.1f %.1f\n", measure.PeakMB("self"), measure.PeakMB(strconv.Itoa(st.PID)))
 		}
 	}
 	return nil
@@ -435,21 +376,4 @@ func repoRoot() (string, error) {
 		return "", fmt.Errorf("run from the FiberKit repository")
 	}
 	return filepath.Dir(strings.TrimSpace(string(out))), nil
-}
-
-func resetPeak() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
-
-func peakMB(pid string) float64 {
-	b, err := os.ReadFile("/proc/" + pid + "/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmHWM:") {
-			var kb float64
-			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmHWM:")), "%f", &kb)
-			return kb / 1024
-		}
-	}
-	return 0
 }
