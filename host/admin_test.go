@@ -7,18 +7,15 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/fiberkit/fiberkit/host"
+	"github.com/fiberkit/fiberkit/host/browsertest"
 )
 
 const adminAuthHeader = "Basic " + "YWRtaW46c2VjcmV0LWFkbWluLXB3" // admin:secret-admin-pw
@@ -145,64 +142,9 @@ func TestAdminSettingsValidationAndLockedFields(t *testing.T) {
 	}
 }
 
-// chromium returns the browser to drive, failing the test when it is missing.
-func chromium(t *testing.T) string {
-	t.Helper()
-	for _, p := range []string{os.Getenv("CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser"} {
-		if p == "" {
-			continue
-		}
-		if _, err := exec.LookPath(p); err == nil {
-			return p
-		}
-	}
-	t.Fatal("headless Chromium not found: install Debian's chromium package (apt-get install chromium) or set CHROMIUM")
-	return ""
-}
-
-// browser starts headless Chromium for one test with the admin's credentials.
-func browser(t *testing.T) context.Context {
-	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium(t)),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1100, 800),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(actx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
-	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
-	if err := chromedp.Run(ctx, network.Enable(), network.SetExtraHTTPHeaders(network.Headers{"Authorization": adminAuthHeader})); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	return ctx
-}
-
-func screenshot(t *testing.T, ctx context.Context, name string) {
-	t.Helper()
-	dir := os.Getenv("ARTIFACTS_DIR")
-	if dir == "" {
-		dir = filepath.Join("..", "artifacts")
-	}
-	_ = os.MkdirAll(dir, 0o755)
-	var png []byte
-	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&png, 100)); err != nil {
-		t.Fatalf("screenshot %s: %v", name, err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestAdminPagesInBrowser(t *testing.T) {
 	s := startSite(t, kitOptions{})
-	ctx := browser(t)
+	ctx := browsertest.New(t, map[string]any{"Authorization": adminAuthHeader})
 	var state string
 	err := chromedp.Run(ctx,
 		chromedp.Navigate(s.url+"/admin/fiberkit/"),
@@ -215,7 +157,7 @@ func TestAdminPagesInBrowser(t *testing.T) {
 	if state != "disabled" {
 		t.Fatalf("initial state shown %q", state)
 	}
-	screenshot(t, ctx, "admin-modules.png")
+	browsertest.Screenshot(t, ctx, "admin-modules.png")
 	// Toggle on.
 	err = chromedp.Run(ctx,
 		chromedp.Click(`#toggle-tm`, chromedp.ByQuery),
@@ -243,7 +185,7 @@ func TestAdminPagesInBrowser(t *testing.T) {
 	if flash != "Saved" {
 		t.Fatalf("flash %q", flash)
 	}
-	screenshot(t, ctx, "admin-settings.png")
+	browsertest.Screenshot(t, ctx, "admin-settings.png")
 	eventually(t, "plugin sees the new greeting", func() bool {
 		_, v := pluginSettings(t, s, "tm")
 		return v["greeting"] == "bonjour" && v["mode"] == "b"

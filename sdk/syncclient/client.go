@@ -469,3 +469,16 @@ func (c *Client) FetchRecords(ctx context.Context, table string, offset, limit i
 	}
 	return p, nil
 }
+
+// GetChecksum returns the md5 of a table's rows on the sender (COPY text format, key
+// order, over the written columns) and those columns; compare with LocalChecksum.
+func (c *Client) GetChecksum(ctx context.Context, table string) (string, []string, error) {
+	var out struct {
+		MD5     string   `json:"md5"`
+		Columns []string `json:"columns"`
+	}
+	if err := c.call(ctx, wire.RequestChecksum, wire.TableRequest{Table: table}, &out); err != nil {
+		return "", nil, fmt.Errorf("checksum of %s: %w", table, err)
+	}
+	return out.MD5, out.Columns, nil
+}

@@ -2,6 +2,7 @@ package syncclient
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
 	"github.com/fiberkit/fiberkit/plugins/sync/ddl"
+	"github.com/fiberkit/fiberkit/plugins/sync/exporter"
 	"github.com/fiberkit/fiberkit/plugins/sync/importer"
 	"github.com/fiberkit/fiberkit/plugins/sync/wire"
 )
@@ -261,4 +263,48 @@ func (c *Client) TransferAll(ctx context.Context, pool *pgxpool.Pool, o Transfer
 		}
 	}
 	return results, first
+}
+
+// TableState compares a sender's table with the local one.
+type TableState struct {
+	Table     string `json:"table"`
+	Rows      int64  `json:"rows"`
+	LocalRows int64  `json:"local_rows"`
+	// State is "new" (missing here), "different" or "match" (same rows, by count and checksum).
+	State string `json:"state"`
+}
+
+// Compare tells, for each of the sender's tables, whether the local database lacks
+// it, holds different rows, or matches it.
+func (c *Client) Compare(ctx context.Context, pool *pgxpool.Pool, tables []catalog.Table) ([]TableState, error) {
+	out := make([]TableState, 0, len(tables))
+	for _, t := range tables {
+		st := TableState{Table: t.Name, Rows: t.Rows, State: "new"}
+		local, err := catalog.GetSchema(ctx, pool, t.Name)
+		if err == nil {
+			st.State = "different"
+			if st.LocalRows, err = catalog.Count(ctx, pool, t.Name); err != nil {
+				return nil, err
+			}
+			if st.LocalRows == t.Rows {
+				remote, cols, err := c.GetChecksum(ctx, t.Name)
+				if err != nil {
+					return nil, err
+				}
+				conn, err := pool.Acquire(ctx)
+				if err != nil {
+					return nil, err
+				}
+				sum, err := exporter.Checksum(ctx, conn, local, cols)
+				conn.Release()
+				if err == nil && sum == remote {
+					st.State = "match"
+				}
+			}
+		} else if !errors.Is(err, catalog.ErrUnknownTable) {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
 }

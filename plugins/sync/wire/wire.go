@@ -47,12 +47,14 @@ const (
 	RequestSchema       = "request:schema"
 	RequestCount        = "request:count"
 	RequestRecords      = "request:records"
+	RequestChecksum     = "request:checksum"
 
 	ResponseCapabilities = "response:capabilities"
 	ResponseTables       = "response:tables"
 	ResponseSchema       = "response:schema"
 	ResponseCount        = "response:count"
 	ResponseRecords      = "response:records"
+	ResponseChecksum     = "response:checksum"
 	ResponseError        = "response:error"
 
 	// Pushed by the sender while a receiver waits for an admin's decision.

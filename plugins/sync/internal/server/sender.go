@@ -207,6 +207,19 @@ func (p *peer) handle(ctx context.Context, f wire.Frame) error {
 			}
 			return wire.ResponseTables, map[string]any{"tables": tables}, err
 		})
+	case wire.RequestChecksum:
+		var req wire.TableRequest
+		if err := f.Unpack(&req); err != nil {
+			return p.fail(f, wire.ErrBadRequest, err.Error())
+		}
+		return p.withSnapshot(ctx, f, func(snap *exporter.Snapshot) (string, any, error) {
+			sch, err := p.schema(ctx, snap, req.Table)
+			if err != nil {
+				return "", nil, err
+			}
+			sum, err := snap.Checksum(ctx, sch)
+			return wire.ResponseChecksum, map[string]any{"table": req.Table, "md5": sum, "columns": writableNames(sch)}, err
+		})
 	case wire.RequestSchema, wire.RequestCount:
 		var req wire.TableRequest
 		if err := f.Unpack(&req); err != nil {

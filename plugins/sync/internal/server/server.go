@@ -23,6 +23,9 @@ type Server struct {
 	mu    sync.RWMutex
 	st    *state
 	dbURL string
+
+	pages *pageOwners
+	jobs  *jobs
 }
 
 // state is what Configure sets up; replaced as a whole when settings change.
@@ -30,12 +33,17 @@ type state struct {
 	pool     *pgxpool.Pool
 	sessions *session.Store
 	settings sdk.Settings
-	host     *sdk.Host
-	public   string // this site's public URL
+	host        *sdk.Host
+	public      string // this site's public URL
+	adminPrefix string // where the host mounts this module's admin pages
 }
 
 // New returns a Server.
-func New(log *slog.Logger) *Server { return &Server{log: log} }
+func New(log *slog.Logger) *Server {
+	s := &Server{log: log, jobs: newJobs()}
+	s.pages = newPageOwners(s)
+	return s
+}
 
 // Module returns the sdk.Module to serve.
 func (s *Server) Module() sdk.Module {
@@ -43,7 +51,8 @@ func (s *Server) Module() sdk.Module {
 		ID:         "sync",
 		Version:    "0.1.0",
 		Logger:     s.log,
-		WebSockets: map[string]sdk.WebSocketHandler{"/websocket": s.serveSender},
+		HTTP:       s.handler(),
+		WebSockets: map[string]sdk.WebSocketHandler{"/websocket": s.serveSender, "/live": s.serveLive},
 		Operations: s.operations(),
 		Configure:  s.configure,
 	}
@@ -54,7 +63,7 @@ func (s *Server) configure(ctx context.Context, env *sdk.Env) error {
 	defer s.mu.Unlock()
 	if s.st != nil && s.dbURL == env.DatabaseURL {
 		next := *s.st
-		next.settings, next.host, next.public = env.Settings, env.Host, env.PublicURL
+		next.settings, next.host, next.public, next.adminPrefix = env.Settings, env.Host, env.PublicURL, env.AdminPrefix
 		s.st = &next
 		return nil
 	}
@@ -71,7 +80,7 @@ func (s *Server) configure(ctx context.Context, env *sdk.Env) error {
 		old := s.st.pool
 		defer old.Close()
 	}
-	s.st, s.dbURL = &state{pool: pool, sessions: store, settings: env.Settings, host: env.Host, public: env.PublicURL}, env.DatabaseURL
+	s.st, s.dbURL = &state{pool: pool, sessions: store, settings: env.Settings, host: env.Host, public: env.PublicURL, adminPrefix: env.AdminPrefix}, env.DatabaseURL
 	return nil
 }
 

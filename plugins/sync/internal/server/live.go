@@ -1,0 +1,460 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fiberkit/fiberkit/plugins/sync/importer"
+	"github.com/fiberkit/fiberkit/plugins/sync/session"
+	"github.com/fiberkit/fiberkit/sdk"
+	"github.com/fiberkit/fiberkit/sdk/syncclient"
+)
+
+// liveMsg is a message from a page.
+type liveMsg struct {
+	Op            string            `json:"op"`
+	Page          string            `json:"page,omitempty"`
+	Owner         string            `json:"owner,omitempty"`
+	Job           string            `json:"job,omitempty"`
+	ID            string            `json:"id,omitempty"`
+	URL           string            `json:"url,omitempty"`
+	Code          string            `json:"code,omitempty"`
+	Password      string            `json:"password,omitempty"`
+	Tables        []string          `json:"tables,omitempty"`
+	Strategy      string            `json:"strategy,omitempty"`
+	Strategies    map[string]string `json:"strategies,omitempty"`
+	CreateMissing bool              `json:"create_missing,omitempty"`
+}
+
+// serveLive is the admin pages' socket (/live): the Send page's live list of
+// receivers and approvals, and the Receive page's connection and transfer.
+func (s *Server) serveLive(ctx context.Context, c *sdk.Conn) error {
+	st, err := s.state()
+	if err != nil {
+		return c.Reject(503, "sync is starting")
+	}
+	_, data, err := c.ReadMessage()
+	if err != nil {
+		return nil
+	}
+	var hello liveMsg
+	if json.Unmarshal(data, &hello) != nil || hello.Op != "hello" {
+		return c.Close(sdk.ClosePolicy, "say hello first")
+	}
+	actor := "admin:" + sdk.CallerFrom(ctx).User
+	switch hello.Page {
+	case "send":
+		if !strings.HasPrefix(hello.Owner, "page:") {
+			return c.Close(sdk.ClosePolicy, "unknown page")
+		}
+		return s.liveSend(ctx, c, st, hello.Owner, actor)
+	case "receive":
+		return s.liveReceive(ctx, c, st, hello.Job)
+	}
+	return c.Close(sdk.ClosePolicy, "unknown page")
+}
+
+func writeJSON(c *sdk.Conn, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return c.WriteText(string(b))
+}
+
+// readOps reads page messages into a channel until the socket closes.
+func readOps(c *sdk.Conn) <-chan liveMsg {
+	ops := make(chan liveMsg, 4)
+	go func() {
+		defer close(ops)
+		for {
+			_, data, err := c.ReadMessage()
+			if err != nil {
+				return
+			}
+			var m liveMsg
+			if json.Unmarshal(data, &m) == nil {
+				ops <- m
+			}
+		}
+	}()
+	return ops
+}
+
+type sendView struct {
+	Type      string             `json:"type"`
+	Sessions  []session.Session  `json:"sessions"`
+	Pending   []session.Approval `json:"pending"`
+	CodeAlive bool               `json:"code_alive"`
+}
+
+func (s *Server) liveSend(ctx context.Context, c *sdk.Conn, st *state, owner, actor string) error {
+	s.pages.connected(owner)
+	defer s.pages.disconnected(owner, s.pages.grace)
+	ops := readOps(c)
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	var last sendView
+	lastTouch := time.Time{}
+	for {
+		if time.Since(lastTouch) > 10*time.Second {
+			_ = st.sessions.Touch(ctx, owner)
+			lastTouch = time.Now()
+		}
+		v := sendView{Type: "send", Sessions: []session.Session{}, Pending: []session.Approval{}}
+		all, _ := st.sessions.List(ctx)
+		mine := map[string]bool{}
+		for _, se := range all {
+			if se.Owner == owner {
+				v.CodeAlive = true
+				mine[se.ID] = true
+				if se.UsedAt != nil {
+					v.Sessions = append(v.Sessions, se)
+				}
+			}
+		}
+		pending, _ := st.sessions.Pending(ctx)
+		for _, a := range pending {
+			if mine[a.SessionID] {
+				v.Pending = append(v.Pending, a)
+			}
+		}
+		if !reflect.DeepEqual(v, last) {
+			if err := writeJSON(c, v); err != nil {
+				return nil
+			}
+			last = v
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case m, ok := <-ops:
+			if !ok {
+				return nil
+			}
+			var err error
+			switch m.Op {
+			case "approve":
+				err = st.sessions.Approve(ctx, m.ID, actor)
+			case "deny":
+				err = st.sessions.Deny(ctx, m.ID, actor)
+			}
+			if err != nil {
+				_ = writeJSON(c, map[string]string{"type": "error", "message": "That request was already decided or has gone."})
+			}
+		case <-tick.C:
+		}
+	}
+}
+
+// job is one Receive page's connection and transfer; it outlives a dropped page
+// socket so the page can reconnect and pick it up.
+type job struct {
+	ID string
+
+	mu       sync.Mutex
+	version  int
+	changed  chan struct{} // closed and replaced on every change
+	view     receiveView
+	client   *syncclient.Client
+	cancel   context.CancelFunc
+	finished time.Time
+}
+
+type tableProgress struct {
+	Rows  int64   `json:"rows"`
+	Total int64   `json:"total"`
+	Rate  float64 `json:"rate"`
+	ETA   float64 `json:"eta_seconds"`
+	Done  bool    `json:"done"`
+}
+
+type receiveView struct {
+	Type     string                       `json:"type"`
+	Job      string                       `json:"job"`
+	State    string                       `json:"state"` // idle connecting waiting_approval ready transferring done failed cancelled
+	Error    string                       `json:"error,omitempty"`
+	Message  string                       `json:"message,omitempty"`
+	Sender   string                       `json:"sender,omitempty"`
+	Tables   []syncclient.TableState      `json:"tables"`
+	Progress map[string]tableProgress     `json:"progress"`
+	Results  map[string]syncclient.Result `json:"results"`
+	Overall  tableProgress                `json:"overall"`
+}
+
+func (j *job) update(fn func(v *receiveView)) {
+	j.mu.Lock()
+	fn(&j.view)
+	j.version++
+	close(j.changed)
+	j.changed = make(chan struct{})
+	j.mu.Unlock()
+}
+
+func (j *job) snapshot() (receiveView, chan struct{}) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	b, _ := json.Marshal(j.view)
+	var v receiveView
+	_ = json.Unmarshal(b, &v)
+	return v, j.changed
+}
+
+// jobs is the registry of Receive jobs.
+type jobs struct {
+	mu sync.Mutex
+	m  map[string]*job
+}
+
+func newJobs() *jobs { return &jobs{m: map[string]*job{}} }
+
+func (js *jobs) get(id string) *job {
+	js.mu.Lock()
+	defer js.mu.Unlock()
+	for k, j := range js.m { // forget jobs finished an hour ago
+		j.mu.Lock()
+		old := !j.finished.IsZero() && time.Since(j.finished) > time.Hour
+		j.mu.Unlock()
+		if old {
+			delete(js.m, k)
+		}
+	}
+	if j, ok := js.m[id]; ok {
+		return j
+	}
+	j := &job{ID: randomID(), changed: make(chan struct{}),
+		view: receiveView{Type: "receive", State: "idle", Tables: []syncclient.TableState{}, Progress: map[string]tableProgress{}, Results: map[string]syncclient.Result{}}}
+	j.view.Job = j.ID
+	js.m[j.ID] = j
+	return j
+}
+
+func (s *Server) liveReceive(ctx context.Context, c *sdk.Conn, st *state, jobID string) error {
+	j := s.jobs.get(jobID)
+	ops := readOps(c)
+	for {
+		v, changed := j.snapshot()
+		if err := writeJSON(c, v); err != nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		case m, ok := <-ops:
+			if !ok {
+				return nil
+			}
+			switch m.Op {
+			case "connect":
+				s.connectJob(st, j, m)
+			case "start":
+				s.startJob(st, j, m)
+			case "cancel":
+				j.mu.Lock()
+				if j.cancel != nil {
+					j.cancel()
+				}
+				j.mu.Unlock()
+			}
+		}
+	}
+}
+
+// explain turns a failure into the sentence the page shows.
+func explain(err error, wasWaiting bool) (code, msg string) {
+	var re *syncclient.RemoteError
+	if errors.As(err, &re) {
+		switch re.Code {
+		case "invalid_code":
+			return re.Code, "That code is not valid, or it has expired (the sending page was closed)."
+		case "already_used":
+			return re.Code, "That code was already used. Ask the sending site for a new one."
+		case "password_required":
+			return re.Code, "The sending site asks for a password."
+		case "wrong_password":
+			return re.Code, "Wrong password."
+		case "rate_limited":
+			return re.Code, "Too many failed attempts from this address. Try again later."
+		case "approval_timeout":
+			return re.Code, "Nobody on the sending site approved the request in time."
+		case "denied":
+			if wasWaiting {
+				return "approval_denied", "An admin of the sending site denied the request."
+			}
+			return re.Code, "The sending site does not accept incoming connections."
+		}
+		return re.Code, "The sending site refused: " + re.Error()
+	}
+	if errors.Is(err, syncclient.ErrClosed) {
+		return "sender_vanished", "The sending site went away. Rows already imported are kept; start again with a new code to finish."
+	}
+	if errors.Is(err, context.Canceled) {
+		return "cancelled", "Cancelled."
+	}
+	if strings.Contains(err.Error(), "HTTP 404") {
+		return "sender_disabled", "The sending site has Sync turned off, or the URL is wrong."
+	}
+	return "failed", err.Error()
+}
+
+func (s *Server) connectJob(st *state, j *job, m liveMsg) {
+	j.mu.Lock()
+	busy := j.view.State == "connecting" || j.view.State == "waiting_approval" || j.view.State == "transferring"
+	old := j.client
+	j.mu.Unlock()
+	if busy {
+		return
+	}
+	if old != nil {
+		old.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	j.update(func(v *receiveView) {
+		*v = receiveView{Type: "receive", Job: j.ID, State: "connecting", Sender: m.URL, Tables: []syncclient.TableState{},
+			Progress: map[string]tableProgress{}, Results: map[string]syncclient.Result{}}
+	})
+	j.mu.Lock()
+	j.cancel = cancel
+	j.mu.Unlock()
+	go func() {
+		waited := false
+		c, err := syncclient.Connect(ctx, m.URL, strings.ToUpper(strings.TrimSpace(m.Code)), syncclient.Options{
+			Password: m.Password, Timeout: 10 * time.Minute,
+			ReceiverInfo: map[string]any{"site": st.public, "via": "receive page"},
+			OnAwaitingApproval: func() {
+				waited = true
+				j.update(func(v *receiveView) { v.State = "waiting_approval" })
+			},
+		})
+		if err == nil {
+			var tables []syncclient.TableState
+			list, lerr := c.ListTables(ctx)
+			if lerr == nil {
+				tables, lerr = c.Compare(ctx, st.pool, list)
+			}
+			if lerr != nil {
+				c.Close()
+				err = lerr
+			} else {
+				j.mu.Lock()
+				j.client = c
+				j.mu.Unlock()
+				j.update(func(v *receiveView) { v.State, v.Tables = "ready", tables })
+				return
+			}
+		}
+		cancel()
+		code, msg := explain(err, waited)
+		j.update(func(v *receiveView) { v.State, v.Error, v.Message = "failed", code, msg })
+	}()
+}
+
+func (s *Server) startJob(st *state, j *job, m liveMsg) {
+	j.mu.Lock()
+	c := j.client
+	ready := j.view.State == "ready" || j.view.State == "done"
+	j.mu.Unlock()
+	if c == nil || !ready || len(m.Tables) == 0 {
+		return
+	}
+	def, err := importer.ParseStrategy(m.Strategy)
+	if err != nil {
+		def = importer.Skip
+	}
+	strategies := map[string]importer.Strategy{}
+	for t, name := range m.Strategies {
+		if sv, err := importer.ParseStrategy(name); err == nil {
+			strategies[t] = sv
+		}
+	}
+	var total int64
+	totals := map[string]int64{}
+	j.mu.Lock()
+	for _, t := range j.view.Tables {
+		totals[t.Table] = t.Rows
+	}
+	j.mu.Unlock()
+	progress := map[string]tableProgress{}
+	for _, t := range m.Tables {
+		total += totals[t]
+		progress[t] = tableProgress{Total: totals[t]}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	j.mu.Lock()
+	j.cancel = cancel
+	j.mu.Unlock()
+	j.update(func(v *receiveView) {
+		v.State, v.Error, v.Message = "transferring", "", ""
+		v.Progress, v.Results = progress, map[string]syncclient.Result{}
+		v.Overall = tableProgress{Total: total}
+	})
+	start := time.Now()
+	var lastPush time.Time
+	go func() {
+		defer cancel()
+		results, err := c.TransferAll(ctx, st.pool, syncclient.TransferAllOptions{
+			Tables: m.Tables, Strategy: def, Strategies: strategies,
+			TransferOptions: syncclient.TransferOptions{CreateMissing: m.CreateMissing, Progress: func(p syncclient.Progress) {
+				if !p.Done && time.Since(lastPush) < 150*time.Millisecond {
+					return
+				}
+				lastPush = time.Now()
+				j.update(func(v *receiveView) {
+					tp := tableProgress{Rows: p.Rows, Total: p.Total, Done: p.Done}
+					if secs := p.Elapsed.Seconds(); secs > 0 {
+						tp.Rate = float64(p.Rows) / secs
+						if tp.Rate > 0 {
+							tp.ETA = float64(p.Total-p.Rows) / tp.Rate
+						}
+					}
+					v.Progress[p.Table] = tp
+					var rows int64
+					for _, x := range v.Progress {
+						rows += x.Rows
+					}
+					v.Overall.Rows = rows
+					if secs := time.Since(start).Seconds(); secs > 0 {
+						v.Overall.Rate = float64(rows) / secs
+						if v.Overall.Rate > 0 {
+							v.Overall.ETA = float64(v.Overall.Total-rows) / v.Overall.Rate
+						}
+					}
+				})
+			}},
+		})
+		j.mu.Lock()
+		j.finished = time.Now()
+		j.mu.Unlock()
+		j.update(func(v *receiveView) {
+			for t, r := range results {
+				if r.Errors == nil {
+					r.Errors = []importer.RecordError{}
+				}
+				v.Results[t] = r
+			}
+			v.State = "done"
+			if err != nil {
+				v.Error, v.Message = explain(err, false)
+				v.State = "failed"
+				if v.Error == "cancelled" {
+					v.State = "cancelled"
+				}
+			}
+		})
+		if err == nil {
+			// Refresh the New / Different / Match column.
+			if list, lerr := c.ListTables(context.Background()); lerr == nil {
+				if tables, cerr := c.Compare(context.Background(), st.pool, list); cerr == nil {
+					j.update(func(v *receiveView) { v.Tables = tables })
+				}
+			}
+		}
+	}()
+}
+

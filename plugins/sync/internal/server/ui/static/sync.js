@@ -1,0 +1,164 @@
+// Live updates for the Sync admin pages over one WebSocket, reconnecting when it drops.
+(function () {
+  'use strict';
+  var base = document.body.getAttribute('data-base');
+  var page = document.body.getAttribute('data-page');
+  var banner = document.getElementById('socket-state');
+  var $ = function (id) { return document.getElementById(id); };
+  function el(tag, attrs, text) {
+    var e = document.createElement(tag);
+    for (var k in attrs || {}) e.setAttribute(k, attrs[k]);
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+  function fmt(n) { return Math.round(n).toLocaleString('en'); }
+
+  var ws, hello, onMessage, retry = 500;
+  function connect() {
+    ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + base + '/live');
+    ws.onopen = function () { retry = 500; banner.hidden = true; ws.send(JSON.stringify(hello())); };
+    ws.onmessage = function (ev) { onMessage(JSON.parse(ev.data)); };
+    ws.onclose = function () { banner.hidden = false; setTimeout(connect, retry); retry = Math.min(retry * 2, 8000); };
+  }
+  function send(msg) { if (ws && ws.readyState === 1) ws.send(JSON.stringify(msg)); }
+
+  if (page === 'send') {
+    var box = document.querySelector('.code-box');
+    var owner = box.getAttribute('data-owner');
+    $('copy').addEventListener('click', function () {
+      var code = this.getAttribute('data-copy');
+      if (navigator.clipboard) navigator.clipboard.writeText(code);
+      this.textContent = 'Copied';
+    });
+    hello = function () { return { op: 'hello', page: 'send', owner: owner }; };
+    onMessage = function (m) {
+      if (m.type !== 'send') return;
+      $('code-dead').hidden = m.code_alive;
+      var pending = $('pending'); pending.textContent = '';
+      if (!m.pending.length) pending.appendChild(el('p', { 'class': 'muted' }, 'No requests.'));
+      m.pending.forEach(function (a) {
+        var card = el('div', { 'class': 'card pending', 'data-id': a.id });
+        card.appendChild(el('p', { 'class': 'who' }, describe(a.receiver_info) + ' from ' + a.address));
+        var ok = el('button', { type: 'button', 'class': 'approve' }, 'Approve');
+        var no = el('button', { type: 'button', 'class': 'deny' }, 'Deny');
+        ok.onclick = function () { send({ op: 'approve', id: a.id }); ok.disabled = no.disabled = true; };
+        no.onclick = function () { send({ op: 'deny', id: a.id }); ok.disabled = no.disabled = true; };
+        card.appendChild(ok); card.appendChild(document.createTextNode(' ')); card.appendChild(no);
+        pending.appendChild(card);
+      });
+      var rec = $('receivers'); rec.textContent = '';
+      if (!m.sessions.length) rec.appendChild(el('p', { 'class': 'muted' }, 'Nobody yet.'));
+      m.sessions.forEach(function (s) {
+        var card = el('div', { 'class': 'card receiver' });
+        card.appendChild(el('p', { 'class': 'who' }, describe(s.receiver_info) + ' from ' + s.receiver_addr));
+        var what = s.progress && s.progress.table ? ' · pulling ' + s.progress.table : '';
+        card.appendChild(el('p', {}, s.status + ' since ' + new Date(s.used_at).toLocaleTimeString() + what));
+        rec.appendChild(card);
+      });
+    };
+    connect();
+  }
+
+  function describe(info) {
+    if (!info) return 'A receiver';
+    var parts = [];
+    for (var k in info) if (typeof info[k] !== 'object') parts.push(k + ': ' + info[k]);
+    return parts.length ? parts.join(', ') : 'A receiver';
+  }
+
+  if (page === 'receive') {
+    var job = sessionStorage.getItem('fiberkit-sync-job') || '';
+    var statusText = {
+      idle: '', connecting: 'Connecting…', waiting_approval: 'Waiting for an admin of the sending site to approve…',
+      ready: 'Connected. Pick the tables to pull.', transferring: 'Transferring…', done: 'Done.',
+      failed: '', cancelled: 'Cancelled.'
+    };
+    hello = function () { return { op: 'hello', page: 'receive', job: job }; };
+    var built = '';
+    onMessage = function (m) {
+      if (m.type !== 'receive') return;
+      job = m.job; sessionStorage.setItem('fiberkit-sync-job', job);
+      document.body.setAttribute('data-state', m.state);
+      $('status').textContent = statusText[m.state] || '';
+      var msg = $('message');
+      msg.hidden = !m.message; msg.textContent = m.message || ''; msg.setAttribute('data-error', m.error || '');
+      var busy = m.state === 'connecting' || m.state === 'waiting_approval' || m.state === 'transferring';
+      $('connect-btn').disabled = busy;
+      $('picker').hidden = !m.tables.length;
+      $('start').disabled = busy || (m.state !== 'ready' && m.state !== 'done');
+      $('cancel').hidden = !busy;
+      var key = m.tables.map(function (t) { return t.table + t.state + t.local_rows; }).join('|');
+      if (key !== built) { built = key; buildTables(m.tables); }
+      for (var t in m.progress) {
+        var row = document.querySelector('tr[data-table="' + CSS.escape(t) + '"]');
+        if (!row) continue;
+        var p = m.progress[t], bar = row.querySelector('progress');
+        bar.max = Math.max(p.total, 1); bar.value = p.done ? bar.max : p.rows;
+        row.querySelector('.ptext').textContent = p.done ? '100%' :
+          Math.floor(100 * p.rows / Math.max(p.total, 1)) + '% · ' + fmt(p.rate) + ' rows/s' + (p.eta_seconds ? ' · ' + Math.ceil(p.eta_seconds) + 's left' : '');
+        row.setAttribute('data-done', p.done ? 'true' : 'false');
+      }
+      var o = m.overall; $('overall-bar').max = Math.max(o.total, 1); $('overall-bar').value = o.rows;
+      $('overall-text').textContent = o.total ? fmt(o.rows) + ' / ' + fmt(o.total) + ' rows' + (o.rate ? ' · ' + fmt(o.rate) + ' rows/s' : '') : '';
+      showResults(m.results);
+    };
+    function buildTables(tables) {
+      var body = document.querySelector('#tables tbody'); body.textContent = '';
+      tables.forEach(function (t) {
+        var tr = el('tr', { 'data-table': t.table });
+        var pick = el('input', { type: 'checkbox', 'class': 'pick', 'aria-label': 'Transfer ' + t.table });
+        pick.checked = t.state !== 'match';
+        var td = el('td'); td.appendChild(pick); tr.appendChild(td);
+        tr.appendChild(el('td', {}, t.table));
+        tr.appendChild(el('td', {}, fmt(t.rows)));
+        tr.appendChild(el('td', {}, t.state === 'new' ? '—' : fmt(t.local_rows)));
+        tr.appendChild(el('td', { 'class': 'state state-' + t.state }, { 'new': 'New', different: 'Different', match: 'Match' }[t.state]));
+        var sel = el('select', { 'class': 'strategy', 'aria-label': 'Strategy for ' + t.table });
+        ['default', 'skip', 'overwrite', 'merge', 'append'].forEach(function (s) { sel.appendChild(el('option', { value: s }, s)); });
+        td = el('td'); td.appendChild(sel); tr.appendChild(td);
+        td = el('td'); td.appendChild(el('progress', { max: '1', value: '0', 'aria-label': 'Progress of ' + t.table })); td.appendChild(el('span', { 'class': 'ptext' }, '')); tr.appendChild(td);
+        body.appendChild(tr);
+      });
+    }
+    function showResults(results) {
+      var names = Object.keys(results || {}).sort();
+      $('results').hidden = !names.length;
+      var body = document.querySelector('#results tbody'); body.textContent = '';
+      names.forEach(function (n) {
+        var r = results[n], tr = el('tr', { 'data-table': n });
+        tr.appendChild(el('td', {}, n));
+        tr.appendChild(el('td', { 'class': 'created' }, fmt(r.created)));
+        tr.appendChild(el('td', { 'class': 'updated' }, fmt(r.updated)));
+        tr.appendChild(el('td', { 'class': 'skipped' }, fmt(r.skipped)));
+        var td = el('td', { 'class': 'errors' });
+        if (r.error) td.appendChild(el('p', { 'class': 'error' }, r.error));
+        if (r.errors && r.errors.length) {
+          var d = el('details'); d.appendChild(el('summary', {}, r.errors.length + ' records refused'));
+          var ul = el('ul');
+          r.errors.forEach(function (e) { ul.appendChild(el('li', {}, JSON.stringify(e.key) + ': ' + e.reason)); });
+          d.appendChild(ul); td.appendChild(d);
+        } else if (!r.error) td.textContent = '0';
+        tr.appendChild(td); body.appendChild(tr);
+      });
+    }
+    $('connect').addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      document.body.setAttribute('data-state', 'connecting');
+      $('message').hidden = true; $('status').textContent = statusText.connecting;
+      send({ op: 'connect', url: $('url').value, code: $('code-input').value, password: $('password').value });
+    });
+    $('all').onclick = function () { document.querySelectorAll('.pick').forEach(function (c) { c.checked = true; }); };
+    $('none').onclick = function () { document.querySelectorAll('.pick').forEach(function (c) { c.checked = false; }); };
+    $('start').onclick = function () {
+      var tables = [], strategies = {};
+      document.querySelectorAll('#tables tbody tr').forEach(function (tr) {
+        if (!tr.querySelector('.pick').checked) return;
+        var t = tr.getAttribute('data-table'); tables.push(t);
+        var s = tr.querySelector('.strategy').value; if (s !== 'default') strategies[t] = s;
+      });
+      send({ op: 'start', tables: tables, strategy: $('default-strategy').value, strategies: strategies, create_missing: $('create-missing').checked });
+    };
+    $('cancel').onclick = function () { send({ op: 'cancel' }); };
+    connect();
+  }
+})();

@@ -1,0 +1,198 @@
+package main_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/fiberkit/fiberkit/host/browsertest"
+)
+
+// readCode opens site's Send page in tab and returns the code it shows.
+func readCode(t *testing.T, tab context.Context, s *site) string {
+	t.Helper()
+	var code string
+	if err := chromedp.Run(tab,
+		chromedp.Navigate(s.url+"/admin/fiberkit/sync/send"),
+		chromedp.WaitVisible(`#code`, chromedp.ByQuery),
+		chromedp.Text(`#code`, &code, chromedp.ByQuery),
+	); err != nil {
+		t.Fatalf("send page: %v", err)
+	}
+	if len(strings.TrimSpace(code)) != 8 {
+		t.Fatalf("code on the page: %q", code)
+	}
+	return strings.TrimSpace(code)
+}
+
+// connectFrom fills B's Receive form and submits it.
+func connectFrom(t *testing.T, tab context.Context, b *site, senderURL, code, password string) {
+	t.Helper()
+	if err := chromedp.Run(tab,
+		chromedp.Navigate(b.url+"/admin/fiberkit/sync/receive"),
+		chromedp.WaitVisible(`#connect-btn`, chromedp.ByQuery),
+		chromedp.SendKeys(`#url`, senderURL, chromedp.ByQuery),
+		chromedp.SendKeys(`#code-input`, code, chromedp.ByQuery),
+		chromedp.SendKeys(`#password`, password, chromedp.ByQuery),
+		chromedp.Click(`#connect-btn`, chromedp.ByQuery),
+	); err != nil {
+		t.Fatalf("receive form: %v", err)
+	}
+}
+
+// waitState waits for the Receive page to reach state.
+func waitState(t *testing.T, tab context.Context, state string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(tab, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Run(ctx, chromedp.WaitVisible(`body[data-state="`+state+`"]`, chromedp.ByQuery)); err != nil {
+		var msg string
+		_ = chromedp.Run(tab, chromedp.Text(`#message`, &msg, chromedp.ByQuery, chromedp.AtLeast(0)))
+		t.Fatalf("receive page never reached %s (message %q): %v", state, msg, err)
+	}
+}
+
+func pageError(t *testing.T, tab context.Context) (string, string) {
+	t.Helper()
+	var code, msg string
+	var ok bool
+	if err := chromedp.Run(tab,
+		chromedp.AttributeValue(`#message`, "data-error", &code, &ok, chromedp.ByQuery),
+		chromedp.Text(`#message`, &msg, chromedp.ByQuery),
+	); err != nil {
+		t.Fatal(err)
+	}
+	return code, msg
+}
+
+func TestSendAndReceivePagesInBrowser(t *testing.T) {
+	a := seeded(t, siteOptions{})
+	b := startSite(t, siteOptions{})
+	browser := browsertest.New(t, nil)
+	tabA := browser
+	tabB, closeB := chromedp.NewContext(browser)
+	defer closeB()
+
+	code := readCode(t, tabA, a)
+	browsertest.Screenshot(t, tabA, "sync-send.png")
+	connectFrom(t, tabB, b, a.url, code, "")
+	waitState(t, tabB, "ready")
+	var states []string
+	if err := chromedp.Run(tabB, chromedp.Evaluate(`Array.from(document.querySelectorAll('#tables td.state')).map(e => e.textContent)`, &states)); err != nil {
+		t.Fatal(err)
+	}
+	if len(states) != 4 || strings.Join(states, ",") != "New,New,New,New" {
+		t.Fatalf("local states %v", states)
+	}
+	// A's Send page shows who connected.
+	if err := chromedp.Run(tabA, chromedp.WaitVisible(`#receivers .card.receiver`, chromedp.ByQuery)); err != nil {
+		t.Fatalf("receiver not shown on the send page: %v", err)
+	}
+	browsertest.Screenshot(t, tabB, "sync-receive-tables.png")
+	// One strategy per table; start; every bar reaches 100%.
+	if err := chromedp.Run(tabB,
+		chromedp.SetValue(`tr[data-table="orders"] select.strategy`, "overwrite", chromedp.ByQuery),
+		chromedp.Click(`#start`, chromedp.ByQuery),
+	); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, tabB, "done")
+	var done int
+	var created []string
+	if err := chromedp.Run(tabB,
+		chromedp.Evaluate(`document.querySelectorAll('#tables tr[data-done="true"]').length`, &done),
+		chromedp.Evaluate(`Array.from(document.querySelectorAll('#results td.created')).map(e => e.textContent)`, &created),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if done != 4 || strings.Join(created, ",") != "2,000,15,000,5,000,300" {
+		t.Fatalf("%d tables at 100%%, created %v", done, created)
+	}
+	browsertest.Screenshot(t, tabB, "sync-receive-done.png")
+	sameData(t, a, b)
+	// After the transfer the tables read Match.
+	if err := chromedp.Run(tabB, chromedp.WaitVisible(`tr[data-table="customers"] td.state-match`, chromedp.ByQuery)); err != nil {
+		t.Fatalf("states not refreshed to Match: %v", err)
+	}
+
+	// Closing the Send page kills its code.
+	code2 := readCode(t, tabA, a)
+	if err := chromedp.Run(tabA, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var v struct {
+			Valid bool `json:"valid"`
+		}
+		if err := a.call(t, "validate_code", map[string]string{"code": code2}, &v); err != nil {
+			t.Fatal(err)
+		}
+		if !v.Valid {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the code outlived its page")
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func TestApprovalAndRefusalsInBrowser(t *testing.T) {
+	a := seeded(t, siteOptions{mode: "require_approval"})
+	b := startSite(t, siteOptions{})
+	browser := browsertest.New(t, nil)
+	tabA := browser
+	tabB, closeB := chromedp.NewContext(browser)
+	defer closeB()
+
+	// Approve on A's Send page; B proceeds.
+	code := readCode(t, tabA, a)
+	connectFrom(t, tabB, b, a.url, code, "")
+	waitState(t, tabB, "waiting_approval")
+	if err := chromedp.Run(tabA, chromedp.WaitVisible(`#pending .card.pending button.approve`, chromedp.ByQuery)); err != nil {
+		t.Fatalf("pending request not shown: %v", err)
+	}
+	browsertest.Screenshot(t, tabA, "sync-send-approval.png")
+	if err := chromedp.Run(tabA, chromedp.Click(`#pending button.approve`, chromedp.ByQuery)); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, tabB, "ready")
+
+	// Deny: B shows the refusal.
+	code = readCode(t, tabA, a)
+	connectFrom(t, tabB, b, a.url, code, "")
+	waitState(t, tabB, "waiting_approval")
+	if err := chromedp.Run(tabA,
+		chromedp.WaitVisible(`#pending button.deny`, chromedp.ByQuery),
+		chromedp.Click(`#pending button.deny`, chromedp.ByQuery),
+	); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, tabB, "failed")
+	if code, msg := pageError(t, tabB); code != "approval_denied" || !strings.Contains(msg, "denied") {
+		t.Fatalf("denied: %s %q", code, msg)
+	}
+	browsertest.Screenshot(t, tabB, "sync-receive-denied.png")
+
+	// A wrong code.
+	connectFrom(t, tabB, b, a.url, "WRONG234", "")
+	waitState(t, tabB, "failed")
+	if code, msg := pageError(t, tabB); code != "invalid_code" || !strings.Contains(msg, "not valid") {
+		t.Fatalf("wrong code: %s %q", code, msg)
+	}
+
+	// A wrong password.
+	p := startSite(t, siteOptions{mode: "require_password", password: "s3cret"})
+	tabP, closeP := chromedp.NewContext(browser)
+	defer closeP()
+	code = readCode(t, tabP, p)
+	connectFrom(t, tabB, b, p.url, code, "nope")
+	waitState(t, tabB, "failed")
+	if code, msg := pageError(t, tabB); code != "wrong_password" || msg != "Wrong password." {
+		t.Fatalf("wrong password: %s %q", code, msg)
+	}
+}
