@@ -81,7 +81,7 @@ func TestSendAndReceivePagesInBrowser(t *testing.T) {
 	connectFrom(t, tabB, b, a.url, code, "")
 	waitState(t, tabB, "ready")
 	var states []string
-	if err := chromedp.Run(tabB, chromedp.Evaluate(`Array.from(document.querySelectorAll('#tables td.state')).map(e => e.textContent)`, &states)); err != nil {
+	if err := chromedp.Run(tabB, chromedp.Evaluate(`Array.from(document.querySelectorAll('#tables td.here')).map(e => e.textContent)`, &states)); err != nil {
 		t.Fatal(err)
 	}
 	if len(states) != 4 || strings.Join(states, ",") != "New,New,New,New" {
@@ -112,9 +112,22 @@ func TestSendAndReceivePagesInBrowser(t *testing.T) {
 		t.Fatalf("%d tables at 100%%, created %v", done, created)
 	}
 	browsertest.Screenshot(t, tabB, "sync-receive-done.png")
+	// At phone width the page still fits (no horizontal scrolling).
+	var overflow bool
+	if err := chromedp.Run(tabB, chromedp.EmulateViewport(390, 844),
+		chromedp.Evaluate(`document.documentElement.scrollWidth > window.innerWidth + 1`, &overflow)); err != nil {
+		t.Fatal(err)
+	}
+	browsertest.Screenshot(t, tabB, "sync-receive-phone.png")
+	if overflow {
+		t.Fatal("the receive page scrolls sideways at phone width")
+	}
+	if err := chromedp.Run(tabB, chromedp.EmulateViewport(1100, 900)); err != nil {
+		t.Fatal(err)
+	}
 	sameData(t, a, b)
 	// After the transfer the tables read Match.
-	if err := chromedp.Run(tabB, chromedp.WaitVisible(`tr[data-table="customers"] td.state-match`, chromedp.ByQuery)); err != nil {
+	if err := chromedp.Run(tabB, chromedp.WaitVisible(`tr[data-table="customers"] td.here-match`, chromedp.ByQuery)); err != nil {
 		t.Fatalf("states not refreshed to Match: %v", err)
 	}
 

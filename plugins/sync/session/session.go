@@ -256,6 +256,14 @@ func (s *Store) Update(ctx context.Context, id, status string, progress map[stri
 	return nil
 }
 
+// SetReceiverInfo records what a receiver says about itself (from its join).
+func (s *Store) SetReceiverInfo(ctx context.Context, id string, info map[string]any) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE fiberkit_sync_sessions SET receiver_info = $2 WHERE id::text = $1`, id, info); err != nil {
+		return fmt.Errorf("update session %s: %w", id, err)
+	}
+	return nil
+}
+
 // Delete removes a session; its code stops working at once.
 func (s *Store) Delete(ctx context.Context, id string) error {
 	if _, err := s.pool.Exec(ctx, `DELETE FROM fiberkit_sync_sessions WHERE id::text = $1`, id); err != nil {

@@ -328,7 +328,7 @@ func (p *peer) join(ctx context.Context, f wire.Frame) error {
 	}
 	p.mu.Unlock()
 	p.sess.ReceiverInfo = j.ReceiverInfo
-	_ = p.st.sessions.Update(ctx, p.sess.ID, session.StatusConnected, map[string]any{"receiver_info": j.ReceiverInfo})
+	_ = p.st.sessions.SetReceiverInfo(ctx, p.sess.ID, j.ReceiverInfo)
 	if p.st.settings.String("incoming_mode") != session.RequireApproval {
 		p.mu.Lock()
 		p.joined = true

@@ -112,7 +112,7 @@
         tr.appendChild(el('td', {}, t.table));
         tr.appendChild(el('td', {}, fmt(t.rows)));
         tr.appendChild(el('td', {}, t.state === 'new' ? '—' : fmt(t.local_rows)));
-        tr.appendChild(el('td', { 'class': 'state state-' + t.state }, { 'new': 'New', different: 'Different', match: 'Match' }[t.state]));
+        tr.appendChild(el('td', { 'class': 'here here-' + t.state }, { 'new': 'New', different: 'Different', match: 'Match' }[t.state]));
         var sel = el('select', { 'class': 'strategy', 'aria-label': 'Strategy for ' + t.table });
         ['default', 'skip', 'overwrite', 'merge', 'append'].forEach(function (s) { sel.appendChild(el('option', { value: s }, s)); });
         td = el('td'); td.appendChild(sel); tr.appendChild(td);
