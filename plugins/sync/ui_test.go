@@ -131,6 +131,27 @@ func TestSendAndReceivePagesInBrowser(t *testing.T) {
 		t.Fatalf("states not refreshed to Match: %v", err)
 	}
 
+	// Both overviews list the transfer, one row per table.
+	for _, side := range []struct {
+		tab       context.Context
+		s         *site
+		direction string
+	}{{tabB, b, "receive"}, {tabA, a, "send"}} {
+		var rows []string
+		if err := chromedp.Run(side.tab, chromedp.Navigate(side.s.url+"/admin/fiberkit/sync/"),
+			chromedp.WaitVisible(`#transfers`, chromedp.ByQuery),
+			chromedp.Evaluate(`Array.from(document.querySelectorAll('#transfers tbody tr')).map(r => r.cells[1].textContent + ' ' + r.cells[3].textContent + ' ' + r.cells[4].textContent)`, &rows)); err != nil {
+			t.Fatalf("%s overview: %v", side.direction, err)
+		}
+		got := strings.Join(rows, ",")
+		for _, want := range []string{"customers 2000", "order_items 15000", "orders 5000", "products 300"} {
+			if !strings.Contains(got, side.direction+" "+want) {
+				t.Fatalf("%s overview lacks %q: %s", side.direction, want, got)
+			}
+		}
+	}
+	browsertest.Screenshot(t, tabB, "sync-overview.png")
+
 	// Closing the Send page kills its code.
 	code2 := readCode(t, tabA, a)
 	if err := chromedp.Run(tabA, chromedp.Navigate("about:blank")); err != nil {

@@ -254,7 +254,7 @@ func (s *Server) liveReceive(ctx context.Context, c *sdk.Conn, st *state, jobID 
 			case "connect":
 				s.connectJob(st, j, m)
 			case "start":
-				s.startJob(st, j, m)
+				s.startJob(st, j, m, "admin:"+sdk.CallerFrom(ctx).User)
 			case "cancel":
 				j.mu.Lock()
 				if j.cancel != nil {
@@ -355,7 +355,7 @@ func (s *Server) connectJob(st *state, j *job, m liveMsg) {
 	}()
 }
 
-func (s *Server) startJob(st *state, j *job, m liveMsg) {
+func (s *Server) startJob(st *state, j *job, m liveMsg, user string) {
 	j.mu.Lock()
 	c := j.client
 	ready := j.view.State == "ready" || j.view.State == "done"
@@ -430,7 +430,9 @@ func (s *Server) startJob(st *state, j *job, m liveMsg) {
 		})
 		j.mu.Lock()
 		j.finished = time.Now()
+		sender := j.view.Sender
 		j.mu.Unlock()
+		recordPulls(st, sender, user, def, strategies, results)
 		j.update(func(v *receiveView) {
 			for t, r := range results {
 				if r.Errors == nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
 	"github.com/fiberkit/fiberkit/plugins/sync/ddl"
 	"github.com/fiberkit/fiberkit/plugins/sync/exporter"
+	"github.com/fiberkit/fiberkit/plugins/sync/history"
 	"github.com/fiberkit/fiberkit/plugins/sync/importer"
 	"github.com/fiberkit/fiberkit/plugins/sync/session"
 	"github.com/fiberkit/fiberkit/sdk"
@@ -369,6 +370,7 @@ func (s *Server) pull(ctx context.Context, st *state, in pullIn) (map[string]syn
 		Tables: in.Tables, Strategy: def, Strategies: strategies,
 		TransferOptions: syncclient.TransferOptions{CreateMissing: in.CreateMissing, BatchSize: in.BatchSize},
 	})
+	recordPulls(st, in.URL, owner(ctx, ""), def, strategies, res)
 	if err != nil {
 		return res, sdk.Errorf("transfer_failed", "%v", err)
 	}
@@ -396,4 +398,22 @@ func notFound(err error) error {
 		return sdk.Errorf("not_found", "%s", strings.TrimSpace(err.Error()))
 	}
 	return err
+}
+
+// recordPulls writes a history row for each table a pull touched.
+func recordPulls(st *state, peer, by string, def importer.Strategy, strategies map[string]importer.Strategy, results map[string]syncclient.Result) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for table, r := range results {
+		strategy := def
+		if s, ok := strategies[table]; ok {
+			strategy = s
+		}
+		rec := history.Transfer{Direction: "receive", Peer: peer, Table: table, Strategy: string(strategy), Rows: r.Rows,
+			Created: r.Created, Updated: r.Updated, Skipped: r.Skipped, Failed: len(r.Errors), Duration: r.Duration, Status: "done", StartedBy: by}
+		if r.Error != "" {
+			rec.Status, rec.Error = "failed", r.Error
+		}
+		_ = st.history.Record(ctx, rec)
+	}
 }

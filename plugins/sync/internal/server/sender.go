@@ -11,6 +11,7 @@ import (
 
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
 	"github.com/fiberkit/fiberkit/plugins/sync/exporter"
+	"github.com/fiberkit/fiberkit/plugins/sync/history"
 	"github.com/fiberkit/fiberkit/plugins/sync/session"
 	"github.com/fiberkit/fiberkit/plugins/sync/wire"
 	"github.com/fiberkit/fiberkit/sdk"
@@ -436,7 +437,15 @@ func (p *peer) startStream(ctx context.Context, f wire.Frame, req wire.Start) er
 			delete(p.streams, req.Stream)
 			p.mu.Unlock()
 		}()
-		if err := p.stream(ctx, sch, req, credits); err != nil && ctx.Err() == nil {
+		started := time.Now()
+		rows, bytes, err := p.stream(ctx, sch, req, credits)
+		rec := history.Transfer{Direction: "send", Peer: p.sess.ReceiverAddr, Table: req.Table, Rows: rows, Bytes: bytes,
+			Duration: time.Since(started), Status: "done", StartedBy: p.sess.Owner}
+		if err != nil {
+			rec.Status, rec.Error = "failed", err.Error()
+		}
+		_ = p.st.history.Record(context.Background(), rec)
+		if err != nil && ctx.Err() == nil {
 			p.srv.log.Error("stream failed", "table", req.Table, "err", err)
 			_ = p.push(wire.StreamError, wire.StreamErr{Stream: req.Stream, Error: wire.ErrInternal, Message: "the stream failed on the sending site"})
 		}
@@ -452,17 +461,16 @@ func writableNames(sch *catalog.Schema) []string {
 	return out
 }
 
-func (p *peer) stream(ctx context.Context, sch *catalog.Schema, req wire.Start, credits chan int) error {
+func (p *peer) stream(ctx context.Context, sch *catalog.Schema, req wire.Start, credits chan int) (rows, sent int64, err error) {
 	credit := req.Credit
 	after := req.AfterKey
 	var seq uint32
-	var rows int64
 	var frame []byte
 	for {
 		for credit == 0 {
 			select {
 			case <-ctx.Done():
-				return ctx.Err()
+				return rows, sent, ctx.Err()
 			case n := <-credits:
 				credit += n
 			}
@@ -470,28 +478,29 @@ func (p *peer) stream(ctx context.Context, sch *catalog.Schema, req wire.Start, 
 		p.mu.Lock()
 		if p.snap == nil {
 			p.mu.Unlock()
-			return errors.New("snapshot closed")
+			return rows, sent, errors.New("snapshot closed")
 		}
 		b, err := p.snap.NextBatch(ctx, sch, after, req.BatchRows)
 		p.mu.Unlock()
 		if err != nil {
-			return err
+			return rows, sent, err
 		}
 		if b.Rows > 0 {
 			seq++
 			frame, err = p.codec.EncodeBatch(frame[:0], wire.Batch{Stream: req.Stream, Seq: seq, Rows: uint32(b.Rows), LastKey: b.LastKey, Data: b.Data}, req.Compression == "zstd")
 			if err != nil {
-				return err
+				return rows, sent, err
 			}
 			if err := p.c.WriteMessage(sdk.BinaryMessage, frame); err != nil {
-				return err
+				return rows, sent, err
 			}
 			credit--
 			rows += int64(b.Rows)
+			sent += int64(len(frame))
 		}
 		after = b.LastKey
 		if b.Done {
-			return p.push(wire.StreamEnd, wire.End{Stream: req.Stream, Batches: seq, Rows: rows, LastKey: after})
+			return rows, sent, p.push(wire.StreamEnd, wire.End{Stream: req.Stream, Batches: seq, Rows: rows, LastKey: after})
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/fiberkit/fiberkit/plugins/sync/history"
 	"github.com/fiberkit/fiberkit/plugins/sync/session"
 	"github.com/fiberkit/fiberkit/sdk"
 )
@@ -32,6 +33,7 @@ type Server struct {
 type state struct {
 	pool     *pgxpool.Pool
 	sessions *session.Store
+	history  *history.Log
 	settings sdk.Settings
 	host        *sdk.Host
 	public      string // this site's public URL
@@ -76,11 +78,16 @@ func (s *Server) configure(ctx context.Context, env *sdk.Env) error {
 		pool.Close()
 		return fmt.Errorf("sync: %w", err)
 	}
+	hist, err := history.Open(ctx, pool)
+	if err != nil {
+		pool.Close()
+		return fmt.Errorf("sync: %w", err)
+	}
 	if s.st != nil {
 		old := s.st.pool
 		defer old.Close()
 	}
-	s.st, s.dbURL = &state{pool: pool, sessions: store, settings: env.Settings, host: env.Host, public: env.PublicURL, adminPrefix: env.AdminPrefix}, env.DatabaseURL
+	s.st, s.dbURL = &state{pool: pool, sessions: store, history: hist, settings: env.Settings, host: env.Host, public: env.PublicURL, adminPrefix: env.AdminPrefix}, env.DatabaseURL
 	return nil
 }
 

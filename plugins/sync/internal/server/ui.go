@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fiberkit/fiberkit/plugins/sync/history"
 	"github.com/fiberkit/fiberkit/plugins/sync/session"
 	"github.com/fiberkit/fiberkit/sdk"
 )
@@ -35,6 +36,7 @@ type pageData struct {
 	PasswordSet bool
 	Sessions    []session.Session
 	Attempts    []session.AttemptRecord
+	Transfers   []history.Transfer
 	Code        string
 	Owner       string
 	SiteURL     string
@@ -71,6 +73,7 @@ func (s *Server) handler() http.Handler {
 		d := base(r, st, "Sync", "overview")
 		d.Sessions, _ = st.sessions.List(r.Context())
 		d.Attempts, _ = st.sessions.Attempts(r.Context(), 10)
+		d.Transfers, _ = st.history.Recent(r.Context(), 10)
 		render(w, r, "overview.html", d)
 	})
 	mux.HandleFunc("GET /send", func(w http.ResponseWriter, r *http.Request) {

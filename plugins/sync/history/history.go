@@ -1,0 +1,89 @@
+// Package history records every Sync transfer, on both sides: who moved which table,
+// with what strategy and outcome. The overview page lists the recent ones.
+package history
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Transfer is one table moved (or attempted) in one direction.
+type Transfer struct {
+	ID        int64         `json:"id"`
+	At        time.Time     `json:"at"`
+	Direction string        `json:"direction"` // send | receive
+	Peer      string        `json:"peer"`      // the other site's address or URL
+	Table     string        `json:"table"`
+	Strategy  string        `json:"strategy,omitempty"`
+	Rows      int64         `json:"rows"`
+	Created   int           `json:"created"`
+	Updated   int           `json:"updated"`
+	Skipped   int           `json:"skipped"`
+	Failed    int           `json:"failed"`
+	Bytes     int64         `json:"bytes"`
+	Duration  time.Duration `json:"duration"`
+	Status    string        `json:"status"` // done | failed | cancelled
+	Error     string        `json:"error,omitempty"`
+	StartedBy string        `json:"started_by,omitempty"`
+}
+
+// Log is the transfer history.
+type Log struct {
+	pool *pgxpool.Pool
+}
+
+// Open migrates the history table.
+func Open(ctx context.Context, pool *pgxpool.Pool) (*Log, error) {
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('fiberkit_sync_history'))`); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS fiberkit_sync_transfers (
+			id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), direction text NOT NULL, peer text NOT NULL,
+			table_name text NOT NULL, strategy text NOT NULL DEFAULT '', rows bigint NOT NULL DEFAULT 0,
+			created int NOT NULL DEFAULT 0, updated int NOT NULL DEFAULT 0, skipped int NOT NULL DEFAULT 0, failed int NOT NULL DEFAULT 0,
+			bytes bigint NOT NULL DEFAULT 0, duration_ms bigint NOT NULL DEFAULT 0, status text NOT NULL, error text NOT NULL DEFAULT '',
+			started_by text NOT NULL DEFAULT '')`)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("history: migrate: %w", err)
+	}
+	return &Log{pool: pool}, nil
+}
+
+// Record appends t.
+func (l *Log) Record(ctx context.Context, t Transfer) error {
+	_, err := l.pool.Exec(ctx, `INSERT INTO fiberkit_sync_transfers (direction, peer, table_name, strategy, rows, created, updated, skipped, failed, bytes, duration_ms, status, error, started_by)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+		t.Direction, t.Peer, t.Table, t.Strategy, t.Rows, t.Created, t.Updated, t.Skipped, t.Failed, t.Bytes, t.Duration.Milliseconds(), t.Status, t.Error, t.StartedBy)
+	if err != nil {
+		return fmt.Errorf("history: record: %w", err)
+	}
+	return nil
+}
+
+// Recent returns the newest transfers, newest first.
+func (l *Log) Recent(ctx context.Context, limit int) ([]Transfer, error) {
+	rows, err := l.pool.Query(ctx, `SELECT id, at, direction, peer, table_name, strategy, rows, created, updated, skipped, failed, bytes, duration_ms, status, error, started_by
+		FROM fiberkit_sync_transfers ORDER BY id DESC LIMIT $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	defer rows.Close()
+	var out []Transfer
+	for rows.Next() {
+		var t Transfer
+		var ms int64
+		if err := rows.Scan(&t.ID, &t.At, &t.Direction, &t.Peer, &t.Table, &t.Strategy, &t.Rows, &t.Created, &t.Updated, &t.Skipped, &t.Failed, &t.Bytes, &ms, &t.Status, &t.Error, &t.StartedBy); err != nil {
+			return nil, fmt.Errorf("history: %w", err)
+		}
+		t.Duration = time.Duration(ms) * time.Millisecond
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
