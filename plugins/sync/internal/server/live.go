@@ -459,4 +459,3 @@ func (s *Server) startJob(st *state, j *job, m liveMsg, user string) {
 		}
 	}()
 }
-

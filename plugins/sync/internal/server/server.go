@@ -31,10 +31,10 @@ type Server struct {
 
 // state is what Configure sets up; replaced as a whole when settings change.
 type state struct {
-	pool     *pgxpool.Pool
-	sessions *session.Store
-	history  *history.Log
-	settings sdk.Settings
+	pool        *pgxpool.Pool
+	sessions    *session.Store
+	history     *history.Log
+	settings    sdk.Settings
 	host        *sdk.Host
 	public      string // this site's public URL
 	adminPrefix string // where the host mounts this module's admin pages
