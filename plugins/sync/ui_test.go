@@ -3,6 +3,7 @@ package main_test
 import (
 	"context"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -228,5 +229,40 @@ func TestApprovalAndRefusalsInBrowser(t *testing.T) {
 	waitState(t, tabB, "failed")
 	if code, msg := pageError(t, tabB); code != "wrong_password" || msg != "Wrong password." {
 		t.Fatalf("wrong password: %s %q", code, msg)
+	}
+}
+
+func TestSendPageRecoversFromADroppedSocket(t *testing.T) {
+	a := startSite(t, siteOptions{})
+	tab := browsertest.New(t, nil)
+	code := readCode(t, tab, a)
+	// Wait until the page's socket is up (the banner stays hidden), then kill the
+	// plugin: the socket drops, the page says so, and reconnects once the host has
+	// restarted the plugin; the code survives.
+	if err := chromedp.Run(tab, chromedp.WaitNotVisible(`#socket-state`, chromedp.ByQuery)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	st, _ := a.kit.Module("sync")
+	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(tab, 20*time.Second)
+	defer cancel()
+	if err := chromedp.Run(ctx, chromedp.WaitVisible(`#socket-state`, chromedp.ByQuery)); err != nil {
+		t.Fatalf("the page did not notice the dropped socket: %v", err)
+	}
+	if err := chromedp.Run(ctx, chromedp.WaitNotVisible(`#socket-state`, chromedp.ByQuery)); err != nil {
+		t.Fatalf("the page did not reconnect: %v", err)
+	}
+	time.Sleep(6 * time.Second) // longer than the grace a closed page gets
+	var v struct {
+		Valid bool `json:"valid"`
+	}
+	if err := a.call(t, "validate_code", map[string]string{"code": code}, &v); err != nil {
+		t.Fatal(err)
+	}
+	if !v.Valid {
+		t.Fatal("the code died although its page reconnected")
 	}
 }
