@@ -121,7 +121,7 @@ func ListTables(ctx context.Context, q Querier, o ListOptions) ([]Table, error) 
 	for _, e := range o.Exclude {
 		excluded[e] = true
 	}
-	var out []Table
+	out := []Table{}
 	for rows.Next() {
 		var t Table
 		if err := rows.Scan(&t.Schema, &t.Name, &t.Rows); err != nil {
