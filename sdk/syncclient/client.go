@@ -67,6 +67,8 @@ var (
 
 // Options configure Connect.
 type Options struct {
+	// Token of a permanent connection (fkc_…), used instead of a code.
+	Token string
 	// Password for senders in require_password mode.
 	Password string
 	// Timeout bounds connecting and joining, including waiting for an approval.
@@ -131,7 +133,9 @@ func endpoint(raw, code string) (string, error) {
 	}
 	u.Path = p
 	q := u.Query()
-	q.Set("code", code)
+	if code != "" {
+		q.Set("code", code)
+	}
 	q.Set("vsn", wire.Version)
 	u.RawQuery = q.Encode()
 	return u.String(), nil
@@ -153,6 +157,11 @@ func Connect(ctx context.Context, senderURL, code string, o Options) (*Client, e
 	if o.Password != "" {
 		h.Set("X-Sync-Password", o.Password)
 	}
+	topic := "transfer:" + code
+	if o.Token != "" {
+		h.Set("Authorization", "Bearer "+o.Token)
+		topic = "transfer:token"
+	}
 	d := websocket.Dialer{HandshakeTimeout: o.Timeout, ReadBufferSize: 64 << 10, WriteBufferSize: 16 << 10}
 	conn, resp, err := d.DialContext(ctx, u, h)
 	if err != nil {
@@ -168,7 +177,7 @@ func Connect(ctx context.Context, senderURL, code string, o Options) (*Client, e
 		return nil, fmt.Errorf("connect to %s: %w", senderURL, err)
 	}
 	conn.SetReadLimit(wire.MaxBatchBytes + 1<<20)
-	c := &Client{conn: conn, topic: "transfer:" + code, pending: map[string]chan wire.Frame{}, streams: map[uint32]chan streamMsg{},
+	c := &Client{conn: conn, topic: topic, pending: map[string]chan wire.Frame{}, streams: map[uint32]chan streamMsg{},
 		done: make(chan struct{}), pushes: make(chan wire.Frame, 16)}
 	go c.readLoop()
 	go c.heartbeat()

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
+	"github.com/fiberkit/fiberkit/plugins/sync/connection"
 	"github.com/fiberkit/fiberkit/plugins/sync/ddl"
 	"github.com/fiberkit/fiberkit/plugins/sync/exporter"
 	"github.com/fiberkit/fiberkit/plugins/sync/history"
@@ -333,6 +334,58 @@ func (s *Server) operations() sdk.Operations {
 			}
 			return true, notFound(st.sessions.Deny(ctx, in.ID, owner(ctx, "")))
 		}),
+		"create_connection": sdk.Op(func(ctx context.Context, in connectionIn) (connectionOut, error) {
+			st, err := s.state()
+			if err != nil {
+				return connectionOut{}, err
+			}
+			c, token, err := st.conns.Create(ctx, in.Name, in.SiteURL, in.Limits, owner(ctx, ""))
+			if err != nil {
+				return connectionOut{}, sdk.Errorf("invalid_input", "%v", err)
+			}
+			return connectionOut{Connection: c, Token: token}, nil
+		}),
+		"list_connections": sdk.Op(func(ctx context.Context, _ struct{}) ([]connection.Connection, error) {
+			st, err := s.state()
+			if err != nil {
+				return nil, err
+			}
+			return st.conns.List(ctx)
+		}),
+		"get_connection": sdk.Op(func(ctx context.Context, in sessionIn) (connection.Connection, error) {
+			st, err := s.state()
+			if err != nil {
+				return connection.Connection{}, err
+			}
+			c, err := st.conns.Get(ctx, in.ID)
+			return c, connNotFound(err)
+		}),
+		"set_connection_status": sdk.Op(func(ctx context.Context, in statusIn) (bool, error) {
+			st, err := s.state()
+			if err != nil {
+				return false, err
+			}
+			return true, connNotFound(st.conns.SetStatus(ctx, in.ID, in.Status, owner(ctx, "")))
+		}),
+		"set_connection_limits": sdk.Op(func(ctx context.Context, in limitsIn) (bool, error) {
+			st, err := s.state()
+			if err != nil {
+				return false, err
+			}
+			return true, connNotFound(st.conns.SetLimits(ctx, in.ID, in.Limits))
+		}),
+		"regenerate_token": sdk.Op(func(ctx context.Context, in sessionIn) (connectionOut, error) {
+			st, err := s.state()
+			if err != nil {
+				return connectionOut{}, err
+			}
+			token, err := st.conns.RegenerateToken(ctx, in.ID)
+			if err != nil {
+				return connectionOut{}, connNotFound(err)
+			}
+			c, err := st.conns.Get(ctx, in.ID)
+			return connectionOut{Connection: c, Token: token}, err
+		}),
 		"pull": sdk.Op(func(ctx context.Context, in pullIn) (map[string]syncclient.Result, error) {
 			st, err := s.state()
 			if err != nil {
@@ -375,6 +428,38 @@ func (s *Server) pull(ctx context.Context, st *state, in pullIn) (map[string]syn
 		return res, sdk.Errorf("transfer_failed", "%v", err)
 	}
 	return res, nil
+}
+
+type connectionIn struct {
+	Name    string            `json:"name"`
+	SiteURL string            `json:"site_url"`
+	Limits  connection.Limits `json:"limits"`
+}
+
+// connectionOut carries the token only when it was just made: it is never shown again.
+type connectionOut struct {
+	connection.Connection
+	Token string `json:"token,omitempty"`
+}
+
+type statusIn struct {
+	ID     string `json:"id"`
+	Status string `json:"status"` // active (approve, reactivate), suspended, revoked
+}
+
+type limitsIn struct {
+	ID     string            `json:"id"`
+	Limits connection.Limits `json:"limits"`
+}
+
+func connNotFound(err error) error {
+	if errors.Is(err, connection.ErrNotFound) {
+		return sdk.Errorf("not_found", "%v", err)
+	}
+	if err != nil && strings.HasPrefix(err.Error(), "set status") {
+		return sdk.Errorf("invalid_input", "%v", err)
+	}
+	return err
 }
 
 func tableErr[T any](v T, err error) (T, error) {

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
+	"github.com/fiberkit/fiberkit/plugins/sync/connection"
 	"github.com/fiberkit/fiberkit/plugins/sync/exporter"
 	"github.com/fiberkit/fiberkit/plugins/sync/history"
 	"github.com/fiberkit/fiberkit/plugins/sync/session"
@@ -24,7 +26,7 @@ const (
 	defaultBatchRows = 5000
 	maxCredit        = 16
 	approvalTimeout  = 10 * time.Minute
-	ownerCheck       = 5 * time.Second
+	ownerCheck       = 2 * time.Second
 )
 
 // redeemError maps a session error to the HTTP status and plain reason of a refused upgrade.
@@ -59,16 +61,36 @@ func (s *Server) serveSender(ctx context.Context, c *sdk.Conn) error {
 	if password == "" {
 		password = q.Get("password")
 	}
-	code := q.Get("code")
-	sess, err := st.sessions.Redeem(ctx, code, session.Attempt{Address: c.Caller().RemoteAddr, Password: password}, st.policy())
-	if err != nil {
-		status, reason := redeemError(err)
-		if status == http.StatusInternalServerError {
-			s.log.Error("redeem code", "err", err)
+	addr := c.Caller().RemoteAddr
+	p := &peer{srv: s, st: st, c: c, addr: addr, codec: wire.NewCodec(), streams: map[uint32]chan int{}}
+	if token := strings.TrimPrefix(c.Header().Get("Authorization"), "Bearer "); strings.HasPrefix(token, "fkc_") {
+		// A permanent connection: its token and limits replace the code.
+		conn, err := st.conns.Authorize(ctx, token, addr)
+		if err != nil {
+			var ref *connection.Refusal
+			if errors.As(err, &ref) {
+				status := http.StatusForbidden
+				if ref.Reason == connection.ErrRate.Reason {
+					status = http.StatusTooManyRequests
+				}
+				return c.Reject(status, ref.Reason)
+			}
+			s.log.Error("authorize connection", "err", err)
+			return c.Reject(http.StatusInternalServerError, wire.ErrInternal)
 		}
-		return c.Reject(status, reason)
+		p.connID, p.topic, p.joined = conn.ID, "transfer:token", false
+	} else {
+		code := q.Get("code")
+		sess, err := st.sessions.Redeem(ctx, code, session.Attempt{Address: addr, Password: password}, st.policy())
+		if err != nil {
+			status, reason := redeemError(err)
+			if status == http.StatusInternalServerError {
+				s.log.Error("redeem code", "err", err)
+			}
+			return c.Reject(status, reason)
+		}
+		p.sess, p.topic = sess, "transfer:"+code
 	}
-	p := &peer{srv: s, st: st, c: c, sess: sess, topic: "transfer:" + code, codec: wire.NewCodec(), streams: map[uint32]chan int{}}
 	defer p.codec.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -83,7 +105,9 @@ type peer struct {
 	srv    *Server
 	st     *state
 	c      *sdk.Conn
-	sess   session.Session
+	addr   string
+	sess   session.Session // for a code; empty for a permanent connection
+	connID string          // for a permanent connection
 	topic  string
 	codec  *wire.Codec
 	cancel context.CancelFunc
@@ -105,9 +129,11 @@ func (p *peer) finish() {
 		p.snap = nil
 	}
 	p.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = p.st.sessions.Update(ctx, p.sess.ID, session.StatusDone, nil)
+	if p.sess.ID != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = p.st.sessions.Update(ctx, p.sess.ID, session.StatusDone, nil)
+	}
 }
 
 // watchOwner ends the connection when the session's owner goes away.
@@ -119,6 +145,16 @@ func (p *peer) watchOwner(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			if p.connID != "" {
+				// A suspension or revocation ends connections already open.
+				c, err := p.st.conns.Get(ctx, p.connID)
+				if err == nil && c.Status != connection.Active {
+					_ = p.c.Close(4005, "connection "+c.Status)
+					p.cancel()
+					return
+				}
+				continue
+			}
 			live, err := p.st.sessions.Live(ctx, p.sess.ID)
 			if err == nil && !live {
 				_ = p.c.Close(4004, "session ended by the sending site")
@@ -194,6 +230,9 @@ func (p *peer) handle(ctx context.Context, f wire.Frame) error {
 	if !joined {
 		return p.fail(f, wire.ErrNotJoined, "join the topic first (and wait for approval if asked)")
 	}
+	if !p.admit(ctx, f) {
+		return nil
+	}
 	switch f.Event {
 	case wire.RequestCapabilities:
 		return p.reply(f, wire.ResponseCapabilities, wire.Capabilities{
@@ -202,9 +241,12 @@ func (p *peer) handle(ctx context.Context, f wire.Frame) error {
 		})
 	case wire.RequestTables:
 		return p.withSnapshot(ctx, f, func(snap *exporter.Snapshot) (string, any, error) {
-			tables, err := catalog.ListTables(ctx, snap.Querier(), catalog.ListOptions{})
-			if tables == nil {
-				tables = []catalog.Table{}
+			all, err := catalog.ListTables(ctx, snap.Querier(), catalog.ListOptions{})
+			tables := []catalog.Table{}
+			for _, t := range all {
+				if p.tableAllowed(t.Name) {
+					tables = append(tables, t)
+				}
 			}
 			return wire.ResponseTables, map[string]any{"tables": tables}, err
 		})
@@ -254,6 +296,9 @@ func (p *peer) handle(ctx context.Context, f wire.Frame) error {
 				return "", nil, err
 			}
 			page, err := snap.Records(ctx, sch, req.Offset, req.Limit)
+			if err == nil && p.connID != "" {
+				err = p.st.conns.Use(ctx, p.connID, int64(len(page.Records)))
+			}
 			return wire.ResponseRecords, map[string]any{"table": req.Table, "records": page.Records, "offset": page.Offset, "has_more": page.HasMore}, err
 		})
 	case wire.StreamStart:
@@ -281,13 +326,59 @@ func (p *peer) handle(ctx context.Context, f wire.Frame) error {
 	return p.fail(f, wire.ErrBadRequest, "unknown event "+f.Event)
 }
 
+// admit checks a request of a permanent connection against its limits (status,
+// expiry, address, hours, rate, table, request size, total records) and answers a
+// refusal itself. Code sessions are always admitted.
+func (p *peer) admit(ctx context.Context, f wire.Frame) bool {
+	if p.connID == "" {
+		return true
+	}
+	r := connection.Request{Address: p.addr}
+	var body struct {
+		Table     string `json:"table"`
+		Limit     int    `json:"limit"`
+		BatchRows int    `json:"batch_rows"`
+	}
+	_ = json.Unmarshal(f.Payload, &body)
+	switch f.Event {
+	case wire.StreamAck, wire.RequestCapabilities:
+		return true
+	case wire.RequestRecords:
+		r.Table, r.Records = body.Table, body.Limit
+	case wire.StreamStart:
+		r.Table, r.Records = body.Table, body.BatchRows
+	default:
+		r.Table = body.Table
+	}
+	if _, err := p.st.conns.Admit(ctx, p.connID, r); err != nil {
+		var ref *connection.Refusal
+		if errors.As(err, &ref) {
+			_ = p.fail(f, ref.Reason, ref.Detail)
+		} else {
+			p.srv.log.Error("admit", "err", err)
+			_ = p.fail(f, wire.ErrInternal, "could not check the connection's limits")
+		}
+		return false
+	}
+	return true
+}
+
+// tableAllowed says whether the receiver may see a table at all.
+func (p *peer) tableAllowed(table string) bool {
+	if p.connID == "" {
+		return true
+	}
+	c, err := p.st.conns.Get(context.Background(), p.connID)
+	return err == nil && connection.TableAllowed(c.Limits, table)
+}
+
 // schema resolves a table the receiver may read: never the kit's secret tables.
 func (p *peer) schema(ctx context.Context, snap *exporter.Snapshot, table string) (*catalog.Schema, error) {
 	id, err := catalog.Resolve(ctx, snap.Querier(), table)
 	if err != nil {
 		return nil, err
 	}
-	if catalog.IsSecretTable(id.Name) {
+	if catalog.IsSecretTable(id.Name) || !p.tableAllowed(table) {
 		return nil, fmt.Errorf("%w: %q", catalog.ErrUnknownTable, table)
 	}
 	return catalog.GetSchema(ctx, snap.Querier(), table)
@@ -328,6 +419,13 @@ func (p *peer) join(ctx context.Context, f wire.Frame) error {
 		return p.reply(f, wire.EventReply, wire.Reply{Status: "ok", Response: map[string]any{}})
 	}
 	p.mu.Unlock()
+	if p.connID != "" {
+		// A permanent connection was approved when it was made.
+		p.mu.Lock()
+		p.joined = true
+		p.mu.Unlock()
+		return p.reply(f, wire.EventReply, wire.Reply{Status: "ok", Response: map[string]any{"version": wire.Version}})
+	}
 	p.sess.ReceiverInfo = j.ReceiverInfo
 	_ = p.st.sessions.SetReceiverInfo(ctx, p.sess.ID, j.ReceiverInfo)
 	if p.st.settings.String("incoming_mode") != session.RequireApproval {
@@ -428,7 +526,9 @@ func (p *peer) startStream(ctx context.Context, f wire.Frame, req wire.Start) er
 	if err := p.reply(f, wire.EventReply, wire.Reply{Status: "ok", Response: map[string]any{"stream": req.Stream, "columns": writableNames(sch)}}); err != nil {
 		return err
 	}
-	_ = p.st.sessions.Update(ctx, p.sess.ID, session.StatusTransferring, map[string]any{"table": req.Table})
+	if p.sess.ID != "" {
+		_ = p.st.sessions.Update(ctx, p.sess.ID, session.StatusTransferring, map[string]any{"table": req.Table})
+	}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -439,13 +539,21 @@ func (p *peer) startStream(ctx context.Context, f wire.Frame, req wire.Start) er
 		}()
 		started := time.Now()
 		rows, bytes, err := p.stream(ctx, sch, req, credits)
-		rec := history.Transfer{Direction: "send", Peer: p.sess.ReceiverAddr, Table: req.Table, Rows: rows, Bytes: bytes,
-			Duration: time.Since(started), Status: "done", StartedBy: p.sess.Owner}
+		by := p.sess.Owner
+		if p.connID != "" {
+			by = "connection:" + p.connID
+		}
+		rec := history.Transfer{Direction: "send", Peer: p.addr, Table: req.Table, Rows: rows, Bytes: bytes,
+			Duration: time.Since(started), Status: "done", StartedBy: by}
 		if err != nil {
 			rec.Status, rec.Error = "failed", err.Error()
 		}
 		_ = p.st.history.Record(context.Background(), rec)
-		if err != nil && ctx.Err() == nil {
+		var ref *connection.Refusal
+		switch {
+		case errors.As(err, &ref):
+			_ = p.push(wire.StreamError, wire.StreamErr{Stream: req.Stream, Error: ref.Reason, Message: ref.Detail})
+		case err != nil && ctx.Err() == nil:
 			p.srv.log.Error("stream failed", "table", req.Table, "err", err)
 			_ = p.push(wire.StreamError, wire.StreamErr{Stream: req.Stream, Error: wire.ErrInternal, Message: "the stream failed on the sending site"})
 		}
@@ -475,12 +583,29 @@ func (p *peer) stream(ctx context.Context, sch *catalog.Schema, req wire.Start, 
 				credit += n
 			}
 		}
+		size := req.BatchRows
+		if p.connID != "" {
+			// Re-read the connection every batch: a revocation or suspension stops the
+			// stream, and the total record limit caps what is still sent.
+			c, err := p.st.conns.Get(ctx, p.connID)
+			if err != nil {
+				return rows, sent, err
+			}
+			if c.Status != connection.Active {
+				return rows, sent, &connection.Refusal{Reason: connection.ErrNotActive.Reason, Detail: "the connection is " + c.Status}
+			}
+			if left := connection.Remaining(c); left == 0 {
+				return rows, sent, &connection.Refusal{Reason: connection.ErrRecordsTotal.Reason, Detail: fmt.Sprintf("the connection's %d records are used", c.Limits.MaxRecords)}
+			} else if left > 0 && int64(size) > left {
+				size = int(left)
+			}
+		}
 		p.mu.Lock()
 		if p.snap == nil {
 			p.mu.Unlock()
 			return rows, sent, errors.New("snapshot closed")
 		}
-		b, err := p.snap.NextBatch(ctx, sch, after, req.BatchRows)
+		b, err := p.snap.NextBatch(ctx, sch, after, size)
 		p.mu.Unlock()
 		if err != nil {
 			return rows, sent, err
@@ -497,6 +622,11 @@ func (p *peer) stream(ctx context.Context, sch *catalog.Schema, req wire.Start, 
 			credit--
 			rows += int64(b.Rows)
 			sent += int64(len(frame))
+			if p.connID != "" {
+				if err := p.st.conns.Use(ctx, p.connID, int64(b.Rows)); err != nil && !errors.Is(err, connection.ErrRecordsTotal) {
+					return rows, sent, err
+				}
+			}
 		}
 		after = b.LastKey
 		if b.Done {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/fiberkit/fiberkit/plugins/sync/connection"
 	"github.com/fiberkit/fiberkit/plugins/sync/history"
 	"github.com/fiberkit/fiberkit/plugins/sync/session"
 	"github.com/fiberkit/fiberkit/sdk"
@@ -33,6 +34,7 @@ type Server struct {
 type state struct {
 	pool        *pgxpool.Pool
 	sessions    *session.Store
+	conns       *connection.Store
 	history     *history.Log
 	settings    sdk.Settings
 	host        *sdk.Host
@@ -83,11 +85,16 @@ func (s *Server) configure(ctx context.Context, env *sdk.Env) error {
 		pool.Close()
 		return fmt.Errorf("sync: %w", err)
 	}
+	conns, err := connection.Open(ctx, pool)
+	if err != nil {
+		pool.Close()
+		return fmt.Errorf("sync: %w", err)
+	}
 	if s.st != nil {
 		old := s.st.pool
 		defer old.Close()
 	}
-	s.st, s.dbURL = &state{pool: pool, sessions: store, history: hist, settings: env.Settings, host: env.Host, public: env.PublicURL, adminPrefix: env.AdminPrefix}, env.DatabaseURL
+	s.st, s.dbURL = &state{pool: pool, sessions: store, conns: conns, history: hist, settings: env.Settings, host: env.Host, public: env.PublicURL, adminPrefix: env.AdminPrefix}, env.DatabaseURL
 	return nil
 }
 

@@ -1,0 +1,420 @@
+// Package connection keeps Sync's permanent connections on the sending side: a named
+// peer that may pull with a token instead of a one-time code, within limits. The
+// token is shown once and stored only as a SHA-256 hash (it carries 256 random bits,
+// so a fast hash is safe and lets every request be checked cheaply). Every limit is
+// checked by Authorize (once per connection) and Admit (once per request), in
+// PostgreSQL, so several replicas enforce them together.
+package connection
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Statuses.
+const (
+	Pending   = "pending"
+	Active    = "active"
+	Suspended = "suspended"
+	Revoked   = "revoked"
+	Expired   = "expired"
+)
+
+// Refusal is a limit or status that stops a request; Reason is the wire code.
+type Refusal struct {
+	Reason string
+	Detail string
+}
+
+func (r *Refusal) Error() string { return r.Reason + ": " + r.Detail }
+
+// Is matches Refusals by reason.
+func (r *Refusal) Is(target error) bool {
+	t, ok := target.(*Refusal)
+	return ok && t.Reason == r.Reason
+}
+
+// The refusals callers branch on (compare with errors.Is).
+var (
+	ErrBadToken       = &Refusal{Reason: "invalid_token"}
+	ErrNotActive      = &Refusal{Reason: "connection_inactive"}
+	ErrExpired        = &Refusal{Reason: "connection_expired"}
+	ErrAddress        = &Refusal{Reason: "address_not_allowed"}
+	ErrHours          = &Refusal{Reason: "outside_allowed_hours"}
+	ErrRate           = &Refusal{Reason: "rate_limited"}
+	ErrDownloads      = &Refusal{Reason: "download_limit"}
+	ErrTable          = &Refusal{Reason: "table_not_allowed"}
+	ErrRecordsRequest = &Refusal{Reason: "request_too_large"}
+	ErrRecordsTotal   = &Refusal{Reason: "record_limit"}
+	ErrNotFound       = errors.New("no such connection")
+)
+
+// Limits bound what a connection may do. Zero values mean "no limit".
+type Limits struct {
+	AllowedTables     []string   `json:"allowed_tables,omitempty"`
+	ExcludedTables    []string   `json:"excluded_tables,omitempty"`
+	ExpiresAt         *time.Time `json:"expires_at,omitempty"`
+	MaxDownloads      int        `json:"max_downloads,omitempty"`
+	MaxRecords        int64      `json:"max_records,omitempty"`
+	MaxRecordsRequest int        `json:"max_records_per_request,omitempty"`
+	// IPAllowlist holds CIDR prefixes ("10.0.0.0/8", "203.0.113.7/32").
+	IPAllowlist []string `json:"ip_allowlist,omitempty"`
+	// AllowedHours lists the UTC hours (0–23) requests are accepted in.
+	AllowedHours      []int `json:"allowed_hours,omitempty"`
+	RequestsPerMinute int   `json:"requests_per_minute,omitempty"`
+}
+
+// Validate checks the limits' formats.
+func (l Limits) Validate() error {
+	for _, c := range l.IPAllowlist {
+		if _, err := netip.ParsePrefix(c); err != nil {
+			return fmt.Errorf("ip_allowlist: %q is not a CIDR prefix", c)
+		}
+	}
+	for _, h := range l.AllowedHours {
+		if h < 0 || h > 23 {
+			return fmt.Errorf("allowed_hours: %d is not an hour (0–23)", h)
+		}
+	}
+	if l.MaxDownloads < 0 || l.MaxRecords < 0 || l.MaxRecordsRequest < 0 || l.RequestsPerMinute < 0 {
+		return errors.New("limits must not be negative")
+	}
+	return nil
+}
+
+// Connection is a permanent connection as the sending side records it.
+type Connection struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	SiteURL   string    `json:"site_url"`
+	Status    string    `json:"status"`
+	StatusBy  string    `json:"status_by"`
+	StatusAt  time.Time `json:"status_at"`
+	CreatedBy string    `json:"created_by"`
+	CreatedAt time.Time `json:"created_at"`
+	Limits    Limits    `json:"limits"`
+	Downloads int       `json:"downloads"`
+	Records   int64     `json:"records"`
+}
+
+// Store keeps the connections.
+type Store struct {
+	pool *pgxpool.Pool
+	now  func() time.Time
+}
+
+// Open migrates the connection tables.
+func Open(ctx context.Context, pool *pgxpool.Pool) (*Store, error) {
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('fiberkit_sync_connections'))`); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `
+CREATE TABLE IF NOT EXISTS fiberkit_sync_connections (
+	id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+	name text NOT NULL,
+	site_url text NOT NULL DEFAULT '',
+	token_hash bytea NOT NULL UNIQUE,
+	status text NOT NULL DEFAULT 'pending',
+	status_by text NOT NULL DEFAULT '',
+	status_at timestamptz NOT NULL DEFAULT now(),
+	created_by text NOT NULL DEFAULT '',
+	created_at timestamptz NOT NULL DEFAULT now(),
+	limits jsonb NOT NULL DEFAULT '{}',
+	downloads int NOT NULL DEFAULT 0,
+	records bigint NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS fiberkit_sync_connection_rate (
+	connection_id uuid NOT NULL REFERENCES fiberkit_sync_connections(id) ON DELETE CASCADE,
+	minute timestamptz NOT NULL,
+	requests int NOT NULL,
+	PRIMARY KEY (connection_id, minute)
+);`)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connections: migrate: %w", err)
+	}
+	return &Store{pool: pool, now: time.Now}, nil
+}
+
+// newToken returns a fresh token: "fkc_" and 52 base32 characters (256 bits).
+func newToken() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("new token: %w", err)
+	}
+	return "fkc_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b)), nil
+}
+
+func hashToken(token string) []byte {
+	h := sha256.Sum256([]byte(token))
+	return h[:]
+}
+
+const cols = `id::text, name, site_url, status, status_by, status_at, created_by, created_at, limits, downloads, records`
+
+func scan(row pgx.Row) (Connection, error) {
+	var c Connection
+	err := row.Scan(&c.ID, &c.Name, &c.SiteURL, &c.Status, &c.StatusBy, &c.StatusAt, &c.CreatedBy, &c.CreatedAt, &c.Limits, &c.Downloads, &c.Records)
+	return c, err
+}
+
+// Create records a pending connection and returns it with its token, which is
+// never shown again.
+func (s *Store) Create(ctx context.Context, name, siteURL string, l Limits, by string) (Connection, string, error) {
+	if strings.TrimSpace(name) == "" {
+		return Connection{}, "", errors.New("create connection: a name is required")
+	}
+	if err := l.Validate(); err != nil {
+		return Connection{}, "", fmt.Errorf("create connection: %w", err)
+	}
+	token, err := newToken()
+	if err != nil {
+		return Connection{}, "", err
+	}
+	c, err := scan(s.pool.QueryRow(ctx, `INSERT INTO fiberkit_sync_connections (name, site_url, token_hash, limits, created_by, status_by)
+		VALUES ($1, $2, $3, $4, $5, $5) RETURNING `+cols, name, siteURL, hashToken(token), l, by))
+	if err != nil {
+		return Connection{}, "", fmt.Errorf("create connection: %w", err)
+	}
+	return c, token, nil
+}
+
+// Get returns a connection.
+func (s *Store) Get(ctx context.Context, id string) (Connection, error) {
+	c, err := scan(s.pool.QueryRow(ctx, `SELECT `+cols+` FROM fiberkit_sync_connections WHERE id::text = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Connection{}, fmt.Errorf("connection %s: %w", id, ErrNotFound)
+	}
+	return c, err
+}
+
+// List returns every connection, newest first.
+func (s *Store) List(ctx context.Context) ([]Connection, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+cols+` FROM fiberkit_sync_connections ORDER BY created_at DESC`)
+	if err != nil {
+		return nil, fmt.Errorf("list connections: %w", err)
+	}
+	defer rows.Close()
+	out := []Connection{}
+	for rows.Next() {
+		c, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// SetStatus moves a connection to status (approve = active, suspend, reactivate =
+// active, revoke). Revoked is final.
+func (s *Store) SetStatus(ctx context.Context, id, status, by string) error {
+	switch status {
+	case Active, Suspended, Revoked:
+	default:
+		return fmt.Errorf("set status: %q (want active, suspended or revoked)", status)
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE fiberkit_sync_connections SET status = $2, status_by = $3, status_at = now()
+		WHERE id::text = $1 AND status <> 'revoked'`, id, status, by)
+	if err != nil {
+		return fmt.Errorf("set status of %s: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("connection %s: %w (or revoked)", id, ErrNotFound)
+	}
+	return nil
+}
+
+// SetLimits replaces a connection's limits.
+func (s *Store) SetLimits(ctx context.Context, id string, l Limits) error {
+	if err := l.Validate(); err != nil {
+		return err
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE fiberkit_sync_connections SET limits = $2 WHERE id::text = $1`, id, l)
+	if err != nil {
+		return fmt.Errorf("set limits of %s: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("connection %s: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// RegenerateToken replaces the token; the old one stops working at once.
+func (s *Store) RegenerateToken(ctx context.Context, id string) (string, error) {
+	token, err := newToken()
+	if err != nil {
+		return "", err
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE fiberkit_sync_connections SET token_hash = $2 WHERE id::text = $1`, id, hashToken(token))
+	if err != nil {
+		return "", fmt.Errorf("regenerate token of %s: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return "", fmt.Errorf("connection %s: %w", id, ErrNotFound)
+	}
+	return token, nil
+}
+
+// Authorize checks a token at connect time: status, expiry, address, hours, rate
+// and downloads. It counts the download. The returned connection is the one to
+// Admit requests against.
+func (s *Store) Authorize(ctx context.Context, token, addr string) (Connection, error) {
+	c, err := scan(s.pool.QueryRow(ctx, `SELECT `+cols+` FROM fiberkit_sync_connections WHERE token_hash = $1`, hashToken(token)))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Connection{}, &Refusal{Reason: ErrBadToken.Reason, Detail: "unknown token"}
+	}
+	if err != nil {
+		return Connection{}, fmt.Errorf("authorize: %w", err)
+	}
+	if err := s.check(ctx, c, addr); err != nil {
+		return Connection{}, err
+	}
+	if c.Limits.MaxDownloads > 0 {
+		tag, err := s.pool.Exec(ctx, `UPDATE fiberkit_sync_connections SET downloads = downloads + 1 WHERE id = $1::uuid AND downloads < $2`, c.ID, c.Limits.MaxDownloads)
+		if err != nil {
+			return Connection{}, fmt.Errorf("authorize: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return Connection{}, &Refusal{Reason: ErrDownloads.Reason, Detail: fmt.Sprintf("all %d downloads used", c.Limits.MaxDownloads)}
+		}
+	} else if _, err := s.pool.Exec(ctx, `UPDATE fiberkit_sync_connections SET downloads = downloads + 1 WHERE id = $1::uuid`, c.ID); err != nil {
+		return Connection{}, fmt.Errorf("authorize: %w", err)
+	}
+	return c, nil
+}
+
+// check applies the per-request limits that do not depend on the request itself.
+func (s *Store) check(ctx context.Context, c Connection, addr string) error {
+	now := s.now().UTC()
+	switch c.Status {
+	case Active:
+	case Pending:
+		return &Refusal{Reason: ErrNotActive.Reason, Detail: "the connection is waiting for approval on the sending site"}
+	default:
+		return &Refusal{Reason: ErrNotActive.Reason, Detail: "the connection is " + c.Status}
+	}
+	if c.Limits.ExpiresAt != nil && now.After(*c.Limits.ExpiresAt) {
+		_, _ = s.pool.Exec(ctx, `UPDATE fiberkit_sync_connections SET status = 'expired', status_by = 'system', status_at = now() WHERE id = $1::uuid AND status = 'active'`, c.ID)
+		return &Refusal{Reason: ErrExpired.Reason, Detail: "expired at " + c.Limits.ExpiresAt.UTC().Format(time.RFC3339)}
+	}
+	if len(c.Limits.IPAllowlist) > 0 {
+		ip, err := netip.ParseAddr(addr)
+		allowed := false
+		for _, p := range c.Limits.IPAllowlist {
+			if pre, perr := netip.ParsePrefix(p); perr == nil && err == nil && pre.Contains(ip.Unmap()) {
+				allowed = true
+			}
+		}
+		if !allowed {
+			return &Refusal{Reason: ErrAddress.Reason, Detail: addr + " is not in the connection's IP allowlist"}
+		}
+	}
+	if len(c.Limits.AllowedHours) > 0 {
+		ok := false
+		for _, h := range c.Limits.AllowedHours {
+			if h == now.Hour() {
+				ok = true
+			}
+		}
+		if !ok {
+			return &Refusal{Reason: ErrHours.Reason, Detail: fmt.Sprintf("requests are accepted only in the UTC hours %v (now %02d)", c.Limits.AllowedHours, now.Hour())}
+		}
+	}
+	if c.Limits.RequestsPerMinute > 0 {
+		var n int
+		err := s.pool.QueryRow(ctx, `INSERT INTO fiberkit_sync_connection_rate (connection_id, minute, requests) VALUES ($1::uuid, date_trunc('minute', now()), 1)
+			ON CONFLICT (connection_id, minute) DO UPDATE SET requests = fiberkit_sync_connection_rate.requests + 1 RETURNING requests`, c.ID).Scan(&n)
+		if err != nil {
+			return fmt.Errorf("rate limit: %w", err)
+		}
+		if n > c.Limits.RequestsPerMinute {
+			return &Refusal{Reason: ErrRate.Reason, Detail: fmt.Sprintf("more than %d requests this minute", c.Limits.RequestsPerMinute)}
+		}
+	}
+	return nil
+}
+
+// Request describes one request on an authorized connection.
+type Request struct {
+	Address string
+	// Table asked for ("" for listing requests).
+	Table string
+	// Records the request may return (a page size or a batch size).
+	Records int
+}
+
+// Admit re-reads the connection (so a suspension or revocation applies to
+// connections already open) and checks one request against every limit.
+func (s *Store) Admit(ctx context.Context, id string, r Request) (Connection, error) {
+	c, err := s.Get(ctx, id)
+	if err != nil {
+		return Connection{}, err
+	}
+	if err := s.check(ctx, c, r.Address); err != nil {
+		return c, err
+	}
+	if r.Table != "" && !TableAllowed(c.Limits, r.Table) {
+		return c, &Refusal{Reason: ErrTable.Reason, Detail: fmt.Sprintf("table %q is not allowed on this connection", r.Table)}
+	}
+	if c.Limits.MaxRecordsRequest > 0 && r.Records > c.Limits.MaxRecordsRequest {
+		return c, &Refusal{Reason: ErrRecordsRequest.Reason, Detail: fmt.Sprintf("at most %d records per request", c.Limits.MaxRecordsRequest)}
+	}
+	if r.Records > 0 && c.Limits.MaxRecords > 0 && c.Records >= c.Limits.MaxRecords {
+		return c, &Refusal{Reason: ErrRecordsTotal.Reason, Detail: fmt.Sprintf("all %d records of this connection are used", c.Limits.MaxRecords)}
+	}
+	return c, nil
+}
+
+// TableAllowed applies the allowed and excluded lists.
+func TableAllowed(l Limits, table string) bool {
+	for _, t := range l.ExcludedTables {
+		if t == table {
+			return false
+		}
+	}
+	if len(l.AllowedTables) == 0 {
+		return true
+	}
+	for _, t := range l.AllowedTables {
+		if t == table {
+			return true
+		}
+	}
+	return false
+}
+
+// Use counts n records sent on the connection and reports whether they fit within
+// its total limit (the rows are counted either way).
+func (s *Store) Use(ctx context.Context, id string, n int64) error {
+	var total, max int64
+	err := s.pool.QueryRow(ctx, `UPDATE fiberkit_sync_connections SET records = records + $2 WHERE id::text = $1
+		RETURNING records, coalesce((limits->>'max_records')::bigint, 0)`, id, n).Scan(&total, &max)
+	if err != nil {
+		return fmt.Errorf("count records: %w", err)
+	}
+	if max > 0 && total > max {
+		return &Refusal{Reason: ErrRecordsTotal.Reason, Detail: fmt.Sprintf("the connection's %d records are used", max)}
+	}
+	return nil
+}
+
+// Remaining returns how many records the connection may still send (-1 = no limit).
+func Remaining(c Connection) int64 {
+	if c.Limits.MaxRecords <= 0 {
+		return -1
+	}
+	return max(c.Limits.MaxRecords-c.Records, 0)
+}
