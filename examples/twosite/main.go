@@ -156,7 +156,7 @@ func run(addrA, addrB, strategy string, exitAfter bool) error {
 
 func startSite(ctx context.Context, name, addr, db, root, cfgDir, password string, log *slog.Logger) (*site, error) {
 	cfg := filepath.Join(cfgDir, "site-"+strings.ToLower(name)+".yaml")
-	if err := os.WriteFile(cfg, []byte("modules:\n  sync:\n    enabled: true\n    settings:\n      incoming_mode: auto_accept\n"), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte("modules:\n  sync:\n    enabled: true\n    settings:\n      incoming_mode: auto_accept\n      allow_internal_urls: true\n"), 0o644); err != nil {
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", addr)

@@ -234,3 +234,21 @@ func TestRevokingCutsAnOpenTransfer(t *testing.T) {
 		t.Fatalf("revocation error: %v", err)
 	}
 }
+
+func TestPullRefusesInternalAddressesAndItself(t *testing.T) {
+	a := seeded(t, siteOptions{})
+	b := startSite(t, siteOptions{ssrfGuard: true})
+	err := b.call(t, "pull", map[string]any{"url": a.url, "code": a.newCode(t).Code}, nil)
+	if err == nil || !strings.Contains(err.Error(), "refused_url") || !strings.Contains(err.Error(), "internal address 127.0.0.1") {
+		t.Fatalf("pull from a loopback address: %v", err)
+	}
+	// A name resolving to an internal address is refused at dial time too.
+	err = b.call(t, "pull", map[string]any{"url": strings.Replace(a.url, "127.0.0.1", "localhost", 1), "code": "ABCD2345"}, nil)
+	if err == nil || !strings.Contains(err.Error(), "internal address") {
+		t.Fatalf("pull from localhost: %v", err)
+	}
+	err = b.call(t, "pull", map[string]any{"url": b.url, "code": "ABCD2345"}, nil)
+	if err == nil || !strings.Contains(err.Error(), "this site") {
+		t.Fatalf("pull from itself: %v", err)
+	}
+}

@@ -58,6 +58,8 @@ type siteOptions struct {
 	password string
 	db       string // share a database (replicas)
 	report   bool   // also load the sync-report example module
+	// ssrfGuard keeps allow_internal_urls off.
+	ssrfGuard bool
 }
 
 // startSite runs a host app whose Sync module uses the repository's module.yaml
@@ -91,7 +93,8 @@ func startSite(t *testing.T, o siteOptions) *site {
 		o.mode = "auto_accept"
 	}
 	cfg := filepath.Join(dir, "fiberkit.yaml")
-	body := fmt.Sprintf("modules:\n  sync:\n    enabled: true\n    settings:\n      incoming_mode: %s\n", o.mode)
+	// Both sites are on 127.0.0.1: they must be allowed to pull from internal URLs.
+	body := fmt.Sprintf("modules:\n  sync:\n    enabled: true\n    settings:\n      incoming_mode: %s\n      allow_internal_urls: %v\n", o.mode, !o.ssrfGuard)
 	if o.password != "" {
 		body += "      incoming_password: " + o.password + "\n"
 	}

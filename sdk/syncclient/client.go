@@ -16,12 +16,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/fasthttp/websocket"
@@ -78,6 +81,9 @@ type Options struct {
 	ReceiverInfo map[string]any
 	// OnAwaitingApproval is called when the sender holds the connection for approval.
 	OnAwaitingApproval func()
+	// CheckAddr, when set, vets every address the client is about to dial (after DNS
+	// resolution, so a name cannot be re-pointed between a check and the dial).
+	CheckAddr func(ip netip.Addr) error
 }
 
 // Client is a connection to a sending site. Its methods are safe for concurrent use.
@@ -163,6 +169,16 @@ func Connect(ctx context.Context, senderURL, code string, o Options) (*Client, e
 		topic = "transfer:token"
 	}
 	d := websocket.Dialer{HandshakeTimeout: o.Timeout, ReadBufferSize: 64 << 10, WriteBufferSize: 16 << 10}
+	if o.CheckAddr != nil {
+		nd := &net.Dialer{Timeout: o.Timeout, Control: func(_, address string, _ syscall.RawConn) error {
+			ap, err := netip.ParseAddrPort(address)
+			if err != nil {
+				return err
+			}
+			return o.CheckAddr(ap.Addr().Unmap())
+		}}
+		d.NetDialContext = nd.DialContext
+	}
 	conn, resp, err := d.DialContext(ctx, u, h)
 	if err != nil {
 		if resp != nil {

@@ -297,6 +297,9 @@ func explain(err error, wasWaiting bool) (code, msg string) {
 	if errors.Is(err, context.Canceled) {
 		return "cancelled", "Cancelled."
 	}
+	if errors.Is(err, errInternalURL) || strings.Contains(err.Error(), "this site") {
+		return "refused_url", err.Error()
+	}
 	if strings.Contains(err.Error(), "HTTP 404") {
 		return "sender_disabled", "The sending site has Sync turned off, or the URL is wrong."
 	}
@@ -324,7 +327,7 @@ func (s *Server) connectJob(st *state, j *job, m liveMsg) {
 	j.mu.Unlock()
 	go func() {
 		waited := false
-		c, err := syncclient.Connect(ctx, m.URL, strings.ToUpper(strings.TrimSpace(m.Code)), syncclient.Options{
+		opts, err := st.outgoing(m.URL, syncclient.Options{
 			Password: m.Password, Timeout: 10 * time.Minute,
 			ReceiverInfo: map[string]any{"site": st.public, "via": "receive page"},
 			OnAwaitingApproval: func() {
@@ -332,6 +335,10 @@ func (s *Server) connectJob(st *state, j *job, m liveMsg) {
 				j.update(func(v *receiveView) { v.State = "waiting_approval" })
 			},
 		})
+		var c *syncclient.Client
+		if err == nil {
+			c, err = syncclient.Connect(ctx, m.URL, strings.ToUpper(strings.TrimSpace(m.Code)), opts)
+		}
 		if err == nil {
 			var tables []syncclient.TableState
 			list, lerr := c.ListTables(ctx)

@@ -399,10 +399,17 @@ func (s *Server) operations() sdk.Operations {
 // pull connects to a sender and transfers tables into this site's database.
 func (s *Server) pull(ctx context.Context, st *state, in pullIn) (map[string]syncclient.Result, error) {
 	timeout := time.Duration(in.TimeoutSecs) * time.Second
-	c, err := syncclient.Connect(ctx, in.URL, in.Code, syncclient.Options{
+	opts, err := st.outgoing(in.URL, syncclient.Options{
 		Password: in.Password, Timeout: timeout,
 		ReceiverInfo: map[string]any{"site": st.public, "via": "sync operation", "caller": owner(ctx, "")},
 	})
+	if err != nil {
+		return nil, sdk.Errorf("refused_url", "%v", err)
+	}
+	c, err := syncclient.Connect(ctx, in.URL, in.Code, opts)
+	if errors.Is(err, errInternalURL) {
+		return nil, sdk.Errorf("refused_url", "%v", err)
+	}
 	if err != nil {
 		return nil, sdk.Errorf("connect_failed", "%v", err)
 	}
