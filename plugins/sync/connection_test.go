@@ -252,3 +252,59 @@ func TestPullRefusesInternalAddressesAndItself(t *testing.T) {
 		t.Fatalf("pull from itself: %v", err)
 	}
 }
+
+func TestScheduledPullFiresOncePerIntervalAcrossReplicas(t *testing.T) {
+	t.Setenv("FIBERKIT_SECRET_KEY", "test-key-for-remote-tokens-0123456789")
+	a := seeded(t, siteOptions{})
+	c := a.newConnection(t, connection.Limits{AllowedTables: []string{"customers"}}, true)
+	b1 := startSite(t, siteOptions{})
+	b2 := startSite(t, siteOptions{db: b1.db}) // a second replica of site B
+	var r struct {
+		ID string `json:"id"`
+	}
+	if err := b1.call(t, "add_remote", map[string]any{"name": "prod", "url": a.url, "token": c.Token,
+		"tables": []string{"customers"}, "strategy": "overwrite", "interval_seconds": 2}, &r); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(7 * time.Second)
+	var runs []time.Time
+	rows, err := b2.pool.Query(context.Background(), `SELECT at FROM fiberkit_sync_transfers WHERE started_by = 'remote:prod' AND table_name = 'customers' ORDER BY at`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var at time.Time
+		_ = rows.Scan(&at)
+		runs = append(runs, at)
+	}
+	rows.Close()
+	if len(runs) < 3 || len(runs) > 5 {
+		t.Fatalf("%d scheduled runs in 7 s with a 2 s interval on two replicas", len(runs))
+	}
+	for i := 1; i < len(runs); i++ {
+		if gap := runs[i].Sub(runs[i-1]); gap < 1500*time.Millisecond {
+			t.Fatalf("runs %d and %d only %v apart: the schedule fired twice", i-1, i, gap)
+		}
+	}
+	sameCustomers := a.checksum(t, "customers", "id") == b1.checksum(t, "customers", "id")
+	if !sameCustomers {
+		t.Fatal("the scheduled pull did not copy customers")
+	}
+	// The token is stored encrypted: not in plain text anywhere on B.
+	var hits int
+	if err := b1.pool.QueryRow(context.Background(), `SELECT count(*) FROM (SELECT t::text AS row FROM fiberkit_sync_remotes t
+		UNION ALL SELECT t::text FROM fiberkit_sync_transfers t UNION ALL SELECT t::text FROM fiberkit_audit t) x
+		WHERE row LIKE '%' || $1 || '%'`, strings.TrimPrefix(c.Token, "fkc_")).Scan(&hits); err != nil || hits != 0 {
+		t.Fatalf("token in plain text in %d rows (%v)", hits, err)
+	}
+	// A run on demand works too, and the sender's history has the rows.
+	var res map[string]syncclient.Result
+	if err := b2.call(t, "run_remote", map[string]string{"id": r.ID}, &res); err != nil || res["customers"].Updated != 2000 {
+		t.Fatalf("run now: %v %+v", err, res["customers"])
+	}
+	var sent int
+	_ = a.pool.QueryRow(context.Background(), `SELECT count(*) FROM fiberkit_sync_transfers WHERE direction = 'send' AND started_by = 'connection:' || $1`, c.ID).Scan(&sent)
+	if sent < len(runs) {
+		t.Fatalf("sender history has %d sends for %d pulls", sent, len(runs))
+	}
+}

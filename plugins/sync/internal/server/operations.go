@@ -12,6 +12,7 @@ import (
 	"github.com/fiberkit/fiberkit/plugins/sync/exporter"
 	"github.com/fiberkit/fiberkit/plugins/sync/history"
 	"github.com/fiberkit/fiberkit/plugins/sync/importer"
+	"github.com/fiberkit/fiberkit/plugins/sync/remote"
 	"github.com/fiberkit/fiberkit/plugins/sync/session"
 	"github.com/fiberkit/fiberkit/sdk"
 	"github.com/fiberkit/fiberkit/sdk/syncclient"
@@ -386,6 +387,63 @@ func (s *Server) operations() sdk.Operations {
 			c, err := st.conns.Get(ctx, in.ID)
 			return connectionOut{Connection: c, Token: token}, err
 		}),
+		"add_remote": sdk.Op(func(ctx context.Context, in remoteIn) (remote.Remote, error) {
+			st, err := s.state()
+			if err != nil {
+				return remote.Remote{}, err
+			}
+			if _, err := importer.ParseStrategy(in.Strategy); err != nil {
+				return remote.Remote{}, sdk.Errorf("invalid_input", "%v", err)
+			}
+			if _, err := st.outgoing(in.URL, syncclient.Options{}); err != nil {
+				return remote.Remote{}, sdk.Errorf("refused_url", "%v", err)
+			}
+			r, err := st.remotes.Add(ctx, remote.Remote{Name: in.Name, URL: in.URL, Tables: in.Tables, Strategy: in.Strategy, Interval: in.Interval}, in.Token, owner(ctx, ""))
+			if err != nil {
+				return remote.Remote{}, sdk.Errorf("invalid_input", "%v", err)
+			}
+			return r, nil
+		}),
+		"list_remotes": sdk.Op(func(ctx context.Context, _ struct{}) ([]remote.Remote, error) {
+			st, err := s.state()
+			if err != nil {
+				return nil, err
+			}
+			return st.remotes.List(ctx)
+		}),
+		"run_remote": sdk.Op(func(ctx context.Context, in sessionIn) (map[string]syncclient.Result, error) {
+			st, err := s.state()
+			if err != nil {
+				return nil, err
+			}
+			var res map[string]syncclient.Result
+			err = st.remotes.RunNow(ctx, in.ID, func(ctx context.Context, r remote.Remote, token string) error {
+				var perr error
+				res, perr = s.pullRemote(ctx, r, token)
+				return perr
+			})
+			if err != nil {
+				return res, sdk.Errorf("transfer_failed", "%v", err)
+			}
+			return res, nil
+		}),
+		"delete_remote": sdk.Op(func(ctx context.Context, in sessionIn) (bool, error) {
+			st, err := s.state()
+			if err != nil {
+				return false, err
+			}
+			return true, st.remotes.Delete(ctx, in.ID)
+		}),
+		"transfer_history": sdk.Op(func(ctx context.Context, in historyIn) ([]history.Transfer, error) {
+			st, err := s.state()
+			if err != nil {
+				return nil, err
+			}
+			if in.Limit <= 0 || in.Limit > 1000 {
+				in.Limit = 100
+			}
+			return st.history.Recent(ctx, in.Limit)
+		}),
 		"pull": sdk.Op(func(ctx context.Context, in pullIn) (map[string]syncclient.Result, error) {
 			st, err := s.state()
 			if err != nil {
@@ -435,6 +493,19 @@ func (s *Server) pull(ctx context.Context, st *state, in pullIn) (map[string]syn
 		return res, sdk.Errorf("transfer_failed", "%v", err)
 	}
 	return res, nil
+}
+
+type remoteIn struct {
+	Name     string   `json:"name"`
+	URL      string   `json:"url"`
+	Token    string   `json:"token"`
+	Tables   []string `json:"tables,omitempty"`
+	Strategy string   `json:"strategy,omitempty"`
+	Interval int      `json:"interval_seconds,omitempty"`
+}
+
+type historyIn struct {
+	Limit int `json:"limit,omitempty"`
 }
 
 type connectionIn struct {

@@ -9,13 +9,17 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fiberkit/fiberkit/plugins/sync/connection"
 	"github.com/fiberkit/fiberkit/plugins/sync/history"
+	"github.com/fiberkit/fiberkit/plugins/sync/remote"
 	"github.com/fiberkit/fiberkit/plugins/sync/session"
+	"github.com/fiberkit/fiberkit/plugins/sync/importer"
 	"github.com/fiberkit/fiberkit/sdk"
+	"github.com/fiberkit/fiberkit/sdk/syncclient"
 )
 
 // Server is the Sync module. Build one with New and serve Module().
@@ -26,8 +30,9 @@ type Server struct {
 	st    *state
 	dbURL string
 
-	pages *pageOwners
-	jobs  *jobs
+	pages     *pageOwners
+	jobs      *jobs
+	scheduler sync.Once
 }
 
 // state is what Configure sets up; replaced as a whole when settings change.
@@ -35,6 +40,7 @@ type state struct {
 	pool        *pgxpool.Pool
 	sessions    *session.Store
 	conns       *connection.Store
+	remotes     *remote.Store
 	history     *history.Log
 	settings    sdk.Settings
 	host        *sdk.Host
@@ -90,11 +96,17 @@ func (s *Server) configure(ctx context.Context, env *sdk.Env) error {
 		pool.Close()
 		return fmt.Errorf("sync: %w", err)
 	}
+	remotes, err := remote.Open(ctx, pool)
+	if err != nil {
+		pool.Close()
+		return fmt.Errorf("sync: %w", err)
+	}
+	s.scheduler.Do(func() { go s.schedule() })
 	if s.st != nil {
 		old := s.st.pool
 		defer old.Close()
 	}
-	s.st, s.dbURL = &state{pool: pool, sessions: store, conns: conns, history: hist, settings: env.Settings, host: env.Host, public: env.PublicURL, adminPrefix: env.AdminPrefix}, env.DatabaseURL
+	s.st, s.dbURL = &state{pool: pool, sessions: store, conns: conns, remotes: remotes, history: hist, settings: env.Settings, host: env.Host, public: env.PublicURL, adminPrefix: env.AdminPrefix}, env.DatabaseURL
 	return nil
 }
 
@@ -116,4 +128,44 @@ func (st *state) policy() session.Policy {
 		Mode:            st.settings.String("incoming_mode"),
 		PasswordMatches: func(c string) bool { return st.settings.SecretMatches("incoming_password", c) },
 	}
+}
+
+// schedule runs the remotes' scheduled pulls for the life of the process. Replicas
+// share the work through the remote store's claims and locks.
+func (s *Server) schedule() {
+	for {
+		st, err := s.state()
+		if err == nil && st.settings.Enabled() {
+			st.remotes.Schedule(context.Background(), time.Second, func(ctx context.Context, r remote.Remote, token string) error {
+				_, err := s.pullRemote(ctx, r, token)
+				return err
+			})
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// pullRemote pulls a remote's tables with its token.
+func (s *Server) pullRemote(ctx context.Context, r remote.Remote, token string) (map[string]syncclient.Result, error) {
+	st, err := s.state()
+	if err != nil {
+		return nil, err
+	}
+	opts, err := st.outgoing(r.URL, syncclient.Options{Token: token, ReceiverInfo: map[string]any{"site": st.public, "via": "remote " + r.Name}})
+	if err != nil {
+		return nil, err
+	}
+	c, err := syncclient.Connect(ctx, r.URL, "", opts)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	strategy, err := importer.ParseStrategy(r.Strategy)
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.TransferAll(ctx, st.pool, syncclient.TransferAllOptions{Tables: r.Tables, Strategy: strategy,
+		TransferOptions: syncclient.TransferOptions{CreateMissing: true}})
+	recordPulls(st, r.URL, "remote:"+r.Name, strategy, nil, res)
+	return res, err
 }
