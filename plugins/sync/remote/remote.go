@@ -225,7 +225,9 @@ func (s *Store) runDue(ctx context.Context, run Run) (bool, error) {
 	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtext('fiberkit_sync_remote:' || $1))`, id).Scan(&locked); err != nil || !locked {
 		return true, err // the previous run is still going (on some replica): skip this one
 	}
-	defer func() { _, _ = conn.Exec(context.Background(), `SELECT pg_advisory_unlock(hashtext('fiberkit_sync_remote:' || $1))`, id) }()
+	defer func() {
+		_, _ = conn.Exec(context.Background(), `SELECT pg_advisory_unlock(hashtext('fiberkit_sync_remote:' || $1))`, id)
+	}()
 	r, token, err := s.Get(ctx, id)
 	status := "done"
 	if err == nil {
@@ -252,7 +254,9 @@ func (s *Store) RunNow(ctx context.Context, id string, run Run) error {
 	if !locked {
 		return errors.New("a pull of this remote is already running")
 	}
-	defer func() { _, _ = conn.Exec(context.Background(), `SELECT pg_advisory_unlock(hashtext('fiberkit_sync_remote:' || $1))`, id) }()
+	defer func() {
+		_, _ = conn.Exec(context.Background(), `SELECT pg_advisory_unlock(hashtext('fiberkit_sync_remote:' || $1))`, id)
+	}()
 	r, token, err := s.Get(ctx, id)
 	if err != nil {
 		return err

@@ -15,9 +15,9 @@ import (
 
 	"github.com/fiberkit/fiberkit/plugins/sync/connection"
 	"github.com/fiberkit/fiberkit/plugins/sync/history"
+	"github.com/fiberkit/fiberkit/plugins/sync/importer"
 	"github.com/fiberkit/fiberkit/plugins/sync/remote"
 	"github.com/fiberkit/fiberkit/plugins/sync/session"
-	"github.com/fiberkit/fiberkit/plugins/sync/importer"
 	"github.com/fiberkit/fiberkit/sdk"
 	"github.com/fiberkit/fiberkit/sdk/syncclient"
 )
