@@ -24,9 +24,10 @@ var templateFS embed.FS
 var staticFS embed.FS
 
 const (
-	csrfLocal  = "fiberkit.csrf"
-	csrfHeader = "X-Csrf-Token"
-	csrfField  = "_csrf"
+	bodyReadLocal = "fiberkit.bodyread"
+	csrfLocal     = "fiberkit.csrf"
+	csrfHeader    = "X-Csrf-Token"
+	csrfField     = "_csrf"
 )
 
 // admin draws the kit's own admin pages: the module list and each module's settings.
@@ -56,6 +57,9 @@ func newAdmin(k *Kit) (*admin, error) {
 			if t := c.Get(csrfHeader); t != "" {
 				return t, nil
 			}
+			// Reading a form field reads the request body into memory: the proxy must
+			// then forward that copy, since the stream has been consumed.
+			c.Locals(bodyReadLocal, true)
 			if t := c.FormValue(csrfField); t != "" {
 				return t, nil
 			}

@@ -151,7 +151,7 @@ func (m *module) proxy(c *fiber.Ctx, route, rel string, params map[string]string
 		}
 	}
 	var body io.Reader
-	if s := c.Context().RequestBodyStream(); s != nil {
+	if s := c.Context().RequestBodyStream(); s != nil && c.Locals(bodyReadLocal) == nil {
 		body = s
 	} else {
 		// Small bodies arrive whole; copy, since fasthttp reuses the buffer.

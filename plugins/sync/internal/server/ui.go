@@ -46,15 +46,12 @@ type pageData struct {
 // handler serves the Sync admin pages (admin routes in module.yaml, so the host has
 // already checked the admin's credentials).
 func (s *Server) handler() http.Handler {
-	tmpl := template.Must(template.New("").ParseFS(pagesFS, "ui/*.html"))
+	tmpl := template.Must(template.New("").Funcs(template.FuncMap{"joinList": joinList, "joinHours": joinHours}).ParseFS(pagesFS, "ui/*.html"))
 	static, _ := fs.Sub(staticFS, "ui/static")
 	mux := http.NewServeMux()
 	mux.Handle("GET /assets/", http.StripPrefix("/assets/", http.FileServerFS(static)))
-	render := func(w http.ResponseWriter, r *http.Request, name string, d pageData) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("X-Frame-Options", "DENY")
-		w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'")
+	render := func(w http.ResponseWriter, r *http.Request, name string, d any) {
+		pageHeaders(w)
 		if err := tmpl.ExecuteTemplate(w, name, d); err != nil {
 			s.log.Error("render", "page", name, "err", err)
 		}
@@ -103,7 +100,16 @@ func (s *Server) handler() http.Handler {
 		}
 		render(w, r, "receive.html", base(r, st, "Receive data", "receive"))
 	})
+	s.connectionRoutes(mux, tmpl, render, base)
 	return mux
+}
+
+// pageHeaders sets the headers of every page; call it before WriteHeader.
+func pageHeaders(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Frame-Options", "DENY")
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'")
 }
 
 func randomID() string {

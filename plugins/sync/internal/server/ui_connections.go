@@ -1,0 +1,236 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fiberkit/fiberkit/plugins/sync/connection"
+	"github.com/fiberkit/fiberkit/plugins/sync/history"
+	"github.com/fiberkit/fiberkit/plugins/sync/importer"
+	"github.com/fiberkit/fiberkit/plugins/sync/remote"
+	"github.com/fiberkit/fiberkit/sdk"
+	"github.com/fiberkit/fiberkit/sdk/syncclient"
+)
+
+// connectionsData is what the connection pages render from.
+type connectionsData struct {
+	pageData
+	Connections []connection.Connection
+	Remotes     []remote.Remote
+	Conn        connection.Connection
+	Token       string
+	Transfers   []history.Transfer
+	Filter      historyFilter
+	Form        url.Values
+}
+
+type historyFilter struct {
+	Direction, Table, Status, StartedBy string
+}
+
+func (f historyFilter) match(t history.Transfer) bool {
+	return (f.Direction == "" || t.Direction == f.Direction) && (f.Table == "" || t.Table == f.Table) &&
+		(f.Status == "" || t.Status == f.Status) && (f.StartedBy == "" || t.StartedBy == f.StartedBy)
+}
+
+// splitList reads a comma- or newline-separated form field.
+func splitList(v string) []string {
+	var out []string
+	for _, p := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == '\n' || r == '\r' }) {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// limitsFromForm reads the connection form's limits.
+func limitsFromForm(r *http.Request) (connection.Limits, error) {
+	l := connection.Limits{
+		AllowedTables: splitList(r.FormValue("allowed_tables")), ExcludedTables: splitList(r.FormValue("excluded_tables")),
+		IPAllowlist: splitList(r.FormValue("ip_allowlist")),
+	}
+	num := func(name string) (int64, error) {
+		v := strings.TrimSpace(r.FormValue(name))
+		if v == "" {
+			return 0, nil
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("%s: %q is not a whole number ≥ 0", strings.ReplaceAll(name, "_", " "), v)
+		}
+		return n, nil
+	}
+	var err error
+	var n int64
+	if n, err = num("max_downloads"); err != nil {
+		return l, err
+	}
+	l.MaxDownloads = int(n)
+	if l.MaxRecords, err = num("max_records"); err != nil {
+		return l, err
+	}
+	if n, err = num("max_records_per_request"); err != nil {
+		return l, err
+	}
+	l.MaxRecordsRequest = int(n)
+	if n, err = num("requests_per_minute"); err != nil {
+		return l, err
+	}
+	l.RequestsPerMinute = int(n)
+	for _, h := range splitList(r.FormValue("allowed_hours")) {
+		v, err := strconv.Atoi(h)
+		if err != nil {
+			return l, fmt.Errorf("allowed hours: %q is not an hour", h)
+		}
+		l.AllowedHours = append(l.AllowedHours, v)
+	}
+	if v := strings.TrimSpace(r.FormValue("expires_at")); v != "" {
+		t, err := time.Parse("2006-01-02T15:04", v)
+		if err != nil {
+			return l, fmt.Errorf("expiry: %q is not a date and time", v)
+		}
+		l.ExpiresAt = &t
+	}
+	return l, l.Validate()
+}
+
+func joinList(v []string) string { return strings.Join(v, ", ") }
+
+func joinHours(v []int) string {
+	s := make([]string, len(v))
+	for i, h := range v {
+		s[i] = strconv.Itoa(h)
+	}
+	return strings.Join(s, ", ")
+}
+
+// connectionRoutes adds the connection and history pages to mux.
+func (s *Server) connectionRoutes(mux *http.ServeMux, tmpl *template.Template, render func(http.ResponseWriter, *http.Request, string, any), base func(*http.Request, *state, string, string) pageData) {
+	actor := func(r *http.Request) string { return "admin:" + sdk.CallerFrom(r.Context()).User }
+	withState := func(h func(http.ResponseWriter, *http.Request, *state)) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			st, err := s.state()
+			if err != nil {
+				http.Error(w, "Sync is starting", http.StatusServiceUnavailable)
+				return
+			}
+			h(w, r, st)
+		}
+	}
+	list := func(w http.ResponseWriter, r *http.Request, st *state, d connectionsData, status int) {
+		d.pageData = base(r, st, "Connections", "connections")
+		d.Connections, _ = st.conns.List(r.Context())
+		d.Remotes, _ = st.remotes.List(r.Context())
+		pageHeaders(w)
+		w.WriteHeader(status)
+		render(w, r, "connections.html", d)
+	}
+	mux.HandleFunc("GET /connections", withState(func(w http.ResponseWriter, r *http.Request, st *state) {
+		list(w, r, st, connectionsData{}, http.StatusOK)
+	}))
+	mux.HandleFunc("POST /connections", withState(func(w http.ResponseWriter, r *http.Request, st *state) {
+		d := connectionsData{Form: r.Form}
+		l, err := limitsFromForm(r)
+		if err == nil {
+			var c connection.Connection
+			c, d.Token, err = st.conns.Create(r.Context(), r.FormValue("name"), r.FormValue("site_url"), l, actor(r))
+			d.Conn = c
+		}
+		if err != nil {
+			d.Error = err.Error()
+			list(w, r, st, d, http.StatusUnprocessableEntity)
+			return
+		}
+		// The token is shown on this response only.
+		d.pageData = base(r, st, "Connection created", "connections")
+		render(w, r, "connection.html", d)
+	}))
+	mux.HandleFunc("GET /connections/{id}", withState(func(w http.ResponseWriter, r *http.Request, st *state) {
+		c, err := st.conns.Get(r.Context(), r.PathValue("id"))
+		if err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		d := connectionsData{Conn: c}
+		d.pageData = base(r, st, "Connection "+c.Name, "connections")
+		all, _ := st.history.Recent(r.Context(), 200)
+		f := historyFilter{StartedBy: "connection:" + c.ID}
+		for _, t := range all {
+			if f.match(t) {
+				d.Transfers = append(d.Transfers, t)
+			}
+		}
+		render(w, r, "connection.html", d)
+	}))
+	mux.HandleFunc("POST /connections/{id}/status", withState(func(w http.ResponseWriter, r *http.Request, st *state) {
+		id := r.PathValue("id")
+		if err := st.conns.SetStatus(r.Context(), id, r.FormValue("status"), actor(r)); err != nil {
+			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+			return
+		}
+		http.Redirect(w, r, st.adminPrefix+"/connections/"+id, http.StatusSeeOther)
+	}))
+	mux.HandleFunc("POST /connections/{id}/limits", withState(func(w http.ResponseWriter, r *http.Request, st *state) {
+		id := r.PathValue("id")
+		l, err := limitsFromForm(r)
+		if err == nil {
+			err = st.conns.SetLimits(r.Context(), id, l)
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+			return
+		}
+		http.Redirect(w, r, st.adminPrefix+"/connections/"+id, http.StatusSeeOther)
+	}))
+	mux.HandleFunc("POST /remotes", withState(func(w http.ResponseWriter, r *http.Request, st *state) {
+		interval, _ := strconv.Atoi(strings.TrimSpace(r.FormValue("interval_seconds")))
+		_, err := importer.ParseStrategy(r.FormValue("strategy"))
+		if err == nil {
+			_, err = st.outgoing(r.FormValue("url"), syncclient.Options{})
+		}
+		if err == nil {
+			_, err = st.remotes.Add(r.Context(), remote.Remote{Name: r.FormValue("name"), URL: r.FormValue("url"), Tables: splitList(r.FormValue("tables")),
+				Strategy: r.FormValue("strategy"), Interval: interval}, strings.TrimSpace(r.FormValue("token")), actor(r))
+		}
+		if err != nil {
+			list(w, r, st, connectionsData{pageData: pageData{Error: err.Error()}, Form: r.Form}, http.StatusUnprocessableEntity)
+			return
+		}
+		http.Redirect(w, r, st.adminPrefix+"/connections", http.StatusSeeOther)
+	}))
+	mux.HandleFunc("POST /remotes/{id}/run", withState(func(w http.ResponseWriter, r *http.Request, st *state) {
+		// Run in the background: the history page shows the outcome.
+		id := r.PathValue("id")
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+			defer cancel()
+			_ = st.remotes.RunNow(ctx, id, func(ctx context.Context, rm remote.Remote, token string) error {
+				_, err := s.pullRemote(ctx, rm, token)
+				return err
+			})
+		}()
+		http.Redirect(w, r, st.adminPrefix+"/history", http.StatusSeeOther)
+	}))
+	mux.HandleFunc("POST /remotes/{id}/delete", withState(func(w http.ResponseWriter, r *http.Request, st *state) {
+		_ = st.remotes.Delete(r.Context(), r.PathValue("id"))
+		http.Redirect(w, r, st.adminPrefix+"/connections", http.StatusSeeOther)
+	}))
+	mux.HandleFunc("GET /history", withState(func(w http.ResponseWriter, r *http.Request, st *state) {
+		d := connectionsData{Filter: historyFilter{Direction: r.FormValue("direction"), Table: r.FormValue("table"), Status: r.FormValue("status")}}
+		d.pageData = base(r, st, "Transfer history", "history")
+		all, _ := st.history.Recent(r.Context(), 500)
+		for _, t := range all {
+			if d.Filter.match(t) {
+				d.Transfers = append(d.Transfers, t)
+			}
+		}
+		render(w, r, "history.html", d)
+	}))
+}
