@@ -308,3 +308,56 @@ func TestScheduledPullFiresOncePerIntervalAcrossReplicas(t *testing.T) {
 		t.Fatalf("sender history has %d sends for %d pulls", sent, len(runs))
 	}
 }
+
+func TestRegeneratedTokenIsPassedToTheOtherSide(t *testing.T) {
+	t.Setenv("FIBERKIT_SECRET_KEY", "key-for-the-regeneration-test-123")
+	a := seeded(t, siteOptions{})
+	b := startSite(t, siteOptions{})
+	var c conn
+	if err := a.call(t, "create_connection", map[string]any{"name": "B", "site_url": b.url, "limits": connection.Limits{AllowedTables: []string{"products"}}}, &c); err != nil {
+		t.Fatal(err)
+	}
+	a.setStatus(t, c.ID, "active")
+	var r struct {
+		ID string `json:"id"`
+	}
+	if err := b.call(t, "add_remote", map[string]any{"name": "A", "url": a.url, "token": c.Token, "tables": []string{"products"}}, &r); err != nil {
+		t.Fatal(err)
+	}
+	var regen struct {
+		Token     string `json:"token"`
+		Told      bool   `json:"told"`
+		TellError string `json:"tell_error"`
+	}
+	if err := a.call(t, "regenerate_token", map[string]string{"id": c.ID}, &regen); err != nil || !regen.Told {
+		t.Fatalf("regenerate: %v %+v", err, regen)
+	}
+	// B pulls with the token it was told; the old one is dead.
+	var res map[string]syncclient.Result
+	if err := b.call(t, "run_remote", map[string]string{"id": r.ID}, &res); err != nil || res["products"].Created != 300 {
+		t.Fatalf("pull with the new token: %v %+v", err, res["products"])
+	}
+	if _, err := dialToken(t, a, c.Token); remoteCode(err) != "invalid_token" {
+		t.Fatalf("old token: %v", err)
+	}
+}
+
+func TestHistoryCountsATransferWithConflicts(t *testing.T) {
+	a := seeded(t, siteOptions{})
+	b := seeded(t, siteOptions{})
+	b.exec(t, `DELETE FROM order_items WHERE order_id > 4500`)
+	var res map[string]syncclient.Result
+	if err := b.call(t, "pull", map[string]any{"url": a.url, "code": a.newCode(t).Code, "strategy": "skip", "tables": []string{"order_items"}}, &res); err != nil {
+		t.Fatal(err)
+	}
+	var created, updated, skipped, failed int
+	var strategy, status, peer string
+	err := b.pool.QueryRow(context.Background(), `SELECT created, updated, skipped, failed, strategy, status, peer FROM fiberkit_sync_transfers
+		WHERE direction = 'receive' AND table_name = 'order_items'`).Scan(&created, &updated, &skipped, &failed, &strategy, &status, &peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if created != 1500 || updated != 0 || skipped != 13500 || failed != 0 || strategy != "skip" || status != "done" || peer != a.url {
+		t.Fatalf("history row: created %d updated %d skipped %d failed %d %s %s %s", created, updated, skipped, failed, strategy, status, peer)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base32"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -252,20 +253,23 @@ func (s *Store) SetLimits(ctx context.Context, id string, l Limits) error {
 	return nil
 }
 
-// RegenerateToken replaces the token; the old one stops working at once.
-func (s *Store) RegenerateToken(ctx context.Context, id string) (string, error) {
-	token, err := newToken()
+// RegenerateToken replaces the token; the old one stops working at once. It returns
+// the new token and the old token's hash (hex), which is how the other side
+// recognises the change it is told about.
+func (s *Store) RegenerateToken(ctx context.Context, id string) (token, oldHash string, err error) {
+	if token, err = newToken(); err != nil {
+		return "", "", err
+	}
+	var old []byte
+	err = s.pool.QueryRow(ctx, `UPDATE fiberkit_sync_connections c SET token_hash = $2 FROM (SELECT id, token_hash FROM fiberkit_sync_connections WHERE id::text = $1 FOR UPDATE) o
+		WHERE c.id = o.id RETURNING o.token_hash`, id, hashToken(token)).Scan(&old)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", "", fmt.Errorf("connection %s: %w", id, ErrNotFound)
+	}
 	if err != nil {
-		return "", err
+		return "", "", fmt.Errorf("regenerate token of %s: %w", id, err)
 	}
-	tag, err := s.pool.Exec(ctx, `UPDATE fiberkit_sync_connections SET token_hash = $2 WHERE id::text = $1`, id, hashToken(token))
-	if err != nil {
-		return "", fmt.Errorf("regenerate token of %s: %w", id, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return "", fmt.Errorf("connection %s: %w", id, ErrNotFound)
-	}
-	return token, nil
+	return token, hex.EncodeToString(old), nil
 }
 
 // Authorize checks a token at connect time: status, expiry, address, hours, rate

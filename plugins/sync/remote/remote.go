@@ -13,9 +13,12 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -268,4 +271,50 @@ func (s *Store) RunNow(ctx context.Context, id string, run Run) error {
 	}
 	_ = s.Finished(ctx, id, status)
 	return err
+}
+
+// ReplaceToken swaps the token of the remote whose current token hashes to oldHash
+// (hex SHA-256) for newToken. It reports whether a remote matched.
+func (s *Store) ReplaceToken(ctx context.Context, oldHash, newToken string) (bool, error) {
+	want, err := hex.DecodeString(oldHash)
+	if err != nil || len(want) != sha256.Size || !strings.HasPrefix(newToken, "fkc_") {
+		return false, errors.New("replace token: malformed request")
+	}
+	rows, err := s.pool.Query(ctx, `SELECT id::text, token_enc FROM fiberkit_sync_remotes`)
+	if err != nil {
+		return false, fmt.Errorf("replace token: %w", err)
+	}
+	type row struct {
+		id     string
+		sealed []byte
+	}
+	var all []row
+	for rows.Next() {
+		var r row
+		if err := rows.Scan(&r.id, &r.sealed); err != nil {
+			rows.Close()
+			return false, err
+		}
+		all = append(all, r)
+	}
+	rows.Close()
+	for _, r := range all {
+		token, err := s.open(r.sealed)
+		if err != nil {
+			continue
+		}
+		h := sha256.Sum256([]byte(token))
+		if subtle.ConstantTimeCompare(h[:], want) != 1 {
+			continue
+		}
+		sealed, err := s.seal(newToken)
+		if err != nil {
+			return false, err
+		}
+		if _, err := s.pool.Exec(ctx, `UPDATE fiberkit_sync_remotes SET token_enc = $2 WHERE id::text = $1`, r.id, sealed); err != nil {
+			return false, fmt.Errorf("replace token: %w", err)
+		}
+		return true, nil
+	}
+	return false, nil
 }

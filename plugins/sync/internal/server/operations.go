@@ -380,12 +380,7 @@ func (s *Server) operations() sdk.Operations {
 			if err != nil {
 				return connectionOut{}, err
 			}
-			token, err := st.conns.RegenerateToken(ctx, in.ID)
-			if err != nil {
-				return connectionOut{}, connNotFound(err)
-			}
-			c, err := st.conns.Get(ctx, in.ID)
-			return connectionOut{Connection: c, Token: token}, err
+			return s.regenerate(ctx, st, in.ID)
 		}),
 		"add_remote": sdk.Op(func(ctx context.Context, in remoteIn) (remote.Remote, error) {
 			st, err := s.state()
@@ -518,6 +513,37 @@ type connectionIn struct {
 type connectionOut struct {
 	connection.Connection
 	Token string `json:"token,omitempty"`
+	// Told says whether the other site took the new token; TellError why not.
+	Told      bool   `json:"told,omitempty"`
+	TellError string `json:"tell_error,omitempty"`
+}
+
+// regenerate makes a new token and tells the other site (its remote is found by the
+// old token's hash), so its scheduled pulls go on.
+func (s *Server) regenerate(ctx context.Context, st *state, id string) (connectionOut, error) {
+	token, oldHash, err := st.conns.RegenerateToken(ctx, id)
+	if err != nil {
+		return connectionOut{}, connNotFound(err)
+	}
+	c, err := st.conns.Get(ctx, id)
+	if err != nil {
+		return connectionOut{}, err
+	}
+	out := connectionOut{Connection: c, Token: token}
+	if c.SiteURL == "" {
+		out.TellError = "the connection has no site URL to tell"
+		return out, nil
+	}
+	opts, err := st.outgoing(c.SiteURL, syncclient.Options{})
+	if err == nil {
+		err = syncclient.NotifyTokenChange(ctx, c.SiteURL, syncclient.TokenChange{OldHash: oldHash, NewToken: token}, opts.CheckAddr)
+	}
+	if err != nil {
+		out.TellError = err.Error()
+	} else {
+		out.Told = true
+	}
+	return out, nil
 }
 
 type statusIn struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"embed"
+	"encoding/json"
 	"encoding/hex"
 	"html/template"
 	"io/fs"
@@ -15,6 +16,7 @@ import (
 	"github.com/fiberkit/fiberkit/plugins/sync/history"
 	"github.com/fiberkit/fiberkit/plugins/sync/session"
 	"github.com/fiberkit/fiberkit/sdk"
+	"github.com/fiberkit/fiberkit/sdk/syncclient"
 )
 
 //go:embed ui/*.html
@@ -101,6 +103,28 @@ func (s *Server) handler() http.Handler {
 		render(w, r, "receive.html", base(r, st, "Receive data", "receive"))
 	})
 	s.connectionRoutes(mux, tmpl, render, base)
+	// Public: a sending site tells this one that it regenerated a token.
+	mux.HandleFunc("POST /api/remote-token", func(w http.ResponseWriter, r *http.Request) {
+		st, err := s.state()
+		if err != nil {
+			http.Error(w, "sync is starting", http.StatusServiceUnavailable)
+			return
+		}
+		var ch syncclient.TokenChange
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10)).Decode(&ch); err != nil {
+			http.Error(w, "malformed request", http.StatusBadRequest)
+			return
+		}
+		ok, err := st.remotes.ReplaceToken(r.Context(), ch.OldHash, ch.NewToken)
+		switch {
+		case err != nil:
+			http.Error(w, "malformed request", http.StatusBadRequest)
+		case !ok:
+			http.Error(w, "unknown token", http.StatusNotFound)
+		default:
+			w.WriteHeader(http.StatusNoContent)
+		}
+	})
 	return mux
 }
 
