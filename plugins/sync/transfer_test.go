@@ -260,6 +260,13 @@ func TestApprovalOnOneReplicaReleasesReceiverOnAnother(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("the decision on replica 1 did not release the receiver on replica 2")
 			}
+			// The history shows the request and its outcome.
+			want := map[string]string{"approve": "approved", "deny": "denied"}[decision]
+			var n int
+			_ = a1.pool.QueryRow(ctx, `SELECT count(*) FROM fiberkit_sync_transfers WHERE table_name = '(connection request)' AND status = $1`, want).Scan(&n)
+			if n != 1 {
+				t.Fatalf("history rows with status %s: %d", want, n)
+			}
 		})
 	}
 }

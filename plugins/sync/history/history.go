@@ -56,13 +56,22 @@ func Open(ctx context.Context, pool *pgxpool.Pool) (*Log, error) {
 	return &Log{pool: pool}, nil
 }
 
-// Record appends t.
-func (l *Log) Record(ctx context.Context, t Transfer) error {
-	_, err := l.pool.Exec(ctx, `INSERT INTO fiberkit_sync_transfers (direction, peer, table_name, strategy, rows, created, updated, skipped, failed, bytes, duration_ms, status, error, started_by)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
-		t.Direction, t.Peer, t.Table, t.Strategy, t.Rows, t.Created, t.Updated, t.Skipped, t.Failed, t.Bytes, t.Duration.Milliseconds(), t.Status, t.Error, t.StartedBy)
+// Record appends t and returns its id.
+func (l *Log) Record(ctx context.Context, t Transfer) (int64, error) {
+	var id int64
+	err := l.pool.QueryRow(ctx, `INSERT INTO fiberkit_sync_transfers (direction, peer, table_name, strategy, rows, created, updated, skipped, failed, bytes, duration_ms, status, error, started_by)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id`,
+		t.Direction, t.Peer, t.Table, t.Strategy, t.Rows, t.Created, t.Updated, t.Skipped, t.Failed, t.Bytes, t.Duration.Milliseconds(), t.Status, t.Error, t.StartedBy).Scan(&id)
 	if err != nil {
-		return fmt.Errorf("history: record: %w", err)
+		return 0, fmt.Errorf("history: record: %w", err)
+	}
+	return id, nil
+}
+
+// SetStatus updates the status of entry id (a request waiting for approval, decided).
+func (l *Log) SetStatus(ctx context.Context, id int64, status string) error {
+	if _, err := l.pool.Exec(ctx, `UPDATE fiberkit_sync_transfers SET status = $2 WHERE id = $1`, id, status); err != nil {
+		return fmt.Errorf("history: %w", err)
 	}
 	return nil
 }

@@ -603,6 +603,6 @@ func recordPulls(st *state, peer, by string, def importer.Strategy, strategies m
 		if r.Error != "" {
 			rec.Status, rec.Error = "failed", r.Error
 		}
-		_ = st.history.Record(ctx, rec)
+		_, _ = st.history.Record(ctx, rec)
 	}
 }

@@ -446,6 +446,15 @@ func (p *peer) join(ctx context.Context, f wire.Frame) error {
 		return err
 	}
 	_ = p.push(wire.EventAwaitingApproval, map[string]any{"approval_id": approval.ID})
+	// The request shows in the history while it waits, and then its outcome.
+	who, _ := json.Marshal(j.ReceiverInfo)
+	histID, _ := p.st.history.Record(ctx, history.Transfer{Direction: "send", Peer: p.addr, Table: "(connection request)",
+		Status: "awaiting_approval", StartedBy: string(who)})
+	setOutcome := func(status string) {
+		if histID != 0 {
+			_ = p.st.history.SetStatus(context.Background(), histID, status)
+		}
+	}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -467,19 +476,23 @@ func (p *peer) join(ctx context.Context, f wire.Frame) error {
 		err := p.st.sessions.WaitApproval(wctx, approval.ID)
 		switch {
 		case err == nil:
+			setOutcome("approved")
 			p.mu.Lock()
 			p.joined, p.awaiting = true, false
 			p.mu.Unlock()
 			_ = p.push(wire.EventApproved, map[string]any{})
 		case errors.Is(err, session.ErrDenied):
+			setOutcome("denied")
 			_ = p.push(wire.EventDenied, map[string]any{"error": wire.ErrDenied})
 			_ = p.c.Close(4003, wire.ErrDenied)
 			p.cancel()
 		case errors.Is(err, session.ErrApprovalTimeout) && ctx.Err() == nil:
+			setOutcome("approval_timeout")
 			_ = p.push(wire.EventDenied, map[string]any{"error": wire.ErrApprovalTimeout})
 			_ = p.c.Close(4008, wire.ErrApprovalTimeout)
 			p.cancel()
 		case ctx.Err() == nil:
+			setOutcome("cancelled")
 			_ = p.c.Close(4004, "session ended by the sending site")
 			p.cancel()
 		}
@@ -548,7 +561,7 @@ func (p *peer) startStream(ctx context.Context, f wire.Frame, req wire.Start) er
 		if err != nil {
 			rec.Status, rec.Error = "failed", err.Error()
 		}
-		_ = p.st.history.Record(context.Background(), rec)
+		_, _ = p.st.history.Record(context.Background(), rec)
 		var ref *connection.Refusal
 		switch {
 		case errors.As(err, &ref):
