@@ -84,6 +84,9 @@ func TestConnectionLifecycleAndTokenAtRest(t *testing.T) {
 		strings.TrimPrefix(c.Token, "fkc_")).Scan(&hits); err != nil || hits != 0 {
 		t.Fatalf("token found in %d rows (%v)", hits, err)
 	}
+	if strings.Contains(a.logs.String(), c.Token) || strings.Contains(b.logs.String(), c.Token) {
+		t.Fatal("the token appears in a log")
+	}
 	// Suspend, reactivate, regenerate, revoke.
 	a.setStatus(t, c.ID, "suspended")
 	if _, err := dialToken(t, a, c.Token); remoteCode(err) != "connection_inactive" {

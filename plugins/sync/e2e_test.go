@@ -6,12 +6,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -51,6 +53,25 @@ type site struct {
 	db   string
 	cfg  string
 	app  *fiber.App
+	logs *logBuffer // everything the host and its plugins logged
+}
+
+// logBuffer keeps a site's logs so tests can search them.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 type siteOptions struct {
@@ -113,10 +134,11 @@ func startSite(t *testing.T, o siteOptions) *site {
 	}
 	url := "http://" + ln.Addr().String()
 	ctx := context.Background()
+	logs := &logBuffer{}
 	kit, err := host.New(ctx, host.Config{
 		DatabaseURL: o.db, ConfigFile: cfg, Manifests: manifests,
 		InsecureDevAdmin: true, PublicURL: url, HealthInterval: 200 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		Logger: slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, logs), &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
 		t.Fatalf("host.New: %v", err)
@@ -131,7 +153,7 @@ func startSite(t *testing.T, o siteOptions) *site {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	s := &site{kit: kit, url: url, pool: pool, db: o.db, cfg: cfg, app: app}
+	s := &site{kit: kit, url: url, pool: pool, db: o.db, cfg: cfg, app: app, logs: logs}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		st, _ := kit.Module("sync")
