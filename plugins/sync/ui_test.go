@@ -353,4 +353,13 @@ func TestConnectionPagesCreateApprovePullHistory(t *testing.T) {
 		t.Fatalf("connection page shows %d transfers", sends)
 	}
 	browsertest.Screenshot(t, tabA, "sync-connection.png")
+	// Regenerating the token from the page tells B, whose next pull still works.
+	var flash, newToken string
+	if err := chromedp.Run(tabA, chromedp.Click(`#regenerate`, chromedp.ByQuery), chromedp.WaitVisible(`#token`, chromedp.ByQuery),
+		chromedp.Text(`#token`, &newToken, chromedp.ByQuery), chromedp.Text(`.flash`, &flash, chromedp.ByQuery)); err != nil {
+		t.Fatalf("regenerate: %v", err)
+	}
+	if newToken == token || !strings.Contains(flash, "was told") {
+		t.Fatalf("regenerate: token changed %v, flash %q", newToken != token, flash)
+	}
 }

@@ -28,6 +28,7 @@ type connectionsData struct {
 	Transfers   []history.Transfer
 	Filter      historyFilter
 	Form        url.Values
+	Told        string
 }
 
 type historyFilter struct {
@@ -176,6 +177,21 @@ func (s *Server) connectionRoutes(mux *http.ServeMux, tmpl *template.Template, r
 			return
 		}
 		http.Redirect(w, r, st.adminPrefix+"/connections/"+id, http.StatusSeeOther)
+	}))
+	mux.HandleFunc("POST /connections/{id}/token", withState(func(w http.ResponseWriter, r *http.Request, st *state) {
+		out, err := s.regenerate(r.Context(), st, r.PathValue("id"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+			return
+		}
+		d := connectionsData{Conn: out.Connection, Token: out.Token}
+		d.pageData = base(r, st, "Connection "+out.Name, "connections")
+		if out.Told {
+			d.Told = "The other site was told the new token."
+		} else {
+			d.Error = "The other site could not be told (" + out.TellError + "): give it the new token yourself."
+		}
+		render(w, r, "connection.html", d)
 	}))
 	mux.HandleFunc("POST /connections/{id}/limits", withState(func(w http.ResponseWriter, r *http.Request, st *state) {
 		id := r.PathValue("id")
