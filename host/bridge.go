@@ -289,38 +289,43 @@ func (m *module) bridge(conn *fws.Conn, p *pendingSocket) {
 		readerDone.Wait()
 	}()
 
+	// send writes one queued message to the client and reports whether the
+	// connection is over (a close frame, or a client that cannot be written to).
+	send := func(msg transport.Message) bool {
+		if msg.Kind == transport.Close {
+			writeClose(conn, msg.Code, msg.Reason)
+			return true
+		}
+		_ = conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if err := conn.WriteMessage(kindToWS(msg.Kind), msg.Data); err != nil {
+			cancel()
+			_ = conn.SetReadDeadline(time.Now())
+			return true
+		}
+		return false
+	}
 	ping := time.NewTicker(pingInterval)
 	defer ping.Stop()
 	// This loop is the only writer to the client.
 	for {
 		select {
 		case msg := <-lc.out:
-			if msg.Kind == transport.Close {
-				writeClose(conn, msg.Code, msg.Reason)
-				return
-			}
-			_ = conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-			if err := conn.WriteMessage(kindToWS(msg.Kind), msg.Data); err != nil {
-				cancel()
-				_ = conn.SetReadDeadline(time.Now())
+			if send(msg) {
 				return
 			}
 		case err := <-fromPlugin:
 			if err != nil {
 				// The plugin's stream ended without a close frame: drain what it queued.
+			drain:
 				for {
 					select {
 					case msg := <-lc.out:
-						if msg.Kind == transport.Close {
-							writeClose(conn, msg.Code, msg.Reason)
+						if send(msg) {
 							return
 						}
-						_ = conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-						_ = conn.WriteMessage(kindToWS(msg.Kind), msg.Data)
-						continue
 					default:
+						break drain
 					}
-					break
 				}
 				code := websocket.CloseInternalServerErr
 				if errors.Is(err, context.Canceled) {
