@@ -635,6 +635,10 @@ func (p *peer) stream(ctx context.Context, sch *catalog.Schema, req wire.Start, 
 			credit--
 			rows += int64(b.Rows)
 			sent += int64(len(frame))
+			if p.sess.ID != "" {
+				// What the Send page shows about this receiver.
+				_ = p.st.sessions.Update(ctx, p.sess.ID, session.StatusTransferring, map[string]any{"table": req.Table, "rows": rows})
+			}
 			if p.connID != "" {
 				if err := p.st.conns.Use(ctx, p.connID, int64(b.Rows)); err != nil && !errors.Is(err, connection.ErrRecordsTotal) {
 					return rows, sent, err

@@ -51,7 +51,8 @@
       m.sessions.forEach(function (s) {
         var card = el('div', { 'class': 'card receiver' });
         card.appendChild(el('p', { 'class': 'who' }, describe(s.receiver_info) + ' from ' + s.receiver_addr));
-        var what = s.progress && s.progress.table ? ' · pulling ' + s.progress.table : '';
+        var what = s.progress && s.progress.table ? ' · pulling ' + s.progress.table +
+          (s.progress.rows ? ' (' + fmt(s.progress.rows) + ' rows sent)' : '') : '';
         card.appendChild(el('p', {}, s.status + ' since ' + new Date(s.used_at).toLocaleTimeString() + what));
         rec.appendChild(card);
       });
