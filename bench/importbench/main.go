@@ -17,13 +17,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fiberkit/fiberkit/bench/internal/measure"
-	"github.com/fiberkit/fiberkit/host/devpg"
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
 	"github.com/fiberkit/fiberkit/plugins/sync/ddl"
 	"github.com/fiberkit/fiberkit/plugins/sync/exporter"
@@ -52,22 +50,17 @@ func main() {
 
 func run(rows, batch int) error {
 	ctx := context.Background()
-	admin := os.Getenv("DATABASE_URL")
-	if admin == "" {
-		srv, err := devpg.Start(ctx, devpg.Options{})
-		if err != nil {
-			return err
-		}
-		defer srv.Stop()
-		admin = srv.URL("postgres")
+	admin, stop, err := measure.Server(ctx)
+	if err != nil {
+		return err
 	}
-	suffix := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
-	src, srcURL, err := newDB(ctx, admin, "bench_src_"+suffix)
+	defer stop()
+	src, srcURL, err := newDB(ctx, admin, measure.NewName("bench_src"))
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	dst, _, err := newDB(ctx, admin, "bench_dst_"+suffix)
+	dst, _, err := newDB(ctx, admin, measure.NewName("bench_dst"))
 	if err != nil {
 		return err
 	}

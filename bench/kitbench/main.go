@@ -18,7 +18,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,8 +30,8 @@ import (
 	fws "github.com/gofiber/contrib/websocket"
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/fiberkit/fiberkit/bench/internal/measure"
 	"github.com/fiberkit/fiberkit/host"
-	"github.com/fiberkit/fiberkit/host/devpg"
 )
 
 const manifest = `id: tm
@@ -59,24 +58,14 @@ func main() {
 
 func run(requests, concurrency, messages int) error {
 	ctx := context.Background()
-	db := os.Getenv("DATABASE_URL")
-	if db == "" {
-		srv, err := devpg.Start(ctx, devpg.Options{})
-		if err != nil {
-			return err
-		}
-		defer srv.Stop()
-		if db, err = srv.CreateDatabase(ctx, "kitbench"); err != nil {
-			return err
-		}
-	} else {
-		name := fmt.Sprintf("kitbench_%d", time.Now().UnixNano()%1e9)
-		if err := devpg.CreateDatabase(ctx, db, name); err != nil {
-			return err
-		}
-		u, _ := url.Parse(db)
-		u.Path = "/" + name
-		db = u.String()
+	admin, stop, err := measure.Server(ctx)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	db, err := measure.CreateDB(ctx, admin, measure.NewName("kitbench"))
+	if err != nil {
+		return err
 	}
 	dir, err := os.MkdirTemp("", "kitbench-")
 	if err != nil {

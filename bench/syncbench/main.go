@@ -36,7 +36,6 @@ import (
 
 	"github.com/fiberkit/fiberkit/bench/internal/measure"
 	"github.com/fiberkit/fiberkit/host"
-	"github.com/fiberkit/fiberkit/host/devpg"
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
 	"github.com/fiberkit/fiberkit/plugins/sync/ddl"
 	"github.com/fiberkit/fiberkit/plugins/sync/importer"
@@ -72,21 +71,16 @@ type phase struct {
 
 func run(rows, pkRows, batch int) error {
 	ctx := context.Background()
-	admin := os.Getenv("DATABASE_URL")
-	if admin == "" {
-		srv, err := devpg.Start(ctx, devpg.Options{})
-		if err != nil {
-			return err
-		}
-		defer srv.Stop()
-		admin = srv.URL("postgres")
-	}
-	suffix := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
-	srcURL, err := measure.CreateDB(ctx, admin, "sb_src_"+suffix)
+	admin, stop, err := measure.Server(ctx)
 	if err != nil {
 		return err
 	}
-	dstURL, err := measure.CreateDB(ctx, admin, "sb_dst_"+suffix)
+	defer stop()
+	srcURL, err := measure.CreateDB(ctx, admin, measure.NewName("sb_src"))
+	if err != nil {
+		return err
+	}
+	dstURL, err := measure.CreateDB(ctx, admin, measure.NewName("sb_dst"))
 	if err != nil {
 		return err
 	}
