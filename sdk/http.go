@@ -61,8 +61,10 @@ type responseWriter struct {
 	err         error
 }
 
+// Header implements http.ResponseWriter.
 func (r *responseWriter) Header() http.Header { return r.header }
 
+// WriteHeader implements http.ResponseWriter.
 func (r *responseWriter) WriteHeader(status int) {
 	if r.wroteHeader {
 		return
@@ -71,6 +73,7 @@ func (r *responseWriter) WriteHeader(status int) {
 	r.err = r.w.WriteHead(status, r.header.Clone())
 }
 
+// Write implements http.ResponseWriter.
 func (r *responseWriter) Write(p []byte) (int, error) {
 	if !r.wroteHeader {
 		if r.header.Get("Content-Type") == "" {

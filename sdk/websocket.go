@@ -43,6 +43,7 @@ type CloseError struct {
 	Reason string
 }
 
+// Error implements error.
 func (e *CloseError) Error() string { return fmt.Sprintf("websocket closed: %d %s", e.Code, e.Reason) }
 
 // Conn is one WebSocket connection as seen by a module. Writes may come from any

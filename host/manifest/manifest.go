@@ -80,6 +80,7 @@ type Error struct {
 	Problems []string // "field: problem"
 }
 
+// Error implements error.
 func (e *Error) Error() string {
 	return e.File + ": " + strings.Join(e.Problems, "; "+e.File+": ")
 }

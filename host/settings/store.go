@@ -41,6 +41,7 @@ type ValidationError struct {
 	Locked []string          // keys refused because the config file sets them
 }
 
+// Error implements error.
 func (e *ValidationError) Error() string {
 	keys := make([]string, 0, len(e.Fields))
 	for k := range e.Fields {

@@ -41,6 +41,7 @@ type RemoteError struct {
 	Message string
 }
 
+// Error implements error.
 func (e *RemoteError) Error() string {
 	if e.Message == "" {
 		return "sender: " + e.Code

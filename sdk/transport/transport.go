@@ -195,6 +195,7 @@ type OpError struct {
 	Message string
 }
 
+// Error implements error.
 func (e *OpError) Error() string {
 	if e.Message == "" {
 		return e.Code

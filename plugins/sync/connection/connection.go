@@ -37,6 +37,7 @@ type Refusal struct {
 	Detail string
 }
 
+// Error implements error.
 func (r *Refusal) Error() string { return r.Reason + ": " + r.Detail }
 
 // Is matches Refusals by reason.

@@ -93,6 +93,7 @@ type FrameError struct {
 	Reason string
 }
 
+// Error implements error.
 func (e *FrameError) Error() string { return e.Code + ": " + e.Reason }
 
 func malformed(format string, args ...any) error {
