@@ -53,6 +53,7 @@ func newAdmin(k *Kit) (*admin, error) {
 		Expiration:     4 * time.Hour,
 		ContextKey:     csrfLocal,
 		KeyGenerator:   randomToken,
+		Storage:        &csrfStore{pool: k.pool},
 		Extractor: func(c *fiber.Ctx) (string, error) {
 			if t := c.Get(csrfHeader); t != "" {
 				return t, nil

@@ -32,6 +32,12 @@ CREATE TABLE fiberkit_audit (
 	action text NOT NULL,
 	detail jsonb NOT NULL DEFAULT '{}'
 );`,
+	2: `
+CREATE TABLE fiberkit_csrf (
+	key        text PRIMARY KEY,
+	value      bytea NOT NULL,
+	expires_at timestamptz
+);`,
 }
 
 // migrate applies missing migrations. An advisory lock makes replicas starting at
