@@ -363,3 +363,31 @@ func TestConnectionPagesCreateApprovePullHistory(t *testing.T) {
 		t.Fatalf("regenerate: token changed %v, flash %q", newToken != token, flash)
 	}
 }
+
+func TestReceivePageCancel(t *testing.T) {
+	a := startSite(t, siteOptions{})
+	a.exec(t, `CREATE TABLE big (id bigint PRIMARY KEY, v text); INSERT INTO big SELECT i, repeat(md5(i::text), 4) FROM generate_series(1, 400000) i`)
+	b := startSite(t, siteOptions{})
+	browser := browsertest.New(t, nil)
+	tabB, closeB := chromedp.NewContext(browser)
+	defer closeB()
+	code := a.newCode(t).Code
+	connectFrom(t, tabB, b, a.url, code, "")
+	waitState(t, tabB, "ready")
+	if err := chromedp.Run(tabB,
+		chromedp.Click(`#start`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#cancel`, chromedp.ByQuery),
+		chromedp.Click(`#cancel`, chromedp.ByQuery),
+	); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, tabB, "cancelled")
+	var n int64
+	_ = b.pool.QueryRow(context.Background(), `SELECT count(*) FROM big`).Scan(&n)
+	if n >= 400000 {
+		t.Fatalf("cancel did not stop the transfer (%d rows)", n)
+	}
+	if n%5000 != 0 {
+		t.Fatalf("%d rows: a batch was half applied", n)
+	}
+}
