@@ -374,20 +374,54 @@ func TestReceivePageCancel(t *testing.T) {
 	code := a.newCode(t).Code
 	connectFrom(t, tabB, b, a.url, code, "")
 	waitState(t, tabB, "ready")
-	if err := chromedp.Run(tabB,
-		chromedp.Click(`#start`, chromedp.ByQuery),
-		chromedp.WaitVisible(`#cancel`, chromedp.ByQuery),
-		chromedp.Click(`#cancel`, chromedp.ByQuery),
-	); err != nil {
+	if err := chromedp.Run(tabB, chromedp.Click(`#start`, chromedp.ByQuery)); err != nil {
+		t.Fatal(err)
+	}
+	// Cancel once rows are flowing.
+	for start := time.Now(); ; {
+		var moving bool
+		if err := chromedp.Run(tabB, chromedp.Evaluate(`document.querySelector('#overall-bar').value > 0`, &moving)); err != nil {
+			t.Fatal(err)
+		}
+		if moving {
+			break
+		}
+		if time.Since(start) > 20*time.Second {
+			t.Fatal("the transfer never started")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := chromedp.Run(tabB, chromedp.Click(`#cancel`, chromedp.ByQuery)); err != nil {
 		t.Fatal(err)
 	}
 	waitState(t, tabB, "cancelled")
 	var n int64
 	_ = b.pool.QueryRow(context.Background(), `SELECT count(*) FROM big`).Scan(&n)
-	if n >= 400000 {
-		t.Fatalf("cancel did not stop the transfer (%d rows)", n)
+	if n == 0 || n >= 400000 {
+		t.Fatalf("cancel mid-transfer left %d rows", n)
 	}
 	if n%5000 != 0 {
 		t.Fatalf("%d rows: a batch was half applied", n)
+	}
+	// The sender stopped its stream too (stream:cancel) and says so in its history.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var stopped int
+		_ = a.pool.QueryRow(context.Background(), `SELECT count(*) FROM fiberkit_sync_transfers WHERE table_name = 'big' AND direction = 'send' AND error = 'cancelled by the receiver'`).Scan(&stopped)
+		if stopped == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			var rows []string
+			r, _ := a.pool.Query(context.Background(), `SELECT direction || ' ' || table_name || ' ' || status || ' ' || error || ' ' || rows FROM fiberkit_sync_transfers`)
+			for r.Next() {
+				var x string
+				_ = r.Scan(&x)
+				rows = append(rows, x)
+			}
+			r.Close()
+			t.Fatalf("the sender's stream did not stop after the cancel: %v", rows)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

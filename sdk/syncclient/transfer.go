@@ -130,6 +130,14 @@ func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalo
 	}
 	codec := wire.NewCodec()
 	defer codec.Close()
+	// Leaving before the stream ended (cancelled, an import failed): tell the sender
+	// to stop, so it does not hold the stream waiting for credit.
+	ended := false
+	defer func() {
+		if !ended {
+			_ = c.write(wire.New(nil, nil, c.topic, wire.StreamCancel, map[string]uint32{"stream": sid}))
+		}
+	}()
 	res.LastKey = o.AfterKey
 	var seq uint32
 	for {
@@ -148,8 +156,10 @@ func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalo
 		}
 		switch {
 		case m.err != nil:
+			ended = true
 			return res, fmt.Errorf("transfer %s: %w", table, m.err)
 		case m.end != nil:
+			ended = true
 			if m.end.Rows != res.Rows || m.end.Batches != seq {
 				return res, fmt.Errorf("transfer %s: sender sent %d rows in %d batches, received %d in %d", table, m.end.Rows, m.end.Batches, res.Rows, seq)
 			}

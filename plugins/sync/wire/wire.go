@@ -63,10 +63,11 @@ const (
 	EventDenied           = "denied"
 
 	// The fast path.
-	StreamStart = "stream:start"
-	StreamAck   = "stream:ack"
-	StreamEnd   = "stream:end"
-	StreamError = "stream:error"
+	StreamStart  = "stream:start"
+	StreamAck    = "stream:ack"
+	StreamEnd    = "stream:end"
+	StreamError  = "stream:error"
+	StreamCancel = "stream:cancel"
 )
 
 // Error codes carried in response:error and in close reasons.

@@ -448,12 +448,13 @@ func (s *Server) startJob(st *state, j *job, m liveMsg, user string) {
 				v.Results[t] = r
 			}
 			v.State = "done"
-			if err != nil {
+			switch {
+			case err != nil && ctx.Err() != nil:
+				// Cancelled: whatever the interrupted statement said, this is why.
+				v.State, v.Error, v.Message = "cancelled", "cancelled", "Cancelled. Batches already imported are kept."
+			case err != nil:
 				v.Error, v.Message = explain(err, false)
 				v.State = "failed"
-				if v.Error == "cancelled" {
-					v.State = "cancelled"
-				}
 			}
 		})
 		if err == nil {

@@ -62,7 +62,7 @@ func (s *Server) serveSender(ctx context.Context, c *sdk.Conn) error {
 		password = q.Get("password")
 	}
 	addr := c.Caller().RemoteAddr
-	p := &peer{srv: s, st: st, c: c, addr: addr, codec: wire.NewCodec(), streams: map[uint32]chan int{}}
+	p := &peer{srv: s, st: st, c: c, addr: addr, codec: wire.NewCodec(), streams: map[uint32]*liveStream{}}
 	if token := strings.TrimPrefix(c.Header().Get("Authorization"), "Bearer "); strings.HasPrefix(token, "fkc_") {
 		// A permanent connection: its token and limits replace the code.
 		conn, err := st.conns.Authorize(ctx, token, addr)
@@ -100,6 +100,12 @@ func (s *Server) serveSender(ctx context.Context, c *sdk.Conn) error {
 	return p.loop(ctx)
 }
 
+// liveStream is one running fast-path stream.
+type liveStream struct {
+	credits chan int
+	cancel  context.CancelFunc
+}
+
 // peer is one connected receiver.
 type peer struct {
 	srv    *Server
@@ -116,7 +122,7 @@ type peer struct {
 	joined   bool
 	awaiting bool
 	snap     *exporter.Snapshot
-	streams  map[uint32]chan int // stream id → credits
+	streams  map[uint32]*liveStream
 	wg       sync.WaitGroup
 }
 
@@ -313,14 +319,27 @@ func (p *peer) handle(ctx context.Context, f wire.Frame) error {
 			return p.fail(f, wire.ErrBadRequest, err.Error())
 		}
 		p.mu.Lock()
-		credits, ok := p.streams[ack.Stream]
+		ls, ok := p.streams[ack.Stream]
 		p.mu.Unlock()
 		if ok && ack.Credit > 0 {
 			select {
-			case credits <- min(ack.Credit, maxCredit):
+			case ls.credits <- min(ack.Credit, maxCredit):
 			default: // the streamer has plenty of credit queued
 			}
 		}
+		return nil
+	case wire.StreamCancel:
+		var sc struct {
+			Stream uint32 `json:"stream"`
+		}
+		if err := json.Unmarshal(f.Payload, &sc); err != nil {
+			return p.fail(f, wire.ErrBadRequest, err.Error())
+		}
+		p.mu.Lock()
+		if ls, ok := p.streams[sc.Stream]; ok {
+			ls.cancel()
+		}
+		p.mu.Unlock()
 		return nil
 	}
 	return p.fail(f, wire.ErrBadRequest, "unknown event "+f.Event)
@@ -534,7 +553,8 @@ func (p *peer) startStream(ctx context.Context, f wire.Frame, req wire.Start) er
 		return p.fail(f, wire.ErrInternal, "could not read the table")
 	}
 	credits := make(chan int, maxCredit)
-	p.streams[req.Stream] = credits
+	sctx, scancel := context.WithCancel(ctx)
+	p.streams[req.Stream] = &liveStream{credits: credits, cancel: scancel}
 	p.mu.Unlock()
 	if err := p.reply(f, wire.EventReply, wire.Reply{Status: "ok", Response: map[string]any{"stream": req.Stream, "columns": writableNames(sch)}}); err != nil {
 		return err
@@ -546,12 +566,16 @@ func (p *peer) startStream(ctx context.Context, f wire.Frame, req wire.Start) er
 	go func() {
 		defer p.wg.Done()
 		defer func() {
+			scancel()
 			p.mu.Lock()
 			delete(p.streams, req.Stream)
 			p.mu.Unlock()
 		}()
 		started := time.Now()
-		rows, bytes, err := p.stream(ctx, sch, req, credits)
+		rows, bytes, err := p.stream(sctx, sch, req, credits)
+		if err != nil && sctx.Err() != nil && ctx.Err() == nil {
+			err = errors.New("cancelled by the receiver")
+		}
 		by := p.sess.Owner
 		if p.connID != "" {
 			by = "connection:" + p.connID
@@ -566,6 +590,8 @@ func (p *peer) startStream(ctx context.Context, f wire.Frame, req wire.Start) er
 		switch {
 		case errors.As(err, &ref):
 			_ = p.push(wire.StreamError, wire.StreamErr{Stream: req.Stream, Error: ref.Reason, Message: ref.Detail})
+		case err != nil && sctx.Err() != nil:
+			// Cancelled by the receiver (or the connection ended): nothing to tell.
 		case err != nil && ctx.Err() == nil:
 			p.srv.log.Error("stream failed", "table", req.Table, "err", err)
 			_ = p.push(wire.StreamError, wire.StreamErr{Stream: req.Stream, Error: wire.ErrInternal, Message: "the stream failed on the sending site"})
