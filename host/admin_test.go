@@ -195,7 +195,7 @@ func TestAdminPagesInBrowser(t *testing.T) {
 func TestCSRFTokenWorksAcrossReplicas(t *testing.T) {
 	a := startSite(t, kitOptions{})
 	b := startSite(t, kitOptions{db: a.db}) // a second replica on the same database
-	c := adminClient(t)                    // cookies are per host, so both replicas see them
+	c := adminClient(t)                     // cookies are per host, so both replicas see them
 	_, page := adminDo(t, c, "GET", a.url+"/admin/fiberkit/", nil)
 	tok := csrfInput.FindStringSubmatch(page)[1]
 	code, _ := adminDo(t, c, "POST", b.url+"/admin/fiberkit/modules/tm/toggle", url.Values{"enabled": {"true"}, "_csrf": {tok}})
