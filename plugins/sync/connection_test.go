@@ -300,10 +300,19 @@ func TestScheduledPullFiresOncePerIntervalAcrossReplicas(t *testing.T) {
 		WHERE row LIKE '%' || $1 || '%'`, strings.TrimPrefix(c.Token, "fkc_")).Scan(&hits); err != nil || hits != 0 {
 		t.Fatalf("token in plain text in %d rows (%v)", hits, err)
 	}
-	// A run on demand works too, and the sender's history has the rows.
+	// A run on demand works too (it waits its turn while a scheduled run holds the
+	// remote's lock), and the sender's history has the rows.
 	var res map[string]syncclient.Result
-	if err := b2.call(t, "run_remote", map[string]string{"id": r.ID}, &res); err != nil || res["customers"].Updated != 2000 {
-		t.Fatalf("run now: %v %+v", err, res["customers"])
+	for start := time.Now(); ; {
+		err := b2.call(t, "run_remote", map[string]string{"id": r.ID}, &res)
+		if err != nil && strings.Contains(err.Error(), "already running") && time.Since(start) < 10*time.Second {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		if err != nil || res["customers"].Updated != 2000 {
+			t.Fatalf("run now: %v %+v", err, res["customers"])
+		}
+		break
 	}
 	var sent int
 	_ = a.pool.QueryRow(context.Background(), `SELECT count(*) FROM fiberkit_sync_transfers WHERE direction = 'send' AND started_by = 'connection:' || $1`, c.ID).Scan(&sent)
