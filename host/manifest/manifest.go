@@ -4,8 +4,11 @@
 package manifest
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -30,15 +33,15 @@ const (
 // Manifest is a validated module.yaml.
 type Manifest struct {
 	ID             string      `yaml:"id"`
-	Name           string      `yaml:"name"`
+	Name           string      `yaml:"name,omitempty"`
 	Version        string      `yaml:"version"`
-	MinHostVersion string      `yaml:"min_host_version"`
-	Description    string      `yaml:"description"`
+	MinHostVersion string      `yaml:"min_host_version,omitempty"`
+	Description    string      `yaml:"description,omitempty"`
 	Executable     string      `yaml:"executable"`
-	Settings       []Setting   `yaml:"settings"`
-	Routes         []Route     `yaml:"routes"`
-	WebSockets     []WebSocket `yaml:"websockets"`
-	Operations     []Operation `yaml:"operations"`
+	Settings       []Setting   `yaml:"settings,omitempty"`
+	Routes         []Route     `yaml:"routes,omitempty"`
+	WebSockets     []WebSocket `yaml:"websockets,omitempty"`
+	Operations     []Operation `yaml:"operations,omitempty"`
 	File           string      `yaml:"-"` // the manifest's path
 	Dir            string      `yaml:"-"` // its directory; Executable is made absolute against it
 }
@@ -46,32 +49,32 @@ type Manifest struct {
 // Setting is one entry of the settings schema.
 type Setting struct {
 	Key      string   `yaml:"key"`
-	Name     string   `yaml:"name"`
+	Name     string   `yaml:"name,omitempty"`
 	Type     Type     `yaml:"type"`
-	Default  string   `yaml:"default"`
-	Options  []string `yaml:"options"`
-	Help     string   `yaml:"help"`
-	Required bool     `yaml:"required"`
+	Default  string   `yaml:"default,omitempty"`
+	Options  []string `yaml:"options,omitempty"`
+	Help     string   `yaml:"help,omitempty"`
+	Required bool     `yaml:"required,omitempty"`
 }
 
 // Route is an HTTP route, relative to the module's mount prefix.
 type Route struct {
 	Path    string   `yaml:"path"`
-	Methods []string `yaml:"methods"` // empty = any method
-	Admin   bool     `yaml:"admin"`   // behind the host's admin auth, under the admin prefix
+	Methods []string `yaml:"methods,omitempty"` // empty = any method
+	Admin   bool     `yaml:"admin,omitempty"`   // behind the host's admin auth, under the admin prefix
 }
 
 // WebSocket is a WebSocket endpoint, relative to the module's mount prefix.
 type WebSocket struct {
 	Path    string `yaml:"path"`
-	Browser bool   `yaml:"browser"` // opened by browsers: Origin is checked
-	Admin   bool   `yaml:"admin"`
+	Browser bool   `yaml:"browser,omitempty"` // opened by browsers: Origin is checked
+	Admin   bool   `yaml:"admin,omitempty"`
 }
 
 // Operation is a named operation the module answers.
 type Operation struct {
-	Name string `yaml:"name"`
-	Help string `yaml:"help"`
+	Name string `yaml:"name,omitempty"`
+	Help string `yaml:"help,omitempty"`
 }
 
 // Error lists every problem found in one manifest.
@@ -108,14 +111,28 @@ var (
 // Parse validates manifest data read from file; dir resolves a relative executable.
 func Parse(data []byte, file, dir, hostVersion string) (*Manifest, error) {
 	var m Manifest
-	dec := yaml.NewDecoder(strings.NewReader(string(data)))
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&m); err != nil {
-		return nil, &Error{File: file, Problems: []string{"yaml: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+		var te *yaml.TypeError
+		switch {
+		case errors.Is(err, io.EOF):
+			return nil, &Error{File: file, Problems: []string{"empty manifest"}}
+		case errors.As(err, &te):
+			// Every field of the wrong type or unknown, one problem each ("line 4: ...").
+			return nil, &Error{File: file, Problems: te.Errors}
+		default:
+			return nil, &Error{File: file, Problems: []string{strings.TrimPrefix(err.Error(), "yaml: ")}}
+		}
 	}
 	m.File, m.Dir = file, dir
 	var p []string
 	bad := func(field, format string, args ...any) { p = append(p, field+": "+fmt.Sprintf(format, args...)) }
+
+	if hostVersion != "" && !semverPattern.MatchString(hostVersion) {
+		bad("min_host_version", "cannot check: the host's own version %q is not a semantic version", hostVersion)
+		hostVersion = ""
+	}
 
 	if !idPattern.MatchString(m.ID) {
 		bad("id", "%q is not a valid id (lower-case letters, digits, '-' and '_', starting with a letter)", m.ID)
@@ -144,7 +161,7 @@ func Parse(data []byte, file, dir, hostVersion string) (*Manifest, error) {
 		switch {
 		case err != nil:
 			bad("executable", "%s: not found", m.Executable)
-		case st.IsDir() || st.Mode()&0o111 == 0:
+		case !st.Mode().IsRegular() || st.Mode()&0o111 == 0:
 			bad("executable", "%s: not an executable file", m.Executable)
 		}
 	}
@@ -154,6 +171,9 @@ func Parse(data []byte, file, dir, hostVersion string) (*Manifest, error) {
 	for i := range m.Settings {
 		s := &m.Settings[i]
 		f := fmt.Sprintf("settings[%d]", i)
+		if s.Name == "" {
+			s.Name = s.Key
+		}
 		if !keyPattern.MatchString(s.Key) {
 			bad(f+".key", "%q is not a valid key", s.Key)
 		}
@@ -202,15 +222,22 @@ func Parse(data []byte, file, dir, hostVersion string) (*Manifest, error) {
 	routes := map[string]bool{}
 	for i, r := range m.Routes {
 		f := fmt.Sprintf("routes[%d]", i)
-		if !strings.HasPrefix(r.Path, "/") {
-			bad(f+".path", "%q must start with /", r.Path)
+		if problem := checkPath(r.Path); problem != "" {
+			bad(f+".path", "%q %s", r.Path, problem)
 		}
 		methods := r.Methods
 		if len(methods) == 0 {
 			methods = []string{"*"}
 		}
-		for _, meth := range methods {
+		for j, meth := range methods {
 			meth = strings.ToUpper(meth)
+			if !httpMethods[meth] {
+				bad(fmt.Sprintf("%s.methods[%d]", f, j), "unknown HTTP method %q", methods[j])
+				continue
+			}
+			if len(r.Methods) > 0 {
+				m.Routes[i].Methods[j] = meth
+			}
 			k := fmt.Sprintf("%t %s %s", r.Admin, meth, r.Path)
 			if routes[k] || (meth != "*" && routes[fmt.Sprintf("%t * %s", r.Admin, r.Path)]) {
 				bad(f, "duplicate route %s %s", meth, r.Path)
@@ -221,8 +248,8 @@ func Parse(data []byte, file, dir, hostVersion string) (*Manifest, error) {
 	ws := map[string]bool{}
 	for i, w := range m.WebSockets {
 		f := fmt.Sprintf("websockets[%d]", i)
-		if !strings.HasPrefix(w.Path, "/") {
-			bad(f+".path", "%q must start with /", w.Path)
+		if problem := checkPath(w.Path); problem != "" {
+			bad(f+".path", "%q %s", w.Path, problem)
 		}
 		k := fmt.Sprintf("%t %s", w.Admin, w.Path)
 		if ws[k] {
@@ -276,7 +303,7 @@ func (s Setting) Normalize(v string) (string, error) {
 			return "", nil
 		}
 		f, err := strconv.ParseFloat(v, 64)
-		if err != nil {
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
 			return "", fmt.Errorf("%w: %q is not a number", ErrInvalidValue, v)
 		}
 		return strconv.FormatFloat(f, 'f', -1, 64), nil
@@ -296,6 +323,33 @@ func (s Setting) Normalize(v string) (string, error) {
 	return "", fmt.Errorf("%w: unknown type %q", ErrInvalidValue, s.Type)
 }
 
+// httpMethods are the methods a route may list.
+var httpMethods = map[string]bool{"*": true, "GET": true, "HEAD": true, "POST": true, "PUT": true,
+	"PATCH": true, "DELETE": true, "OPTIONS": true}
+
+// checkPath returns what is wrong with a route or WebSocket path, or "". Paths are
+// fiber-style: "/records/:table", "/files/*", optional parameters "/:id?".
+func checkPath(p string) string {
+	switch {
+	case !strings.HasPrefix(p, "/"):
+		return "must start with /"
+	case strings.Contains(p, "//"):
+		return "has an empty segment"
+	case strings.ContainsAny(p, " \t\r\n#"):
+		return "contains white space or '#'"
+	}
+	for _, seg := range strings.Split(p[1:], "/") {
+		if (strings.HasPrefix(seg, ":") || strings.Contains(seg, "?")) && !paramPattern.MatchString(seg) {
+			return fmt.Sprintf("has a bad parameter %q (want :name or :name?)", seg)
+		}
+	}
+	return ""
+}
+
+var paramPattern = regexp.MustCompile(`^:[A-Za-z_][A-Za-z0-9_]*\??$`)
+
+// compareSemver compares the major, minor and patch numbers of two valid versions;
+// pre-release and build suffixes are ignored.
 func compareSemver(a, b string) int {
 	pa, pb := semverPattern.FindStringSubmatch(a), semverPattern.FindStringSubmatch(b)
 	for i := 1; i <= 3; i++ {

@@ -1,10 +1,14 @@
 package manifest
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+
+	"go.yaml.in/yaml/v3"
 )
 
 func writeExe(t *testing.T, dir string) string {
@@ -77,7 +81,16 @@ func TestBadManifestsNameTheProblem(t *testing.T) {
 		{"bad version", "version: 1.2.3", `version: "one" is not a semantic version`},
 		{"host too old", "min_host_version: 0.1.0", "min_host_version: module needs host 9.0.0 or newer, this host is 0.1.0"},
 		{"duplicate key", "  - key: limit", "settings[2].key: duplicate key \"incoming_mode\""},
-		{"unknown field", "name: Sync", "field colour not found"},
+		{"unknown field", "name: Sync", "line 3: field colour not found"},
+		{"wrong field type", "  - key: limit\n", "line 14: cannot unmarshal !!str `maybe` into bool"},
+		{"duplicate websocket", "operations:", `websockets[1].path: duplicate websocket /websocket`},
+		{"unknown method", "    methods: [POST]", `routes[1].methods[0]: unknown HTTP method "FETCH"`},
+		{"bad path", "  - path: /records/:table\n    methods: [POST]", `routes[1].path: "records" must start with /`},
+		{"bad param", "  - path: /records/:table\n    methods: [POST]", `routes[1].path: "/records/:" has a bad parameter ":"`},
+		{"enabled not bool", "  - key: limit", `settings[2].type: the enabled setting must be bool`},
+		{"secret with default", "    type: secret", `settings[1].default: a secret cannot have a default`},
+		{"NaN default", `default: "10"`, `settings[2].default: invalid value: "NaN" is not a number`},
+		{"options on a string", "    type: secret", `settings[1].options: only enum settings have options`},
 	}
 	repl := map[string]string{
 		"unknown type":         "type: colour",
@@ -91,6 +104,15 @@ func TestBadManifestsNameTheProblem(t *testing.T) {
 		"host too old":         "min_host_version: 9.0.0",
 		"duplicate key":        "  - key: incoming_mode",
 		"unknown field":        "name: Sync\ncolour: blue",
+		"wrong field type":     "  - key: limit\n    required: maybe\n",
+		"duplicate websocket":  "  - path: /websocket\n    browser: true\noperations:",
+		"unknown method":       "    methods: [FETCH]",
+		"bad path":             "  - path: records\n    methods: [POST]",
+		"bad param":            "  - path: \"/records/:\"\n    methods: [POST]",
+		"enabled not bool":     "  - key: enabled\n    type: string\n  - key: limit2",
+		"secret with default":  "    type: secret\n    default: hunter2",
+		"NaN default":          `default: "NaN"`,
+		"options on a string":  "    type: secret\n    options: [a]",
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -109,10 +131,66 @@ func TestBadManifestsNameTheProblem(t *testing.T) {
 	}
 }
 
+func TestValidManifestRoundTrips(t *testing.T) {
+	dir := t.TempDir()
+	writeExe(t, dir)
+	m, err := Parse([]byte(good), "module.yaml", dir, "0.1.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := yaml.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := Parse(out, "module.yaml", dir, "0.1.0")
+	if err != nil {
+		t.Fatalf("re-parsing the marshalled manifest: %v\n%s", err, out)
+	}
+	if !reflect.DeepEqual(m, again) {
+		t.Fatalf("round trip changed the manifest:\n%+v\n%+v", m, again)
+	}
+	if m.Settings[1].Name != "incoming_mode" || m.Routes[0].Methods[0] != "GET" {
+		t.Fatalf("defaults not filled in: %+v", m)
+	}
+}
+
+func TestLoadResolvesTheExecutableAndNamesTheFile(t *testing.T) {
+	dir := t.TempDir()
+	exe := writeExe(t, dir)
+	path := filepath.Join(dir, "module.yaml")
+	if err := os.WriteFile(path, []byte(good), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Load(path, "0.2.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Executable != exe || m.File != path || m.Dir != dir {
+		t.Fatalf("executable %q file %q dir %q", m.Executable, m.File, m.Dir)
+	}
+	// Present but not executable: the error names the path.
+	if err := os.Chmod(exe, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(path, "0.2.0")
+	if want := path + ": executable: " + exe + ": not an executable file"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("got %v, want %q", err, want)
+	}
+	if _, err := Load(filepath.Join(dir, "none.yaml"), "0.2.0"); err == nil || !strings.Contains(err.Error(), "none.yaml") {
+		t.Fatalf("missing manifest: %v", err)
+	}
+	if _, err := Parse(nil, "empty.yaml", dir, "0.1.0"); err == nil || err.Error() != "empty.yaml: empty manifest" {
+		t.Fatalf("empty manifest: %v", err)
+	}
+	if _, err := Parse([]byte(good), "module.yaml", dir, "dev"); err == nil || !strings.Contains(err.Error(), `host's own version "dev"`) {
+		t.Fatalf("non-semver host version: %v", err)
+	}
+}
+
 func TestAllProblemsAreReported(t *testing.T) {
 	_, err := Parse([]byte("id: x\nversion: bad\nexecutable: ./missing\nsettings:\n  - key: a\n    type: colour\n"), "m.yaml", t.TempDir(), "0.1.0")
-	e, ok := err.(*Error)
-	if !ok || len(e.Problems) != 3 {
+	var e *Error
+	if !errors.As(err, &e) || len(e.Problems) != 3 {
 		t.Fatalf("want 3 problems (version, executable, type), got %v", err)
 	}
 }
@@ -132,5 +210,17 @@ func TestNormalize(t *testing.T) {
 	s := Setting{Key: "s", Type: String, Required: true}
 	if _, err := s.Normalize(""); err == nil {
 		t.Fatal("empty required string accepted")
+	}
+	for _, v := range []string{"NaN", "Inf", "-inf", "1e400", "1,5"} {
+		if _, err := n.Normalize(v); !errors.Is(err, ErrInvalidValue) {
+			t.Fatalf("number %q: %v", v, err)
+		}
+	}
+	e := Setting{Key: "e", Type: Enum, Options: []string{"a", "b"}}
+	if v, err := e.Normalize("b"); err != nil || v != "b" {
+		t.Fatalf("enum b → %q %v", v, err)
+	}
+	if _, err := e.Normalize("B"); err == nil {
+		t.Fatal("enum B accepted")
 	}
 }

@@ -36,7 +36,8 @@ func Hash(plain string) (string, error) {
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, memoryKiB, passes, lanes, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
 }
 
-// Verify reports whether plain matches encoded. A malformed hash matches nothing.
+// Verify reports whether plain matches encoded, comparing in constant time. A
+// malformed hash, or one whose cost parameters exceed sane bounds, matches nothing.
 func Verify(encoded, plain string) bool {
 	p, ok := parse(encoded)
 	if !ok {
@@ -63,13 +64,13 @@ func parse(s string) (params, bool) {
 	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" {
 		return params{}, false
 	}
-	var v int
-	if _, err := fmt.Sscanf(parts[2], "v=%d", &v); err != nil || v != argon2.Version {
+	if parts[2] != fmt.Sprintf("v=%d", argon2.Version) {
 		return params{}, false
 	}
 	var p params
 	var lanes uint32
-	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.m, &p.t, &lanes); err != nil {
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.m, &p.t, &lanes); err != nil ||
+		parts[3] != fmt.Sprintf("m=%d,t=%d,p=%d", p.m, p.t, lanes) { // nothing trailing, no signs or padding
 		return params{}, false
 	}
 	// Bound the cost so a hostile hash cannot make Verify allocate without limit.
