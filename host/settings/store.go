@@ -10,7 +10,10 @@ package settings
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -21,12 +24,27 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/fiberkit/fiberkit/host/audit"
 	"github.com/fiberkit/fiberkit/host/manifest"
 	"github.com/fiberkit/fiberkit/sdk/secret"
 )
 
-// notifyChannel is the LISTEN/NOTIFY channel announcing changed modules.
+// notifyChannel is the LISTEN/NOTIFY channel announcing changed modules; the payload
+// is a notice.
 const notifyChannel = "fiberkit_settings"
+
+// listenerName is the application_name of the store's LISTEN connection.
+const listenerName = "fiberkit settings listener"
+
+// notice is the payload of a notification: which module changed, and which Store
+// changed it (so that Store, which told its subscribers already, skips it).
+type notice struct {
+	Module string `json:"module"`
+	Origin string `json:"origin"`
+}
+
+// lockedProblem is the field message for a key the config file sets.
+const lockedProblem = "set by the config file; change it there"
 
 // ErrLocked is matched (errors.Is) by errors refusing to change a key the config file sets.
 var ErrLocked = errors.New("set by the config file")
@@ -108,7 +126,8 @@ type fileValue struct {
 
 // Store is the settings store. It is safe for concurrent use.
 type Store struct {
-	pool *pgxpool.Pool
+	pool   *pgxpool.Pool
+	origin string // this Store's id in notifications
 
 	mu      sync.RWMutex
 	schemas map[string]*manifest.Manifest
@@ -117,30 +136,46 @@ type Store struct {
 	subs    map[int]func(module string)
 	nextSub int
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	applyMu sync.Mutex // serialises ApplyFile, which hashes secrets outside mu
+
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
 }
 
-// Open migrates the store's tables and starts listening for other replicas' changes.
+// Open migrates the host's tables (see migrations) and starts listening for other
+// replicas' changes on a dedicated connection (not one of pool's), which it
+// re-establishes when lost. The pool stays the caller's.
 func Open(ctx context.Context, pool *pgxpool.Pool) (*Store, error) {
 	if err := migrate(ctx, pool); err != nil {
 		return nil, err
 	}
+	var id [8]byte
+	_, _ = rand.Read(id[:]) // never fails (crypto/rand panics rather than return an error)
+	s := &Store{pool: pool, origin: hex.EncodeToString(id[:]), schemas: map[string]*manifest.Manifest{},
+		file: map[string]map[string]fileValue{}, fileGen: map[string]int64{}, subs: map[int]func(string){}}
+	// Listen before returning, so no change made after Open can be missed.
+	conn, err := s.connectListener(ctx)
+	if err != nil {
+		return nil, err
+	}
 	lctx, cancel := context.WithCancel(context.Background())
-	s := &Store{pool: pool, schemas: map[string]*manifest.Manifest{}, file: map[string]map[string]fileValue{},
-		fileGen: map[string]int64{}, subs: map[int]func(string){}, cancel: cancel}
+	s.cancel = cancel
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.listen(lctx)
+		s.listen(lctx, conn)
 	}()
 	return s, nil
 }
 
-// Close stops listening. The pool stays open; it belongs to the caller.
+// Close stops listening and waits for the listener to end. The pool stays open; it
+// belongs to the caller. Close may be called more than once.
 func (s *Store) Close() {
-	s.cancel()
-	s.wg.Wait()
+	s.closeOnce.Do(func() {
+		s.cancel()
+		s.wg.Wait()
+	})
 }
 
 // Register adds a module's schema.
@@ -150,8 +185,13 @@ func (s *Store) Register(m *manifest.Manifest) {
 	s.schemas[m.ID] = m
 }
 
-// Subscribe calls fn with a module's id after any change of its settings. It returns
-// a function that removes the subscription.
+// Subscribe calls fn with a module's id after any change of its settings: a Set or
+// ClearSecret on this Store, a config file applied with ApplyFile, or a change made
+// by another Store on the same database (another replica). fn may also be called
+// when nothing changed — after the listener reconnects, for every module, since
+// notifications sent meanwhile are lost — so it should re-read with Snapshot and
+// compare revisions. fn runs on the changing goroutine or the listener's: it must not
+// block for long. The returned function removes the subscription.
 func (s *Store) Subscribe(fn func(module string)) (cancel func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -165,15 +205,18 @@ func (s *Store) Subscribe(fn func(module string)) (cancel func()) {
 	}
 }
 
-func (s *Store) announce(module string) {
+// announce tells this process's subscribers that modules changed.
+func (s *Store) announce(modules ...string) {
 	s.mu.RLock()
 	fns := make([]func(string), 0, len(s.subs))
 	for _, fn := range s.subs {
 		fns = append(fns, fn)
 	}
 	s.mu.RUnlock()
-	for _, fn := range fns {
-		fn(module)
+	for _, m := range modules {
+		for _, fn := range fns {
+			fn(m)
+		}
 	}
 }
 
@@ -193,27 +236,15 @@ func (s *Store) Snapshot(ctx context.Context, module string) (Snapshot, error) {
 	if err != nil {
 		return Snapshot{}, err
 	}
-	db := map[string]string{}
+	// One statement, so values and revision come from one database snapshot.
 	var dbRev int64
-	rows, err := s.pool.Query(ctx, `SELECT key, value FROM fiberkit_settings WHERE module = $1`, module)
+	db := map[string]string{}
+	err = s.pool.QueryRow(ctx, `SELECT
+		coalesce((SELECT revision FROM fiberkit_settings_revisions WHERE module = $1), 0),
+		coalesce((SELECT jsonb_object_agg(key, value) FROM fiberkit_settings WHERE module = $1), '{}')`,
+		module).Scan(&dbRev, &db)
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("read settings of %s: %w", module, err)
-	}
-	for rows.Next() {
-		var k, v string
-		if err := rows.Scan(&k, &v); err != nil {
-			rows.Close()
-			return Snapshot{}, fmt.Errorf("read settings of %s: %w", module, err)
-		}
-		db[k] = v
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return Snapshot{}, fmt.Errorf("read settings of %s: %w", module, err)
-	}
-	err = s.pool.QueryRow(ctx, `SELECT revision FROM fiberkit_settings_revisions WHERE module = $1`, module).Scan(&dbRev)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return Snapshot{}, fmt.Errorf("read revision of %s: %w", module, err)
 	}
 	s.mu.RLock()
 	file := s.file[module]
@@ -261,7 +292,7 @@ func (s *Store) Set(ctx context.Context, module string, changes map[string]strin
 			continue
 		}
 		if _, locked := file[key]; locked {
-			verr.Fields[key] = fmt.Sprintf("set by the config file; change it there (module %s, key %s)", module, key)
+			verr.Fields[key] = lockedProblem
 			verr.Locked = append(verr.Locked, key)
 			continue
 		}
@@ -321,7 +352,7 @@ func (s *Store) ClearSecret(ctx context.Context, module, key, actor string) erro
 	_, locked := s.file[module][key]
 	s.mu.RUnlock()
 	if locked {
-		return &ValidationError{Module: module, Fields: map[string]string{key: "set by the config file"}, Locked: []string{key}}
+		return &ValidationError{Module: module, Fields: map[string]string{key: lockedProblem}, Locked: []string{key}}
 	}
 	err = s.write(ctx, module, actor, "settings.clear", map[string]any{key: "cleared"}, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `DELETE FROM fiberkit_settings WHERE module = $1 AND key = $2`, module, key)
@@ -344,11 +375,15 @@ func (s *Store) write(ctx context.Context, module, actor, action string, detail 
 			ON CONFLICT (module) DO UPDATE SET revision = fiberkit_settings_revisions.revision + 1`, module); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO fiberkit_audit (actor, module, action, detail) VALUES ($1, $2, $3, $4)`,
-			actor, module, action, detail); err != nil {
+		if err := audit.New(tx).Log(ctx, actor, module, action, detail); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, notifyChannel, module)
+		payload, err := json.Marshal(notice{Module: module, Origin: s.origin})
+		if err != nil {
+			return err
+		}
+		// Delivered at commit, to every listening Store but this one (see relay).
+		_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, notifyChannel, string(payload))
 		return err
 	})
 	if err != nil {
@@ -358,38 +393,75 @@ func (s *Store) write(ctx context.Context, module, actor, action string, detail 
 	return nil
 }
 
-// listen relays other replicas' changes to subscribers, reconnecting as needed.
-func (s *Store) listen(ctx context.Context) {
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		conn, err := s.pool.Acquire(ctx)
-		if err == nil {
-			_, err = conn.Exec(ctx, "LISTEN "+notifyChannel)
-			if err == nil {
-				backoff = 100 * time.Millisecond
-				for {
-					n, werr := conn.Conn().WaitForNotification(ctx)
-					if werr != nil {
-						err = werr
-						break
-					}
-					s.announce(n.Payload)
-				}
-			}
-			// A connection that was LISTENing must not go back to the pool.
-			_ = conn.Conn().Close(context.Background())
-			conn.Release()
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 5*time.Second)
+// connectListener opens the dedicated connection that LISTENs for changes. It uses
+// the pool's connection settings; the pool's BeforeConnect/AfterConnect hooks do not
+// apply to it.
+func (s *Store) connectListener(ctx context.Context) (*pgx.Conn, error) {
+	cfg := s.pool.Config().ConnConfig.Copy()
+	cfg.RuntimeParams["application_name"] = listenerName
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("settings: connect listener: %w", err)
 	}
+	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
+		closeConn(conn)
+		return nil, fmt.Errorf("settings: listen: %w", err)
+	}
+	return conn, nil
+}
+
+// listen relays other replicas' changes to subscribers until ctx ends, reconnecting
+// with backoff when the connection is lost.
+func (s *Store) listen(ctx context.Context, conn *pgx.Conn) {
+	for {
+		s.relay(ctx, conn)
+		closeConn(conn)
+		backoff := 100 * time.Millisecond
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			var err error
+			if conn, err = s.connectListener(ctx); err == nil {
+				break
+			}
+			backoff = min(backoff*2, 5*time.Second)
+		}
+		// Whatever was notified while disconnected is lost: have everyone re-read.
+		s.mu.RLock()
+		ids := make([]string, 0, len(s.schemas))
+		for id := range s.schemas {
+			ids = append(ids, id)
+		}
+		s.mu.RUnlock()
+		sort.Strings(ids)
+		s.announce(ids...)
+	}
+}
+
+// relay announces notifications arriving on conn until it fails or ctx ends.
+func (s *Store) relay(ctx context.Context, conn *pgx.Conn) {
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return
+		}
+		var nt notice
+		if json.Unmarshal([]byte(n.Payload), &nt) != nil || nt.Module == "" {
+			continue
+		}
+		if nt.Origin != s.origin { // this Store's own changes were announced when made
+			s.announce(nt.Module)
+		}
+	}
+}
+
+func closeConn(conn *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = conn.Close(ctx)
 }
 
 // CheckFile validates a config file against the registered schemas without applying it.
@@ -444,55 +516,77 @@ func (s *Store) resolveFile(f *File) (map[string]map[string]fileValue, error) {
 	return out, nil
 }
 
-// ApplyFile installs f as the overlay and returns the modules whose effective
-// settings changed. An invalid file changes nothing (check it with CheckFile).
-func (s *Store) ApplyFile(f *File) []string {
+// ApplyFile installs f as the config-file overlay, replacing the previous one, and
+// returns the ids of the modules whose file values changed (sorted); their
+// subscribers are told too. Secrets in the file are hashed here, in memory only (a
+// value that already is a secret.Hash output is taken as the hash); an unchanged
+// secret keeps its hash. A file that fails CheckFile changes nothing and returns nil:
+// check it first to report why. Modules not registered yet are ignored.
+func (s *Store) ApplyFile(f *File) (changed []string) {
 	resolved, err := s.resolveFile(f)
 	if err != nil {
 		return nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var changed []string
-	for id := range s.schemas {
-		old, nw := s.file[id], resolved[id]
-		same := len(old) == len(nw)
-		for k, v := range nw {
-			if o, ok := old[k]; !ok || o.fingerprint != v.fingerprint {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	s.mu.RLock()
+	schemas := make(map[string]*manifest.Manifest, len(s.schemas))
+	for id, m := range s.schemas {
+		schemas[id] = m
+	}
+	old := s.file
+	s.mu.RUnlock()
+
+	next := make(map[string]map[string]fileValue, len(old))
+	for id, vals := range old {
+		next[id] = vals
+	}
+	for id, m := range schemas {
+		was, now := old[id], resolved[id]
+		same := len(was) == len(now)
+		for k, v := range now {
+			if o, ok := was[k]; !ok || o.fingerprint != v.fingerprint {
 				same = false
 			}
 		}
 		if same {
 			continue
 		}
-		// Hash secrets now, keeping the old hash of an unchanged secret.
-		for k, v := range nw {
-			st, _ := s.schemas[id].Setting(k)
-			if st.Type != manifest.Secret {
+		// Hash secrets now (slow: outside mu), keeping the hash of an unchanged one.
+		for k, v := range now {
+			if st, _ := m.Setting(k); st.Type != manifest.Secret {
 				continue
 			}
-			if o, ok := old[k]; ok && o.fingerprint == v.fingerprint {
-				nw[k] = o
+			if o, ok := was[k]; ok && o.fingerprint == v.fingerprint {
+				now[k] = o
 				continue
 			}
 			plain := f.Modules[id].Settings[k]
-			if plain == "" {
-				continue
+			switch {
+			case plain == "", secret.IsHash(plain):
+				now[k] = fileValue{value: plain, fingerprint: v.fingerprint}
+			default:
+				h, err := secret.Hash(plain)
+				if err != nil {
+					return nil // no randomness: leave the old overlay in force
+				}
+				now[k] = fileValue{value: h, fingerprint: v.fingerprint}
 			}
-			h, err := secret.Hash(plain)
-			if err != nil {
-				continue
-			}
-			nw[k] = fileValue{value: h, fingerprint: v.fingerprint}
 		}
-		if len(nw) == 0 {
-			delete(s.file, id)
+		if len(now) == 0 {
+			delete(next, id)
 		} else {
-			s.file[id] = nw
+			next[id] = now
 		}
-		s.fileGen[id]++
 		changed = append(changed, id)
 	}
 	sort.Strings(changed)
+	s.mu.Lock()
+	s.file = next
+	for _, id := range changed {
+		s.fileGen[id]++
+	}
+	s.mu.Unlock()
+	s.announce(changed...)
 	return changed
 }
