@@ -178,7 +178,9 @@ func (s *Store) Close() {
 	})
 }
 
-// Register adds a module's schema.
+// Register adds (or replaces) a module's schema, which Set validates against and
+// Snapshot orders and defaults by. Register every module before applying a config
+// file: ApplyFile ignores modules it does not know, CheckFile refuses them.
 func (s *Store) Register(m *manifest.Manifest) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -265,9 +267,12 @@ func (s *Store) Snapshot(ctx context.Context, module string) (Snapshot, error) {
 	return snap, nil
 }
 
-// Set changes some of a module's settings, all or none. Secrets are given in plain
+// Set changes some of a module's settings, all or none, on behalf of actor. Values are
+// normalised for their type (manifest.Setting.Normalize). Secrets are given in plain
 // text and stored hashed; an empty secret leaves it unchanged. Refused fields are
-// reported in a *ValidationError (errors.Is(err, ErrLocked) when the file sets one).
+// reported together in a *ValidationError (errors.Is(err, ErrLocked) when the config
+// file sets one). A successful Set bumps the module's revision and writes an audit
+// entry in the same transaction, then notifies subscribers here and on other replicas.
 func (s *Store) Set(ctx context.Context, module string, changes map[string]string, actor string) error {
 	m, err := s.schema(module)
 	if err != nil {
@@ -338,7 +343,8 @@ func (s *Store) Set(ctx context.Context, module string, changes map[string]strin
 	return nil
 }
 
-// ClearSecret removes a secret's stored hash.
+// ClearSecret removes a secret's stored hash on behalf of actor (audited, revision
+// bumped, subscribers notified). A secret the config file sets is refused (ErrLocked).
 func (s *Store) ClearSecret(ctx context.Context, module, key, actor string) error {
 	m, err := s.schema(module)
 	if err != nil {
