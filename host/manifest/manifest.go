@@ -231,7 +231,7 @@ func Parse(data []byte, file, dir, hostVersion string) (*Manifest, error) {
 		}
 		for j, meth := range methods {
 			meth = strings.ToUpper(meth)
-			if !httpMethods[meth] {
+			if !knownMethod(meth) {
 				bad(fmt.Sprintf("%s.methods[%d]", f, j), "unknown HTTP method %q", methods[j])
 				continue
 			}
@@ -323,9 +323,14 @@ func (s Setting) Normalize(v string) (string, error) {
 	return "", fmt.Errorf("%w: unknown type %q", ErrInvalidValue, s.Type)
 }
 
-// httpMethods are the methods a route may list.
-var httpMethods = map[string]bool{"*": true, "GET": true, "HEAD": true, "POST": true, "PUT": true,
-	"PATCH": true, "DELETE": true, "OPTIONS": true}
+// knownMethod reports whether a route may list method (upper-case; "*" = any).
+func knownMethod(method string) bool {
+	switch method {
+	case "*", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS":
+		return true
+	}
+	return false
+}
 
 // checkPath returns what is wrong with a route or WebSocket path, or "". Paths are
 // fiber-style: "/records/:table", "/files/*", optional parameters "/:id?".
