@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/fiberkit/fiberkit/host/settings"
 	"github.com/fiberkit/fiberkit/sdk/transport"
@@ -55,11 +56,19 @@ func (h *hostService) Publish(ctx context.Context, route string, m transport.Mes
 	return h.mod.sock.publish(ctx, route, m), nil
 }
 
+// Audit records the entry as the plugin's: the actor a plugin names (the user it
+// acts for) is only its claim, so it is kept as "plugin:<id> for <actor>" and can
+// never pass for the host's own "admin:<user>" entries.
 func (h *hostService) Audit(ctx context.Context, action, actor string, detail map[string]any) error {
-	if actor == "" {
-		actor = "plugin:" + h.mod.man.ID
+	return h.kit.audit.Log(ctx, pluginActor(h.mod.man.ID, actor), h.mod.man.ID, action, detail)
+}
+
+func pluginActor(module, claimed string) string {
+	actor := "plugin:" + module
+	if claimed = strings.TrimSpace(claimed); claimed != "" {
+		actor += " for " + claimed
 	}
-	return h.kit.audit.Log(ctx, actor, h.mod.man.ID, action, detail)
+	return actor
 }
 
 // call runs target's operation for caller. The target must be loaded and enabled;

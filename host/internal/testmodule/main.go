@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -124,6 +125,22 @@ func main() {
 			}),
 			"set": sdk.Op(func(ctx context.Context, in map[string]string) (bool, error) {
 				return true, st.getHost().SetSettings(ctx, in)
+			}),
+			// echo returns its input: large payloads test the message size limits.
+			"echo": sdk.Op(func(ctx context.Context, in string) (string, error) { return in, nil }),
+			// bigcall sends a payload of Size bytes to Target's echo through the host.
+			"bigcall": sdk.Op(func(ctx context.Context, in struct {
+				Target string
+				Size   int
+			}) (int, error) {
+				var out string
+				err := st.getHost().Call(ctx, in.Target, "echo", strings.Repeat("x", in.Size), &out)
+				return len(out), err
+			}),
+			// env reports the process environment, to check what the host passes on.
+			"env": sdk.Op(func(ctx context.Context, _ struct{}) ([]string, error) { return os.Environ(), nil }),
+			"audit": sdk.Op(func(ctx context.Context, in struct{ Action, Actor string }) (bool, error) {
+				return true, st.getHost().Audit(ctx, in.Action, in.Actor, map[string]any{"via": "testmodule"})
 			}),
 		},
 		Configure: func(ctx context.Context, env *sdk.Env) error {
