@@ -33,6 +33,7 @@ import (
 	"github.com/fiberkit/fiberkit/host/audit"
 	"github.com/fiberkit/fiberkit/host/manifest"
 	"github.com/fiberkit/fiberkit/host/settings"
+	"github.com/fiberkit/fiberkit/sdk/transport"
 )
 
 // Version is the host kit's version, checked against each manifest's min_host_version.
@@ -268,6 +269,12 @@ func (k *Kit) Close() error {
 		k.pool.Close()
 	})
 	return nil
+}
+
+// maxMessage is the largest gRPC message exchanged with plugins, both ways: room for
+// the largest WebSocket frame, and at least transport.DefaultMaxMessageSize.
+func (k *Kit) maxMessage() int {
+	return transport.MaxMessageSize(max(k.cfg.MaxFrameSize, 64<<20))
 }
 
 // Modules reports each module's state, in load order.

@@ -260,7 +260,7 @@ func (m *module) start(ctx context.Context) (*proc, error) {
 		AutoMTLS:         true,
 		Logger:           newPluginLogger(m.kit.log, m.man.ID),
 		StartTimeout:     30 * time.Second,
-		GRPCDialOptions:  transport.DialOptions(),
+		GRPCDialOptions:  transport.DialOptions(m.kit.maxMessage()),
 	})
 	proto, err := client.Client()
 	if err != nil {
@@ -288,7 +288,7 @@ func (m *module) start(ctx context.Context) (*proc, error) {
 		client.Kill()
 		return nil, fmt.Errorf("plugin says it is %q but its manifest %s says %q", desc.ID, m.man.File, m.man.ID)
 	}
-	hostID := rpc.ServeHost(&hostService{kit: m.kit, mod: m})
+	hostID := rpc.ServeHost(&hostService{kit: m.kit, mod: m}, m.kit.maxMessage())
 	m.mu.Lock()
 	if rc := client.ReattachConfig(); rc != nil {
 		m.pid = rc.Pid

@@ -30,10 +30,11 @@ func (c *Client) Describe(ctx context.Context) (Description, error) {
 
 // ServeHost brokers svc to the module once and returns the broker id to put in
 // every Configuration. Call it once per process: go-plugin opens a listener per call.
-func (c *Client) ServeHost(svc HostService) uint32 {
+// maxMsg is the largest message the service accepts or sends (see MaxMessageSize).
+func (c *Client) ServeHost(svc HostService, maxMsg int) uint32 {
 	id := c.broker.NextId()
 	go c.broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
-		s := NewServer(opts)
+		s := newServer(opts, maxMsg)
 		pb.RegisterHostServer(s, &hostServer{svc: svc})
 		return s
 	})

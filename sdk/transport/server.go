@@ -59,7 +59,7 @@ func (s *server) hostClient(id uint32) (*HostClient, error) {
 	if s.host != nil && s.hostID == id {
 		return s.host, nil
 	}
-	conn, err := s.broker.Dial(id)
+	conn, err := s.broker.DialWithOptions(id, callLimits(maxMessageFromEnv())...)
 	if err != nil {
 		return nil, err
 	}

@@ -12,7 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
+	"os"
+	"strconv"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -48,14 +51,55 @@ func ClientPlugins() map[int]plugin.PluginSet {
 // grow them to 16 MiB), so a stream holds at most this much in flight per direction.
 const windowSize = 1 << 20
 
-// DialOptions are the gRPC options the host dials a module with.
-func DialOptions() []grpc.DialOption {
-	return []grpc.DialOption{grpc.WithInitialWindowSize(windowSize), grpc.WithInitialConnWindowSize(windowSize)}
+// MaxMessageEnv names the environment variable in which the host tells a module
+// process the largest gRPC message (bytes) either side accepts: a WebSocket frame, a
+// Call payload or result, a published message. Both sides use the same limit.
+const MaxMessageEnv = "FIBERKIT_MAX_MESSAGE_SIZE"
+
+// messageOverhead is what a message carries besides its payload (headers, caller,
+// framing).
+const messageOverhead = 1 << 20
+
+// DefaultMaxMessageSize is the limit a module process uses when the host does not set
+// MaxMessageEnv: 64 MiB of payload plus overhead.
+const DefaultMaxMessageSize = 64<<20 + messageOverhead
+
+// MaxMessageSize returns the gRPC message limit for payloads of up to payload bytes.
+func MaxMessageSize(payload int64) int {
+	n := payload + messageOverhead
+	if payload <= 0 {
+		n = DefaultMaxMessageSize
+	}
+	return int(min(n, math.MaxInt32))
 }
 
-// NewServer is the gRPC server factory a module process serves with.
+// maxMessageFromEnv is the module process's limit: what the host said, or the default.
+func maxMessageFromEnv() int {
+	if n, err := strconv.ParseInt(os.Getenv(MaxMessageEnv), 10, 64); err == nil && n > 0 {
+		return int(min(n, math.MaxInt32))
+	}
+	return DefaultMaxMessageSize
+}
+
+// DialOptions are the gRPC options the host dials a module with; maxMsg is the
+// largest message sent or received (see MaxMessageSize).
+func DialOptions(maxMsg int) []grpc.DialOption {
+	return append(callLimits(maxMsg), grpc.WithInitialWindowSize(windowSize), grpc.WithInitialConnWindowSize(windowSize))
+}
+
+func callLimits(maxMsg int) []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsg), grpc.MaxCallSendMsgSize(maxMsg))}
+}
+
+// NewServer is the gRPC server factory a module process serves with. Its message
+// limit comes from MaxMessageEnv.
 func NewServer(opts []grpc.ServerOption) *grpc.Server {
-	opts = append(opts, grpc.InitialWindowSize(windowSize), grpc.InitialConnWindowSize(windowSize))
+	return newServer(opts, maxMessageFromEnv())
+}
+
+func newServer(opts []grpc.ServerOption, maxMsg int) *grpc.Server {
+	opts = append(opts, grpc.InitialWindowSize(windowSize), grpc.InitialConnWindowSize(windowSize),
+		grpc.MaxRecvMsgSize(maxMsg), grpc.MaxSendMsgSize(maxMsg))
 	return grpc.NewServer(opts...)
 }
 
