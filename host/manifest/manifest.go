@@ -67,8 +67,10 @@ type Route struct {
 // WebSocket is a WebSocket endpoint, relative to the module's mount prefix.
 type WebSocket struct {
 	Path    string `yaml:"path"`
-	Browser bool   `yaml:"browser,omitempty"` // opened by browsers: Origin is checked
-	Admin   bool   `yaml:"admin,omitempty"`
+	Browser bool   `yaml:"browser,omitempty"` // opened by browsers: an allowed Origin is required
+	// Admin endpoints sit behind the admin auth; a foreign Origin is refused on them
+	// whether or not Browser is set.
+	Admin bool `yaml:"admin,omitempty"`
 }
 
 // Operation is a named operation the module answers.
@@ -333,7 +335,8 @@ func knownMethod(method string) bool {
 }
 
 // checkPath returns what is wrong with a route or WebSocket path, or "". Paths are
-// fiber-style: "/records/:table", "/files/*", optional parameters "/:id?".
+// fiber-style: "/records/:table", "/files/*". Optional parameters ("/:id?") are not
+// supported: declare the path with and without the parameter.
 func checkPath(p string) string {
 	switch {
 	case !strings.HasPrefix(p, "/"):
@@ -344,8 +347,11 @@ func checkPath(p string) string {
 		return "contains white space or '#'"
 	}
 	for _, seg := range strings.Split(p[1:], "/") {
+		if paramPattern.MatchString(seg) && strings.HasSuffix(seg, "?") {
+			return fmt.Sprintf("has an optional parameter %q, which is not supported: declare the path both with %s and without it", seg, strings.TrimSuffix(seg, "?"))
+		}
 		if (strings.HasPrefix(seg, ":") || strings.Contains(seg, "?")) && !paramPattern.MatchString(seg) {
-			return fmt.Sprintf("has a bad parameter %q (want :name or :name?)", seg)
+			return fmt.Sprintf("has a bad parameter %q (want :name)", seg)
 		}
 	}
 	return ""
