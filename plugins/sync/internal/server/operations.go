@@ -417,10 +417,7 @@ func (s *Server) operations() sdk.Operations {
 				res, perr = s.pullRemote(ctx, r, token)
 				return perr
 			})
-			if err != nil {
-				return res, sdk.Errorf("transfer_failed", "%v", err)
-			}
-			return res, nil
+			return transferOutcome(res, err)
 		}),
 		"delete_remote": sdk.Op(func(ctx context.Context, in sessionIn) (bool, error) {
 			st, err := s.state()
@@ -484,8 +481,15 @@ func (s *Server) pull(ctx context.Context, st *state, in pullIn) (map[string]syn
 		TransferOptions: syncclient.TransferOptions{CreateMissing: in.CreateMissing, BatchSize: in.BatchSize},
 	})
 	recordPulls(st, in.URL, owner(ctx, ""), def, strategies, res)
-	if err != nil {
-		return res, sdk.Errorf("transfer_failed", "%v", err)
+	return transferOutcome(res, err)
+}
+
+// transferOutcome is what pull and run_remote answer: once tables were transferred,
+// a result per table (a failed one says why in Error) — an operation error would
+// drop them; before that, the error alone.
+func transferOutcome(res map[string]syncclient.Result, err error) (map[string]syncclient.Result, error) {
+	if err != nil && len(res) == 0 {
+		return nil, sdk.Errorf("transfer_failed", "%v", err)
 	}
 	return res, nil
 }

@@ -80,7 +80,8 @@ func (s *Server) serveSender(ctx context.Context, c *sdk.Conn) error {
 		}
 		p.connID, p.topic, p.joined = conn.ID, "transfer:token", false
 	} else {
-		code := q.Get("code")
+		// Codes are shown upper-case; accept them as typed, with stray spaces.
+		code := strings.ToUpper(strings.TrimSpace(q.Get("code")))
 		sess, err := st.sessions.Redeem(ctx, code, session.Attempt{Address: addr, Password: password}, st.policy())
 		if err != nil {
 			status, reason := redeemError(err)
@@ -99,6 +100,18 @@ func (s *Server) serveSender(ctx context.Context, c *sdk.Conn) error {
 	go p.watchOwner(ctx)
 	return p.loop(ctx)
 }
+
+// normalTopic spells a transfer:CODE topic as the sender does (codes upper-case,
+// no spaces), so a receiver may echo the code as its user typed it.
+func normalTopic(topic string) string {
+	if code, ok := strings.CutPrefix(topic, "transfer:"); ok && code != "token" {
+		return "transfer:" + strings.ToUpper(strings.TrimSpace(code))
+	}
+	return topic
+}
+
+// servedSchema is the one schema whose tables a receiver may list and read.
+const servedSchema = "public"
 
 // liveStream is one running fast-path stream.
 type liveStream struct {
@@ -218,7 +231,7 @@ func (p *peer) handle(ctx context.Context, f wire.Frame) error {
 		}
 		return p.fail(f, wire.ErrBadRequest, "unknown event on topic phoenix")
 	}
-	if f.Topic != p.topic {
+	if normalTopic(f.Topic) != p.topic {
 		return p.fail(f, wire.ErrBadRequest, "unknown topic "+f.Topic)
 	}
 	switch f.Event {
@@ -369,6 +382,13 @@ func (p *peer) admit(ctx context.Context, f wire.Frame) bool {
 	default:
 		r.Table = body.Table
 	}
+	if r.Table != "" {
+		// Limits name tables as request:tables lists them; check the table the name
+		// resolves to, so another spelling of an excluded table is still excluded.
+		if id, err := catalog.Resolve(ctx, p.st.pool, r.Table); err == nil && id.Schema == servedSchema {
+			r.Table = id.Name
+		}
+	}
 	if _, err := p.st.conns.Admit(ctx, p.connID, r); err != nil {
 		var ref *connection.Refusal
 		if errors.As(err, &ref) {
@@ -397,7 +417,10 @@ func (p *peer) schema(ctx context.Context, snap *exporter.Snapshot, table string
 	if err != nil {
 		return nil, err
 	}
-	if catalog.IsSecretTable(id.Name) || !p.tableAllowed(table) {
+	// Judge the table the name resolved to, not the spelling the receiver sent:
+	// "public.products" must meet the same limits as "products". Only what
+	// request:tables lists (the public schema, never the kit's own tables) is served.
+	if id.Schema != servedSchema || catalog.IsSecretTable(id.Name) || !p.tableAllowed(id.Name) {
 		return nil, fmt.Errorf("%w: %q", catalog.ErrUnknownTable, table)
 	}
 	return catalog.GetSchema(ctx, snap.Querier(), table)
@@ -514,6 +537,12 @@ func (p *peer) join(ctx context.Context, f wire.Frame) error {
 			setOutcome("cancelled")
 			_ = p.c.Close(4004, "session ended by the sending site")
 			p.cancel()
+		default:
+			// The receiver left while waiting: take the request off the Send page.
+			setOutcome("abandoned")
+			dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = p.st.sessions.Deny(dctx, approval.ID, "receiver left")
+			dcancel()
 		}
 	}()
 	return nil

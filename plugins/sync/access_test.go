@@ -1,0 +1,112 @@
+package main_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fiberkit/fiberkit/plugins/sync/connection"
+	"github.com/fiberkit/fiberkit/sdk/syncclient"
+)
+
+// A receiver reads only what request:tables lists: not the kit's own tables, not
+// another schema, and not an excluded table under another spelling of its name.
+func TestSenderServesOnlyListedTablesWhateverTheSpelling(t *testing.T) {
+	ctx := context.Background()
+	a := seeded(t, siteOptions{})
+	a.exec(t, `CREATE SCHEMA private; CREATE TABLE private.api_keys (id int PRIMARY KEY, key text); INSERT INTO private.api_keys VALUES (1, 'sk_live_secret')`)
+
+	code := a.newCode(t).Code
+	cl, err := syncclient.Connect(ctx, a.url, code, syncclient.Options{Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for _, tbl := range []string{"fiberkit_csrf", "public.fiberkit_csrf", "fiberkit_settings", "fiberkit_sync_sessions", "private.api_keys"} {
+		if n, err := cl.GetCount(ctx, tbl); remoteCode(err) != "unknown_table" {
+			t.Errorf("count %s: %d, %v (want unknown_table)", tbl, n, err)
+		}
+		if _, err := cl.FetchRecords(ctx, tbl, 0, 10); remoteCode(err) != "unknown_table" {
+			t.Errorf("records %s: %v (want unknown_table)", tbl, err)
+		}
+	}
+	// The same table by its qualified name is served like the bare one.
+	if n, err := cl.GetCount(ctx, "public.products"); err != nil || n != 300 {
+		t.Fatalf("public.products: %d %v", n, err)
+	}
+
+	c := a.newConnection(t, connection.Limits{ExcludedTables: []string{"products"}}, true)
+	tc, err := dialToken(t, a, c.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tbl := range []string{"products", "public.products"} {
+		if n, err := tc.GetCount(ctx, tbl); err == nil {
+			t.Errorf("excluded table read as %q: %d rows", tbl, n)
+		}
+		if _, err := tc.Transfer(ctx, startSite(t, siteOptions{}).pool, tbl, syncclient.TransferOptions{CreateMissing: true}); err == nil {
+			t.Errorf("excluded table transferred as %q", tbl)
+		}
+	}
+}
+
+// Codes are accepted as a person types them: lower case, with spaces around.
+func TestCodeAcceptedInLowerCaseWithSpaces(t *testing.T) {
+	a := seeded(t, siteOptions{})
+	code := a.newCode(t).Code
+	cl, err := syncclient.Connect(context.Background(), a.url, "  "+strings.ToLower(code)+" ", syncclient.Options{Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatalf("lower-case code refused: %v", err)
+	}
+	defer cl.Close()
+	if _, err := cl.ListTables(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A receiver that leaves while waiting for approval disappears from the pending
+// list, and the history says it was abandoned.
+func TestAbandonedApprovalRequestIsWithdrawn(t *testing.T) {
+	a := startSite(t, siteOptions{mode: "require_approval"})
+	code := a.newCode(t).Code
+	ctx, cancel := context.WithCancel(context.Background())
+	waiting := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := syncclient.Connect(ctx, a.url, code, syncclient.Options{
+			Timeout: 30 * time.Second, OnAwaitingApproval: func() { close(waiting) },
+		})
+		done <- err
+	}()
+	select {
+	case <-waiting:
+	case err := <-done:
+		t.Fatalf("connect finished before approval: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("receiver never told to wait")
+	}
+	var pending []struct {
+		ID string `json:"id"`
+	}
+	if err := a.call(t, "pending_approvals", struct{}{}, &pending); err != nil || len(pending) != 1 {
+		t.Fatalf("pending before leaving: %+v %v", pending, err)
+	}
+	cancel()
+	<-done
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if err := a.call(t, "pending_approvals", struct{}{}, &pending); err != nil {
+			t.Fatal(err)
+		}
+		var status string
+		_ = a.pool.QueryRow(context.Background(), `SELECT status FROM fiberkit_sync_transfers WHERE table_name = '(connection request)'`).Scan(&status)
+		if len(pending) == 0 && status == "abandoned" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the receiver left: pending %+v, history status %q", pending, status)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
