@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -75,6 +76,14 @@ type Config struct {
 	MaxFrameSize int64
 	// HealthInterval is how often plugin processes are checked. Default 2s.
 	HealthInterval time.Duration
+	// PluginEnv adds to the environment of plugin processes, which do not inherit the
+	// host's (it may hold secrets meant for the host, such as the ${VAR}s of the
+	// config file). An entry "NAME=value" sets NAME; "NAME" passes the host's value
+	// on. Plugins always get PATH, HOME, USER, TMPDIR, LANG, LC_*, TZ, the TLS
+	// certificate and proxy variables, the Go runtime's (GODEBUG, GOMAXPROCS, …),
+	// PostgreSQL's PG* (modules connect to the same database) and every FIBERKIT_*
+	// variable (e.g. FIBERKIT_SECRET_KEY for Sync).
+	PluginEnv []string
 	// Logger receives the kit's logs and the plugins' logs under their module id.
 	Logger *slog.Logger
 }
@@ -275,6 +284,41 @@ func (k *Kit) Close() error {
 // the largest WebSocket frame, and at least transport.DefaultMaxMessageSize.
 func (k *Kit) maxMessage() int {
 	return transport.MaxMessageSize(max(k.cfg.MaxFrameSize, 64<<20))
+}
+
+// pluginEnvNames are passed from the host's environment to plugin processes, with
+// every variable starting with one of pluginEnvPrefixes.
+var pluginEnvNames = []string{
+	"PATH", "HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "TEMP", "TMP", "LANG", "LANGUAGE", "TZ", "ZONEINFO",
+	"SSL_CERT_FILE", "SSL_CERT_DIR", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+	"GODEBUG", "GOTRACEBACK", "GOMAXPROCS", "GOMEMLIMIT", "GOGC", "GORACE", "GOCOVERDIR",
+	"SYSTEMROOT", "WINDIR", "USERPROFILE", "LOCALAPPDATA", "APPDATA",
+}
+
+var pluginEnvPrefixes = []string{"LC_", "FIBERKIT_", "PG"}
+
+// pluginEnv is the environment plugin processes start with (go-plugin adds its own
+// handshake variables).
+func (k *Kit) pluginEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		pass := slices.Contains(pluginEnvNames, name)
+		for _, p := range pluginEnvPrefixes {
+			pass = pass || strings.HasPrefix(name, p)
+		}
+		if pass && name != transport.Handshake().MagicCookieKey && name != transport.MaxMessageEnv {
+			env = append(env, kv)
+		}
+	}
+	for _, e := range k.cfg.PluginEnv {
+		if strings.Contains(e, "=") {
+			env = append(env, e)
+		} else if v, ok := os.LookupEnv(e); ok {
+			env = append(env, e+"="+v)
+		}
+	}
+	return append(env, fmt.Sprintf("%s=%d", transport.MaxMessageEnv, k.maxMessage()))
 }
 
 // Modules reports each module's state, in load order.

@@ -58,6 +58,38 @@ func TestLargeCallPayloads(t *testing.T) {
 	}
 }
 
+// A plugin does not inherit the host's environment: secrets the host was given
+// (e.g. for ${VAR} in the config file) stay in the host.
+func TestPluginDoesNotSeeHostEnvironment(t *testing.T) {
+	t.Setenv("FOO_SECRET", "do-not-leak-7f3a")
+	t.Setenv("SYNC_PASSWORD", "do-not-leak-either")
+	t.Setenv("FIBERKIT_SECRET_KEY", "meant-for-plugins")
+	s := startSite(t, kitOptions{enabled: []string{"tm"}})
+	out, err := s.kit.Call(context.Background(), "u", "tm", "env", []byte(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env []string
+	if err := json.Unmarshal(out, &env); err != nil {
+		t.Fatal(err)
+	}
+	joined := strings.Join(env, "\n")
+	if strings.Contains(joined, "do-not-leak") {
+		t.Fatalf("plugin sees the host's secrets:\n%s", joined)
+	}
+	for _, want := range []string{"FIBERKIT_SECRET_KEY=meant-for-plugins", "PATH="} {
+		found := false
+		for _, kv := range env {
+			if strings.HasPrefix(kv, want) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("plugin environment lacks %s:\n%s", want, joined)
+		}
+	}
+}
+
 // The audit log records the plugin that wrote an entry, whatever actor it claims.
 func TestPluginAuditActorIsThePlugin(t *testing.T) {
 	s := startSite(t, kitOptions{enabled: []string{"tm"}})

@@ -252,10 +252,12 @@ func (m *module) configuration(rev int64, values map[string]string) transport.Co
 func (m *module) start(ctx context.Context) (*proc, error) {
 	cmd := exec.Command(m.man.Executable)
 	cmd.Dir = m.man.Dir
+	cmd.Env = m.kit.pluginEnv()
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  transport.Handshake(),
 		VersionedPlugins: transport.ClientPlugins(),
 		Cmd:              cmd,
+		SkipHostEnv:      true,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		Logger:           newPluginLogger(m.kit.log, m.man.ID),
