@@ -14,6 +14,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -62,6 +63,9 @@ type Limits struct {
 	MaxFailures int
 	Window      time.Duration
 	Lockout     time.Duration
+	// MaxConcurrentChecks bounds the password checks (argon2id) running at once in
+	// this process. Default 4.
+	MaxConcurrentChecks int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -77,6 +81,9 @@ func (l Limits) withDefaults() Limits {
 	if l.Lockout <= 0 {
 		l.Lockout = 15 * time.Minute
 	}
+	if l.MaxConcurrentChecks <= 0 {
+		l.MaxConcurrentChecks = 4
+	}
 	return l
 }
 
@@ -84,6 +91,7 @@ func (l Limits) withDefaults() Limits {
 type Store struct {
 	pool   *pgxpool.Pool
 	limits Limits
+	checks chan struct{} // a slot per running password check
 }
 
 // Session is one session.
@@ -112,7 +120,8 @@ func Open(ctx context.Context, pool *pgxpool.Pool, limits Limits) (*Store, error
 	if err != nil {
 		return nil, fmt.Errorf("session store: migrate: %w", err)
 	}
-	return &Store{pool: pool, limits: limits.withDefaults()}, nil
+	limits = limits.withDefaults()
+	return &Store{pool: pool, limits: limits, checks: make(chan struct{}, limits.MaxConcurrentChecks)}, nil
 }
 
 const schemaSQL = `
@@ -139,6 +148,7 @@ CREATE TABLE IF NOT EXISTS fiberkit_sync_attempts (
 	failed        boolean NOT NULL
 );
 CREATE INDEX IF NOT EXISTS fiberkit_sync_attempts_addr ON fiberkit_sync_attempts (address, at);
+ALTER TABLE fiberkit_sync_attempts ADD COLUMN IF NOT EXISTS session_id uuid;
 CREATE TABLE IF NOT EXISTS fiberkit_sync_approvals (
 	id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
 	session_id    uuid NOT NULL REFERENCES fiberkit_sync_sessions(id) ON DELETE CASCADE,
@@ -169,10 +179,14 @@ func NewCode() (string, error) {
 	return string(out), nil
 }
 
+// NormalizeCode is how a typed code is compared: surrounding space dropped, upper case.
+func NormalizeCode(code string) string { return strings.ToUpper(strings.TrimSpace(code)) }
+
 // hashCode is how codes are stored and looked up: the database never holds a usable
 // code, and a look-up by hash leaks nothing about near misses through timing.
+// Codes are compared upper-cased and trimmed, as people type them.
 func hashCode(code string) []byte {
-	h := sha256.Sum256([]byte(code))
+	h := sha256.Sum256([]byte(NormalizeCode(code)))
 	return h[:]
 }
 
@@ -256,9 +270,13 @@ func (s *Store) Update(ctx context.Context, id, status string, progress map[stri
 	return nil
 }
 
-// SetReceiverInfo records what a receiver says about itself (from its join).
+// SetReceiverInfo records what a receiver says about itself (from its join), on the
+// session and on the attempt that redeemed its code.
 func (s *Store) SetReceiverInfo(ctx context.Context, id string, info map[string]any) error {
 	if _, err := s.pool.Exec(ctx, `UPDATE fiberkit_sync_sessions SET receiver_info = $2 WHERE id::text = $1`, id, info); err != nil {
+		return fmt.Errorf("update session %s: %w", id, err)
+	}
+	if _, err := s.pool.Exec(ctx, `UPDATE fiberkit_sync_attempts SET receiver_info = $2 WHERE session_id::text = $1`, id, info); err != nil {
 		return fmt.Errorf("update session %s: %w", id, err)
 	}
 	return nil
@@ -291,7 +309,10 @@ func (s *Store) ReleaseOwner(ctx context.Context, owner string) error {
 
 // Attempt describes a receiver trying a code.
 type Attempt struct {
-	Address      string
+	Address string
+	// ReceiverInfo, when the receiver said who it is before the code is checked, is
+	// recorded with the attempt (whatever its outcome). For an accepted attempt
+	// SetReceiverInfo fills it in later from the join.
 	ReceiverInfo map[string]any
 	Password     string
 }
@@ -306,24 +327,46 @@ type Policy struct {
 // Redeem checks an attempt against the code and the policy and, when it passes,
 // marks the code used (single use, atomically) and returns the session. With
 // require_approval the caller then asks for approval (RequestApproval, WaitApproval).
+//
+// Every attempt is recorded (fiberkit_sync_attempts), refusals by the lockout too.
+// The attempt is reserved before anything is checked: under a lock per address (held
+// only for the look-up and the insert, so across replicas too) the address's recent
+// failures are counted and, unless it is locked out, a row counting as a failure is
+// inserted; the row gets its real outcome once the check is done. So however many
+// attempts arrive at once, at most MaxFailures wrong ones are ever evaluated per
+// window: the others see the reservations and are refused with ErrRateLimited.
+// Password checks (argon2id) are also limited to MaxConcurrentChecks at a time per
+// Store.
 func (s *Store) Redeem(ctx context.Context, code string, a Attempt, p Policy) (Session, error) {
-	if err := s.checkRateLimit(ctx, a.Address); err != nil {
+	attemptID, err := s.reserve(ctx, a)
+	if err != nil {
 		return Session{}, err
 	}
+	settle := func(outcome string, failed bool, sessionID *string) {
+		// The outcome is recorded even when the caller went away meanwhile.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_, _ = s.pool.Exec(sctx, `UPDATE fiberkit_sync_attempts SET outcome = $2, failed = $3, session_id = $4::uuid WHERE id = $1`,
+			attemptID, outcome, failed, sessionID)
+	}
 	fail := func(outcome error) (Session, error) {
-		s.record(ctx, a, outcome.Error(), outcome != ErrDenied && outcome != ErrPasswordRequired)
+		settle(outcome.Error(), outcome != ErrDenied && outcome != ErrPasswordRequired, nil)
 		return Session{}, outcome
+	}
+	internal := func(err error) (Session, error) {
+		settle("internal error", false, nil)
+		return Session{}, fmt.Errorf("redeem code: %w", err)
 	}
 	var id string
 	var used *time.Time
 	var live bool
-	err := s.pool.QueryRow(ctx, `SELECT id::text, used_at, lease_until > now() FROM fiberkit_sync_sessions WHERE code_hash = $1 AND direction = 'send'`,
+	err = s.pool.QueryRow(ctx, `SELECT id::text, used_at, lease_until > now() FROM fiberkit_sync_sessions WHERE code_hash = $1 AND direction = 'send'`,
 		hashCode(code)).Scan(&id, &used, &live)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return fail(ErrInvalidCode)
 	case err != nil:
-		return Session{}, fmt.Errorf("redeem code: %w", err)
+		return internal(err)
 	case !live:
 		return fail(ErrInvalidCode)
 	case used != nil:
@@ -336,7 +379,11 @@ func (s *Store) Redeem(ctx context.Context, code string, a Attempt, p Policy) (S
 		if a.Password == "" {
 			return fail(ErrPasswordRequired)
 		}
-		if p.PasswordMatches == nil || !p.PasswordMatches(a.Password) {
+		ok, err := s.checkPassword(ctx, p, a.Password)
+		if err != nil {
+			return internal(err)
+		}
+		if !ok {
 			return fail(ErrWrongPassword)
 		}
 	case AutoAccept, RequireApproval:
@@ -350,10 +397,25 @@ func (s *Store) Redeem(ctx context.Context, code string, a Attempt, p Policy) (S
 		return fail(ErrAlreadyUsed) // another receiver won the race
 	}
 	if err != nil {
-		return Session{}, fmt.Errorf("redeem code: %w", err)
+		return internal(err)
 	}
-	s.record(ctx, a, "accepted", false)
+	settle("accepted", false, &sess.ID)
 	return sess, nil
+}
+
+// checkPassword runs the policy's password check, at most MaxConcurrentChecks at a
+// time: each is a deliberately slow hash.
+func (s *Store) checkPassword(ctx context.Context, p Policy, candidate string) (bool, error) {
+	if p.PasswordMatches == nil {
+		return false, nil
+	}
+	select {
+	case s.checks <- struct{}{}:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	defer func() { <-s.checks }()
+	return p.PasswordMatches(candidate), nil
 }
 
 // Validate reports whether code would be accepted now, without using it up:
@@ -379,23 +441,46 @@ func (s *Store) Live(ctx context.Context, id string) (bool, error) {
 	return live, err
 }
 
-func (s *Store) checkRateLimit(ctx context.Context, addr string) error {
-	var failures int
-	var last *time.Time
-	err := s.pool.QueryRow(ctx, `SELECT count(*), max(at) FROM fiberkit_sync_attempts
-		WHERE address = $1 AND failed AND at > now() - $2::interval`, addr, (s.limits.Window+s.limits.Lockout).String()).Scan(&failures, &last)
-	if err != nil {
-		return fmt.Errorf("rate limit: %w", err)
-	}
-	if failures >= s.limits.MaxFailures && last != nil && time.Since(*last) < s.limits.Lockout {
-		return ErrRateLimited
-	}
-	return nil
-}
+// outcomeChecking marks a reserved attempt whose check is under way; it counts as a
+// failure until it gets its outcome.
+const outcomeChecking = "checking"
 
-func (s *Store) record(ctx context.Context, a Attempt, outcome string, failed bool) {
-	_, _ = s.pool.Exec(ctx, `INSERT INTO fiberkit_sync_attempts (address, receiver_info, outcome, failed) VALUES ($1, $2, $3, $4)`,
-		a.Address, a.ReceiverInfo, outcome, failed)
+// reserve records an attempt before it is checked. Under a transaction-scoped
+// advisory lock on the address it decides whether the address is locked out: the
+// address is locked out for Lockout after the latest failure that completes
+// MaxFailures failures within Window (reserved attempts count as failures). A
+// locked-out attempt is recorded as rate_limited (not itself a failure, so a
+// waiting user does not prolong the lockout) and refused; otherwise the reservation's
+// id is returned.
+func (s *Store) reserve(ctx context.Context, a Attempt) (int64, error) {
+	var id int64
+	var limited bool
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('fiberkit_sync_attempts'), hashtext($1))`, a.Address); err != nil {
+			return err
+		}
+		err := tx.QueryRow(ctx, `SELECT coalesce(max(at) + $3::interval > clock_timestamp(), false) FROM (
+				SELECT at, lag(at, $4) OVER (ORDER BY at, id) AS first FROM fiberkit_sync_attempts
+				WHERE address = $1 AND failed AND at > clock_timestamp() - $2::interval) f
+			WHERE first IS NOT NULL AND at - first <= $5::interval`,
+			a.Address, (s.limits.Window + s.limits.Lockout).String(), s.limits.Lockout.String(), s.limits.MaxFailures-1, s.limits.Window.String()).Scan(&limited)
+		if err != nil {
+			return err
+		}
+		outcome, failed := outcomeChecking, true
+		if limited {
+			outcome, failed = ErrRateLimited.Error(), false
+		}
+		return tx.QueryRow(ctx, `INSERT INTO fiberkit_sync_attempts (at, address, receiver_info, outcome, failed)
+			VALUES (clock_timestamp(), $1, $2, $3, $4) RETURNING id`, a.Address, a.ReceiverInfo, outcome, failed).Scan(&id)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("rate limit: %w", err)
+	}
+	if limited {
+		return 0, ErrRateLimited
+	}
+	return id, nil
 }
 
 // AttemptRecord is a recorded attempt.
