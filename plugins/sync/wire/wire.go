@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"unicode/utf8"
 )
 
@@ -189,12 +190,21 @@ func New(joinRef, ref *string, topic, event string, v any) Frame {
 	return Frame{JoinRef: joinRef, Ref: ref, Topic: topic, Event: event, Payload: p}
 }
 
-// Unpack decodes a frame's payload into v, refusing unknown fields.
+// Unpack decodes a frame's payload, one JSON object, into v. Fields v does not know
+// are ignored (a newer peer may send them; see "Versioning" in docs/protocol.md);
+// known fields of the wrong type, a payload that is not one object, or trailing data
+// are refused.
 func (f Frame) Unpack(v any) error {
-	dec := json.NewDecoder(bytes.NewReader(f.Payload))
-	dec.DisallowUnknownFields()
+	p := bytes.TrimSpace(f.Payload)
+	if len(p) == 0 || p[0] != '{' {
+		return malformed("%s payload: must be a JSON object", f.Event)
+	}
+	dec := json.NewDecoder(bytes.NewReader(p))
 	if err := dec.Decode(v); err != nil {
 		return malformed("%s payload: %v", f.Event, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return malformed("%s payload: trailing data after the object", f.Event)
 	}
 	return nil
 }
