@@ -1,17 +1,27 @@
 // Package importer writes rows received from another site into a local table with a
 // conflict strategy, set-based: each batch is COPYed into a temporary all-text table
-// and merged with one INSERT … SELECT … ON CONFLICT. Values are cast from their text
-// representation by the column types' own input functions, exactly as COPY would.
+// and merged with one INSERT … SELECT … ON CONFLICT. Each value is converted from its
+// text by the column type's input function and then assigned to the column, so it is
+// checked, rounded or refused exactly as COPY would (a string too long for its
+// varchar(n) is an error, never silently cut). The import transaction fixes the
+// settings that change how text is parsed (DateStyle, IntervalStyle, TimeZone…), so
+// the receiving database's own defaults do not matter.
+//
 // A batch is one transaction: it lands whole or not at all. When a batch's statement
-// fails (a NOT NULL, CHECK or foreign key violation), that batch alone is replayed
-// row by row under savepoints, so the good rows land and each bad one is reported
-// with its key.
+// fails (a constraint, a value, a trigger refusing a row), that batch alone is
+// replayed row by row under savepoints, so the good rows land and each bad one is
+// reported with its key; the counts are the same as the batch statement's would be.
 //
 // Strategies (tables with a primary key):
 //   - skip: keep an existing row with the same key.
 //   - overwrite: replace it.
 //   - merge: update it, keeping the existing value where the incoming one is NULL.
-//   - append: always insert, letting the key's default (identity, sequence) pick a new key.
+//   - append: always insert, letting the key's defaults (identity, sequence) pick a
+//     new key; key columns without a default keep their incoming value.
+//
+// Several rows with one key in a batch: the last one wins, the others count as
+// skipped. Identity columns GENERATED ALWAYS are inserted with their incoming value
+// but never updated.
 //
 // Tables without a primary key have no notion of "the same row": only append applies.
 package importer
@@ -57,7 +67,7 @@ var (
 	ErrBadStrategy = errors.New("unknown strategy")
 	// ErrStrategyNotApplicable: skip, overwrite and merge need a primary key.
 	ErrStrategyNotApplicable = errors.New("strategy needs a primary key")
-	// ErrNoKeyDefault: append needs the key to have a default (identity or sequence).
+	// ErrNoKeyDefault: append needs a key column with a default (identity or sequence).
 	ErrNoKeyDefault = errors.New("append needs a primary key with a default")
 	// ErrUnknownColumn: the incoming rows have a column the table lacks.
 	ErrUnknownColumn = errors.New("unknown column")
@@ -98,17 +108,50 @@ type Options struct {
 	MaxErrors int
 }
 
+// field is one incoming column as the import's statements see it.
+type field struct {
+	catalog.Column
+	// tmp is its column in the temporary table: c1, c2, … in incoming order, so no
+	// user column name can collide with the importer's own ord column.
+	tmp string
+	// cast is the type its text is converted to: the column's type with domains
+	// unwrapped and without typmod. The INSERT's assignment to the column then applies
+	// the typmod and the domain's checks, refusing what does not fit as COPY does (an
+	// explicit cast to varchar(n), char(n) or bit(n) would cut it silently instead).
+	cast string
+}
+
+// typed is the field's text converted to its cast type, read from the temp table as s.
+func (f field) typed() string { return "s." + f.tmp + "::" + f.cast }
+
+// quoted is the field's column name, quoted.
+func (f field) quoted() string { return pgx.Identifier{f.Name}.Sanitize() }
+
 // Importer imports batches into one table. Batches may come from one goroutine at a time.
 type Importer struct {
 	pool      *pgxpool.Pool
 	sch       *catalog.Schema
 	strategy  Strategy
-	cols      []catalog.Column // incoming columns, in incoming order
-	write     []catalog.Column // columns written (append drops the key)
-	empty     bool             // the table was empty when the import began
-	overrides bool             // an identity ALWAYS column is written
+	cols      []field // incoming columns, in incoming order
+	write     []field // columns written (generated ones and append's generated keys dropped)
+	keys      []field // primary key columns (empty for append)
+	empty     bool    // the table was empty when the import began
+	overrides bool    // an identity ALWAYS column is written
 	maxErrors int
+	batchSQL  string // the strategy's statement over the whole temp table
+	rowSQL    string // the same over the temp row whose ord is $1
 }
+
+// tempTable holds a batch's rows as text while they are merged; ord numbers them in
+// incoming order. Its data columns are c1…cN, never the user's names.
+const tempTable = "pg_temp.fk_import_rows"
+
+// sessionSettings fixes, for the import transaction only, every setting that changes
+// how text values parse (date field order, interval sign rules, the zone of a time
+// without offset) and the output settings of values a trigger might render, so that
+// what lands does not depend on the receiving database's defaults.
+const sessionSettings = `SELECT set_config('DateStyle', 'ISO, MDY', true), set_config('IntervalStyle', 'postgres', true),
+	set_config('TimeZone', 'UTC', true), set_config('extra_float_digits', '3', true), set_config('bytea_output', 'hex', true)`
 
 // New prepares an import into table (resolved against the local catalog).
 func New(ctx context.Context, pool *pgxpool.Pool, table string, o Options) (*Importer, error) {
@@ -131,52 +174,129 @@ func New(ctx context.Context, pool *pgxpool.Pool, table string, o Options) (*Imp
 			o.Columns = append(o.Columns, c.Name)
 		}
 	}
-	for _, name := range o.Columns {
+	casts, err := castTypes(ctx, pool, sch)
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", table, err)
+	}
+	for i, name := range o.Columns {
 		c, ok := sch.Column(name)
 		if !ok {
 			return nil, fmt.Errorf("import %s: %w %q", table, ErrUnknownColumn, name)
 		}
-		im.cols = append(im.cols, c)
+		im.cols = append(im.cols, field{Column: c, tmp: fmt.Sprintf("c%d", i+1), cast: casts[name]})
 	}
 	if len(sch.PrimaryKey) == 0 && o.Strategy != Append {
 		return nil, fmt.Errorf("import %s: %w: the table has none, so only append applies", table, ErrStrategyNotApplicable)
 	}
-	for _, k := range sch.PrimaryKey {
-		if !im.has(k) && o.Strategy != Append {
-			return nil, fmt.Errorf("import %s: incoming rows lack key column %q", table, k)
+	if o.Strategy == Append {
+		if err := im.checkAppendKey(); err != nil {
+			return nil, fmt.Errorf("import %s: %w", table, err)
+		}
+	} else {
+		for _, k := range sch.PrimaryKey {
+			f, ok := im.field(k)
+			if !ok {
+				return nil, fmt.Errorf("import %s: incoming rows lack key column %q", table, k)
+			}
+			im.keys = append(im.keys, f)
 		}
 	}
-	for _, c := range im.cols {
-		if o.Strategy == Append && c.PrimaryKey {
-			if !c.HasDefault {
-				return nil, fmt.Errorf("import %s: %w: key column %q has no default or identity", table, ErrNoKeyDefault, c.Name)
-			}
-			continue // append lets the default pick the key
+	for _, f := range im.cols {
+		if o.Strategy == Append && f.PrimaryKey && f.HasDefault {
+			continue // append lets the default pick this part of the key
 		}
-		if c.Generated != "" {
+		if f.Generated != "" {
 			continue
 		}
-		im.write = append(im.write, c)
-		if c.Identity == "always" {
+		im.write = append(im.write, f)
+		if f.Identity == "always" {
 			im.overrides = true
 		}
 	}
+	im.batchSQL = im.mergeSQL("")
+	im.rowSQL = im.mergeSQL(" WHERE s.ord = $1")
 	if err := pool.QueryRow(ctx, "SELECT NOT EXISTS (SELECT 1 FROM "+sch.Ident().Quoted()+")").Scan(&im.empty); err != nil {
-		return nil, fmt.Errorf("import %s: %w", table, err)
+		return nil, fmt.Errorf("import %s: check whether the table is empty: %w", table, err)
 	}
 	return im, nil
+}
+
+// checkAppendKey checks that append can make new keys: at least one key column has a
+// default, and every key column without one comes with the incoming rows.
+func (im *Importer) checkAppendKey() error {
+	if len(im.sch.PrimaryKey) == 0 {
+		return nil
+	}
+	generated := false
+	names := make([]string, len(im.sch.PrimaryKey))
+	for i, k := range im.sch.PrimaryKey {
+		names[i] = fmt.Sprintf("%q", k)
+		c, _ := im.sch.Column(k)
+		if c.HasDefault {
+			generated = true
+			continue
+		}
+		if _, ok := im.field(k); !ok {
+			return fmt.Errorf("incoming rows lack key column %q, which has no default", k)
+		}
+	}
+	if !generated {
+		return fmt.Errorf("%w: no key column (%s) has a default or identity", ErrNoKeyDefault, strings.Join(names, ", "))
+	}
+	return nil
+}
+
+// castTypes returns, for each column of sch, the type its incoming text is cast to:
+// its type with domains unwrapped and without typmod ("character varying" for
+// varchar(3), "bpchar" for char(2), "\"bit\"" for bit(4), "numeric" for
+// numeric(12,2)). Arrays keep their element type, without typmod.
+func castTypes(ctx context.Context, q catalog.Querier, sch *catalog.Schema) (map[string]string, error) {
+	rows, err := q.Query(ctx, `
+WITH RECURSIVE d(attname, typ) AS (
+	SELECT a.attname, a.atttypid FROM pg_attribute a
+	WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped
+	UNION ALL
+	SELECT d.attname, t.typbasetype FROM d JOIN pg_type t ON t.oid = d.typ AND t.typtype = 'd'
+)
+SELECT d.attname, format_type(d.typ, -1) FROM d JOIN pg_type t ON t.oid = d.typ AND t.typtype <> 'd'`, sch.Ident().Quoted())
+	if err != nil {
+		return nil, fmt.Errorf("read column base types: %w", err)
+	}
+	casts := map[string]string{}
+	for rows.Next() {
+		var name, typ string
+		if err := rows.Scan(&name, &typ); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read column base types: %w", err)
+		}
+		casts[name] = typ
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read column base types: %w", err)
+	}
+	for _, c := range sch.Columns {
+		if casts[c.Name] == "" {
+			return nil, fmt.Errorf("read column base types: no type for column %q", c.Name)
+		}
+	}
+	return casts, nil
 }
 
 // Schema returns the target table's definition.
 func (im *Importer) Schema() *catalog.Schema { return im.sch }
 
-func (im *Importer) has(col string) bool {
-	for _, c := range im.cols {
-		if c.Name == col {
-			return true
+func (im *Importer) field(col string) (field, bool) {
+	for _, f := range im.cols {
+		if f.Name == col {
+			return f, true
 		}
 	}
-	return false
+	return field{}, false
+}
+
+func (im *Importer) has(col string) bool {
+	_, ok := im.field(col)
+	return ok
 }
 
 // ImportRecords imports rows given as column → text value maps (nil = NULL).
@@ -229,6 +349,9 @@ func (im *Importer) ImportCopy(ctx context.Context, data []byte) (Result, error)
 	}
 	var res Result
 	err := pgx.BeginFunc(ctx, im.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, sessionSettings); err != nil {
+			return fmt.Errorf("set session settings: %w", err)
+		}
 		if im.empty && im.strategy != Append || len(im.sch.PrimaryKey) == 0 && im.strategy == Append && im.writesAll() {
 			// Nothing can conflict: COPY straight into the table. Anything it refuses
 			// (a constraint, a concurrent writer) falls back to the general path.
@@ -259,87 +382,119 @@ func (im *Importer) straightCopy(ctx context.Context, tx pgx.Tx, data []byte) (b
 		return false, nil
 	}
 	if _, err := tx.Exec(ctx, "SAVEPOINT fk_copy"); err != nil {
-		return false, err
+		return false, fmt.Errorf("savepoint before copy: %w", err)
 	}
-	sql := fmt.Sprintf("COPY %s (%s) FROM STDIN", im.sch.Ident().Quoted(), catalog.QuotedColumns(im.cols))
+	cols := make([]catalog.Column, len(im.cols))
+	for i, f := range im.cols {
+		cols[i] = f.Column
+	}
+	sql := fmt.Sprintf("COPY %s (%s) FROM STDIN", im.sch.Ident().Quoted(), catalog.QuotedColumns(cols))
 	if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data), sql); err != nil {
 		if _, rerr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT fk_copy"); rerr != nil {
-			return false, rerr
+			return false, fmt.Errorf("roll back refused copy (%v): %w", err, rerr)
 		}
 		im.empty = false
 		return false, nil
 	}
-	_, err := tx.Exec(ctx, "RELEASE SAVEPOINT fk_copy")
-	return err == nil, err
+	if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT fk_copy"); err != nil {
+		return false, fmt.Errorf("release savepoint after copy: %w", err)
+	}
+	return true, nil
 }
-
-const tempTable = "fk_import_rows"
 
 func (im *Importer) viaTemp(ctx context.Context, tx pgx.Tx, data []byte, rows int) (Result, error) {
 	defs := make([]string, len(im.cols))
-	for i, c := range im.cols {
-		defs[i] = pgx.Identifier{c.Name}.Sanitize() + " text"
+	tmps := make([]string, len(im.cols))
+	for i, f := range im.cols {
+		defs[i] = f.tmp + " text"
+		tmps[i] = f.tmp
 	}
-	create := fmt.Sprintf("CREATE TEMP TABLE %s (%s, fk_ord bigint GENERATED ALWAYS AS IDENTITY) ON COMMIT DROP", tempTable, strings.Join(defs, ", "))
+	create := fmt.Sprintf("CREATE TEMP TABLE fk_import_rows (ord bigint GENERATED ALWAYS AS IDENTITY, %s) ON COMMIT DROP", strings.Join(defs, ", "))
 	if _, err := tx.Exec(ctx, create); err != nil {
-		return Result{}, err
+		return Result{}, fmt.Errorf("create temp table: %w", err)
 	}
-	copySQL := fmt.Sprintf("COPY %s (%s) FROM STDIN", tempTable, catalog.QuotedColumns(im.cols))
+	copySQL := fmt.Sprintf("COPY %s (%s) FROM STDIN", tempTable, strings.Join(tmps, ", "))
 	if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data), copySQL); err != nil {
 		return Result{}, fmt.Errorf("%w: %v", ErrMalformedBatch, err)
 	}
 	if _, err := tx.Exec(ctx, "SAVEPOINT fk_batch"); err != nil {
-		return Result{}, err
+		return Result{}, fmt.Errorf("savepoint before merge: %w", err)
 	}
-	created, updated, err := im.merge(ctx, tx, "")
+	created, updated, err := im.merge(ctx, tx, im.batchSQL)
 	if err == nil {
 		if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT fk_batch"); err != nil {
-			return Result{}, err
+			return Result{}, fmt.Errorf("release savepoint after merge: %w", err)
 		}
 		return Result{Created: created, Updated: updated, Skipped: rows - created - updated}, nil
 	}
-	if !isDataError(err) {
-		return Result{}, err
+	if !replayable(err) {
+		return Result{}, fmt.Errorf("merge batch: %w", err)
 	}
-	if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT fk_batch"); err != nil {
-		return Result{}, err
+	if _, rerr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT fk_batch"); rerr != nil {
+		return Result{}, fmt.Errorf("roll back failed merge (%v): %w", err, rerr)
 	}
 	return im.rowByRow(ctx, tx, rows)
 }
 
-// isDataError reports whether err is about the rows (a constraint, a bad value),
-// not the connection: only those are worth replaying row by row.
-func isDataError(err error) bool {
+// replayable reports whether the batch statement's error may be down to some of its
+// rows, so that replaying them one by one is worth it: any error the server raised
+// about the statement (a constraint, a bad value, a trigger's exception), but not a
+// lost connection, a cancelled query, a shutdown, a serialization failure or deadlock,
+// a lack of resources or an internal error, which no replay would get past.
+func replayable(err error) bool {
 	var pg *pgconn.PgError
-	if !errors.As(err, &pg) {
+	if !errors.As(err, &pg) || len(pg.Code) < 2 {
 		return false
 	}
-	// Class 22: data exception; 23: integrity constraint violation.
-	return strings.HasPrefix(pg.Code, "22") || strings.HasPrefix(pg.Code, "23")
+	switch pg.Code[:2] {
+	case "08", // connection exception
+		"25", // invalid transaction state
+		"40", // transaction rollback: serialization failure, deadlock
+		"53", // insufficient resources
+		"57", // operator intervention: query canceled, admin shutdown
+		"58", // system error
+		"XX": // internal error
+		return false
+	}
+	return true
 }
 
 // rowByRow replays the batch one row at a time under savepoints, collecting errors.
+// Like the batch statement, it writes only the last row of each key; the earlier ones
+// count as skipped, so the counts and the rows that land are those the batch would
+// have given, but for the bad rows.
 func (im *Importer) rowByRow(ctx context.Context, tx pgx.Tx, rows int) (Result, error) {
-	var res Result
-	for ord := 1; ord <= rows; ord++ {
+	ords, err := im.replayOrder(ctx, tx)
+	if err != nil {
+		return Result{}, err
+	}
+	// One index scan per replayed row instead of one scan of the whole batch.
+	if _, err := tx.Exec(ctx, "CREATE INDEX ON "+tempTable+" (ord)"); err != nil {
+		return Result{}, fmt.Errorf("index temp table: %w", err)
+	}
+	if _, err := tx.Exec(ctx, "ANALYZE "+tempTable); err != nil {
+		return Result{}, fmt.Errorf("analyze temp table: %w", err)
+	}
+	res := Result{Skipped: rows - len(ords)}
+	for _, ord := range ords {
 		if _, err := tx.Exec(ctx, "SAVEPOINT fk_row"); err != nil {
-			return Result{}, err
+			return Result{}, fmt.Errorf("savepoint before row %d: %w", ord, err)
 		}
-		c, u, err := im.merge(ctx, tx, fmt.Sprintf(" WHERE fk_ord = %d", ord))
+		c, u, err := im.merge(ctx, tx, im.rowSQL, ord)
 		if err == nil {
 			if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT fk_row"); err != nil {
-				return Result{}, err
+				return Result{}, fmt.Errorf("release savepoint after row %d: %w", ord, err)
 			}
 			res.Created += c
 			res.Updated += u
 			res.Skipped += 1 - c - u
 			continue
 		}
-		if !isDataError(err) {
-			return Result{}, err
+		if !replayable(err) {
+			return Result{}, fmt.Errorf("replay row %d: %w", ord, err)
 		}
 		if _, rerr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT fk_row"); rerr != nil {
-			return Result{}, rerr
+			return Result{}, fmt.Errorf("roll back row %d (%v): %w", ord, err, rerr)
 		}
 		res.Skipped++
 		if len(res.Errors) < im.maxErrors {
@@ -353,6 +508,53 @@ func (im *Importer) rowByRow(ctx context.Context, tx pgx.Tx, rows int) (Result, 
 	return res, nil
 }
 
+// replayOrder returns the ords of the temp rows the batch statement would write, in
+// incoming order: all of them for append, else the last row of each key. Keys are
+// compared as typed values, as the batch statement does; when a key value does not
+// even convert to its type, they are compared as text instead (that row then fails
+// on its own when replayed).
+func (im *Importer) replayOrder(ctx context.Context, tx pgx.Tx) ([]int64, error) {
+	var ords []int64
+	if len(im.keys) == 0 {
+		err := tx.QueryRow(ctx, "SELECT coalesce(array_agg(ord ORDER BY ord), '{}') FROM "+tempTable).Scan(&ords)
+		if err != nil {
+			return nil, fmt.Errorf("list rows to replay: %w", err)
+		}
+		return ords, nil
+	}
+	typed := make([]string, len(im.keys))
+	text := make([]string, len(im.keys))
+	for i, k := range im.keys {
+		typed[i] = "(" + k.typed() + ")"
+		text[i] = "s." + k.tmp
+	}
+	winners := func(keys []string) string {
+		k := strings.Join(keys, ", ")
+		return fmt.Sprintf("SELECT coalesce(array_agg(ord ORDER BY ord), '{}') FROM (SELECT DISTINCT ON (%s) s.ord FROM %s s ORDER BY %s, s.ord DESC) w",
+			k, tempTable, k)
+	}
+	if _, err := tx.Exec(ctx, "SAVEPOINT fk_keys"); err != nil {
+		return nil, fmt.Errorf("savepoint before listing rows to replay: %w", err)
+	}
+	err := tx.QueryRow(ctx, winners(typed)).Scan(&ords)
+	if err == nil {
+		if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT fk_keys"); err != nil {
+			return nil, fmt.Errorf("release savepoint after listing rows to replay: %w", err)
+		}
+		return ords, nil
+	}
+	if !replayable(err) {
+		return nil, fmt.Errorf("list rows to replay: %w", err)
+	}
+	if _, rerr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT fk_keys"); rerr != nil {
+		return nil, fmt.Errorf("roll back listing rows to replay (%v): %w", err, rerr)
+	}
+	if err := tx.QueryRow(ctx, winners(text)).Scan(&ords); err != nil {
+		return nil, fmt.Errorf("list rows to replay by text key: %w", err)
+	}
+	return ords, nil
+}
+
 func reason(err error) string {
 	var pg *pgconn.PgError
 	if errors.As(err, &pg) {
@@ -364,70 +566,99 @@ func reason(err error) string {
 	return err.Error()
 }
 
-// rowKey reads the key of temp row ord (all values when the table has no key).
-func (im *Importer) rowKey(ctx context.Context, tx pgx.Tx, ord int) (map[string]*string, error) {
-	names := im.sch.PrimaryKey
-	if len(names) == 0 || im.strategy == Append {
-		names = nil
-		for _, c := range im.cols {
-			names = append(names, c.Name)
-		}
+// rowKey reads the key of temp row ord (all values when the table has no key or the
+// strategy is append).
+func (im *Importer) rowKey(ctx context.Context, tx pgx.Tx, ord int64) (map[string]*string, error) {
+	fields := im.keys
+	if len(fields) == 0 {
+		fields = im.cols
 	}
-	vals := make([]*string, len(names))
-	dest := make([]any, len(names))
-	for i := range vals {
+	vals := make([]*string, len(fields))
+	dest := make([]any, len(fields))
+	cols := make([]string, len(fields))
+	for i, f := range fields {
 		dest[i] = &vals[i]
+		cols[i] = f.tmp
 	}
-	if err := tx.QueryRow(ctx, fmt.Sprintf("SELECT %s FROM %s WHERE fk_ord = $1", catalog.QuoteNames(names), tempTable), ord).Scan(dest...); err != nil {
-		return nil, err
+	sql := fmt.Sprintf("SELECT %s FROM %s WHERE ord = $1", strings.Join(cols, ", "), tempTable)
+	if err := tx.QueryRow(ctx, sql, ord).Scan(dest...); err != nil {
+		return nil, fmt.Errorf("read key of row %d: %w", ord, err)
 	}
-	key := make(map[string]*string, len(names))
-	for i, n := range names {
-		key[n] = vals[i]
+	key := make(map[string]*string, len(fields))
+	for i, f := range fields {
+		key[f.Name] = vals[i]
 	}
 	return key, nil
 }
 
-// merge runs the strategy's one statement over the temp rows matching where and
-// returns how many rows it created and updated.
-func (im *Importer) merge(ctx context.Context, tx pgx.Tx, where string) (created, updated int, err error) {
+// merge runs sql, a statement of mergeSQL, and returns how many rows it created and
+// updated.
+func (im *Importer) merge(ctx context.Context, tx pgx.Tx, sql string, args ...any) (created, updated int, err error) {
+	err = tx.QueryRow(ctx, sql, args...).Scan(&created, &updated)
+	return created, updated, err
+}
+
+// mergeSQL builds the strategy's one statement over the temp rows matching where
+// (which may use s.ord). It returns one row: how many rows it created and updated.
+//
+// Each value is its text cast to the column's type without typmod; the INSERT's
+// assignment applies the typmod and domain checks. Merge takes the existing value
+// where the incoming one is NULL already in the SELECT (read from the statement's
+// snapshot), so that the proposed row passes NOT NULL checks before ON CONFLICT.
+func (im *Importer) mergeSQL(where string) string {
 	target := im.sch.Ident().Quoted()
-	typed := make([]string, len(im.write))
-	for i, c := range im.write {
-		typed[i] = pgx.Identifier{c.Name}.Sanitize() + "::" + c.Type
-	}
 	override := ""
 	if im.overrides {
 		override = " OVERRIDING SYSTEM VALUE"
 	}
+	typed := make([]string, len(im.write))
+	for i, f := range im.write {
+		typed[i] = f.typed()
+	}
 	var src string
 	if im.strategy == Append {
-		src = fmt.Sprintf("SELECT %s FROM %s%s ORDER BY fk_ord", strings.Join(typed, ", "), tempTable, where)
+		src = fmt.Sprintf("SELECT %s FROM %s s%s ORDER BY s.ord", strings.Join(typed, ", "), tempTable, where)
 	} else {
-		// Several rows with one key in a batch: the last one wins, the others count as skipped.
-		keys := make([]string, len(im.sch.PrimaryKey))
-		for i, k := range im.sch.PrimaryKey {
-			c, _ := im.sch.Column(k)
-			keys[i] = "(" + pgx.Identifier{k}.Sanitize() + "::" + c.Type + ")"
+		keys := make([]string, len(im.keys))
+		for i, k := range im.keys {
+			keys[i] = "(" + k.typed() + ")"
 		}
-		src = fmt.Sprintf("SELECT DISTINCT ON (%s) %s FROM %s%s ORDER BY %s, fk_ord DESC",
-			strings.Join(keys, ", "), strings.Join(typed, ", "), tempTable, where, strings.Join(keys, ", "))
+		inner := make([]string, len(typed))
+		outs := make([]string, len(typed))
+		for i := range typed {
+			inner[i] = fmt.Sprintf("%s AS v%d", typed[i], i+1)
+			outs[i] = fmt.Sprintf("v.v%d", i+1)
+		}
+		join := ""
+		if im.strategy == Merge {
+			// The existing row, joined on the keys carried along as k1…kN.
+			on := make([]string, len(im.keys))
+			for i, k := range im.keys {
+				inner = append(inner, fmt.Sprintf("%s AS k%d", k.typed(), i+1))
+				on[i] = fmt.Sprintf("cur.%s = v.k%d", k.quoted(), i+1)
+			}
+			join = fmt.Sprintf(" LEFT JOIN %s cur ON %s", target, strings.Join(on, " AND "))
+			for i, f := range im.write {
+				if !f.PrimaryKey {
+					outs[i] = fmt.Sprintf("coalesce(v.v%d, cur.%s)", i+1, f.quoted())
+				}
+			}
+		}
+		// Several rows with one key in a batch: the last one wins, the others count as skipped.
+		last := fmt.Sprintf("SELECT DISTINCT ON (%s) %s FROM %s s%s ORDER BY %s, s.ord DESC",
+			strings.Join(keys, ", "), strings.Join(inner, ", "), tempTable, where, strings.Join(keys, ", "))
+		src = fmt.Sprintf("SELECT %s FROM (%s) v%s", strings.Join(outs, ", "), last, join)
 	}
 	conflict := ""
-	switch im.strategy {
-	case Skip:
-		conflict = fmt.Sprintf(" ON CONFLICT (%s) DO NOTHING", catalog.QuoteNames(im.sch.PrimaryKey))
-	case Overwrite, Merge:
+	if im.strategy != Append {
 		var sets []string
-		for _, c := range im.write {
-			if c.PrimaryKey {
-				continue
-			}
-			q := pgx.Identifier{c.Name}.Sanitize()
-			if im.strategy == Overwrite {
-				sets = append(sets, q+" = EXCLUDED."+q)
-			} else {
-				sets = append(sets, q+" = COALESCE(EXCLUDED."+q+", t."+q+")")
+		if im.strategy != Skip {
+			for _, f := range im.write {
+				// Key columns are what matched; identity ALWAYS columns cannot be updated.
+				if f.PrimaryKey || f.Identity == "always" {
+					continue
+				}
+				sets = append(sets, f.quoted()+" = EXCLUDED."+f.quoted())
 			}
 		}
 		if len(sets) == 0 {
@@ -436,11 +667,13 @@ func (im *Importer) merge(ctx context.Context, tx pgx.Tx, where string) (created
 			conflict = fmt.Sprintf(" ON CONFLICT (%s) DO UPDATE SET %s", catalog.QuoteNames(im.sch.PrimaryKey), strings.Join(sets, ", "))
 		}
 	}
-	sql := fmt.Sprintf(`WITH ins AS (INSERT INTO %s AS t (%s)%s %s%s RETURNING (xmax = 0) AS created)
+	cols := make([]catalog.Column, len(im.write))
+	for i, f := range im.write {
+		cols[i] = f.Column
+	}
+	return fmt.Sprintf(`WITH ins AS (INSERT INTO %s (%s)%s %s%s RETURNING (xmax = 0) AS created)
 		SELECT count(*) FILTER (WHERE created), count(*) FILTER (WHERE NOT created) FROM ins`,
-		target, catalog.QuotedColumns(im.write), override, src, conflict)
-	err = tx.QueryRow(ctx, sql).Scan(&created, &updated)
-	return created, updated, err
+		target, catalog.QuotedColumns(cols), override, src, conflict)
 }
 
 // Finish moves the table's sequences (serial and identity columns) past the largest
