@@ -74,7 +74,8 @@ type Config struct {
 	// MaxFrameSize is the largest WebSocket message accepted from a client (bytes).
 	// Larger ones close the connection with 1009. Default 16 MiB.
 	MaxFrameSize int64
-	// HealthInterval is how often plugin processes are checked. Default 2s.
+	// HealthInterval is how often plugin processes are checked. Default 2s. A plugin
+	// that does not answer within 2 s is killed and restarted.
 	HealthInterval time.Duration
 	// PluginEnv adds to the environment of plugin processes, which do not inherit the
 	// host's (it may hold secrets meant for the host, such as the ${VAR}s of the
@@ -269,11 +270,28 @@ func (k *Kit) loadManifests() error {
 	return nil
 }
 
-// Close stops every plugin process and releases the database.
+// Close stops every plugin process and releases the database. A plugin that does
+// not exit when asked is killed; Close does not wait on a hung one.
 func (k *Kit) Close() error {
 	k.closeOnce.Do(func() {
 		k.cancel()
-		k.wg.Wait()
+		done := make(chan struct{})
+		go func() {
+			k.wg.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(closeWait):
+			k.log.Error("module supervisors did not stop; killing their plugin processes")
+			for _, id := range k.order {
+				k.modules[id].killCurrent()
+			}
+			select {
+			case <-done:
+			case <-time.After(killGrace):
+			}
+		}
 		k.settings.Close()
 		k.pool.Close()
 	})
@@ -347,7 +365,14 @@ func (k *Kit) SetEnabled(ctx context.Context, id string, on bool, actor string) 
 	if _, ok := k.modules[id]; !ok {
 		return fmt.Errorf("host: %w", errUnknownModule(id))
 	}
-	return k.settings.Set(ctx, id, map[string]string{"enabled": fmt.Sprint(on)}, actor)
+	if err := k.settings.Set(ctx, id, map[string]string{"enabled": fmt.Sprint(on)}, actor); err != nil {
+		return err
+	}
+	// Routes follow the flag at once; the supervisor starts or stops the process.
+	if err := k.modules[id].refreshEnabled(ctx); err != nil {
+		k.log.Warn("re-read enabled flag", "module", id, "err", err)
+	}
+	return nil
 }
 
 // Mount registers the kit's routes on app: each module's prefix once (dispatched

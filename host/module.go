@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/fiberkit/fiberkit/host/manifest"
+	"github.com/fiberkit/fiberkit/host/settings"
 	"github.com/fiberkit/fiberkit/sdk/transport"
 )
 
@@ -44,33 +46,43 @@ type ModuleStatus struct {
 
 // module supervises one plugin process: it starts it when the module is enabled,
 // stops it when disabled, configures it on every settings change, and restarts it with
-// backoff when it dies. One goroutine (run) owns the process; others only poke it.
+// backoff when it dies or stops answering. One goroutine (run) owns the process;
+// others only poke it. The enabled flag is kept apart from that goroutine (watch,
+// Kit.SetEnabled), so turning a module off takes effect at once even while its
+// supervisor waits on a slow or hung plugin.
 type module struct {
-	kit  *Kit
-	man  *manifest.Manifest
-	wake chan struct{}
-	sock *sockets
+	kit      *Kit
+	man      *manifest.Manifest
+	wake     chan struct{} // to run: re-read the settings
+	flagWake chan struct{} // to watch: re-read the enabled flag
+	sock     *sockets
 
-	mu       sync.Mutex
-	state    State
-	enabled  bool
-	locked   bool
-	restarts int
-	lastErr  string
-	pid      int
-	rpc      *transport.Client
-	settled  chan struct{} // closed once the first apply finished
+	mu         sync.Mutex
+	state      State
+	enabled    bool
+	enabledRev int64 // settings revision m.enabled comes from; older snapshots are ignored
+	locked     bool
+	restarts   int
+	lastErr    string
+	pid        int
+	rpc        *transport.Client
+	cur        *proc              // the live process, for Kit.Close's last resort
+	abort      context.CancelFunc // cancels run's start or configure in progress, nil if none
+	settled    chan struct{}      // closed once the first apply finished
 }
 
 func newModule(k *Kit, m *manifest.Manifest) *module {
-	return &module{kit: k, man: m, wake: make(chan struct{}, 1), state: StateDisabled, settled: make(chan struct{}), sock: newSockets()}
+	return &module{kit: k, man: m, wake: make(chan struct{}, 1), flagWake: make(chan struct{}, 1),
+		state: StateDisabled, settled: make(chan struct{}), sock: newSockets()}
 }
 
-// poke asks run to re-read the settings.
+// poke asks run to re-read the settings (and watch the enabled flag).
 func (m *module) poke() {
-	select {
-	case m.wake <- struct{}{}:
-	default:
+	for _, ch := range []chan struct{}{m.wake, m.flagWake} {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -110,22 +122,132 @@ func (m *module) setState(s State, errText string) {
 	m.mu.Unlock()
 }
 
+// noteEnabled takes the enabled flag from snap unless a newer revision set it
+// already. Turning the module off also cancels a start or configure in progress.
+func (m *module) noteEnabled(snap settings.Snapshot) {
+	v, _ := snap.Get("enabled")
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if snap.Revision < m.enabledRev {
+		return
+	}
+	m.enabled, m.locked, m.enabledRev = snap.Enabled(), v.Locked, snap.Revision
+	if !m.enabled && m.abort != nil {
+		m.abort()
+	}
+}
+
+// refreshEnabled re-reads the enabled flag.
+func (m *module) refreshEnabled(ctx context.Context) error {
+	snap, err := m.kit.settings.Snapshot(ctx, m.man.ID)
+	if err != nil {
+		return err
+	}
+	m.noteEnabled(snap)
+	return nil
+}
+
+// watch keeps the enabled flag current, independently of run.
+func (m *module) watch(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.flagWake:
+			if err := m.refreshEnabled(ctx); err != nil && ctx.Err() == nil {
+				m.kit.log.Error("read settings", "module", m.man.ID, "err", err)
+			}
+		}
+	}
+}
+
+// healthTimeout is how long a plugin has to answer a health check before it is
+// treated as hung: killed and restarted.
+const healthTimeout = 2 * time.Second
+
+// killGrace is how long a plugin has to exit when asked to (go-plugin itself waits 2 s
+// after the shutdown request) before it is killed outright.
+const killGrace = 3 * time.Second
+
+// closeWait bounds how long Kit.Close waits for the supervisors before it kills
+// their processes outright.
+const closeWait = 10 * time.Second
+
 // proc is one running plugin process.
 type proc struct {
 	client *plugin.Client
 	proto  plugin.ClientProtocol
 	rpc    *transport.Client
 	hostID uint32
+	// hardKill SIGKILLs the process (it was started with exec.CommandContext).
+	hardKill context.CancelFunc
 }
 
-func (p *proc) kill() { p.client.Kill() }
+// kill stops the process through go-plugin (a shutdown request, then a kill); a
+// process that does not answer within killGrace — stopped, or wedged — is killed
+// outright. kill waits at most about 2×killGrace.
+func (p *proc) kill() {
+	done := make(chan struct{})
+	go func() {
+		p.client.Kill()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(killGrace):
+		p.hardKill()
+		select {
+		case <-done:
+		case <-time.After(killGrace):
+			// go-plugin finishes its cleanup in the background.
+		}
+	}
+	p.hardKill()
+}
+
+// killNow kills a process known to be dead or hung without asking it first.
+func (p *proc) killNow() {
+	p.hardKill()
+	p.kill()
+}
+
+// health reports whether the process is alive and answers go-plugin's gRPC health
+// service within healthTimeout.
+func (p *proc) health(ctx context.Context) error {
+	if p.client.Exited() {
+		return errors.New("plugin process exited unexpectedly")
+	}
+	gc, ok := p.proto.(*plugin.GRPCClient)
+	if !ok {
+		return errors.New("plugin does not speak gRPC")
+	}
+	hctx, cancel := context.WithTimeout(ctx, healthTimeout)
+	defer cancel()
+	_, err := grpc_health_v1.NewHealthClient(gc.Conn).Check(hctx, &grpc_health_v1.HealthCheckRequest{Service: plugin.GRPCServiceName})
+	switch {
+	case err == nil:
+		return nil
+	case p.client.Exited():
+		return errors.New("plugin process exited unexpectedly")
+	case hctx.Err() != nil && ctx.Err() == nil:
+		return fmt.Errorf("plugin did not answer the health check within %s (hung?); killed", healthTimeout)
+	}
+	return fmt.Errorf("plugin health check failed: %w", err)
+}
 
 // run is the module's supervisor loop.
 func (m *module) run(ctx context.Context) {
+	var watchers sync.WaitGroup
+	watchers.Add(1)
+	go func() {
+		defer watchers.Done()
+		m.watch(ctx)
+	}()
+	defer watchers.Wait()
 	var p *proc
 	defer func() {
 		if p != nil {
-			p.kill()
+			m.stop(p, "host shutting down")
 		}
 		m.sock.closeAll(1001, "host shutting down")
 	}()
@@ -141,21 +263,47 @@ func (m *module) run(ctx context.Context) {
 			close(m.settled)
 		}
 	}
+	crashed := func(errText string) {
+		m.setState(StateCrashed, errText)
+		retry = time.After(backoff)
+		backoff = min(backoff*2, 30*time.Second)
+	}
 	apply := func() {
 		defer markSettled()
 		snap, err := m.kit.settings.Snapshot(ctx, m.man.ID)
 		if err != nil {
-			m.kit.log.Error("read settings", "module", m.man.ID, "err", err)
+			if ctx.Err() == nil {
+				m.kit.log.Error("read settings", "module", m.man.ID, "err", err)
+			}
 			return
 		}
-		enabled := snap.Enabled()
-		v, _ := snap.Get("enabled")
+		m.noteEnabled(snap)
+		// Starting and configuring may take long; turning the module off (noteEnabled)
+		// cancels them, and so does Close.
+		opCtx, opCancel := context.WithCancel(ctx)
+		defer opCancel()
 		m.mu.Lock()
-		m.enabled, m.locked = enabled, v.Locked
+		enabled := m.enabled
+		if enabled {
+			m.abort = opCancel
+		}
 		m.mu.Unlock()
+		defer func() {
+			m.mu.Lock()
+			m.abort = nil
+			m.mu.Unlock()
+		}()
+		aborted := func() bool {
+			if opCtx.Err() == nil || ctx.Err() != nil {
+				return false
+			}
+			// Turned off meanwhile: the pending wake-up stops the module.
+			m.poke()
+			return true
+		}
 		if !enabled {
 			if p != nil {
-				m.stop(p)
+				m.stop(p, "module disabled")
 				p = nil
 			}
 			retry = nil
@@ -167,27 +315,34 @@ func (m *module) run(ctx context.Context) {
 			if m.status().State != StateRestarting {
 				m.setState(StateStarting, "")
 			}
-			np, err := m.start(ctx)
+			np, err := m.start(opCtx)
 			if err != nil {
+				if aborted() || ctx.Err() != nil {
+					return
+				}
 				m.kit.log.Error("start module", "module", m.man.ID, "err", err)
-				m.setState(StateCrashed, err.Error())
-				retry = time.After(backoff)
-				backoff = min(backoff*2, 30*time.Second)
+				crashed(err.Error())
 				return
 			}
 			p, lastRev = np, -1
 		}
 		if snap.Revision != lastRev {
-			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			cctx, cancel := context.WithTimeout(opCtx, 30*time.Second)
 			err := p.rpc.Configure(cctx, m.configuration(snap.Revision, snap.Map()), p.hostID)
 			cancel()
 			if err != nil {
+				if ctx.Err() != nil {
+					return // the deferred stop ends the process
+				}
+				if aborted() {
+					m.stop(p, "module disabled")
+					p = nil
+					return
+				}
 				m.kit.log.Error("configure module", "module", m.man.ID, "err", err)
-				m.setState(StateCrashed, "configure: "+err.Error())
-				m.stop(p)
+				m.stop(p, "module restarting")
 				p = nil
-				retry = time.After(backoff)
-				backoff = min(backoff*2, 30*time.Second)
+				crashed("configure: " + err.Error())
 				return
 			}
 			lastRev = snap.Revision
@@ -211,33 +366,58 @@ func (m *module) run(ctx context.Context) {
 			if p == nil {
 				continue
 			}
-			if p.client.Exited() || p.proto.Ping() != nil {
-				m.kit.log.Warn("plugin process died; restarting", "module", m.man.ID)
-				m.mu.Lock()
-				m.state, m.rpc, m.pid = StateRestarting, nil, 0
-				m.restarts++
-				m.lastErr = "plugin process exited unexpectedly"
-				m.mu.Unlock()
-				m.sock.closeAll(1011, "module restarting")
-				p.kill()
-				p = nil
-				if time.Since(started) > time.Minute {
-					backoff = 200 * time.Millisecond
-				}
-				retry = time.After(backoff)
-				backoff = min(backoff*2, 30*time.Second)
-				started = time.Now()
+			err := p.health(ctx)
+			if err == nil || ctx.Err() != nil {
+				continue
 			}
+			m.kit.log.Warn("plugin process died or hung; restarting", "module", m.man.ID, "err", err)
+			m.mu.Lock()
+			m.state, m.rpc, m.pid = StateRestarting, nil, 0
+			m.restarts++
+			m.lastErr = err.Error()
+			m.mu.Unlock()
+			m.sock.closeAll(1011, "module restarting")
+			p.killNow()
+			m.forget(p)
+			p = nil
+			if time.Since(started) > time.Minute {
+				backoff = 200 * time.Millisecond
+			}
+			retry = time.After(backoff)
+			backoff = min(backoff*2, 30*time.Second)
+			started = time.Now()
 		}
 	}
 }
 
-func (m *module) stop(p *proc) {
+// stop ends p, closing the module's WebSockets with reason.
+func (m *module) stop(p *proc, reason string) {
 	m.mu.Lock()
 	m.rpc, m.pid = nil, 0
 	m.mu.Unlock()
-	m.sock.closeAll(1001, "module disabled")
+	m.sock.closeAll(1001, reason)
 	p.kill()
+	m.forget(p)
+}
+
+// forget drops p as the live process.
+func (m *module) forget(p *proc) {
+	m.mu.Lock()
+	if m.cur == p {
+		m.cur = nil
+	}
+	m.mu.Unlock()
+}
+
+// killCurrent kills the live process outright; Kit.Close's last resort when the
+// supervisor does not finish.
+func (m *module) killCurrent() {
+	m.mu.Lock()
+	p := m.cur
+	m.mu.Unlock()
+	if p != nil {
+		p.hardKill()
+	}
 }
 
 func (m *module) configuration(rev int64, values map[string]string) transport.Configuration {
@@ -248,9 +428,11 @@ func (m *module) configuration(rev int64, values map[string]string) transport.Co
 	}
 }
 
-// start launches the plugin process and completes the handshake.
+// start launches the plugin process and completes the handshake. Cancelling ctx kills
+// the process being started.
 func (m *module) start(ctx context.Context) (*proc, error) {
-	cmd := exec.Command(m.man.Executable)
+	procCtx, hardKill := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(procCtx, m.man.Executable)
 	cmd.Dir = m.man.Dir
 	cmd.Env = m.kit.pluginEnv()
 	client := plugin.NewClient(&plugin.ClientConfig{
@@ -264,37 +446,44 @@ func (m *module) start(ctx context.Context) (*proc, error) {
 		StartTimeout:     30 * time.Second,
 		GRPCDialOptions:  transport.DialOptions(m.kit.maxMessage()),
 	})
+	fail := func(err error) (*proc, error) {
+		hardKill()
+		client.Kill()
+		return nil, err
+	}
+	stopWatch := context.AfterFunc(ctx, hardKill)
+	defer stopWatch()
 	proto, err := client.Client()
 	if err != nil {
-		client.Kill()
-		return nil, fmt.Errorf("start %s: %w", m.man.Executable, err)
+		return fail(fmt.Errorf("start %s: %w", m.man.Executable, err))
 	}
 	raw, err := proto.Dispense(transport.PluginName)
 	if err != nil {
-		client.Kill()
-		return nil, fmt.Errorf("dispense: %w", err)
+		return fail(fmt.Errorf("dispense: %w", err))
 	}
 	rpc, ok := raw.(*transport.Client)
 	if !ok {
-		client.Kill()
-		return nil, errors.New("dispense: unexpected plugin type")
+		return fail(errors.New("dispense: unexpected plugin type"))
 	}
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	desc, err := rpc.Describe(dctx)
 	if err != nil {
-		client.Kill()
-		return nil, fmt.Errorf("describe: %w", err)
+		return fail(fmt.Errorf("describe: %w", err))
 	}
 	if desc.ID != "" && desc.ID != m.man.ID {
-		client.Kill()
-		return nil, fmt.Errorf("plugin says it is %q but its manifest %s says %q", desc.ID, m.man.File, m.man.ID)
+		return fail(fmt.Errorf("plugin says it is %q but its manifest %s says %q", desc.ID, m.man.File, m.man.ID))
+	}
+	if !stopWatch() {
+		return fail(ctx.Err())
 	}
 	hostID := rpc.ServeHost(&hostService{kit: m.kit, mod: m}, m.kit.maxMessage())
+	p := &proc{client: client, proto: proto, rpc: rpc, hostID: hostID, hardKill: hardKill}
 	m.mu.Lock()
 	if rc := client.ReattachConfig(); rc != nil {
 		m.pid = rc.Pid
 	}
+	m.cur = p
 	m.mu.Unlock()
-	return &proc{client: client, proto: proto, rpc: rpc, hostID: hostID}, nil
+	return p, nil
 }

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/fiberkit/fiberkit/sdk"
 )
@@ -144,6 +145,14 @@ func main() {
 			}),
 		},
 		Configure: func(ctx context.Context, env *sdk.Env) error {
+			// greeting "sleep:DURATION" makes Configure slow, for the supervisor tests.
+			if d, err := time.ParseDuration(strings.TrimPrefix(env.Settings["greeting"], "sleep:")); err == nil {
+				select {
+				case <-time.After(d):
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
 			st.mu.Lock()
 			defer st.mu.Unlock()
 			st.settings, st.revision, st.host = env.Settings, env.Revision, env.Host
