@@ -20,12 +20,14 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode/utf16"
 
 	"github.com/fasthttp/websocket"
 
@@ -67,7 +69,17 @@ var (
 	ErrUnknownTable     = &RemoteError{Code: wire.ErrUnknownTable}
 	// ErrClosed: the connection ended (the sender went away, or Close was called).
 	ErrClosed = errors.New("sync connection closed")
+	// ErrPeerSilent: nothing came from the sender for Options.IdleTimeout (the
+	// network or the sender hung without closing the connection). The connection is
+	// closed; errors carrying it match ErrClosed too.
+	ErrPeerSilent = errors.New("nothing heard from the sender within the idle timeout")
+	// ErrProtocol: the sender broke the protocol (sent more batches than its credit,
+	// ended a stream twice); the stream is ended with it.
+	ErrProtocol = errors.New("sync protocol violation by the sender")
 )
+
+// Default heartbeat interval; the default idle timeout is 2.5 times the interval.
+const defaultHeartbeat = 30 * time.Second
 
 // Options configure Connect.
 type Options struct {
@@ -85,6 +97,31 @@ type Options struct {
 	// CheckAddr, when set, vets every address the client is about to dial (after DNS
 	// resolution, so a name cannot be re-pointed between a check and the dial).
 	CheckAddr func(ip netip.Addr) error
+	// HeartbeatInterval is how often the client sends a heartbeat, which the sender
+	// answers. Default 30s, or IdleTimeout/2.5 when only that is set.
+	HeartbeatInterval time.Duration
+	// IdleTimeout: when no byte arrives from the sender for this long (heartbeat
+	// replies included), the connection is taken as dead and closed, and every call
+	// and transfer on it fails with ErrPeerSilent (which matches ErrClosed). Default
+	// 2.5 × HeartbeatInterval (75s); negative turns the check off.
+	IdleTimeout time.Duration
+}
+
+// withDefaults fills in the heartbeat interval and idle timeout.
+func (o Options) withDefaults() Options {
+	if o.Timeout <= 0 {
+		o.Timeout = 30 * time.Second
+	}
+	if o.HeartbeatInterval <= 0 {
+		o.HeartbeatInterval = defaultHeartbeat
+		if o.IdleTimeout > 0 {
+			o.HeartbeatInterval = min(defaultHeartbeat, o.IdleTimeout*2/5)
+		}
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = o.HeartbeatInterval * 5 / 2
+	}
+	return o
 }
 
 // Client is a connection to a sending site. Its methods are safe for concurrent use.
@@ -104,6 +141,9 @@ type Client struct {
 	done    chan struct{}
 
 	pushes chan wire.Frame
+
+	heartbeatEvery time.Duration
+	idle           time.Duration // 0: no idle check
 }
 
 type streamMsg struct {
@@ -150,10 +190,11 @@ func endpoint(raw, code string) (string, error) {
 
 // Connect dials the sender, presents the code (and password), joins the transfer
 // topic and, when the sender requires approval, waits for it (within Timeout).
+//
+// The code is sent upper-cased and without surrounding spaces, as codes are shown.
 func Connect(ctx context.Context, senderURL, code string, o Options) (*Client, error) {
-	if o.Timeout <= 0 {
-		o.Timeout = 30 * time.Second
-	}
+	o = o.withDefaults()
+	code = strings.ToUpper(strings.TrimSpace(code))
 	u, err := endpoint(senderURL, code)
 	if err != nil {
 		return nil, err
@@ -169,16 +210,28 @@ func Connect(ctx context.Context, senderURL, code string, o Options) (*Client, e
 		h.Set("Authorization", "Bearer "+o.Token)
 		topic = "transfer:token"
 	}
+	if info := receiverInfoHeader(o.ReceiverInfo); info != "" {
+		// Lets the sender record who tried, even when it refuses the attempt.
+		h.Set("X-Sync-Receiver-Info", info)
+	}
 	d := websocket.Dialer{HandshakeTimeout: o.Timeout, ReadBufferSize: 64 << 10, WriteBufferSize: 16 << 10}
+	nd := &net.Dialer{Timeout: o.Timeout}
 	if o.CheckAddr != nil {
-		nd := &net.Dialer{Timeout: o.Timeout, Control: func(_, address string, _ syscall.RawConn) error {
+		nd.Control = func(_, address string, _ syscall.RawConn) error {
 			ap, err := netip.ParseAddrPort(address)
 			if err != nil {
 				return err
 			}
 			return o.CheckAddr(ap.Addr().Unmap())
-		}}
-		d.NetDialContext = nd.DialContext
+		}
+	}
+	idle := max(o.IdleTimeout, 0)
+	d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		nc, err := nd.DialContext(ctx, network, addr)
+		if err != nil || idle == 0 {
+			return nc, err
+		}
+		return &idleConn{Conn: nc, idle: idle}, nil
 	}
 	conn, resp, err := d.DialContext(ctx, u, h)
 	if err != nil {
@@ -195,7 +248,7 @@ func Connect(ctx context.Context, senderURL, code string, o Options) (*Client, e
 	}
 	conn.SetReadLimit(wire.MaxBatchBytes + 1<<20)
 	c := &Client{conn: conn, topic: topic, pending: map[string]chan wire.Frame{}, streams: map[uint32]chan streamMsg{},
-		done: make(chan struct{}), pushes: make(chan wire.Frame, 16)}
+		done: make(chan struct{}), pushes: make(chan wire.Frame, 16), heartbeatEvery: o.HeartbeatInterval, idle: idle}
 	go c.readLoop()
 	go c.heartbeat()
 	if err := c.join(ctx, o); err != nil {
@@ -279,17 +332,90 @@ func (c *Client) Close() error {
 	case <-c.done:
 	case <-time.After(2 * time.Second):
 	}
-	return c.conn.Close()
+	if err := c.conn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err // the reader had not closed it already
+	}
+	return nil
 }
 
+// idleConn is the connection under the WebSocket: every read waits at most idle for
+// a byte, so a sender (or network) that goes silent without closing is noticed.
+// Deadlines set on it (the handshake's) still apply when they are earlier.
+type idleConn struct {
+	net.Conn
+	idle time.Duration
+
+	mu    sync.Mutex
+	fixed time.Time // a read deadline set from outside; zero: none
+}
+
+func (c *idleConn) Read(p []byte) (int, error) {
+	d := time.Now().Add(c.idle)
+	c.mu.Lock()
+	if !c.fixed.IsZero() && c.fixed.Before(d) {
+		d = c.fixed
+	}
+	c.mu.Unlock()
+	_ = c.Conn.SetReadDeadline(d)
+	return c.Conn.Read(p)
+}
+
+func (c *idleConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.fixed = t
+	c.mu.Unlock()
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *idleConn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.fixed = t
+	c.mu.Unlock()
+	return c.Conn.SetDeadline(t)
+}
+
+// receiverInfoHeader is the receiver's info as one header line: JSON with every
+// non-ASCII character escaped, at most 2 KiB (else left out).
+func receiverInfoHeader(info map[string]any) string {
+	if len(info) == 0 {
+		return ""
+	}
+	b, err := json.Marshal(info)
+	if err != nil {
+		return ""
+	}
+	var sb strings.Builder
+	for _, r := range string(b) {
+		switch {
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&sb, `\u%04x`, r)
+		case r < 0x80:
+			sb.WriteRune(r)
+		case r > 0xffff:
+			r1, r2 := utf16.EncodeRune(r)
+			fmt.Fprintf(&sb, `\u%04x\u%04x`, r1, r2)
+		default:
+			fmt.Fprintf(&sb, `\u%04x`, r)
+		}
+	}
+	if sb.Len() > 2048 {
+		return ""
+	}
+	return sb.String()
+}
+
+// heartbeat keeps the connection busy both ways: the sender answers each heartbeat,
+// so a live sender is never silent for longer than the interval.
 func (c *Client) heartbeat() {
-	t := time.NewTicker(30 * time.Second)
+	t := time.NewTicker(c.heartbeatEvery)
 	defer t.Stop()
 	for {
 		select {
 		case <-c.done:
 			return
 		case <-t.C:
+			// The reply needs no waiting for: any byte from the sender counts as life
+			// (idleConn), and a reply nobody waits for is dropped by route.
 			ref := strconv.FormatUint(c.nextRef.Add(1), 10)
 			_ = c.write(wire.New(nil, &ref, wire.TopicPhoenix, wire.EventHeartbeat, struct{}{}))
 		}
@@ -322,8 +448,12 @@ func (c *Client) readLoop() {
 		if c.err == nil {
 			c.err = fmt.Errorf("%w: %v", ErrClosed, err)
 			var ce *websocket.CloseError
-			if errors.As(err, &ce) && ce.Code >= 4000 {
+			var ne net.Error
+			switch {
+			case errors.As(err, &ce) && ce.Code >= 4000:
 				c.err = &RemoteError{Code: ce.Text}
+			case c.idle > 0 && !c.closed && (errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()):
+				c.err = fmt.Errorf("%w: %w (%s)", ErrClosed, ErrPeerSilent, c.idle)
 			}
 		}
 		for _, s := range c.streams {
@@ -334,6 +464,9 @@ func (c *Client) readLoop() {
 		}
 		c.mu.Unlock()
 		close(c.done)
+		// Nothing more can be read: free the socket now (a writer blocked on a silent
+		// peer returns at once) rather than at Close.
+		_ = c.conn.NetConn().Close()
 	}()
 	for {
 		var t int
@@ -359,12 +492,44 @@ func (c *Client) routeBatch(data []byte) {
 		return
 	}
 	sid := uint32(data[8])<<24 | uint32(data[9])<<16 | uint32(data[10])<<8 | uint32(data[11])
+	c.deliver(sid, streamMsg{batch: data}, false)
+}
+
+// deliver hands a message to its stream without ever blocking the reader. A stream's
+// channel has room for every batch its credit allows plus its end, so a full channel
+// means the sender ignored the credit: the stream is ended with ErrProtocol (what
+// it had not applied yet is dropped; its last key still says where to resume) and
+// the sender is told to stop it. last says msg ends the stream (stream:end or
+// stream:error): nothing more is routed to it after that.
+func (c *Client) deliver(sid uint32, msg streamMsg, last bool) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	ch := c.streams[sid]
-	c.mu.Unlock()
-	if ch != nil {
-		ch <- streamMsg{batch: data}
+	if ch == nil {
+		return
 	}
+	select {
+	case ch <- msg:
+		if last {
+			delete(c.streams, sid)
+		}
+		return
+	default:
+	}
+	// The reader is the only one sending on ch: once drained, the error fits.
+	for drained := false; !drained; {
+		select {
+		case <-ch:
+		default:
+			drained = true
+		}
+	}
+	select {
+	case ch <- streamMsg{err: fmt.Errorf("%w: stream %d: more messages than the credit allows", ErrProtocol, sid)}:
+	default: // an unbuffered channel nobody is reading: the stream just stops
+	}
+	delete(c.streams, sid)
+	go func() { _ = c.write(wire.New(nil, nil, c.topic, wire.StreamCancel, map[string]uint32{"stream": sid})) }()
 }
 
 func (c *Client) route(f wire.Frame) {
@@ -374,20 +539,14 @@ func (c *Client) route(f wire.Frame) {
 			Stream uint32 `json:"stream"`
 		}
 		_ = json.Unmarshal(f.Payload, &sid)
-		c.mu.Lock()
-		ch := c.streams[sid.Stream]
-		c.mu.Unlock()
-		if ch == nil {
-			return
-		}
 		if f.Event == wire.StreamEnd {
 			var end wire.End
 			_ = json.Unmarshal(f.Payload, &end)
-			ch <- streamMsg{end: &end}
+			c.deliver(sid.Stream, streamMsg{end: &end}, true)
 		} else {
 			var se wire.StreamErr
 			_ = json.Unmarshal(f.Payload, &se)
-			ch <- streamMsg{err: &RemoteError{Code: se.Error, Message: se.Message}}
+			c.deliver(sid.Stream, streamMsg{err: &RemoteError{Code: se.Error, Message: se.Message}}, true)
 		}
 		return
 	}
@@ -420,6 +579,9 @@ func (c *Client) request(ctx context.Context, topic, event string, payload any) 
 	c.mu.Unlock()
 	joinRef := "1"
 	if err := c.write(wire.New(&joinRef, &ref, topic, event, payload)); err != nil {
+		c.mu.Lock()
+		delete(c.pending, ref)
+		c.mu.Unlock()
 		return wire.Frame{}, fmt.Errorf("%s: %w", event, err)
 	}
 	select {
