@@ -49,13 +49,18 @@ const systemSchemas = `('pg_catalog', 'information_schema', 'pg_toast')`
 
 // Resolve finds a user table by name: an exact name in the public schema, or
 // "schema.name". Names are matched exactly (case, quotes, spaces and all), never
-// interpreted as SQL.
+// interpreted as SQL. The kit's own tables (IsSecretTable) are not user tables: they
+// resolve to ErrUnknownTable, so nothing built on Resolve (schemas, counts, exports,
+// imports) ever touches them.
 func Resolve(ctx context.Context, q Querier, name string) (Ident, error) {
 	candidates := [][2]string{{"public", name}}
 	if s, n, ok := strings.Cut(name, "."); ok {
 		candidates = append(candidates, [2]string{s, n})
 	}
 	for _, c := range candidates {
+		if IsSecretTable(c[1]) {
+			continue
+		}
 		var id Ident
 		err := q.QueryRow(ctx, `SELECT n.nspname, c.relname, c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 			WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p') AND n.nspname NOT IN `+systemSchemas,
@@ -85,23 +90,25 @@ type ListOptions struct {
 	Schemas []string
 	// Exclude lists table names never to list (as Resolve accepts them).
 	Exclude []string
-	// IncludeKit lists the kit's own tables (fiberkit_*) too. Tables that hold
-	// secrets (settings, sessions, tokens) are never listed.
+	// IncludeKit is kept for compatibility and changes nothing: every kit table
+	// (fiberkit_*) may hold secrets, so none is ever listed (see IsSecretTable).
 	IncludeKit bool
 	// Exact counts every table with count(*) instead of using the planner's estimate.
 	Exact bool
 }
 
-// secretTables hold hashes, tokens and sessions: never offered to another site.
-var secretTables = map[string]bool{
-	"fiberkit_settings": true, "fiberkit_settings_revisions": true, "fiberkit_audit": true,
-	"fiberkit_schema_migrations": true,
-}
+// KitPrefix starts the name of every table the kit and its plugins create.
+const KitPrefix = "fiberkit_"
 
-// IsSecretTable reports whether a table is one of the kit's own tables that hold
-// secrets, sessions or tokens; those never leave the site, even with IncludeKit.
+// IsSecretTable reports whether a table (by name, in any schema) is one the kit keeps
+// to itself: every table named fiberkit_*. They hold settings and their secrets,
+// revisions, the audit log, CSRF tokens (fiberkit_csrf), migration records and the
+// Sync plugin's connection token hashes, session codes, approvals, attempts, remotes
+// and transfer history. The rule is by prefix rather than by a list so a table a
+// later version adds is kept in too: such tables are never listed, resolved, read,
+// written or created by sync, whatever ListOptions.IncludeKit says.
 func IsSecretTable(name string) bool {
-	return secretTables[name] || strings.HasPrefix(name, "fiberkit_sync_")
+	return strings.HasPrefix(name, KitPrefix)
 }
 
 // ListTables returns the user tables with row counts, sorted by name.
@@ -130,7 +137,7 @@ func ListTables(ctx context.Context, q Querier, o ListOptions) ([]Table, error) 
 		}
 		id := Ident{Schema: t.Schema, Name: t.Name}
 		t.Name = id.String()
-		if excluded[t.Name] || IsSecretTable(id.Name) || (!o.IncludeKit && strings.HasPrefix(id.Name, "fiberkit_")) {
+		if excluded[t.Name] || IsSecretTable(id.Name) {
 			continue
 		}
 		out = append(out, t)

@@ -110,29 +110,25 @@ SELECT a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
        CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END,
        a.attidentity::text, CASE WHEN a.attgenerated <> '' THEN pg_get_expr(d.adbin, d.adrelid) ELSE '' END,
        coalesce(format_type(bt.typbasetype, bt.typtypmod), format_type(a.atttypid, a.atttypmod)),
-       t.typtype::text, tn.nspname, t.typname, coalesce(et.typtype::text, ''), coalesce(etn.nspname, ''), coalesce(et.typname, ''),
-       coalesce(bt2.typtype::text, '')
+       t.typtype::text, t.oid, coalesce(et.typtype::text, ''), coalesce(et.oid, 0)
 FROM pg_attribute a
 JOIN pg_type t ON t.oid = a.atttypid
-JOIN pg_namespace tn ON tn.oid = t.typnamespace
 LEFT JOIN pg_type bt ON bt.oid = a.atttypid AND bt.typtype = 'd'
 LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A'
-LEFT JOIN pg_namespace etn ON etn.oid = et.typnamespace
-LEFT JOIN pg_type bt2 ON bt2.oid = bt.typbasetype
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum`, id.OID)
 	if err != nil {
 		return nil, fmt.Errorf("schema of %s: %w", id, err)
 	}
-	type userType struct{ kind, schema, name string }
-	var used []userType
+	var used []uint32 // enum and domain types the columns use
 	for rows.Next() {
 		var c Column
 		var def *string
-		var identity, typKind, typSchema, typName, elemKind, elemSchema, elemName, baseKind string
+		var identity, typKind, elemKind string
+		var typOID, elemOID uint32
 		if err := rows.Scan(&c.Name, &c.Type, &c.Nullable, &def, &identity, &c.Generated, &c.BaseType,
-			&typKind, &typSchema, &typName, &elemKind, &elemSchema, &elemName, &baseKind); err != nil {
+			&typKind, &typOID, &elemKind, &elemOID); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("schema of %s: %w", id, err)
 		}
@@ -146,9 +142,9 @@ ORDER BY a.attnum`, id.OID)
 		c.HasDefault = def != nil || c.Identity != ""
 		switch {
 		case typKind == "e" || typKind == "d":
-			used = append(used, userType{typKind, typSchema, typName})
+			used = append(used, typOID)
 		case elemKind == "e" || elemKind == "d":
-			used = append(used, userType{elemKind, elemSchema, elemName})
+			used = append(used, elemOID)
 		}
 		s.Columns = append(s.Columns, c)
 	}
@@ -200,33 +196,59 @@ ORDER BY con.contype, con.conname`, id.OID)
 		}
 	}
 
-	seen := map[userType]bool{}
-	for _, u := range used {
-		if seen[u] {
-			continue
+	seen := map[uint32]bool{}
+	for _, oid := range used {
+		if err := s.addType(ctx, q, oid, seen); err != nil {
+			return nil, err
 		}
-		seen[u] = true
-		if u.kind == "e" {
-			e := Enum{Schema: u.schema, Name: u.name}
-			err := q.QueryRow(ctx, `SELECT array(SELECT enumlabel::text FROM pg_enum WHERE enumtypid = t.oid ORDER BY enumsortorder)
-				FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = $1 AND t.typname = $2`, u.schema, u.name).Scan(&e.Labels)
-			if err != nil {
-				return nil, fmt.Errorf("enum %s.%s: %w", u.schema, u.name, err)
-			}
-			s.Enums = append(s.Enums, e)
-			continue
-		}
-		d := Domain{Schema: u.schema, Name: u.name}
-		err := q.QueryRow(ctx, `SELECT format_type(t.typbasetype, t.typtypmod), t.typnotnull, t.typdefault,
-				array(SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c WHERE c.contypid = t.oid AND c.contype = 'c' ORDER BY c.conname)
-			FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = $1 AND t.typname = $2`, u.schema, u.name).
-			Scan(&d.BaseType, &d.NotNull, &d.Default, &d.Checks)
-		if err != nil {
-			return nil, fmt.Errorf("domain %s.%s: %w", u.schema, u.name, err)
-		}
-		s.Domains = append(s.Domains, d)
 	}
 	return s, nil
+}
+
+// addType appends the enum or domain oid to s.Enums or s.Domains, after the types it
+// is built on: a domain's base type when that is an enum or a domain (or an array of
+// one), recursively, so every type can be created before the ones that use it.
+func (s *Schema) addType(ctx context.Context, q Querier, oid uint32, seen map[uint32]bool) error {
+	if seen[oid] {
+		return nil
+	}
+	seen[oid] = true
+	var kind, schema, name string
+	var base uint32
+	// base: the domain's base type when it is an enum or domain, else the element
+	// type of an array base when that is one.
+	err := q.QueryRow(ctx, `SELECT t.typtype::text, n.nspname, t.typname,
+			coalesce(CASE WHEN b.typtype IN ('e', 'd') THEN b.oid WHEN be.typtype IN ('e', 'd') THEN be.oid END, 0)
+		FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+		LEFT JOIN pg_type b ON b.oid = t.typbasetype AND t.typtype = 'd'
+		LEFT JOIN pg_type be ON be.oid = b.typelem AND b.typcategory = 'A'
+		WHERE t.oid = $1`, oid).Scan(&kind, &schema, &name, &base)
+	if err != nil {
+		return fmt.Errorf("type %d: %w", oid, err)
+	}
+	if kind == "e" {
+		e := Enum{Schema: schema, Name: name}
+		if err := q.QueryRow(ctx, `SELECT array(SELECT enumlabel::text FROM pg_enum WHERE enumtypid = $1 ORDER BY enumsortorder)`,
+			oid).Scan(&e.Labels); err != nil {
+			return fmt.Errorf("enum %s.%s: %w", schema, name, err)
+		}
+		s.Enums = append(s.Enums, e)
+		return nil
+	}
+	if base != 0 {
+		if err := s.addType(ctx, q, base, seen); err != nil {
+			return err
+		}
+	}
+	d := Domain{Schema: schema, Name: name}
+	err = q.QueryRow(ctx, `SELECT format_type(t.typbasetype, t.typtypmod), t.typnotnull, t.typdefault,
+			array(SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c WHERE c.contypid = t.oid AND c.contype = 'c' ORDER BY c.conname)
+		FROM pg_type t WHERE t.oid = $1`, oid).Scan(&d.BaseType, &d.NotNull, &d.Default, &d.Checks)
+	if err != nil {
+		return fmt.Errorf("domain %s.%s: %w", schema, name, err)
+	}
+	s.Domains = append(s.Domains, d)
+	return nil
 }
 
 // QuotedColumns returns the quoted, comma-separated names of cols.

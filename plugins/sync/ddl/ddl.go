@@ -1,12 +1,36 @@
 // Package ddl creates a table from the definition catalog.GetSchema returns (which
 // may come from another site): enum and domain types it needs, columns with exact
-// types, NOT NULL, portable defaults, identity, stored generated columns, primary
-// key and unique constraints. Foreign keys are added by a separate call once the data
-// is in, so tables can be filled in any order.
+// types, NOT NULL, defaults, identity, stored generated columns, primary key and
+// unique constraints. Foreign keys are added by a separate call once the data is in,
+// so tables can be filled in any order.
 //
-// Definitions from a peer are untrusted: identifiers are always quoted, and type
-// names and expressions are accepted only after the local server parses them in a
-// context where they can do nothing but name a type or compute a value.
+// # Definitions from a peer are hostile
+//
+// No text of a definition is pasted into SQL. Identifiers are always quoted. Type
+// names are parsed (keyword types such as "character varying(20)" or "timestamp(3)
+// with time zone", or a possibly schema-qualified name, with integer modifiers and
+// array brackets), written anew, and must name a type here: a built-in one, one the
+// definition itself creates (its enums and domains, created first, in dependency
+// order), or one already installed on this site such as an extension's; pseudo and
+// composite types are refused. Anything else fails the table.
+//
+// Expressions — column and domain defaults, domain CHECKs, generation expressions —
+// are read by a strict parser that knows a small subset of what pg_get_expr prints,
+// and rewritten from what it understood: string constants re-quoted, identifiers
+// quoted, functions and operators qualified with pg_catalog and taken from
+// allowlists, every cast's type checked as above. Defaults may be constants (with
+// casts), the clock keywords, and now(), clock_timestamp(), statement_timestamp(),
+// transaction_timestamp(), gen_random_uuid() or random(); a nextval() default (a
+// serial column) becomes an identity column, its sequence being the sender's. CHECKs
+// may use VALUE, constants, casts, comparison, pattern and arithmetic operators,
+// AND/OR/NOT, IS [NOT] NULL, = ANY (ARRAY[…]) and a list of immutable string, numeric
+// and array functions. Generation expressions may use the same, reading the table's
+// columns.
+//
+// An expression outside the subset is not an error: it is left out and the result's
+// Warnings say so, so the table is still created. A default or CHECK is then simply
+// missing; a generated column whose expression is left out is created as a plain,
+// nullable column — importers never write generated columns, so it stays NULL.
 package ddl
 
 import (
@@ -23,57 +47,92 @@ import (
 // Exec is what this package needs of a connection or transaction.
 type Exec = catalog.Querier
 
-// typePattern accepts what format_type prints: names (maybe schema-qualified and
-// quoted), modifiers like (12,2), array brackets and the multi-word built-ins.
-var typePattern = regexp.MustCompile(`^[A-Za-z_"][A-Za-z0-9_ ."$\-]*(\([0-9, ]+\))?( with(out)? time zone)?(\[\])*$`)
+// Result says what Create left out of the definition.
+type Result struct {
+	// Warnings name each default, domain CHECK or generation expression that was not
+	// recreated, and why.
+	Warnings []string `json:"warnings,omitempty"`
+}
 
-// checkType makes sure typ is only a type name, then asks the server to resolve it.
-func checkType(ctx context.Context, q Exec, typ string) error {
-	if !typePattern.MatchString(typ) || strings.Contains(typ, "--") || strings.Contains(typ, ";") {
-		return fmt.Errorf("type %q is not a type name", typ)
-	}
-	var oid uint32
-	if err := q.QueryRow(ctx, "SELECT $1::regtype::oid", typ).Scan(&oid); err != nil {
-		return fmt.Errorf("type %q: %w", typ, err)
+func (r *Result) warn(format string, args ...any) {
+	r.Warnings = append(r.Warnings, fmt.Sprintf(format, args...))
+}
+
+// checkSchemaName refuses the system schemas as a place to create things.
+func checkSchemaName(s string) error {
+	if s == "" || strings.HasPrefix(s, "pg_") || s == "information_schema" {
+		return fmt.Errorf("schema %q cannot hold a synced table or type", s)
 	}
 	return nil
 }
 
-// portableDefault reports whether a peer's default expression is recreated: only
-// constants (optionally cast) and the clock and UUID functions are. nextval() of the
-// source's own sequence becomes identity; anything else is dropped, since a default
-// runs on every insert and a peer's expression is not to be trusted with that.
-var portableDefault = regexp.MustCompile(`^\(*('([^']|'')*'|-?[0-9]+(\.[0-9]+)?|true|false|NULL|now\(\)|CURRENT_TIMESTAMP|CURRENT_DATE|CURRENT_TIME|LOCALTIMESTAMP|gen_random_uuid\(\)|clock_timestamp\(\)|transaction_timestamp\(\)|statement_timestamp\(\))\)*(::[A-Za-z_][A-Za-z0-9_ ."]*(\([0-9, ]+\))?(\[\])*)*$`).MatchString
+// oneStatement runs a statement with the extended protocol, which refuses a string
+// holding two commands: a second line of defence behind the rewriting.
+const oneStatement = pgx.QueryExecModeDescribeExec
 
 // isSerial reports whether a default is a sequence's nextval.
 func isSerial(expr string) bool { return strings.HasPrefix(expr, "nextval(") }
 
-// CreateTable creates the table sch describes (and the enum and domain types it uses
-// when missing). The table must not exist.
+// integerTypes are the types an identity column may have, as typeSQL writes them.
+var integerTypes = map[string]bool{"smallint": true, "integer": true, "int": true, "bigint": true,
+	`"int2"`: true, `"int4"`: true, `"int8"`: true}
+
+// CreateTable is Create without the warnings.
 func CreateTable(ctx context.Context, q Exec, sch *catalog.Schema) error {
-	target := catalog.Ident{Schema: sch.Schema, Name: sch.Name}
-	if _, err := q.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{sch.Schema}.Sanitize()); err != nil {
-		return fmt.Errorf("create table %s: schema: %w", target, err)
+	_, err := Create(ctx, q, sch)
+	return err
+}
+
+// Create creates the table sch describes, named sch.Schema.sch.Name, and the enum and
+// domain types it uses when missing. The table must not exist. Parts of the
+// definition it does not recreate are listed in the result's Warnings.
+func Create(ctx context.Context, q Exec, sch *catalog.Schema) (Result, error) {
+	var res Result
+	target := sch.Ident()
+	if err := checkSchemaName(sch.Schema); err != nil {
+		return res, fmt.Errorf("create table %s: %w", target, err)
 	}
+	if sch.Name == "" || catalog.IsSecretTable(sch.Name) {
+		return res, fmt.Errorf("create table %s: the name is reserved for the kit", target)
+	}
+	if len(sch.Columns) == 0 {
+		return res, fmt.Errorf("create table %s: no columns", target)
+	}
+	if _, err := q.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+quoteIdent(sch.Schema)); err != nil {
+		return res, fmt.Errorf("create table %s: schema: %w", target, err)
+	}
+	tc := newTypeChecker(ctx, q, sch)
 	for _, e := range sch.Enums {
 		if err := createEnum(ctx, q, e); err != nil {
-			return fmt.Errorf("create table %s: %w", target, err)
+			return res, fmt.Errorf("create table %s: %w", target, err)
 		}
 	}
-	for _, d := range sch.Domains {
-		if err := createDomain(ctx, q, d); err != nil {
-			return fmt.Errorf("create table %s: %w", target, err)
+	if err := createDomains(ctx, q, tc, sch.Domains, &res); err != nil {
+		return res, fmt.Errorf("create table %s: %w", target, err)
+	}
+	readable := map[string]bool{}
+	for _, c := range sch.Columns {
+		if c.Generated == "" {
+			readable[c.Name] = true
 		}
 	}
 	var defs []string
 	for _, c := range sch.Columns {
-		if err := checkType(ctx, q, c.Type); err != nil {
-			return fmt.Errorf("create table %s: column %s: %w", target, c.Name, err)
+		typ, err := tc.typeSQL(c.Type)
+		if err != nil {
+			return res, fmt.Errorf("create table %s: column %s: %w", target, c.Name, err)
 		}
-		def := pgx.Identifier{c.Name}.Sanitize() + " " + c.Type
+		def := quoteIdent(c.Name) + " " + typ
+		nullable := c.Nullable
 		switch {
 		case c.Generated != "":
-			def += " GENERATED ALWAYS AS (" + c.Generated + ") STORED"
+			expr, err := tc.expr(c.Generated, generatedRules(readable))
+			if err != nil {
+				res.warn("column %s: generation expression not recreated (%v); created as a plain nullable column, left NULL", c.Name, err)
+				nullable = true
+				break
+			}
+			def += " GENERATED ALWAYS AS (" + expr + ") STORED"
 		case c.Identity == "always":
 			def += " GENERATED ALWAYS AS IDENTITY"
 		case c.Identity == "by_default":
@@ -81,11 +140,20 @@ func CreateTable(ctx context.Context, q Exec, sch *catalog.Schema) error {
 		case c.Default != nil && isSerial(*c.Default):
 			// A serial column: its sequence belongs to the source; identity is the
 			// portable equivalent.
+			if !integerTypes[typ] {
+				res.warn("column %s: sequence default on a %s column not recreated", c.Name, typ)
+				break
+			}
 			def += " GENERATED BY DEFAULT AS IDENTITY"
-		case c.Default != nil && portableDefault(*c.Default):
-			def += " DEFAULT " + *c.Default
+		case c.Default != nil:
+			expr, err := tc.expr(*c.Default, defaultRules())
+			if err != nil {
+				res.warn("column %s: default not recreated (%v)", c.Name, err)
+				break
+			}
+			def += " DEFAULT " + expr
 		}
-		if !c.Nullable {
+		if !nullable {
 			def += " NOT NULL"
 		}
 		defs = append(defs, def)
@@ -94,69 +162,129 @@ func CreateTable(ctx context.Context, q Exec, sch *catalog.Schema) error {
 		defs = append(defs, "PRIMARY KEY ("+catalog.QuoteNames(sch.PrimaryKey)+")")
 	}
 	for _, u := range sch.Unique {
-		defs = append(defs, "CONSTRAINT "+pgx.Identifier{u.Name}.Sanitize()+" UNIQUE ("+catalog.QuoteNames(u.Columns)+")")
+		defs = append(defs, "CONSTRAINT "+quoteIdent(u.Name)+" UNIQUE ("+catalog.QuoteNames(u.Columns)+")")
 	}
 	sql := "CREATE TABLE " + target.Quoted() + " (\n\t" + strings.Join(defs, ",\n\t") + "\n)"
-	// The extended protocol refuses a string holding two commands, so a generated
-	// column's expression cannot smuggle in a second statement.
-	if _, err := q.Exec(ctx, sql, pgx.QueryExecModeDescribeExec); err != nil {
-		return fmt.Errorf("create table %s: %w", target, err)
+	if _, err := q.Exec(ctx, sql, oneStatement); err != nil {
+		return res, fmt.Errorf("create table %s: %w", target, err)
 	}
-	return nil
+	return res, nil
+}
+
+// typeExists reports whether schema.name is a type here.
+func typeExists(ctx context.Context, q Exec, schema, name string) (bool, error) {
+	var exists bool
+	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+		WHERE n.nspname = $1 AND t.typname = $2)`, schema, name).Scan(&exists)
+	return exists, err
 }
 
 func createEnum(ctx context.Context, q Exec, e catalog.Enum) error {
-	var exists bool
-	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
-		WHERE n.nspname = $1 AND t.typname = $2)`, e.Schema, e.Name).Scan(&exists); err != nil {
+	if err := checkSchemaName(e.Schema); err != nil {
+		return fmt.Errorf("enum %s: %w", e.Name, err)
+	}
+	exists, err := typeExists(ctx, q, e.Schema, e.Name)
+	if err != nil {
 		return fmt.Errorf("enum %s: %w", e.Name, err)
 	}
 	if exists {
 		return nil
 	}
-	if _, err := q.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{e.Schema}.Sanitize()); err != nil {
+	if _, err := q.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+quoteIdent(e.Schema)); err != nil {
 		return fmt.Errorf("enum %s: %w", e.Name, err)
 	}
 	labels := make([]string, len(e.Labels))
 	for i, l := range e.Labels {
-		labels[i] = "'" + strings.ReplaceAll(l, "'", "''") + "'"
+		labels[i] = quoteString(l)
 	}
 	sql := fmt.Sprintf("CREATE TYPE %s AS ENUM (%s)", pgx.Identifier{e.Schema, e.Name}.Sanitize(), strings.Join(labels, ", "))
-	if _, err := q.Exec(ctx, sql); err != nil {
+	if _, err := q.Exec(ctx, sql, oneStatement); err != nil {
 		return fmt.Errorf("enum %s: %w", e.Name, err)
 	}
 	return nil
 }
 
-func createDomain(ctx context.Context, q Exec, d catalog.Domain) error {
-	var exists bool
-	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
-		WHERE n.nspname = $1 AND t.typname = $2)`, d.Schema, d.Name).Scan(&exists); err != nil {
+// createDomains creates the missing domains, each after the domains its base type
+// names (whatever order the definition lists them in).
+func createDomains(ctx context.Context, q Exec, tc *typeChecker, domains []catalog.Domain, res *Result) error {
+	pending := append([]catalog.Domain(nil), domains...)
+	for len(pending) > 0 {
+		var later []catalog.Domain
+		for _, d := range pending {
+			if dependsOnPending(tc, d, pending) {
+				later = append(later, d)
+				continue
+			}
+			if err := createDomain(ctx, q, tc, d, res); err != nil {
+				return err
+			}
+		}
+		if len(later) == len(pending) {
+			return fmt.Errorf("domain %s: its base type is a domain that cannot be created first", later[0].Name)
+		}
+		pending = later
+	}
+	return nil
+}
+
+// dependsOnPending reports whether d's base type is another domain still to create.
+func dependsOnPending(tc *typeChecker, d catalog.Domain, pending []catalog.Domain) bool {
+	toks, err := tokenize(d.BaseType)
+	if err != nil {
+		return false // createDomain reports it
+	}
+	p := &parser{toks: toks}
+	t, err := p.parseTypeRef()
+	if err != nil || t.keyword {
+		return false
+	}
+	t = tc.qualify(t)
+	for _, o := range pending {
+		if o.Schema == t.schema && o.Name == t.name && (o.Schema != d.Schema || o.Name != d.Name) {
+			return true
+		}
+	}
+	return false
+}
+
+func createDomain(ctx context.Context, q Exec, tc *typeChecker, d catalog.Domain, res *Result) error {
+	if err := checkSchemaName(d.Schema); err != nil {
+		return fmt.Errorf("domain %s: %w", d.Name, err)
+	}
+	exists, err := typeExists(ctx, q, d.Schema, d.Name)
+	if err != nil {
 		return fmt.Errorf("domain %s: %w", d.Name, err)
 	}
 	if exists {
 		return nil
 	}
-	if err := checkType(ctx, q, d.BaseType); err != nil {
+	base, err := tc.typeSQL(d.BaseType)
+	if err != nil {
 		return fmt.Errorf("domain %s: %w", d.Name, err)
 	}
-	if _, err := q.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{d.Schema}.Sanitize()); err != nil {
+	if _, err := q.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+quoteIdent(d.Schema)); err != nil {
 		return fmt.Errorf("domain %s: %w", d.Name, err)
 	}
-	sql := "CREATE DOMAIN " + pgx.Identifier{d.Schema, d.Name}.Sanitize() + " AS " + d.BaseType
-	if d.Default != nil && portableDefault(*d.Default) {
-		sql += " DEFAULT " + *d.Default
+	sql := "CREATE DOMAIN " + pgx.Identifier{d.Schema, d.Name}.Sanitize() + " AS " + base
+	if d.Default != nil {
+		if expr, err := tc.expr(*d.Default, defaultRules()); err != nil {
+			res.warn("domain %s: default not recreated (%v)", d.Name, err)
+		} else {
+			sql += " DEFAULT " + expr
+		}
 	}
 	if d.NotNull {
 		sql += " NOT NULL"
 	}
 	for _, c := range d.Checks {
-		if !strings.HasPrefix(c, "CHECK (") {
-			return fmt.Errorf("domain %s: constraint %q is not a CHECK", d.Name, c)
+		check, err := tc.check(c)
+		if err != nil {
+			res.warn("domain %s: check not recreated (%v)", d.Name, err)
+			continue
 		}
-		sql += " " + c
+		sql += " CHECK " + check
 	}
-	if _, err := q.Exec(ctx, sql, pgx.QueryExecModeDescribeExec); err != nil {
+	if _, err := q.Exec(ctx, sql, oneStatement); err != nil {
 		return fmt.Errorf("domain %s: %w", d.Name, err)
 	}
 	return nil
@@ -179,7 +307,7 @@ func AddForeignKeys(ctx context.Context, q Exec, sch *catalog.Schema) error {
 		sql := fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s FOREIGN KEY (%s) REFERENCES %s (%s)%s",
 			target.Quoted(), pgx.Identifier{fk.Name}.Sanitize(), catalog.QuoteNames(fk.Columns), ref.Quoted(),
 			catalog.QuoteNames(fk.RefColumns), fkActions(fk.Definition))
-		if _, err := q.Exec(ctx, sql); err != nil {
+		if _, err := q.Exec(ctx, sql, oneStatement); err != nil {
 			return fmt.Errorf("foreign key %s on %s: %w", fk.Name, target, err)
 		}
 	}
