@@ -1,14 +1,21 @@
 // Package exporter reads table rows for another site, from one consistent snapshot:
 // every table of a transfer is read inside one REPEATABLE READ, READ ONLY transaction,
-// so rows inserted or deleted meanwhile never appear half-way.
+// so rows inserted or deleted meanwhile never appear half-way. The snapshot is taken
+// when Begin returns.
 //
 // Rows leave in PostgreSQL's own text representation — COPY text format for bulk
 // batches, and the same per-value text (column::text) for the JSON records API — so
 // the receiving database parses every value with its own input function and nothing
-// is guessed from strings. See docs/data-encoding.md.
+// is guessed from strings. The snapshot fixes the settings that shape that text
+// (DateStyle, IntervalStyle, extra_float_digits, bytea_output, TimeZone,
+// standard_conforming_strings), so it is the same whatever the database's defaults.
+// money is the exception: its text follows lc_monetary, which both sites must share.
+// See docs/data-encoding.md.
 //
 // Paging is keyset by primary key (by ctid for tables without one); offset/limit is
-// kept for the PhoenixKit-compatible records API.
+// kept for the PhoenixKit-compatible records API. A batch is capped by rows and by
+// bytes. A ctid is only meaningful inside the snapshot that produced it, so a table
+// without a primary key cannot be resumed from another snapshot (ErrNoResume).
 package exporter
 
 import (
@@ -26,14 +33,37 @@ import (
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
 )
 
+// DefaultBatchBytes is a batch's byte budget when Snapshot.BatchBytes is not set.
+const DefaultBatchBytes = 16 << 20
+
+// ErrNoResume is returned (wrapped) by NextBatch for a table without a primary key
+// when the key to resume after was not handed out by this snapshot: ctids of another
+// snapshot may name other rows, so resuming would skip or repeat rows.
+var ErrNoResume = errors.New("a table without a primary key cannot be resumed from another snapshot; transfer it again from the start")
+
+// exportSettings fixes, for the snapshot's transaction, every setting that changes the
+// text of a value, and takes the snapshot (a SELECT needs one; SET does not).
+const exportSettings = `SELECT set_config('standard_conforming_strings', 'on', true),
+	set_config('DateStyle', 'ISO, MDY', true), set_config('IntervalStyle', 'postgres', true),
+	set_config('extra_float_digits', '3', true), set_config('bytea_output', 'hex', true),
+	set_config('TimeZone', 'UTC', true)`
+
 // Snapshot is a consistent, read-only view of the database for one transfer.
 // It holds one connection until Close. Not safe for concurrent use.
 type Snapshot struct {
 	conn *pgxpool.Conn
 	tx   pgx.Tx
+	// BatchBytes caps the COPY text of a batch (0 means DefaultBatchBytes). A batch
+	// always holds at least one row, so a row larger than this is a batch of its own.
+	BatchBytes int
+	// rowBytes is, per table, the COPY bytes per row seen last, to size batches.
+	rowBytes map[string]int
+	// issued are the ctid keys handed out, per table, for tables without a key.
+	issued map[string]bool
 }
 
-// Begin opens a snapshot.
+// Begin opens a snapshot. The snapshot is taken before Begin returns: rows committed
+// afterwards are not seen.
 func Begin(ctx context.Context, pool *pgxpool.Pool) (*Snapshot, error) {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
@@ -45,12 +75,12 @@ func Begin(ctx context.Context, pool *pgxpool.Pool) (*Snapshot, error) {
 		return nil, fmt.Errorf("export: begin snapshot: %w", err)
 	}
 	// Literals in COPY queries are quoted for standard_conforming_strings = on.
-	if _, err := tx.Exec(ctx, "SET LOCAL standard_conforming_strings = on"); err != nil {
+	if _, err := tx.Exec(ctx, exportSettings); err != nil {
 		_ = tx.Rollback(ctx)
 		conn.Release()
-		return nil, fmt.Errorf("export: %w", err)
+		return nil, fmt.Errorf("export: begin snapshot: %w", err)
 	}
-	return &Snapshot{conn: conn, tx: tx}, nil
+	return &Snapshot{conn: conn, tx: tx, rowBytes: map[string]int{}, issued: map[string]bool{}}, nil
 }
 
 // Querier returns the snapshot's transaction, for catalog look-ups inside it.
@@ -119,10 +149,24 @@ func afterClause(sch *catalog.Schema, after []string, op string) (string, error)
 	return fmt.Sprintf(" WHERE (%s) %s (%s)", strings.Join(exprs, ", "), op, strings.Join(lits, ", ")), nil
 }
 
-// NextBatch returns up to limit rows after key after (nil = from the start), in key order.
+// NextBatch returns up to limit rows after key after (nil = from the start), in key
+// order, and no more than the byte budget (BatchBytes) holds — but at least one row.
+// The batch's LastKey is its last row's key: the next batch resumes after it.
 func (s *Snapshot) NextBatch(ctx context.Context, sch *catalog.Schema, after []string, limit int) (Batch, error) {
 	if limit <= 0 {
 		return Batch{}, fmt.Errorf("export %s: batch size must be positive", sch.Name)
+	}
+	if catalog.IsSecretTable(sch.Name) {
+		return Batch{}, fmt.Errorf("export: %w: %q", catalog.ErrUnknownTable, sch.Name)
+	}
+	table := sch.Ident().Quoted()
+	noKey := len(sch.PrimaryKey) == 0
+	if noKey && after != nil && (len(after) != 1 || !s.issued[table+"\x00"+after[0]]) {
+		return Batch{}, fmt.Errorf("export %s: %w", sch.Name, ErrNoResume)
+	}
+	budget := s.BatchBytes
+	if budget <= 0 {
+		budget = DefaultBatchBytes
 	}
 	exprs, _ := keyColumns(sch)
 	order := strings.Join(exprs, ", ")
@@ -130,16 +174,30 @@ func (s *Snapshot) NextBatch(ctx context.Context, sch *catalog.Schema, after []s
 	if err != nil {
 		return Batch{}, err
 	}
-	// Find the batch's last key first (an index-only scan), then COPY exactly the rows
-	// up to it: the COPY query needs literals, and this way the last key is known
-	// without parsing COPY output.
+	cols := sch.Writable()
+	// Ask for no more rows than the budget holds at the size rows had so far, so that
+	// little of what COPY sends beyond the budget is read only to be dropped.
+	per, ok := s.rowBytes[table]
+	if !ok {
+		err := s.tx.QueryRow(ctx, fmt.Sprintf("SELECT coalesce(avg(octet_length(r::text)), 0)::bigint FROM (SELECT %s FROM %s%s ORDER BY %s LIMIT 16) r",
+			catalog.QuotedColumns(cols), table, where, order)).Scan(&per)
+		if err != nil {
+			return Batch{}, fmt.Errorf("export %s: row size: %w", sch.Name, err)
+		}
+	}
+	n := limit
+	if per > 0 {
+		n = max(1, min(limit, budget/per))
+	}
+	// Find the batch's last key first (an index-only scan), then COPY the rows up to
+	// it: the COPY query needs literals.
 	keyText := make([]string, len(exprs))
 	for i, e := range exprs {
 		keyText[i] = e + "::text"
 	}
 	var last []string
 	row := s.tx.QueryRow(ctx, fmt.Sprintf("SELECT ARRAY[%s] FROM %s%s ORDER BY %s OFFSET %d LIMIT 1",
-		strings.Join(keyText, ", "), sch.Ident().Quoted(), where, order, limit-1))
+		strings.Join(keyText, ", "), table, where, order, n-1))
 	switch err := row.Scan(&last); {
 	case errors.Is(err, pgx.ErrNoRows):
 		last = nil
@@ -158,36 +216,168 @@ func (s *Snapshot) NextBatch(ctx context.Context, sch *catalog.Schema, after []s
 			cond += " AND" + strings.TrimPrefix(upper, " WHERE")
 		}
 	}
-	cols := sch.Writable()
-	var buf bytes.Buffer
-	sql := fmt.Sprintf("COPY (SELECT %s FROM %s%s ORDER BY %s) TO STDOUT", catalog.QuotedColumns(cols), sch.Ident().Quoted(), cond, order)
-	if _, err := s.tx.Conn().PgConn().CopyTo(ctx, &buf, sql); err != nil {
+	// Each line starts with the row's key (then stripped), so the batch can end at
+	// any row and still say where the next one starts.
+	sel := strings.Join(keyText, ", ")
+	if len(cols) > 0 {
+		sel += ", " + catalog.QuotedColumns(cols)
+	}
+	w := &batchWriter{keys: len(exprs), budget: budget}
+	if per > 0 {
+		w.data = make([]byte, 0, min(budget, per*n+per))
+	}
+	// Order by the table's own columns (src.…), not the ::text key outputs.
+	srcOrder := make([]string, len(exprs))
+	for i, e := range exprs {
+		srcOrder[i] = "src." + e
+	}
+	sql := fmt.Sprintf("COPY (SELECT %s FROM %s AS src%s ORDER BY %s) TO STDOUT", sel, table, cond, strings.Join(srcOrder, ", "))
+	if _, err := s.tx.Conn().PgConn().CopyTo(ctx, w, sql); err != nil {
 		return Batch{}, fmt.Errorf("export %s: %w", sch.Name, err)
 	}
-	b := Batch{Data: buf.Bytes(), Rows: bytes.Count(buf.Bytes(), []byte{'\n'})}
+	if w.err != nil {
+		return Batch{}, fmt.Errorf("export %s: %w", sch.Name, w.err)
+	}
+	if w.seen > 0 {
+		s.rowBytes[table] = max(1, int(w.seenBytes/int64(w.seen)))
+	}
+	b := Batch{Data: w.data, Rows: w.rows, LastKey: after, Done: last == nil && w.dropped == 0}
 	for _, c := range cols {
 		b.Columns = append(b.Columns, c.Name)
 	}
-	if last == nil {
-		// Fewer than limit rows were left: this is the end. Its last key still matters
-		// to a receiver that resumes after importing it.
-		b.Done = true
-		b.LastKey = after
-		if b.Rows > 0 {
-			desc := make([]string, len(exprs))
-			for i, e := range exprs {
-				desc[i] = e + " DESC"
-			}
-			err := s.tx.QueryRow(ctx, fmt.Sprintf("SELECT ARRAY[%s] FROM %s ORDER BY %s LIMIT 1",
-				strings.Join(keyText, ", "), sch.Ident().Quoted(), strings.Join(desc, ", "))).Scan(&b.LastKey)
-			if err != nil {
-				return Batch{}, fmt.Errorf("export %s: last key: %w", sch.Name, err)
-			}
-		}
-		return b, nil
+	if w.rows > 0 {
+		b.LastKey = w.lastKey
 	}
-	b.LastKey = last
+	if noKey && b.LastKey != nil {
+		s.issued[table+"\x00"+b.LastKey[0]] = true
+	}
 	return b, nil
+}
+
+// batchWriter receives COPY text lines that start with keys key fields. It keeps each
+// line's remaining fields while they fit in budget bytes (the first line always),
+// drops every line from the first that does not fit, and remembers the last kept
+// line's key. It holds at most the budget, or one line when that is larger.
+type batchWriter struct {
+	keys   int
+	budget int
+
+	data    []byte   // kept lines, without their keys
+	rows    int      // lines kept
+	lastKey []string // key of the last kept line
+
+	field   int      // key fields read on the current line
+	key     []byte   // the key field being read, still COPY-escaped
+	lineKey []string // the current line's key
+	start   int      // where the current line's fields start in data
+	drop    bool     // the current line does not fit
+	full    bool     // a line did not fit: every later one is dropped too
+
+	seen      int   // lines received
+	seenBytes int64 // bytes received
+	dropped   int   // lines dropped
+	err       error
+}
+
+func (w *batchWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	w.seenBytes += int64(n)
+	for len(p) > 0 {
+		if w.field < w.keys {
+			i := bytes.IndexAny(p, "\t\n")
+			if i < 0 {
+				w.key = append(w.key, p...)
+				break
+			}
+			w.key = append(w.key, p[:i]...)
+			w.lineKey = append(w.lineKey, unescapeCopy(w.key))
+			w.key = w.key[:0]
+			w.field++
+			sep := p[i]
+			p = p[i+1:]
+			if sep == '\n' {
+				// A row of keys only (the table has no written column).
+				if w.field < w.keys && w.err == nil {
+					w.err = errors.New("COPY line with fewer fields than the key")
+				}
+				w.keep([]byte{'\n'})
+				w.endLine()
+			}
+			continue
+		}
+		i := bytes.IndexByte(p, '\n')
+		chunk := p
+		if i >= 0 {
+			chunk = p[:i+1]
+		}
+		p = p[len(chunk):]
+		w.keep(chunk)
+		if i >= 0 {
+			w.endLine()
+		}
+	}
+	return n, nil
+}
+
+// keep adds part of the current line, unless the line or the batch is being dropped.
+func (w *batchWriter) keep(b []byte) {
+	if w.drop || w.full {
+		return
+	}
+	w.data = append(w.data, b...)
+	if w.rows > 0 && len(w.data) > w.budget {
+		// This line does not fit: drop what was kept of it.
+		w.data = w.data[:w.start]
+		w.drop = true
+	}
+}
+
+func (w *batchWriter) endLine() {
+	w.seen++
+	if w.drop || w.full {
+		w.dropped++
+		w.full = true
+	} else {
+		w.rows++
+		w.lastKey = w.lineKey
+		w.start = len(w.data)
+	}
+	w.drop = false
+	w.lineKey = nil
+	w.field = 0
+}
+
+// unescapeCopy decodes a COPY text field (backslash escapes).
+func unescapeCopy(b []byte) string {
+	if bytes.IndexByte(b, '\\') < 0 {
+		return string(b)
+	}
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if c != '\\' || i+1 == len(b) {
+			out = append(out, c)
+			continue
+		}
+		i++
+		switch b[i] {
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'v':
+			out = append(out, '\v')
+		default:
+			out = append(out, b[i])
+		}
+	}
+	return string(out)
 }
 
 // Page is one page of the records API.
@@ -202,6 +392,9 @@ type Page struct {
 func (s *Snapshot) Records(ctx context.Context, sch *catalog.Schema, offset, limit int) (Page, error) {
 	if offset < 0 || limit <= 0 {
 		return Page{}, fmt.Errorf("export %s: offset must be ≥ 0 and limit > 0", sch.Name)
+	}
+	if catalog.IsSecretTable(sch.Name) {
+		return Page{}, fmt.Errorf("export: %w: %q", catalog.ErrUnknownTable, sch.Name)
 	}
 	exprs, _ := keyColumns(sch)
 	cols := sch.Writable()
@@ -247,8 +440,9 @@ func (s *Snapshot) Records(ctx context.Context, sch *catalog.Schema, offset, lim
 }
 
 // Checksum returns the md5 of the table's rows in COPY text format, in key order, over
-// the given columns (default: every written column). Two tables with the same
-// checksum hold the same bytes.
+// the given columns (default: every written column), under the same settings as a
+// snapshot. Two tables with the same checksum hold the same bytes. Called inside a
+// transaction, it leaves those settings in place for the rest of it.
 func Checksum(ctx context.Context, q interface {
 	Conn() *pgx.Conn
 }, sch *catalog.Schema, columns []string) (string, error) {
@@ -264,10 +458,25 @@ func Checksum(ctx context.Context, q interface {
 			cols = append(cols, c)
 		}
 	}
+	if catalog.IsSecretTable(sch.Name) {
+		return "", fmt.Errorf("checksum: %w: %q", catalog.ErrUnknownTable, sch.Name)
+	}
+	conn := q.Conn()
+	if conn.PgConn().TxStatus() == 'I' {
+		// Outside a transaction: open one, so the settings below stay in it.
+		tx, err := conn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+		if err != nil {
+			return "", fmt.Errorf("checksum %s: %w", sch.Name, err)
+		}
+		defer func() { _ = tx.Rollback(ctx) }()
+	}
+	if _, err := conn.Exec(ctx, exportSettings); err != nil {
+		return "", fmt.Errorf("checksum %s: %w", sch.Name, err)
+	}
 	exprs, _ := keyColumns(sch)
 	h := md5.New()
 	sql := fmt.Sprintf("COPY (SELECT %s FROM %s ORDER BY %s) TO STDOUT", catalog.QuotedColumns(cols), sch.Ident().Quoted(), strings.Join(exprs, ", "))
-	if _, err := q.Conn().PgConn().CopyTo(ctx, h, sql); err != nil {
+	if _, err := conn.PgConn().CopyTo(ctx, h, sql); err != nil {
 		return "", fmt.Errorf("checksum %s: %w", sch.Name, err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
