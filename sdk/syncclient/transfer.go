@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -53,8 +54,11 @@ type Result struct {
 	// LastKey is the key of the last row applied: pass it as AfterKey to resume.
 	LastKey []string `json:"last_key,omitempty"`
 	// TableCreated is true when the table was created locally.
-	TableCreated bool          `json:"table_created"`
-	Duration     time.Duration `json:"duration"`
+	TableCreated bool `json:"table_created"`
+	// Warnings list what of the sender's definition was not recreated with the table
+	// (defaults, checks or generation expressions outside what ddl accepts).
+	Warnings []string      `json:"warnings,omitempty"`
+	Duration time.Duration `json:"duration"`
 	// Error says why the table failed, in TransferAll results.
 	Error string `json:"error,omitempty"`
 }
@@ -77,12 +81,37 @@ func (c *Client) Transfer(ctx context.Context, pool *pgxpool.Pool, table string,
 		if !o.CreateMissing {
 			return res, fmt.Errorf("transfer %s: the table does not exist here (set CreateMissing to create it)", table)
 		}
-		if err := ddl.CreateTable(ctx, pool, sch); err != nil {
+		_, dr, err := createLocal(ctx, pool, table, sch)
+		res.Warnings = dr.Warnings
+		if err != nil {
 			return res, fmt.Errorf("transfer %s: %w", table, err)
 		}
 		res.TableCreated = true
 	}
 	return c.transferRows(ctx, pool, sch, res, o)
+}
+
+// targetName is where the table requested as table is created: the name the sender's
+// definition gives when it is one Resolve reads table as (public.table, or
+// schema.name split at the first dot), else the requested name itself — never a
+// name only the sender chose.
+func targetName(table string, sch *catalog.Schema) (schema, name string) {
+	if s, n, ok := strings.Cut(table, "."); ok {
+		if sch.Schema == "public" && sch.Name == table {
+			return "public", table
+		}
+		return s, n
+	}
+	return "public", table
+}
+
+// createLocal creates the requested table from the sender's definition, under the
+// requested name, and returns the definition as created.
+func createLocal(ctx context.Context, pool *pgxpool.Pool, table string, sch *catalog.Schema) (*catalog.Schema, ddl.Result, error) {
+	local := *sch
+	local.Schema, local.Name = targetName(table, sch)
+	res, err := ddl.Create(ctx, pool, &local)
+	return &local, res, err
 }
 
 func (c *Client) transferRows(ctx context.Context, pool *pgxpool.Pool, sch *catalog.Schema, res Result, o TransferOptions) (Result, error) {
@@ -243,9 +272,15 @@ func (c *Client) TransferAll(ctx context.Context, pool *pgxpool.Pool, o Transfer
 		if err == nil && !ok {
 			if !o.CreateMissing {
 				err = fmt.Errorf("transfer %s: the table does not exist here (set CreateMissing to create it)", name)
-			} else if err = ddl.CreateTable(ctx, pool, sch); err == nil {
-				res.TableCreated = true
-				created = append(created, sch)
+			} else {
+				var local *catalog.Schema
+				var dr ddl.Result
+				local, dr, err = createLocal(ctx, pool, name, sch)
+				res.Warnings = dr.Warnings
+				if err == nil {
+					res.TableCreated = true
+					created = append(created, local)
+				}
 			}
 		}
 		if err == nil {
