@@ -15,20 +15,23 @@ import (
 
 // freezingProxy forwards TCP both ways until frozen, then holds every byte without
 // closing anything: a network (or a sender) that hangs.
+// With freezeAfter > 0 it freezes by itself once that many bytes went through.
 type freezingProxy struct {
-	ln     net.Listener
-	frozen atomic.Bool
-	mu     sync.Mutex
-	conns  []net.Conn
+	ln          net.Listener
+	frozen      atomic.Bool
+	freezeAfter int64
+	forwarded   atomic.Int64
+	mu          sync.Mutex
+	conns       []net.Conn
 }
 
-func newFreezingProxy(t *testing.T, target string) *freezingProxy {
+func newFreezingProxy(t *testing.T, target string, freezeAfter int64) *freezingProxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &freezingProxy{ln: ln}
+	p := &freezingProxy{ln: ln, freezeAfter: freezeAfter}
 	t.Cleanup(p.close)
 	go func() {
 		for {
@@ -58,6 +61,9 @@ func (p *freezingProxy) pipe(dst, src net.Conn) {
 		if err != nil {
 			return
 		}
+		if p.freezeAfter > 0 && p.forwarded.Add(int64(n)) > p.freezeAfter {
+			p.frozen.Store(true)
+		}
 		for p.frozen.Load() {
 			time.Sleep(50 * time.Millisecond) // hold the bytes; close nothing
 		}
@@ -81,7 +87,7 @@ func (p *freezingProxy) close() {
 func TestTransferEndsWhenTheSenderGoesSilent(t *testing.T) {
 	a := bigSender(t)
 	b := startSite(t, siteOptions{})
-	proxy := newFreezingProxy(t, strings.TrimPrefix(a.url, "http://"))
+	proxy := newFreezingProxy(t, strings.TrimPrefix(a.url, "http://"), 0)
 	ctx := context.Background() // no deadline: only the idle check can end it
 	const idle = 2 * time.Second
 	c, err := syncclient.Connect(ctx, "http://"+proxy.ln.Addr().String(), a.newCode(t).Code, syncclient.Options{IdleTimeout: idle})

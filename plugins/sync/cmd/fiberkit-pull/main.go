@@ -6,10 +6,19 @@
 //
 // On a terminal it draws a progress bar per table; otherwise it prints plain lines.
 //
-// Exit codes: 0 every row landed; 1 the transfer finished but some records were
-// refused (listed); 2 bad usage; 3 the sender refused the connection (code, password,
-// denied, rate limited); 4 the transfer failed part-way (rerun with -strategy skip to
-// finish it).
+// Exit codes:
+//
+//	0    every row landed
+//	1    the transfer finished but some records were refused (listed)
+//	2    bad usage (flags, strategy, a malformed -db URL)
+//	3    the sender refused the connection (code, password, denied, rate limited,
+//	     no approval in time)
+//	4    the transfer failed part-way, the sender going silent included (rerun with
+//	     -strategy skip to finish it)
+//	5    could not connect to the sender (network, DNS, TLS, timeout, or no Sync
+//	     there: HTTP 404 when it is disabled or the URL is wrong)
+//	6    the local database cannot be reached
+//	130  interrupted (Ctrl-C; 143 for SIGTERM); what was applied stays applied
 package main
 
 import (
@@ -33,14 +42,31 @@ import (
 	"github.com/fiberkit/fiberkit/sdk/syncclient"
 )
 
-// Exit codes scripts can rely on.
+// Exit codes scripts can rely on (documented in the package comment, -help and the
+// README).
 const (
-	exitOK         = 0
-	exitRecordErrs = 1
-	exitUsage      = 2
-	exitRefused    = 3
-	exitFailed     = 4
+	exitOK          = 0
+	exitRecordErrs  = 1
+	exitUsage       = 2
+	exitRefused     = 3
+	exitFailed      = 4
+	exitUnreachable = 5
+	exitLocalDB     = 6
+	exitInterrupted = 130 // 128 + SIGINT
+	exitTerminated  = 143 // 128 + SIGTERM
 )
+
+const exitCodesHelp = `
+Exit codes:
+  0    every row landed
+  1    the transfer finished but some records were refused (listed)
+  2    bad usage
+  3    the sender refused the connection (code, password, denied, rate limited, no approval)
+  4    the transfer failed part-way (a silent sender included): rerun with -strategy skip
+  5    could not connect to the sender (network, TLS, timeout, HTTP 404: Sync disabled or wrong URL)
+  6    the local database cannot be reached
+  130  interrupted (Ctrl-C; 143 for SIGTERM)
+`
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -57,7 +83,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	create := fs.Bool("create-missing", false, "create tables missing locally")
 	batch := fs.Int("batch", 5000, "rows per batch")
 	timeout := fs.Duration("timeout", 2*time.Minute, "time allowed to connect (and wait for the sender's approval)")
+	idle := fs.Duration("idle-timeout", 75*time.Second, "give up when nothing arrives from the sender for this long (0: never)")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: fiberkit-pull -url URL -code CODE -db DATABASE_URL [flags]\n\nThe password of a require_password sender is read from $SYNC_PASSWORD.\n\nFlags:")
+		fs.PrintDefaults()
+		fmt.Fprint(fs.Output(), exitCodesHelp)
+	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
 		return exitUsage
 	}
 	password := os.Getenv("SYNC_PASSWORD") // never on the command line, where ps shows it
@@ -71,32 +106,55 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "fiberkit-pull:", err)
 		return exitUsage
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx, interrupted := onSignal()
+	// stopped tells a failure caused by a signal (exit 130/143) from any other.
+	stopped := func() (int, bool) {
+		select {
+		case sig := <-interrupted:
+			fmt.Fprintln(stderr, "fiberkit-pull: interrupted; what was applied stays (rerun with -strategy skip to finish)")
+			if sig == syscall.SIGTERM {
+				return exitTerminated, true
+			}
+			return exitInterrupted, true
+		default:
+			return 0, false
+		}
+	}
 
 	pool, err := pgxpool.New(ctx, *db)
 	if err != nil {
-		fmt.Fprintln(stderr, "fiberkit-pull: local database:", err)
+		fmt.Fprintln(stderr, "fiberkit-pull: -db:", err)
 		return exitUsage
 	}
 	defer pool.Close()
 	if err := pool.Ping(ctx); err != nil {
+		if code, ok := stopped(); ok {
+			return code
+		}
 		fmt.Fprintln(stderr, "fiberkit-pull: local database:", err)
-		return exitUsage
+		return exitLocalDB
 	}
 
+	idleTimeout := *idle
+	if idleTimeout <= 0 {
+		idleTimeout = -1 // off
+	}
 	host, _ := os.Hostname()
-	c, err := syncclient.Connect(ctx, *senderURL, strings.ToUpper(strings.TrimSpace(*code)), syncclient.Options{
-		Password: password, Timeout: *timeout, ReceiverInfo: map[string]any{"tool": "fiberkit-pull", "host": host},
+	c, err := syncclient.Connect(ctx, *senderURL, *code, syncclient.Options{
+		Password: password, Timeout: *timeout, IdleTimeout: idleTimeout, ReceiverInfo: map[string]any{"tool": "fiberkit-pull", "host": host},
 		OnAwaitingApproval: func() { fmt.Fprintln(stderr, "waiting for an admin of the sending site to approve…") },
 	})
 	if err != nil {
-		fmt.Fprintln(stderr, "fiberkit-pull: connect:", err)
+		if code, ok := stopped(); ok {
+			return code
+		}
 		var re *syncclient.RemoteError
 		if errors.As(err, &re) {
+			fmt.Fprintln(stderr, "fiberkit-pull: refused:", err)
 			return exitRefused
 		}
-		return exitFailed
+		fmt.Fprintln(stderr, "fiberkit-pull: could not connect:", err)
+		return exitUnreachable
 	}
 	defer c.Close()
 
@@ -120,7 +178,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	progress.finish()
 	printSummary(stdout, results)
 	if err != nil {
+		if code, ok := stopped(); ok {
+			return code
+		}
 		fmt.Fprintln(stderr, "fiberkit-pull:", err)
+		if errors.Is(err, syncclient.ErrPeerSilent) {
+			fmt.Fprintf(stderr, "fiberkit-pull: nothing came from the sender for %s (-idle-timeout); rerun with -strategy skip to finish\n", *idle)
+		}
 		return exitFailed
 	}
 	for _, r := range results {
@@ -131,37 +195,71 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// reporter shows progress: bars on a terminal, a line per table otherwise.
+// onSignal returns a context cancelled by the first SIGINT or SIGTERM, and the
+// signal. A second one kills the process the usual way.
+func onSignal() (context.Context, <-chan os.Signal) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 1)
+	got := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-sigs
+		signal.Stop(sigs)
+		got <- sig
+		cancel()
+	}()
+	return ctx, got
+}
+
+// reporter shows progress: bars on a terminal, a line per table otherwise. A table
+// whose last report is not Done failed: its bar stays where it stopped, marked.
 type reporter struct {
-	w    io.Writer
-	tty  bool
-	bar  *progressbar.ProgressBar
-	last string
+	w     io.Writer
+	tty   bool
+	bar   *progressbar.ProgressBar
+	last  string
+	lastP syncclient.Progress
+	open  bool // a table has reported and not been finished
 }
 
 func newReporter(w io.Writer, tty bool) *reporter { return &reporter{w: w, tty: tty} }
 
 func (r *reporter) report(p syncclient.Progress) {
-	if !r.tty {
-		if p.Done {
-			fmt.Fprintf(r.w, "%s: %d/%d rows in %.1fs\n", p.Table, p.Rows, p.Total, p.Elapsed.Seconds())
-		}
-		return
-	}
 	if r.last != p.Table {
 		r.finish()
 		r.last = p.Table
-		r.bar = progressbar.NewOptions64(max(p.Total, 1), progressbar.OptionSetWriter(r.w), progressbar.OptionSetDescription(fmt.Sprintf("%-20s", p.Table)),
-			progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("rows"), progressbar.OptionThrottle(100*time.Millisecond))
+		if r.tty {
+			r.bar = progressbar.NewOptions64(max(p.Total, 1), progressbar.OptionSetWriter(r.w), progressbar.OptionSetDescription(fmt.Sprintf("%-20s", p.Table)),
+				progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("rows"), progressbar.OptionThrottle(100*time.Millisecond))
+		}
 	}
-	_ = r.bar.Set64(p.Rows)
+	r.lastP, r.open = p, true
+	if r.bar != nil {
+		_ = r.bar.Set64(p.Rows)
+	} else if p.Done {
+		fmt.Fprintf(r.w, "%s: %d/%d rows in %.1fs\n", p.Table, p.Rows, p.Total, p.Elapsed.Seconds())
+	}
 }
 
+// finish closes the current table's line: full when it completed, else marked failed
+// at the rows it got to.
 func (r *reporter) finish() {
+	if !r.open {
+		return
+	}
+	r.open = false
+	p := r.lastP
 	if r.bar != nil {
-		_ = r.bar.Finish()
+		if p.Done {
+			_ = r.bar.Finish()
+		} else {
+			_ = r.bar.Exit()
+		}
 		fmt.Fprintln(r.w)
 		r.bar = nil
+	}
+	if !p.Done {
+		fmt.Fprintf(r.w, "%s: FAILED after %d/%d rows\n", p.Table, p.Rows, p.Total)
 	}
 }
 
