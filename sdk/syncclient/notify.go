@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -23,8 +24,12 @@ type TokenChange struct {
 	NewToken string `json:"new_token"`
 }
 
+// errRedirect refuses the redirects of a token notice.
+var errRedirect = errors.New("the site answered with a redirect (not followed: the new token goes only to the URL given)")
+
 // NotifyTokenChange tells the site at siteURL (its base URL, or its Sync mount)
-// that a token changed. checkAddr, when set, vets the address dialled.
+// that a token changed. checkAddr, when set, vets the address dialled. Redirects are
+// not followed: the new token is sent to siteURL's host and nowhere else.
 func NotifyTokenChange(ctx context.Context, siteURL string, change TokenChange, checkAddr func(netip.Addr) error) error {
 	u, err := url.Parse(strings.TrimSpace(siteURL))
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
@@ -49,7 +54,11 @@ func NotifyTokenChange(ctx context.Context, siteURL string, change TokenChange, 
 			return checkAddr(ap.Addr().Unmap())
 		}
 	}
-	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{DialContext: dialer.DialContext}}
+	client := &http.Client{
+		Timeout:       15 * time.Second,
+		Transport:     &http.Transport{DialContext: dialer.DialContext},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return errRedirect },
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -59,6 +68,7 @@ func NotifyTokenChange(ctx context.Context, siteURL string, change TokenChange, 
 	if err != nil {
 		return fmt.Errorf("tell %s: %w", u.Host, err)
 	}
+	defer client.CloseIdleConnections()
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	if resp.StatusCode != http.StatusNoContent {
