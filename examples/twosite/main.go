@@ -4,6 +4,9 @@
 // each table is printed and both databases are compared. The admin UIs stay up
 // until Ctrl-C (or -exit leaves at once, for scripts).
 //
+// The demo exits 1 when the pull failed (in part or in whole) or the two databases
+// differ afterwards: every table's result that came back is printed, then why.
+//
 //	go run ./examples/twosite
 //
 // Without DATABASE_URL it starts a throwaway PostgreSQL from the installed server
@@ -17,6 +20,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -33,6 +37,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/basicauth"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fiberkit/fiberkit/host"
@@ -136,22 +141,46 @@ func run(addrA, addrB, strategy string, exitAfter bool) error {
 	fmt.Printf("• site B pulls every table from %s (strategy %s)…\n", a.url, strategy)
 	start := time.Now()
 	var results map[string]syncclient.Result
-	err = call(ctx, b, "pull", map[string]any{"url": a.url, "code": sess.Code, "strategy": strategy, "create_missing": true}, &results)
-	if err != nil {
-		return fmt.Errorf("pull: %w", err)
-	}
+	pullErr := call(ctx, b, "pull", map[string]any{"url": a.url, "code": sess.Code, "strategy": strategy, "create_missing": true}, &results)
 	printResults(results, time.Since(start))
-	if err := compare(ctx, dbA, dbB); err != nil {
+	if pullErr != nil {
+		fmt.Printf("✗ pull: %v\n", pullErr)
+	}
+	fmt.Println()
+	same, err := compare(ctx, dbA, dbB)
+	if err != nil {
 		return err
+	}
+	failure := verdict(pullErr, results, same)
+	if failure != nil {
+		fmt.Printf("\n✗ %v\n", failure)
 	}
 
 	fmt.Printf("\nSite A: %s/admin/fiberkit/   Site B: %s/admin/fiberkit/   (user admin, password %s)\n", a.url, b.url, password)
-	if exitAfter {
+	if !exitAfter {
+		fmt.Println("Both sites stay up until Ctrl-C.")
+		<-ctx.Done()
+	}
+	return failure
+}
+
+// verdict is the demo's outcome: nil only when the pull worked for every table and
+// both databases hold the same rows.
+func verdict(pullErr error, results map[string]syncclient.Result, same bool) error {
+	var problems []string
+	if pullErr != nil {
+		problems = append(problems, fmt.Sprintf("the pull failed: %v", pullErr))
+	}
+	if failed := syncclient.FailedTables(results); len(failed) > 0 {
+		problems = append(problems, fmt.Sprintf("%d of %d tables failed (%s)", len(failed), len(results), strings.Join(failed, ", ")))
+	}
+	if !same {
+		problems = append(problems, "the two databases differ after the transfer")
+	}
+	if len(problems) == 0 {
 		return nil
 	}
-	fmt.Println("Both sites stay up until Ctrl-C.")
-	<-ctx.Done()
-	return nil
+	return errors.New(strings.Join(problems, "; "))
 }
 
 func startSite(ctx context.Context, name, addr, db, root, cfgDir, password string, log *slog.Logger) (*site, error) {
@@ -206,7 +235,10 @@ func call(ctx context.Context, s *site, op string, in, out any) error {
 	if err != nil {
 		return err
 	}
-	return json.Unmarshal(res, out)
+	if err := json.Unmarshal(res, out); err != nil {
+		return fmt.Errorf("%s: decode the answer: %w", op, err)
+	}
+	return nil
 }
 
 // keepAlive renews the code's session, as an open Send page does.
@@ -225,6 +257,10 @@ func keepAlive(ctx context.Context, s *site) {
 }
 
 func printResults(results map[string]syncclient.Result, took time.Duration) {
+	if len(results) == 0 {
+		fmt.Printf("\nno table results came back (%.2fs)\n", took.Seconds())
+		return
+	}
 	names := make([]string, 0, len(results))
 	for n := range results {
 		names = append(names, n)
@@ -241,24 +277,33 @@ func printResults(results map[string]syncclient.Result, took time.Duration) {
 	fmt.Printf("transfer took %.2fs\n", took.Seconds())
 }
 
-// compare checks each sample table holds the same bytes on both sites.
-func compare(ctx context.Context, dbA, dbB string) error {
+// compare checks each sample table holds the same bytes on both sites, and reports
+// whether they all do. A table missing on B counts as different.
+func compare(ctx context.Context, dbA, dbB string) (bool, error) {
+	same := true
 	for _, t := range sample.Tables() {
 		a, err := checksum(ctx, dbA, t[0], t[1])
 		if err != nil {
-			return err
+			return false, fmt.Errorf("site A, %s: %w", t[0], err)
 		}
 		b, err := checksum(ctx, dbB, t[0], t[1])
 		if err != nil {
-			return err
+			var pe *pgconn.PgError
+			if errors.As(err, &pe) && pe.Code == "42P01" { // undefined_table
+				fmt.Printf("%-14s ✗ MISSING on site B\n", t[0])
+				same = false
+				continue
+			}
+			return false, fmt.Errorf("site B, %s: %w", t[0], err)
 		}
 		mark := "✓ identical"
 		if a != b {
 			mark = "✗ DIFFERENT"
+			same = false
 		}
 		fmt.Printf("%-14s %s (md5 %s)\n", t[0], mark, b[:12])
 	}
-	return nil
+	return same, nil
 }
 
 func checksum(ctx context.Context, db, table, order string) (string, error) {

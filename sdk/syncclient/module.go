@@ -2,6 +2,9 @@ package syncclient
 
 import (
 	"context"
+	"fmt"
+	"sort"
+	"strings"
 
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
 	"github.com/fiberkit/fiberkit/plugins/sync/exporter"
@@ -111,8 +114,53 @@ func (m *Module) ReleaseSessions(ctx context.Context, handle string) error {
 	return m.call(ctx, "release_sessions", map[string]string{"handle": handle}, nil)
 }
 
-// Pull connects to a sender and transfers tables into this site.
+// Pull connects to a sender and transfers tables into this site. It returns every
+// table's result it got back; when some tables failed, with a *PullError naming
+// them (the results still hold what the others did). An error from the operation
+// itself (could not connect, refused) comes with whatever results it carried (none
+// today).
 func (m *Module) Pull(ctx context.Context, r PullRequest) (map[string]Result, error) {
 	var out map[string]Result
-	return out, m.call(ctx, "pull", r, &out)
+	if err := m.call(ctx, "pull", r, &out); err != nil {
+		return out, err
+	}
+	if failed := FailedTables(out); len(failed) > 0 {
+		e := &PullError{Failed: map[string]string{}}
+		for _, t := range failed {
+			e.Failed[t] = out[t].Error
+		}
+		return out, e
+	}
+	return out, nil
+}
+
+// PullError says which tables of a pull failed, and why.
+type PullError struct {
+	Failed map[string]string // table → its Result.Error
+}
+
+// Error implements error.
+func (e *PullError) Error() string {
+	names := make([]string, 0, len(e.Failed))
+	for t := range e.Failed {
+		names = append(names, t)
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, t := range names {
+		parts[i] = t + ": " + e.Failed[t]
+	}
+	return fmt.Sprintf("pull: %d of the tables failed: %s", len(names), strings.Join(parts, "; "))
+}
+
+// FailedTables returns, sorted, the tables whose result says they failed.
+func FailedTables(results map[string]Result) []string {
+	var out []string
+	for t, r := range results {
+		if r.Error != "" {
+			out = append(out, t)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
