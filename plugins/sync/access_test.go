@@ -110,3 +110,31 @@ func TestAbandonedApprovalRequestIsWithdrawn(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// Rows refused on the receiver count as failed in the history — all of them, not
+// only the ones listed — and never as skipped.
+func TestHistoryCountsFailedRowsApartFromSkipped(t *testing.T) {
+	a := seeded(t, siteOptions{})
+	b := seeded(t, siteOptions{})
+	// B refuses every new customer whose id is a multiple of 10.
+	b.exec(t, `DELETE FROM order_items; DELETE FROM orders; DELETE FROM customers WHERE id > 1000;
+		CREATE FUNCTION refuse_tens() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN IF NEW.id > 1000 AND NEW.id % 10 = 0 THEN RAISE EXCEPTION 'no customer %', NEW.id; END IF; RETURN NEW; END $$;
+		CREATE TRIGGER refuse_tens BEFORE INSERT OR UPDATE ON customers FOR EACH ROW EXECUTE FUNCTION refuse_tens()`)
+	var res map[string]syncclient.Result
+	if err := b.call(t, "pull", map[string]any{"url": a.url, "code": a.newCode(t).Code, "strategy": "skip", "tables": []string{"customers"}}, &res); err != nil {
+		t.Fatal(err)
+	}
+	// 1000 kept, 1000 new of which 100 refused.
+	if r := res["customers"]; r.Created != 900 || r.Skipped != 1000 || r.Failed != 100 || len(r.Errors) == 0 {
+		t.Fatalf("result: created %d skipped %d failed %d errors listed %d", r.Created, r.Skipped, r.Failed, len(r.Errors))
+	}
+	var created, skipped, failed int
+	if err := b.pool.QueryRow(context.Background(), `SELECT created, skipped, failed FROM fiberkit_sync_transfers
+		WHERE direction = 'receive' AND table_name = 'customers'`).Scan(&created, &skipped, &failed); err != nil {
+		t.Fatal(err)
+	}
+	if created != 900 || skipped != 1000 || failed != 100 {
+		t.Fatalf("history row: created %d skipped %d failed %d", created, skipped, failed)
+	}
+}

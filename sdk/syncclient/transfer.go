@@ -44,11 +44,14 @@ type TransferOptions struct {
 
 // Result is one table's outcome.
 type Result struct {
-	Table   string                 `json:"table"`
-	Created int                    `json:"created"`
-	Updated int                    `json:"updated"`
-	Skipped int                    `json:"skipped"`
-	Errors  []importer.RecordError `json:"errors"`
+	Table   string `json:"table"`
+	Created int    `json:"created"`
+	Updated int    `json:"updated"`
+	Skipped int    `json:"skipped"`
+	// Failed counts the rows refused with an error; Errors lists them (up to the
+	// importer's MaxErrors per batch).
+	Failed int                    `json:"failed"`
+	Errors []importer.RecordError `json:"errors"`
 	// Rows received from the sender.
 	Rows int64 `json:"rows"`
 	// LastKey is the key of the last row applied: pass it as AfterKey to resume.
@@ -215,6 +218,7 @@ func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalo
 		res.Created += r.Created
 		res.Updated += r.Updated
 		res.Skipped += r.Skipped
+		res.Failed += r.Failed
 		res.Errors = append(res.Errors, r.Errors...)
 		res.Rows += int64(b.Rows)
 		res.LastKey = b.LastKey

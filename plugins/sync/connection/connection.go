@@ -166,9 +166,13 @@ func hashToken(token string) []byte {
 
 const cols = `id::text, name, site_url, status, status_by, status_at, created_by, created_at, limits, downloads, records`
 
-func scan(row pgx.Row) (Connection, error) {
+func scan(row pgx.Row) (Connection, error) { return scanWith(row) }
+
+// scanWith scans cols and then any extra columns into extra.
+func scanWith(row pgx.Row, extra ...any) (Connection, error) {
 	var c Connection
-	err := row.Scan(&c.ID, &c.Name, &c.SiteURL, &c.Status, &c.StatusBy, &c.StatusAt, &c.CreatedBy, &c.CreatedAt, &c.Limits, &c.Downloads, &c.Records)
+	dst := append([]any{&c.ID, &c.Name, &c.SiteURL, &c.Status, &c.StatusBy, &c.StatusAt, &c.CreatedBy, &c.CreatedAt, &c.Limits, &c.Downloads, &c.Records}, extra...)
+	err := row.Scan(dst...)
 	return c, err
 }
 
@@ -226,7 +230,17 @@ func (s *Store) SetStatus(ctx context.Context, id, status, by string) error {
 	switch status {
 	case Active, Suspended, Revoked:
 	default:
-		return fmt.Errorf("set status: %q (want active, suspended or revoked)", status)
+		return fmt.Errorf("set status %q: %w", status, ErrInvalidStatus)
+	}
+	if status == Active {
+		// An expired connection comes back only once its expiry is moved on.
+		c, err := s.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		if c.Status == Expired && c.Limits.ExpiresAt != nil && !s.now().Before(*c.Limits.ExpiresAt) {
+			return fmt.Errorf("set status of %s: %w", id, ErrStillExpired)
+		}
 	}
 	tag, err := s.pool.Exec(ctx, `UPDATE fiberkit_sync_connections SET status = $2, status_by = $3, status_at = now()
 		WHERE id::text = $1 AND status <> 'revoked'`, id, status, by)
@@ -238,6 +252,12 @@ func (s *Store) SetStatus(ctx context.Context, id, status, by string) error {
 	}
 	return nil
 }
+
+// ErrInvalidStatus refuses a status an admin cannot set.
+var ErrInvalidStatus = errors.New("want active, suspended or revoked")
+
+// ErrStillExpired refuses to reactivate a connection whose expiry has passed.
+var ErrStillExpired = errors.New("the connection's expiry has passed: move it into the future first")
 
 // SetLimits replaces a connection's limits.
 func (s *Store) SetLimits(ctx context.Context, id string, l Limits) error {
@@ -301,8 +321,48 @@ func (s *Store) Authorize(ctx context.Context, token, addr string) (Connection, 
 	return c, nil
 }
 
-// check applies the per-request limits that do not depend on the request itself.
+// Standing re-reads an open connection and says whether it may go on: its status,
+// expiry, address and hours still allow it, and its token is still the one it
+// opened with (a regenerated token ends connections opened with the old one). It
+// does not count a request; streams call it between batches.
+func (s *Store) Standing(ctx context.Context, id, token, addr string) (Connection, error) {
+	var same bool
+	c, err := scanWith(s.pool.QueryRow(ctx, `SELECT `+cols+`, token_hash = $2 FROM fiberkit_sync_connections WHERE id::text = $1`, id, hashToken(token)), &same)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Connection{}, &Refusal{Reason: ErrNotActive.Reason, Detail: "the connection was deleted"}
+	}
+	if err != nil {
+		return Connection{}, fmt.Errorf("check connection %s: %w", id, err)
+	}
+	if !same {
+		return c, &Refusal{Reason: ErrNotActive.Reason, Detail: "the connection's token was regenerated"}
+	}
+	return c, s.standing(ctx, c, addr)
+}
+
+// check applies the per-request limits that do not depend on the request itself,
+// and counts the request against the rate limit.
 func (s *Store) check(ctx context.Context, c Connection, addr string) error {
+	if err := s.standing(ctx, c, addr); err != nil {
+		return err
+	}
+	if c.Limits.RequestsPerMinute > 0 {
+		var n int
+		err := s.pool.QueryRow(ctx, `INSERT INTO fiberkit_sync_connection_rate (connection_id, minute, requests) VALUES ($1::uuid, date_trunc('minute', now()), 1)
+			ON CONFLICT (connection_id, minute) DO UPDATE SET requests = fiberkit_sync_connection_rate.requests + 1 RETURNING requests`, c.ID).Scan(&n)
+		if err != nil {
+			return fmt.Errorf("rate limit: %w", err)
+		}
+		if n > c.Limits.RequestsPerMinute {
+			return &Refusal{Reason: ErrRate.Reason, Detail: fmt.Sprintf("more than %d requests this minute", c.Limits.RequestsPerMinute)}
+		}
+	}
+	return nil
+}
+
+// standing applies the limits that hold for the connection as a whole: status,
+// expiry, address and hours.
+func (s *Store) standing(ctx context.Context, c Connection, addr string) error {
 	now := s.now().UTC()
 	switch c.Status {
 	case Active:
@@ -336,17 +396,6 @@ func (s *Store) check(ctx context.Context, c Connection, addr string) error {
 		}
 		if !ok {
 			return &Refusal{Reason: ErrHours.Reason, Detail: fmt.Sprintf("requests are accepted only in the UTC hours %v (now %02d)", c.Limits.AllowedHours, now.Hour())}
-		}
-	}
-	if c.Limits.RequestsPerMinute > 0 {
-		var n int
-		err := s.pool.QueryRow(ctx, `INSERT INTO fiberkit_sync_connection_rate (connection_id, minute, requests) VALUES ($1::uuid, date_trunc('minute', now()), 1)
-			ON CONFLICT (connection_id, minute) DO UPDATE SET requests = fiberkit_sync_connection_rate.requests + 1 RETURNING requests`, c.ID).Scan(&n)
-		if err != nil {
-			return fmt.Errorf("rate limit: %w", err)
-		}
-		if n > c.Limits.RequestsPerMinute {
-			return &Refusal{Reason: ErrRate.Reason, Detail: fmt.Sprintf("more than %d requests this minute", c.Limits.RequestsPerMinute)}
 		}
 	}
 	return nil
@@ -401,25 +450,37 @@ func TableAllowed(l Limits, table string) bool {
 	return false
 }
 
-// Use counts n records sent on the connection and reports whether they fit within
-// its total limit (the rows are counted either way).
-func (s *Store) Use(ctx context.Context, id string, n int64) error {
-	var total, max int64
-	err := s.pool.QueryRow(ctx, `UPDATE fiberkit_sync_connections SET records = records + $2 WHERE id::text = $1
-		RETURNING records, coalesce((limits->>'max_records')::bigint, 0)`, id, n).Scan(&total, &max)
-	if err != nil {
-		return fmt.Errorf("count records: %w", err)
+// Reserve takes up to want records from the connection's total before they are
+// read, atomically, so concurrent requests never send more than the limit between
+// them. It returns how many were granted (want when there is no limit) and refuses
+// with ErrRecordsTotal when none are left. Give back what was not sent with Release.
+func (s *Store) Reserve(ctx context.Context, id string, want int64) (int64, error) {
+	var granted, max int64
+	err := s.pool.QueryRow(ctx, `WITH c AS (
+			SELECT id, records, coalesce((limits->>'max_records')::bigint, 0) AS max FROM fiberkit_sync_connections WHERE id::text = $1 FOR UPDATE)
+		UPDATE fiberkit_sync_connections t SET records = t.records + g.n
+		FROM (SELECT id, max, CASE WHEN max > 0 THEN least($2, greatest(max - records, 0)) ELSE $2 END AS n FROM c) g
+		WHERE t.id = g.id RETURNING g.n, g.max`, id, want).Scan(&granted, &max)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("connection %s: %w", id, ErrNotFound)
 	}
-	if max > 0 && total > max {
-		return &Refusal{Reason: ErrRecordsTotal.Reason, Detail: fmt.Sprintf("the connection's %d records are used", max)}
+	if err != nil {
+		return 0, fmt.Errorf("reserve records on %s: %w", id, err)
+	}
+	if granted == 0 && want > 0 {
+		return 0, &Refusal{Reason: ErrRecordsTotal.Reason, Detail: fmt.Sprintf("all %d records of this connection are used", max)}
+	}
+	return granted, nil
+}
+
+// Release gives back n reserved records that were not sent.
+func (s *Store) Release(ctx context.Context, id string, n int64) error {
+	if n <= 0 {
+		return nil
+	}
+	if _, err := s.pool.Exec(ctx, `UPDATE fiberkit_sync_connections SET records = greatest(records - $2, 0) WHERE id::text = $1`, id, n); err != nil {
+		return fmt.Errorf("release records on %s: %w", id, err)
 	}
 	return nil
 }
 
-// Remaining returns how many records the connection may still send (-1 = no limit).
-func Remaining(c Connection) int64 {
-	if c.Limits.MaxRecords <= 0 {
-		return -1
-	}
-	return max(c.Limits.MaxRecords-c.Records, 0)
-}

@@ -77,10 +77,13 @@ var (
 
 // Result counts what an import did.
 type Result struct {
-	Created int           `json:"created"`
-	Updated int           `json:"updated"`
-	Skipped int           `json:"skipped"`
-	Errors  []RecordError `json:"errors"`
+	Created int `json:"created"`
+	Updated int `json:"updated"`
+	Skipped int `json:"skipped"`
+	// Failed counts the rows refused with an error; Errors lists them, up to
+	// Options.MaxErrors per batch.
+	Failed int           `json:"failed"`
+	Errors []RecordError `json:"errors"`
 }
 
 // Add adds r's counts and errors to res.
@@ -88,6 +91,7 @@ func (res *Result) Add(r Result) {
 	res.Created += r.Created
 	res.Updated += r.Updated
 	res.Skipped += r.Skipped
+	res.Failed += r.Failed
 	res.Errors = append(res.Errors, r.Errors...)
 }
 
@@ -496,7 +500,7 @@ func (im *Importer) rowByRow(ctx context.Context, tx pgx.Tx, rows int) (Result, 
 		if _, rerr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT fk_row"); rerr != nil {
 			return Result{}, fmt.Errorf("roll back row %d (%v): %w", ord, err, rerr)
 		}
-		res.Skipped++
+		res.Failed++
 		if len(res.Errors) < im.maxErrors {
 			key, kerr := im.rowKey(ctx, tx, ord)
 			if kerr != nil {

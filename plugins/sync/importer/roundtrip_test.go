@@ -297,7 +297,7 @@ func TestBadRecordsAreReportedWithKeysAndGoodOnesLand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Created != 2 || res.Skipped != 3 || len(res.Errors) != 3 {
+	if res.Created != 2 || res.Skipped != 0 || res.Failed != 3 || len(res.Errors) != 3 {
 		t.Fatalf("result %+v", res)
 	}
 	wantReasons := map[string]string{"11": "foreign key", "12": "null value", "13": "check constraint"}

@@ -564,8 +564,11 @@ func connNotFound(err error) error {
 	if errors.Is(err, connection.ErrNotFound) {
 		return sdk.Errorf("not_found", "%v", err)
 	}
-	if err != nil && strings.HasPrefix(err.Error(), "set status") {
+	if errors.Is(err, connection.ErrInvalidStatus) {
 		return sdk.Errorf("invalid_input", "%v", err)
+	}
+	if errors.Is(err, connection.ErrStillExpired) {
+		return sdk.Errorf("still_expired", "%v", err)
 	}
 	return err
 }
@@ -603,7 +606,7 @@ func recordPulls(st *state, peer, by string, def importer.Strategy, strategies m
 			strategy = s
 		}
 		rec := history.Transfer{Direction: "receive", Peer: peer, Table: table, Strategy: string(strategy), Rows: r.Rows,
-			Created: r.Created, Updated: r.Updated, Skipped: r.Skipped, Failed: len(r.Errors), Duration: r.Duration, Status: "done", StartedBy: by}
+			Created: r.Created, Updated: r.Updated, Skipped: r.Skipped, Failed: r.Failed, Duration: r.Duration, Status: "done", StartedBy: by}
 		if r.Error != "" {
 			rec.Status, rec.Error = "failed", r.Error
 		}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,12 +22,15 @@ import (
 
 // Protocol limits the sender enforces.
 const (
-	maxRecordsLimit  = 5000
-	maxBatchRows     = 50000
-	defaultBatchRows = 5000
-	maxCredit        = 16
-	approvalTimeout  = 10 * time.Minute
-	ownerCheck       = 2 * time.Second
+	maxRecordsLimit = 5000
+	// defaultRecordsLimit is request:records' page size when none is asked for
+	// (PhoenixKit's fetch_records default).
+	defaultRecordsLimit = 100
+	maxBatchRows        = 50000
+	defaultBatchRows    = 5000
+	maxCredit           = 16
+	approvalTimeout     = 10 * time.Minute
+	ownerCheck          = 2 * time.Second
 )
 
 // redeemError maps a session error to the HTTP status and plain reason of a refused upgrade.
@@ -78,7 +82,7 @@ func (s *Server) serveSender(ctx context.Context, c *sdk.Conn) error {
 			s.log.Error("authorize connection", "err", err)
 			return c.Reject(http.StatusInternalServerError, wire.ErrInternal)
 		}
-		p.connID, p.topic, p.joined = conn.ID, "transfer:token", false
+		p.connID, p.token, p.topic, p.joined = conn.ID, token, "transfer:token", false
 	} else {
 		// Codes are shown upper-case; accept them as typed, with stray spaces.
 		code := strings.ToUpper(strings.TrimSpace(q.Get("code")))
@@ -127,6 +131,7 @@ type peer struct {
 	addr   string
 	sess   session.Session // for a code; empty for a permanent connection
 	connID string          // for a permanent connection
+	token  string          // the token it opened with: a regenerated one ends it
 	topic  string
 	codec  *wire.Codec
 	cancel context.CancelFunc
@@ -165,10 +170,11 @@ func (p *peer) watchOwner(ctx context.Context) {
 			return
 		case <-t.C:
 			if p.connID != "" {
-				// A suspension or revocation ends connections already open.
-				c, err := p.st.conns.Get(ctx, p.connID)
-				if err == nil && c.Status != connection.Active {
-					_ = p.c.Close(4005, "connection "+c.Status)
+				// A suspension, revocation, expiry, the end of the allowed hours or a
+				// regenerated token ends connections already open.
+				var ref *connection.Refusal
+				if _, err := p.st.conns.Standing(ctx, p.connID, p.token, p.addr); errors.As(err, &ref) {
+					_ = p.c.Close(4005, ref.Detail)
 					p.cancel()
 					return
 				}
@@ -304,7 +310,7 @@ func (p *peer) handle(ctx context.Context, f wire.Frame) error {
 			return p.fail(f, wire.ErrBadRequest, err.Error())
 		}
 		if req.Limit <= 0 {
-			req.Limit = 500
+			req.Limit = defaultRecordsLimit
 		}
 		if req.Offset < 0 || req.Limit > maxRecordsLimit {
 			return p.fail(f, wire.ErrBadRequest, fmt.Sprintf("offset must be ≥ 0 and limit at most %d", maxRecordsLimit))
@@ -314,9 +320,18 @@ func (p *peer) handle(ctx context.Context, f wire.Frame) error {
 			if err != nil {
 				return "", nil, err
 			}
-			page, err := snap.Records(ctx, sch, req.Offset, req.Limit)
-			if err == nil && p.connID != "" {
-				err = p.st.conns.Use(ctx, p.connID, int64(len(page.Records)))
+			limit := req.Limit
+			if p.connID != "" {
+				// Take the rows from the connection's total before reading them.
+				granted, err := p.st.conns.Reserve(ctx, p.connID, int64(limit))
+				if err != nil {
+					return "", nil, err
+				}
+				limit = int(granted)
+			}
+			page, err := snap.Records(ctx, sch, req.Offset, limit)
+			if p.connID != "" {
+				_ = p.st.conns.Release(ctx, p.connID, int64(limit-len(page.Records)))
 			}
 			return wire.ResponseRecords, map[string]any{"table": req.Table, "records": page.Records, "offset": page.Offset, "has_more": page.HasMore}, err
 		})
@@ -376,9 +391,10 @@ func (p *peer) admit(ctx context.Context, f wire.Frame) bool {
 	case wire.StreamAck, wire.RequestCapabilities:
 		return true
 	case wire.RequestRecords:
-		r.Table, r.Records = body.Table, body.Limit
+		// Judge the size the request will really get, defaults filled in.
+		r.Table, r.Records = body.Table, cmp.Or(max(body.Limit, 0), defaultRecordsLimit)
 	case wire.StreamStart:
-		r.Table, r.Records = body.Table, body.BatchRows
+		r.Table, r.Records = body.Table, cmp.Or(max(body.BatchRows, 0), defaultBatchRows)
 	default:
 		r.Table = body.Table
 	}
@@ -441,6 +457,10 @@ func (p *peer) withSnapshot(ctx context.Context, f wire.Frame, fn func(*exporter
 	}
 	event, v, err := fn(p.snap)
 	if err != nil {
+		var ref *connection.Refusal
+		if errors.As(err, &ref) {
+			return p.fail(f, ref.Reason, ref.Detail)
+		}
 		if errors.Is(err, catalog.ErrUnknownTable) {
 			return p.fail(f, wire.ErrUnknownTable, err.Error())
 		}
@@ -653,20 +673,17 @@ func (p *peer) stream(ctx context.Context, sch *catalog.Schema, req wire.Start, 
 		}
 		size := req.BatchRows
 		if p.connID != "" {
-			// Re-read the connection every batch: a revocation or suspension stops the
-			// stream, and the total record limit caps what is still sent.
-			c, err := p.st.conns.Get(ctx, p.connID)
+			// Every batch: the connection must still stand (a revocation, suspension,
+			// expiry, the end of its hours or a new token stops the stream), and the
+			// batch's rows are taken from its total before they are read.
+			if _, err := p.st.conns.Standing(ctx, p.connID, p.token, p.addr); err != nil {
+				return rows, sent, err
+			}
+			granted, err := p.st.conns.Reserve(ctx, p.connID, int64(size))
 			if err != nil {
 				return rows, sent, err
 			}
-			if c.Status != connection.Active {
-				return rows, sent, &connection.Refusal{Reason: connection.ErrNotActive.Reason, Detail: "the connection is " + c.Status}
-			}
-			if left := connection.Remaining(c); left == 0 {
-				return rows, sent, &connection.Refusal{Reason: connection.ErrRecordsTotal.Reason, Detail: fmt.Sprintf("the connection's %d records are used", c.Limits.MaxRecords)}
-			} else if left > 0 && int64(size) > left {
-				size = int(left)
-			}
+			size = int(granted)
 		}
 		p.mu.Lock()
 		if p.snap == nil {
@@ -675,6 +692,9 @@ func (p *peer) stream(ctx context.Context, sch *catalog.Schema, req wire.Start, 
 		}
 		b, err := p.snap.NextBatch(ctx, sch, after, size)
 		p.mu.Unlock()
+		if p.connID != "" {
+			_ = p.st.conns.Release(ctx, p.connID, int64(size-b.Rows))
+		}
 		if err != nil {
 			return rows, sent, err
 		}
@@ -693,11 +713,6 @@ func (p *peer) stream(ctx context.Context, sch *catalog.Schema, req wire.Start, 
 			if p.sess.ID != "" {
 				// What the Send page shows about this receiver.
 				_ = p.st.sessions.Update(ctx, p.sess.ID, session.StatusTransferring, map[string]any{"table": req.Table, "rows": rows})
-			}
-			if p.connID != "" {
-				if err := p.st.conns.Use(ctx, p.connID, int64(b.Rows)); err != nil && !errors.Is(err, connection.ErrRecordsTotal) {
-					return rows, sent, err
-				}
 			}
 		}
 		after = b.LastKey
