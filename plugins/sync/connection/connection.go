@@ -483,4 +483,3 @@ func (s *Store) Release(ctx context.Context, id string, n int64) error {
 	}
 	return nil
 }
-
