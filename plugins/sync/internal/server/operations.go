@@ -225,15 +225,16 @@ func (s *Server) operations() sdk.Operations {
 			}
 			return res, im.Finish(ctx)
 		}),
-		"create_table": sdk.Op(func(ctx context.Context, in createIn) (bool, error) {
+		"create_table": sdk.Op(func(ctx context.Context, in createIn) (ddl.Result, error) {
 			st, err := s.state()
 			if err != nil {
-				return false, err
+				return ddl.Result{}, err
 			}
 			if in.Schema == nil {
-				return false, sdk.Errorf("invalid_input", "schema is required")
+				return ddl.Result{}, sdk.Errorf("invalid_input", "schema is required")
 			}
-			return true, ddl.CreateTable(ctx, st.pool, in.Schema)
+			// Warnings name what of a peer's definition was not recreated.
+			return ddl.Create(ctx, st.pool, in.Schema)
 		}),
 		"create_session": sdk.Op(func(ctx context.Context, in createSessionIn) (createSessionOut, error) {
 			st, err := s.state()

@@ -639,6 +639,8 @@ func (p *peer) startStream(ctx context.Context, f wire.Frame, req wire.Start) er
 		switch {
 		case errors.As(err, &ref):
 			_ = p.push(wire.StreamError, wire.StreamErr{Stream: req.Stream, Error: ref.Reason, Message: ref.Detail})
+		case errors.Is(err, exporter.ErrNoResume):
+			_ = p.push(wire.StreamError, wire.StreamErr{Stream: req.Stream, Error: wire.ErrBadRequest, Message: exporter.ErrNoResume.Error()})
 		case err != nil && sctx.Err() != nil:
 			// Cancelled by the receiver (or the connection ended): nothing to tell.
 		case err != nil && ctx.Err() == nil:
