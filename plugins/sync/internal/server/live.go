@@ -94,16 +94,19 @@ type sendView struct {
 }
 
 func (s *Server) liveSend(ctx context.Context, c *sdk.Conn, st *state, owner, actor string) error {
-	s.pages.connected(owner)
-	defer s.pages.disconnected(owner, s.pages.grace)
+	// The page is there as long as this socket renews its sessions' lease; the lease,
+	// not this process, is what every replica goes by.
+	defer s.pages.disconnected(owner)
 	ops := readOps(c)
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	var last sendView
 	lastTouch := time.Time{}
 	for {
-		if time.Since(lastTouch) > 10*time.Second {
-			_ = st.sessions.Touch(ctx, owner)
+		if time.Since(lastTouch) >= s.pages.touchEvery {
+			if err := st.sessions.Touch(ctx, owner); err != nil && ctx.Err() == nil {
+				s.log.Warn("renew page sessions", "owner", owner, "err", err)
+			}
 			lastTouch = time.Now()
 		}
 		v := sendView{Type: "send", Sessions: []session.Session{}, Pending: []session.Approval{}}
@@ -114,6 +117,7 @@ func (s *Server) liveSend(ctx context.Context, c *sdk.Conn, st *state, owner, ac
 				v.CodeAlive = true
 				mine[se.ID] = true
 				if se.UsedAt != nil {
+					se.LeaseUntil = time.Time{} // renewed all the time; not worth a message
 					v.Sessions = append(v.Sessions, se)
 				}
 			}

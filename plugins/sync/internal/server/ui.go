@@ -6,6 +6,7 @@ import (
 	"embed"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"html/template"
 	"io/fs"
 	"net/http"
@@ -85,13 +86,14 @@ func (s *Server) handler() http.Handler {
 		// A fresh session per page view; the page's live socket keeps it alive and
 		// its closing ends it.
 		d.Owner = "page:" + randomID()
-		_, code, err := st.sessions.Create(r.Context(), "send", d.Owner)
+		sess, code, err := st.sessions.Create(r.Context(), "send", d.Owner)
 		if err != nil {
 			s.log.Error("create session", "err", err)
 			d.Error = "Could not create a connection code."
+		} else {
+			s.pages.expect(d.Owner, sess.LeaseUntil)
 		}
 		d.Code = code
-		s.pages.expect(d.Owner)
 		render(w, r, "send.html", d)
 	})
 	mux.HandleFunc("GET /receive", func(w http.ResponseWriter, r *http.Request) {
@@ -142,59 +144,111 @@ func randomID() string {
 	return hex.EncodeToString(b)
 }
 
-// pageOwners tracks Send pages: a page's session lives while its socket is open, and
-// for a short grace after it drops, so a page that reconnects keeps its code.
+// pageOwners looks after Send pages' sessions. A page's session lives while the
+// page's live socket renews its lease in the database (Store.Touch) — from whichever
+// replica the socket reached — and is released once the lease went unrenewed: for
+// grace after a socket closed (a reconnecting page renews it at once), or for window
+// after the page was served (its first socket never came). What this process
+// remembers (one pending check per owner) only avoids duplicate checks; whether a
+// page is gone is decided from the database alone.
 type pageOwners struct {
-	srv   *Server
+	srv *Server
+	// grace is how long a closed socket's page has to reconnect (on any replica).
 	grace time.Duration
-	mu    sync.Mutex
-	open  map[string]int
-	timer map[string]*time.Timer
+	// window is how long a served page has to open its socket.
+	window time.Duration
+	// touchEvery is how often a page's socket renews the lease; well under grace.
+	touchEvery time.Duration
+
+	mu     sync.Mutex
+	checks map[string]*time.Timer // owner → its pending check
 }
 
 func newPageOwners(s *Server) *pageOwners {
-	return &pageOwners{srv: s, grace: 5 * time.Second, open: map[string]int{}, timer: map[string]*time.Timer{}}
+	return &pageOwners{srv: s, grace: 5 * time.Second, window: 30 * time.Second, touchEvery: 2 * time.Second,
+		checks: map[string]*time.Timer{}}
 }
 
-// expect starts the grace period for a page that has not connected yet.
-func (p *pageOwners) expect(owner string) { p.disconnected(owner, 30*time.Second) }
+// expect watches a page just served whose session's lease runs to lease.
+func (p *pageOwners) expect(owner string, lease time.Time) { p.checkAfter(owner, lease, p.window) }
 
-func (p *pageOwners) connected(owner string) {
+// disconnected is called when a page's socket closes: unless the lease is renewed
+// within grace (the page reconnected, here or on another replica), the page's
+// sessions are released.
+func (p *pageOwners) disconnected(owner string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	lease, _, err := p.lease(ctx, owner)
+	if err != nil {
+		lease = time.Time{} // unknown: the check after grace decides on the lease alone
+	}
+	p.checkAfter(owner, lease, p.grace)
+}
+
+// checkAfter schedules owner's check in d, replacing a pending one: if the lease has
+// not moved past mark by then (nobody touched it), owner's sessions are released.
+func (p *pageOwners) checkAfter(owner string, mark time.Time, d time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.open[owner]++
-	if t := p.timer[owner]; t != nil {
+	if t := p.checks[owner]; t != nil {
 		t.Stop()
-		delete(p.timer, owner)
 	}
+	var t *time.Timer
+	t = time.AfterFunc(d, func() {
+		p.mu.Lock()
+		if p.checks[owner] != t {
+			p.mu.Unlock()
+			return // replaced by a later check
+		}
+		delete(p.checks, owner)
+		p.mu.Unlock()
+		p.check(owner, mark)
+	})
+	p.checks[owner] = t
 }
 
-// disconnected releases owner's sessions unless a socket for it comes back within grace.
-func (p *pageOwners) disconnected(owner string, grace time.Duration) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.open[owner] > 0 {
-		p.open[owner]--
-	}
-	if p.open[owner] > 0 {
+// check releases owner's sessions unless their lease moved past mark; when it did
+// (a socket somewhere renews it), it checks again once that lease would have run out.
+func (p *pageOwners) check(owner string, mark time.Time) {
+	st, err := p.srv.state()
+	if err != nil {
 		return
 	}
-	if t := p.timer[owner]; t != nil {
-		t.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	lease, live, err := p.lease(ctx, owner)
+	switch {
+	case err != nil:
+		p.checkAfter(owner, mark, p.grace) // the database did not answer: ask again later
+	case live && lease.After(mark):
+		p.checkAfter(owner, lease, time.Until(lease)+p.grace)
+	default:
+		if err := st.sessions.ReleaseOwner(ctx, owner); err != nil {
+			p.srv.log.Warn("release page sessions", "owner", owner, "err", err)
+		}
 	}
-	p.timer[owner] = time.AfterFunc(grace, func() {
-		p.mu.Lock()
-		still := p.open[owner] == 0
-		delete(p.timer, owner)
-		delete(p.open, owner)
-		p.mu.Unlock()
-		if !still {
-			return
+}
+
+// lease returns the latest lease of owner's live sessions; live is false when it has
+// none (released, or every lease ran out).
+func (p *pageOwners) lease(ctx context.Context, owner string) (time.Time, bool, error) {
+	st, err := p.srv.state()
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	all, err := st.sessions.List(ctx)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("page sessions: %w", err)
+	}
+	var until time.Time
+	live := false
+	for _, se := range all {
+		if se.Owner == owner {
+			live = true
+			if se.LeaseUntil.After(until) {
+				until = se.LeaseUntil
+			}
 		}
-		if st, err := p.srv.state(); err == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = st.sessions.ReleaseOwner(ctx, owner)
-		}
-	})
+	}
+	return until, live, nil
 }
