@@ -157,7 +157,10 @@ func (s *Server) liveSend(ctx context.Context, c *sdk.Conn, st *state, owner, ac
 }
 
 // job is one Receive page's connection and transfer; it outlives a dropped page
-// socket so the page can reconnect and pick it up.
+// socket so the page can reconnect and pick it up. Its client — and with it the
+// sender's open snapshot — is closed as soon as the job has no more use for it: the
+// transfer is done, failed or cancelled, the connection dropped, or nobody has
+// watched the job for jobs.idle.
 type job struct {
 	ID string
 
@@ -168,6 +171,20 @@ type job struct {
 	client   *syncclient.Client
 	cancel   context.CancelFunc
 	finished time.Time
+	viewers  int         // page sockets showing the job
+	idle     *time.Timer // set while nobody watches
+	idleGen  int         // which idle timer is current
+}
+
+// dropClient detaches the job's client and closes it.
+func (j *job) dropClient() {
+	j.mu.Lock()
+	c := j.client
+	j.client = nil
+	j.mu.Unlock()
+	if c != nil {
+		_ = c.Close()
+	}
 }
 
 type tableProgress struct {
@@ -211,35 +228,101 @@ func (j *job) snapshot() (receiveView, chan struct{}) {
 
 // jobs is the registry of Receive jobs.
 type jobs struct {
+	// idle: a job nobody has watched for this long is closed and forgotten (one still
+	// connecting or transferring once it ends).
+	idle time.Duration
+	// keep: a finished job is remembered this long for a page that comes back.
+	keep time.Duration
+
 	mu sync.Mutex
 	m  map[string]*job
 }
 
-func newJobs() *jobs { return &jobs{m: map[string]*job{}} }
+func newJobs() *jobs { return &jobs{m: map[string]*job{}, idle: 10 * time.Minute, keep: time.Hour} }
 
-func (js *jobs) get(id string) *job {
+// attach returns job id (a new one when it is unknown) for a page socket that shows
+// it; call detach when the socket closes.
+func (js *jobs) attach(id string) *job {
 	js.mu.Lock()
 	defer js.mu.Unlock()
-	for k, j := range js.m { // forget jobs finished an hour ago
+	for k, j := range js.m { // forget jobs finished long ago (their clients are closed)
 		j.mu.Lock()
-		old := !j.finished.IsZero() && time.Since(j.finished) > time.Hour
+		old := !j.finished.IsZero() && time.Since(j.finished) > js.keep && j.viewers == 0
 		j.mu.Unlock()
 		if old {
 			delete(js.m, k)
 		}
 	}
-	if j, ok := js.m[id]; ok {
-		return j
+	j, ok := js.m[id]
+	if !ok {
+		j = &job{ID: randomID(), changed: make(chan struct{}),
+			view: receiveView{Type: "receive", State: "idle", Tables: []syncclient.TableState{}, Progress: map[string]tableProgress{}, Results: map[string]syncclient.Result{}}}
+		j.view.Job = j.ID
+		js.m[j.ID] = j
 	}
-	j := &job{ID: randomID(), changed: make(chan struct{}),
-		view: receiveView{Type: "receive", State: "idle", Tables: []syncclient.TableState{}, Progress: map[string]tableProgress{}, Results: map[string]syncclient.Result{}}}
-	j.view.Job = j.ID
-	js.m[j.ID] = j
+	j.mu.Lock()
+	j.viewers++
+	if j.idle != nil {
+		j.idle.Stop()
+		j.idle = nil
+	}
+	j.mu.Unlock()
 	return j
 }
 
+// detach is attach's counterpart: the last viewer leaving starts the idle clock.
+func (js *jobs) detach(j *job) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.viewers--
+	if j.viewers <= 0 {
+		j.viewers = 0
+		js.armIdle(j)
+	}
+}
+
+// armIdle (j.mu held) expires j after js.idle unless a viewer comes back.
+func (js *jobs) armIdle(j *job) {
+	if j.idle != nil {
+		j.idle.Stop()
+	}
+	j.idleGen++
+	gen := j.idleGen
+	j.idle = time.AfterFunc(js.idle, func() { js.expire(j, gen) })
+}
+
+// expire closes an unwatched job's client and forgets the job; a job still
+// connecting or transferring is looked at again after another idle period (those
+// end on their own: connecting has a deadline, a transfer closes its client).
+func (js *jobs) expire(j *job, gen int) {
+	j.mu.Lock()
+	if j.idle == nil || j.idleGen != gen || j.viewers > 0 {
+		j.mu.Unlock()
+		return
+	}
+	j.idle = nil
+	switch j.view.State {
+	case "connecting", "waiting_approval", "transferring":
+		js.armIdle(j)
+		j.mu.Unlock()
+		return
+	}
+	cancel := j.cancel
+	j.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	j.dropClient()
+	js.mu.Lock()
+	if js.m[j.ID] == j {
+		delete(js.m, j.ID)
+	}
+	js.mu.Unlock()
+}
+
 func (s *Server) liveReceive(ctx context.Context, c *sdk.Conn, st *state, jobID string) error {
-	j := s.jobs.get(jobID)
+	j := s.jobs.attach(jobID)
+	defer s.jobs.detach(j)
 	ops := readOps(c)
 	for {
 		v, changed := j.snapshot()
@@ -357,19 +440,55 @@ func (s *Server) connectJob(st *state, j *job, m liveMsg) {
 				j.client = c
 				j.mu.Unlock()
 				j.update(func(v *receiveView) { v.State, v.Tables = "ready", tables })
+				go s.watchClient(j, c)
 				return
 			}
 		}
 		cancel()
 		code, msg := explain(err, waited)
+		j.mu.Lock()
+		j.finished = time.Now()
+		j.mu.Unlock()
 		j.update(func(v *receiveView) { v.State, v.Error, v.Message = "failed", code, msg })
 	}()
+}
+
+// watchClient notices a connection that drops while the job waits for the admin to
+// pick tables (the sending page closed, the sender went away, the connection was
+// revoked): the page says why at once, and the client is closed.
+func (s *Server) watchClient(j *job, c *syncclient.Client) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for range t.C {
+		j.mu.Lock()
+		if j.client != c {
+			j.mu.Unlock()
+			return // closed by the job: finished, replaced or expired
+		}
+		lost := j.view.State == "ready" && !c.Connected()
+		if lost {
+			j.client = nil
+			j.finished = time.Now()
+		}
+		j.mu.Unlock()
+		if !lost {
+			continue
+		}
+		_, err := c.Capabilities(context.Background()) // answers at once with why it closed
+		if err == nil {
+			err = syncclient.ErrClosed
+		}
+		_ = c.Close()
+		code, msg := explain(err, false)
+		j.update(func(v *receiveView) { v.State, v.Error, v.Message = "failed", code, msg })
+		return
+	}
 }
 
 func (s *Server) startJob(st *state, j *job, m liveMsg, user string) {
 	j.mu.Lock()
 	c := j.client
-	ready := j.view.State == "ready" || j.view.State == "done"
+	ready := j.view.State == "ready"
 	j.mu.Unlock()
 	if c == nil || !ready || len(m.Tables) == 0 {
 		return
@@ -440,7 +559,6 @@ func (s *Server) startJob(st *state, j *job, m liveMsg, user string) {
 			}},
 		})
 		j.mu.Lock()
-		j.finished = time.Now()
 		sender := j.view.Sender
 		j.mu.Unlock()
 		recordPulls(st, sender, user, def, strategies, results)
@@ -463,11 +581,19 @@ func (s *Server) startJob(st *state, j *job, m liveMsg, user string) {
 		})
 		if err == nil {
 			// Refresh the New / Different / Match column.
-			if list, lerr := c.ListTables(context.Background()); lerr == nil {
-				if tables, cerr := c.Compare(context.Background(), st.pool, list); cerr == nil {
+			rctx, rcancel := context.WithTimeout(context.Background(), time.Minute)
+			if list, lerr := c.ListTables(rctx); lerr == nil {
+				if tables, cerr := c.Compare(rctx, st.pool, list); cerr == nil {
 					j.update(func(v *receiveView) { v.Tables = tables })
 				}
 			}
+			rcancel()
 		}
+		// The job is over: let the sender end its snapshot. Another pull takes a
+		// new code.
+		j.mu.Lock()
+		j.finished = time.Now()
+		j.mu.Unlock()
+		j.dropClient()
 	}()
 }

@@ -71,7 +71,8 @@
     var job = sessionStorage.getItem('fiberkit-sync-job') || '';
     var statusText = {
       idle: '', connecting: 'Connecting…', waiting_approval: 'Waiting for an admin of the sending site to approve…',
-      ready: 'Connected. Pick the tables to pull.', transferring: 'Transferring…', done: 'Done.',
+      ready: 'Connected. Pick the tables to pull.', transferring: 'Transferring…',
+      done: 'Done. The connection is closed: connect with a new code to pull more.',
       failed: '', cancelled: 'Cancelled.'
     };
     hello = function () { return { op: 'hello', page: 'receive', job: job }; };
@@ -86,7 +87,7 @@
       var busy = m.state === 'connecting' || m.state === 'waiting_approval' || m.state === 'transferring';
       $('connect-btn').disabled = busy;
       $('picker').hidden = !m.tables.length;
-      $('start').disabled = busy || (m.state !== 'ready' && m.state !== 'done');
+      $('start').disabled = m.state !== 'ready';
       $('cancel').hidden = !busy;
       var key = m.tables.map(function (t) { return t.table + t.state + t.local_rows; }).join('|');
       if (key !== built) { built = key; buildTables(m.tables); }
