@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"html/template"
+	"io"
+	"mime"
 	"net/http"
 	"strings"
 	"time"
@@ -28,7 +30,17 @@ const (
 	csrfLocal     = "fiberkit.csrf"
 	csrfHeader    = "X-Csrf-Token"
 	csrfField     = "_csrf"
+	csrfCookie    = "fiberkit_csrf"
+	// maxFormTokenBody is the largest urlencoded body in which the CSRF token is
+	// looked for; larger bodies, multipart ones and bodies of unknown length must
+	// carry it in the X-Csrf-Token header (or the _csrf query parameter), so checking
+	// it never reads a body the kit then has to hold in memory.
+	maxFormTokenBody = 64 << 10
+	// maxKitFormBody is the largest body the kit's own admin forms accept.
+	maxKitFormBody = 1 << 20
 )
+
+var errTokenNotInHeader = errors.New("missing CSRF token")
 
 // admin draws the kit's own admin pages: the module list and each module's settings.
 type admin struct {
@@ -46,7 +58,7 @@ func newAdmin(k *Kit) (*admin, error) {
 	}
 	a := &admin{kit: k, tmpl: t}
 	a.csrf = csrf.New(csrf.Config{
-		CookieName:     "fiberkit_csrf",
+		CookieName:     csrfCookie,
 		CookiePath:     "/",
 		CookieSameSite: "Strict",
 		CookieHTTPOnly: true,
@@ -54,23 +66,70 @@ func newAdmin(k *Kit) (*admin, error) {
 		ContextKey:     csrfLocal,
 		KeyGenerator:   randomToken,
 		Storage:        &csrfStore{pool: k.pool},
-		Extractor: func(c *fiber.Ctx) (string, error) {
-			if t := c.Get(csrfHeader); t != "" {
-				return t, nil
-			}
-			// Reading a form field reads the request body into memory: the proxy must
-			// then forward that copy, since the stream has been consumed.
-			c.Locals(bodyReadLocal, true)
-			if t := c.FormValue(csrfField); t != "" {
-				return t, nil
-			}
-			return "", errors.New("missing CSRF token")
-		},
+		Extractor:      csrfToken,
 		ErrorHandler: func(c *fiber.Ctx, err error) error {
+			discardBody(c)
+			if errors.Is(err, errTokenNotInHeader) {
+				return c.Status(fiber.StatusForbidden).SendString("forbidden: missing CSRF token (send it in the X-Csrf-Token header; " +
+					"the _csrf form field is read only from small application/x-www-form-urlencoded bodies)")
+			}
 			return c.Status(fiber.StatusForbidden).SendString("forbidden: invalid or missing CSRF token")
 		},
 	})
 	return a, nil
+}
+
+// csrfToken finds the CSRF token of an unsafe request: the X-Csrf-Token header, the
+// _csrf query parameter, or the _csrf field of a small urlencoded form. It reads the
+// body only in that last case; any other body (a multipart upload, say) stays unread,
+// so the proxy streams it to the module.
+func csrfToken(c *fiber.Ctx) (string, error) {
+	if t := c.Get(csrfHeader); t != "" {
+		return t, nil
+	}
+	if t := string(c.Request().URI().QueryArgs().Peek(csrfField)); t != "" {
+		return t, nil
+	}
+	ct, _, _ := mime.ParseMediaType(c.Get(fiber.HeaderContentType))
+	n := c.Request().Header.ContentLength()
+	if ct != fiber.MIMEApplicationForm || n < 0 || n > maxFormTokenBody || c.Get(fiber.HeaderContentEncoding) != "" {
+		return "", errTokenNotInHeader
+	}
+	// This reads the (small) body into memory: the proxy then forwards that copy,
+	// since the stream has been consumed.
+	c.Locals(bodyReadLocal, true)
+	if t := string(c.Request().PostArgs().Peek(csrfField)); t != "" {
+		return t, nil
+	}
+	return "", errTokenNotInHeader
+}
+
+// smallForm guards the kit's own form handlers, which read the whole body: a body
+// larger than any admin form, or of unknown length, is refused unread.
+func smallForm(c *fiber.Ctx) error {
+	if n := c.Request().Header.ContentLength(); n < 0 || n > maxKitFormBody {
+		discardBody(c)
+		return c.Status(fiber.StatusRequestEntityTooLarge).SendString("request body too large for an admin form")
+	}
+	return c.Next()
+}
+
+// maxDiscard is how much of an unread request body is read and thrown away before a
+// refusal, so that the client, still sending, can read the answer: closing a
+// connection with unread data resets it, and the client then sees a reset instead
+// of the 403. Larger bodies are cut off that way all the same.
+const maxDiscard = 16 << 20
+
+// discardBody reads what is left of a refused request's body, up to maxDiscard,
+// without holding it; if there is more, the connection is closed after the answer.
+func discardBody(c *fiber.Ctx) {
+	s := c.Context().RequestBodyStream()
+	if s == nil || c.Locals(bodyReadLocal) != nil {
+		return
+	}
+	if n, _ := io.CopyN(io.Discard, s, maxDiscard+1); n > maxDiscard {
+		c.Set(fiber.HeaderConnection, "close")
+	}
 }
 
 func randomToken() string {
@@ -91,8 +150,16 @@ func (a *admin) mount(app *fiber.App, guard []fiber.Handler) {
 	app.Get(p+"/", chain(a.list)...)
 	app.Get(p+"/modules.json", chain(a.statusJSON)...)
 	app.Get(p+"/modules/:id", chain(a.settingsPage)...)
-	app.Post(p+"/modules/:id", chain(a.saveSettings)...)
-	app.Post(p+"/modules/:id/toggle", chain(a.toggle)...)
+	post := func(h fiber.Handler) []fiber.Handler {
+		return append(append(append([]fiber.Handler{}, guard...), smallForm, a.csrf), h)
+	}
+	app.Post(p+"/modules/:id", post(a.saveSettings)...)
+	app.Post(p+"/modules/:id/toggle", post(a.toggle)...)
+	// Module admin routes stream request bodies to the module: fasthttp must not parse
+	// multipart uploads before the handler runs (it would spool them and the proxy
+	// would then have to rebuild the body in memory). Form handlers of the app still
+	// parse multipart bodies on demand.
+	app.Server().DisablePreParseMultipartForm = true
 }
 
 type pageData struct {

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -32,7 +31,7 @@ const wsOpenLocal = "fiberkit.wsopen"
 // serveWebSocket upgrades the request and bridges it to the plugin: exactly one
 // goroutine writes to the client, the client reader never outlives the handler, and
 // close codes pass through both ways.
-func (m *module) serveWebSocket(c *fiber.Ctx, route string, browser bool, rel string, params map[string]string) error {
+func (m *module) serveWebSocket(c *fiber.Ctx, route string, browser, admin bool, rel string, params map[string]string) error {
 	if browser && !m.kit.originAllowed(c) {
 		return c.Status(fiber.StatusForbidden).SendString("origin not allowed")
 	}
@@ -40,10 +39,9 @@ func (m *module) serveWebSocket(c *fiber.Ctx, route string, browser bool, rel st
 	if err != nil {
 		return unavailable(c, err)
 	}
-	admin := strings.HasPrefix(c.Path(), m.kit.cfg.AdminPrefix+"/")
 	open := transport.WebSocketOpen{
 		ID: newConnID(), Path: rel, Route: route, Params: params,
-		RawQuery: string(c.Request().URI().QueryString()), Header: requestHeader(c), Caller: caller(c, admin),
+		RawQuery: string(c.Request().URI().QueryString()), Header: requestHeader(c, admin), Caller: caller(c, admin),
 	}
 	// Open the module's side first: it accepts or rejects before the upgrade, so an
 	// authentication failure is a plain HTTP answer (e.g. 403 with a reason).

@@ -1,20 +1,32 @@
 package host
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/fiberkit/fiberkit/sdk/transport"
 )
 
+// headTimeout bounds how long the proxy waits for a module's response head once the
+// request body stops arriving: a module that never answers costs the client a 504,
+// not a connection held forever. Counting from the last body progress keeps slow
+// uploads alive.
+var headTimeout atomic.Int64
+
+func init() { headTimeout.Store(int64(60 * time.Second)) }
+
 // matchRoute matches path against a manifest pattern ("/records/:table", "/files/*").
+// Optional parameters ("/:id?") are refused by the manifest, so none reach here.
 func matchRoute(pattern, path string) (map[string]string, bool) {
 	ps := strings.Split(strings.Trim(pattern, "/"), "/")
 	xs := strings.Split(strings.Trim(path, "/"), "/")
@@ -67,7 +79,7 @@ func (m *module) dispatch(c *fiber.Ctx, admin bool) error {
 				continue
 			}
 			if params, ok := matchRoute(ws.Path, rel); ok {
-				return m.serveWebSocket(c, ws.Path, ws.Browser, rel, params)
+				return m.serveWebSocket(c, ws.Path, ws.Browser, admin, rel, params)
 			}
 		}
 		return fiber.ErrNotFound
@@ -85,7 +97,7 @@ func (m *module) dispatch(c *fiber.Ctx, admin bool) error {
 			allowed = true
 			continue
 		}
-		return m.proxy(c, r.Path, rel, params)
+		return m.proxy(c, admin, r.Path, rel, params)
 	}
 	if allowed {
 		return fiber.ErrMethodNotAllowed
@@ -116,11 +128,45 @@ func caller(c *fiber.Ctx, admin bool) transport.Caller {
 	return transport.Caller{User: user, RemoteAddr: c.IP(), Admin: admin}
 }
 
-func requestHeader(c *fiber.Ctx) http.Header {
+// kitCookies are the cookies the kit itself sets; they never reach a module.
+var kitCookies = map[string]bool{csrfCookie: true}
+
+// requestHeader is the header a module sees. Hop-by-hop headers, and those the
+// Connection header names, belong to the client's connection and are dropped, as is
+// Proxy-Authorization. On admin routes the Authorization header carried the admin's
+// credentials to the host's AdminAuth and is dropped too (the module learns the user
+// from the caller); on public routes it is addressed to the module and kept. The kit's
+// own cookies are removed from Cookie; the app's other cookies pass.
+func requestHeader(c *fiber.Ctx, admin bool) http.Header {
+	rh := &c.Request().Header
+	drop := map[string]bool{"Proxy-Authorization": true}
+	if admin {
+		drop["Authorization"] = true
+	}
+	for _, v := range rh.PeekAll(fiber.HeaderConnection) {
+		for _, name := range strings.Split(string(v), ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				drop[http.CanonicalHeaderKey(name)] = true
+			}
+		}
+	}
 	h := http.Header{}
-	c.Request().Header.VisitAll(func(k, v []byte) {
-		h.Add(string(k), string(v))
+	rh.VisitAll(func(k, v []byte) {
+		key := http.CanonicalHeaderKey(string(k))
+		if drop[key] || hopByHop[key] && key != "Content-Length" || key == "Cookie" {
+			return
+		}
+		h.Add(key, string(v))
 	})
+	var cookies []string
+	rh.VisitAllCookie(func(k, v []byte) {
+		if !kitCookies[string(k)] {
+			cookies = append(cookies, string(k)+"="+string(v))
+		}
+	})
+	if len(cookies) > 0 && !drop["Cookie"] {
+		h.Set("Cookie", strings.Join(cookies, "; "))
+	}
 	return h
 }
 
@@ -131,17 +177,22 @@ var hopByHop = map[string]bool{
 }
 
 // proxy streams the request to the plugin and the response back. The response body
-// is handed from the gRPC stream to the client chunk by chunk through a channel of
-// a few chunks, so neither a large body nor a slow client grows memory.
-func (m *module) proxy(c *fiber.Ctx, route, rel string, params map[string]string) error {
+// is handed from the gRPC stream to fasthttp chunk by chunk through a channel of a
+// few chunks, so neither a large body nor a slow client grows memory.
+//
+// fasthttp recycles the request (its body stream and the connection's reader) as soon
+// as the response is written, so the exchange must be over by then: the response
+// body is an io.ReadCloser that fasthttp closes in its own goroutine when it is done
+// with it, and Close ends the exchange and cuts the transport off the request body
+// before returning.
+func (m *module) proxy(c *fiber.Ctx, admin bool, route, rel string, params map[string]string) error {
 	rpc, err := m.client()
 	if err != nil {
 		return unavailable(c, err)
 	}
-	admin := strings.HasPrefix(c.Path(), m.kit.cfg.AdminPrefix+"/")
 	head := transport.RequestHead{
 		Method: c.Method(), Path: rel, RawQuery: string(c.Request().URI().QueryString()),
-		Header: requestHeader(c), RemoteAddr: c.IP(), Host: c.Hostname(), TLS: c.Protocol() == "https",
+		Header: requestHeader(c, admin), RemoteAddr: c.IP(), Host: c.Hostname(), TLS: c.Protocol() == "https",
 		Caller: caller(c, admin), Route: route, Params: params,
 	}
 	if admin {
@@ -150,40 +201,42 @@ func (m *module) proxy(c *fiber.Ctx, route, rel string, params map[string]string
 			head.Header.Set(csrfHeader, tok)
 		}
 	}
-	var body io.Reader
+	var src io.Reader
 	if s := c.Context().RequestBodyStream(); s != nil && c.Locals(bodyReadLocal) == nil {
-		body = s
+		src = s
 	} else {
 		// Small bodies arrive whole; copy, since fasthttp reuses the buffer.
-		body = bytes.NewReader(append([]byte(nil), c.Body()...))
+		src = &byteReader{b: append([]byte(nil), c.Body()...)}
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
-	pw := &pipeWriter{ctx: ctx, head: make(chan respHead, 1), body: make(chan chunk, 4)}
-	done := make(chan error, 1)
+	x := &exchange{
+		m: m, rel: rel, cancel: cancel, conn: c.Context().Conn(),
+		pw:       &pipeWriter{ctx: ctx, head: make(chan respHead, 1), body: make(chan chunk, 4)},
+		body:     newRequestBody(src),
+		finished: make(chan struct{}),
+	}
 	go func() {
-		err := rpc.ServeHTTP(ctx, head, body, pw)
-		close(pw.body)
-		done <- err
+		err := rpc.ServeHTTP(ctx, head, x.body, x.pw)
+		x.err = err
+		close(x.finished)
+		close(x.pw.body)
 	}()
 
-	var h respHead
-	select {
-	case h = <-pw.head:
-	case err := <-done:
-		// The exchange may have ended right after sending its head: both channels
-		// are ready then, and select picks either.
-		select {
-		case h = <-pw.head:
-			done <- err // hand the outcome on to the body writer
-		default:
-			cancel()
-			if err == nil {
-				err = errors.New("no response")
-			}
-			m.kit.log.Warn("module request failed", "module", m.man.ID, "path", rel, "err", err)
-			return unavailable(c, err)
+	h, err := x.waitHead()
+	if err != nil {
+		x.end(true)
+		if errors.Is(err, errHeadTimeout) {
+			m.kit.log.Warn("module did not answer in time", "module", m.man.ID, "path", rel, "timeout", time.Duration(headTimeout.Load()))
+			return c.Status(fiber.StatusGatewayTimeout).SendString("module did not answer in time")
 		}
+		m.kit.log.Warn("module request failed", "module", m.man.ID, "path", rel, "err", err)
+		return unavailable(c, err)
+	}
+	if h.status < 200 || h.status > 999 {
+		x.end(true)
+		m.kit.log.Warn("module sent an invalid status", "module", m.man.ID, "path", rel, "status", h.status)
+		return c.Status(fiber.StatusBadGateway).SendString("module error")
 	}
 	c.Status(h.status)
 	for k, vs := range h.header {
@@ -194,28 +247,172 @@ func (m *module) proxy(c *fiber.Ctx, route, rel string, params map[string]string
 			c.Response().Header.Add(k, v)
 		}
 	}
-	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
-		defer cancel()
-		for ch := range pw.body {
-			if len(ch.data) > 0 {
-				if _, err := w.Write(ch.data); err != nil {
-					return
-				}
-			}
-			if ch.flush {
-				if err := w.Flush(); err != nil {
-					return
-				}
-			}
-		}
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			m.kit.log.Warn("module response cut short", "module", m.man.ID, "path", rel, "err", err)
-		}
-	})
+	c.Context().Response.SetBodyStream(&responseBody{x: x}, -1)
 	return nil
 }
 
+var errHeadTimeout = errors.New("module did not answer in time")
+
+// exchange is one proxied request in flight.
+type exchange struct {
+	m      *module
+	rel    string
+	cancel context.CancelFunc
+	conn   net.Conn
+	pw     *pipeWriter
+	body   *requestBody
+
+	finished chan struct{} // closed when rpc.ServeHTTP has returned
+	err      error         // its result; read only after finished
+
+	once sync.Once
+}
+
+// waitHead waits for the module's response head. It fails when the exchange ends
+// without one, or when neither a head nor request body progress came for headTimeout.
+func (x *exchange) waitHead() (respHead, error) {
+	limit := time.Duration(headTimeout.Load())
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	for {
+		select {
+		case h := <-x.pw.head:
+			return h, nil
+		case <-x.finished:
+			// The exchange may have ended right after sending its head: both channels
+			// are ready then, and select picks either.
+			select {
+			case h := <-x.pw.head:
+				return h, nil
+			default:
+			}
+			if x.err == nil {
+				return respHead{}, errors.New("no response")
+			}
+			return respHead{}, x.err
+		case <-t.C:
+			if idle := time.Since(x.body.lastProgress()); idle < limit {
+				t.Reset(limit - idle)
+				continue
+			}
+			return respHead{}, errHeadTimeout
+		}
+	}
+}
+
+// end finishes the exchange and returns only once the transport has stopped and can
+// no longer touch the request. abort cancels it first (client gone, timeout, or the
+// response was abandoned); otherwise it has already finished.
+func (x *exchange) end(abort bool) error {
+	x.once.Do(func() {
+		if abort {
+			x.cancel()
+			// A body read may be blocked on the client: the deadline wakes it.
+			x.body.cut(x.conn)
+		}
+		<-x.finished
+		x.cancel()
+		x.body.cut(nil)
+	})
+	return x.err
+}
+
+// responseBody is the response body fasthttp reads; each Read is written to the
+// client as one chunk and flushed, so server-sent events arrive as they are sent.
+type responseBody struct {
+	x   *exchange
+	cur []byte
+}
+
+func (r *responseBody) Read(p []byte) (int, error) {
+	for len(r.cur) == 0 {
+		ch, ok := <-r.x.pw.body
+		if !ok {
+			if err := r.x.end(false); err != nil {
+				r.x.m.kit.log.Warn("module response cut short", "module", r.x.m.man.ID, "path", r.x.rel, "err", err)
+				// Failing the read ends the chunked body without its last chunk, so
+				// the client sees a truncated response, not a complete one.
+				return 0, fmt.Errorf("module response cut short: %w", err)
+			}
+			return 0, io.EOF
+		}
+		r.cur = ch.data
+	}
+	n := copy(p, r.cur)
+	r.cur = r.cur[n:]
+	return n, nil
+}
+
+// Close is called by fasthttp when it is done with the body, read whole or not
+// (client gone, HEAD request).
+func (r *responseBody) Close() error {
+	r.x.end(true)
+	return nil
+}
+
+// requestBody hands the client's request body to the transport and can be cut off,
+// after which it never reads the underlying stream again.
+type requestBody struct {
+	mu    sync.Mutex // held during a read of r
+	r     io.Reader
+	gone  bool
+	ended atomic.Bool  // r returned an error (io.EOF included)
+	last  atomic.Int64 // UnixNano of the last read, or of creation
+}
+
+var errBodyCut = errors.New("request body no longer available")
+
+func newRequestBody(r io.Reader) *requestBody {
+	b := &requestBody{r: r}
+	b.last.Store(time.Now().UnixNano())
+	return b
+}
+
+func (b *requestBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.gone {
+		return 0, errBodyCut
+	}
+	n, err := b.r.Read(p)
+	b.last.Store(time.Now().UnixNano())
+	if err != nil {
+		b.ended.Store(true)
+	}
+	return n, err
+}
+
+func (b *requestBody) lastProgress() time.Time { return time.Unix(0, b.last.Load()) }
+
+// cut stops further reads. With conn, a read still waiting for the client is woken
+// by an expired read deadline; the connection is then useless for another request,
+// which is right since its request body was not read to the end.
+func (b *requestBody) cut(conn net.Conn) {
+	if conn != nil && !b.ended.Load() {
+		_ = conn.SetReadDeadline(time.Now())
+	}
+	b.mu.Lock()
+	b.gone = true
+	b.mu.Unlock()
+}
+
+// byteReader is a bytes.Reader that never blocks; it keeps requestBody's ended flag
+// accurate for bodies read into memory.
+type byteReader struct{ b []byte }
+
+func (r *byteReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b)
+	r.b = r.b[n:]
+	return n, nil
+}
+
 func unavailable(c *fiber.Ctx, err error) error {
+	if errors.Is(err, transport.ErrUnimplemented) {
+		return c.Status(fiber.StatusNotImplemented).SendString("not implemented by this module")
+	}
 	var op *transport.OpError
 	if errors.As(err, &op) {
 		switch op.Code {
@@ -234,24 +431,45 @@ type respHead struct {
 }
 
 type chunk struct {
-	data  []byte
-	flush bool
+	data []byte
 }
 
-// pipeWriter hands the plugin's response to the fasthttp body writer. Sends block
-// while the client is slow (bounded memory) and give up when ctx ends.
+var (
+	errSecondHead     = errors.New("module sent a second response head")
+	errBodyBeforeHead = errors.New("module sent body before the response head")
+)
+
+// pipeWriter hands the plugin's response to the fasthttp body reader. The transport
+// calls it from one goroutine. Sends block while the client is slow (bounded memory)
+// and give up when ctx ends; a head sent twice, or body before the head, is an error
+// rather than a wait that nobody would end.
 type pipeWriter struct {
-	ctx  context.Context
-	head chan respHead
-	body chan chunk
+	ctx       context.Context
+	head      chan respHead
+	body      chan chunk
+	wroteHead bool
 }
 
 func (p *pipeWriter) WriteHead(status int, header http.Header) error {
-	p.head <- respHead{status: status, header: header}
-	return nil
+	if p.wroteHead {
+		return errSecondHead
+	}
+	p.wroteHead = true
+	select {
+	case p.head <- respHead{status: status, header: header}:
+		return nil
+	case <-p.ctx.Done():
+		return p.ctx.Err()
+	}
 }
 
 func (p *pipeWriter) Write(b []byte) (int, error) {
+	if !p.wroteHead {
+		return 0, errBodyBeforeHead
+	}
+	if len(b) == 0 {
+		return 0, nil
+	}
 	select {
 	case p.body <- chunk{data: b}:
 		return len(b), nil
@@ -260,11 +478,10 @@ func (p *pipeWriter) Write(b []byte) (int, error) {
 	}
 }
 
+// Flush has nothing to do: every chunk handed to fasthttp is flushed to the client.
 func (p *pipeWriter) Flush() error {
-	select {
-	case p.body <- chunk{flush: true}:
-		return nil
-	case <-p.ctx.Done():
-		return p.ctx.Err()
+	if !p.wroteHead {
+		return errBodyBeforeHead
 	}
+	return p.ctx.Err()
 }

@@ -1,0 +1,442 @@
+package host_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime/multipart"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/fiberkit/fiberkit/host"
+	"github.com/fiberkit/fiberkit/host/devpg/pgtest"
+)
+
+// The review module (internal/reviewmodule) is built once, next to the test module.
+var (
+	reviewOnce   sync.Once
+	reviewBinary string
+	reviewErr    error
+)
+
+func reviewModule(t *testing.T) string {
+	t.Helper()
+	reviewOnce.Do(func() {
+		reviewBinary = filepath.Join(filepath.Dir(testBinary), "reviewmodule")
+		out, err := exec.Command("go", "build", "-o", reviewBinary, "github.com/fiberkit/fiberkit/host/internal/reviewmodule").CombinedOutput()
+		if err != nil {
+			reviewErr = fmt.Errorf("build review module: %v\n%s", err, out)
+		}
+	})
+	if reviewErr != nil {
+		t.Fatal(reviewErr)
+	}
+	return reviewBinary
+}
+
+const reviewManifest = `id: %s
+name: Review module %s
+version: 0.1.0
+min_host_version: 0.1.0
+executable: %s
+routes:
+  - path: /hang
+  - path: /echo
+  - path: /sink
+  - path: /headers
+  - path: /upload
+    methods: [POST]
+    admin: true
+  - path: /headers
+    admin: true
+websockets:
+  - path: /ws
+  - path: /sub
+  - path: /admin-ws
+    admin: true
+  - path: /admin-browser-ws
+    admin: true
+    browser: true
+operations:
+  - name: publish
+`
+
+// startReviewSite runs a host app with the review module enabled as "rm" and, when
+// noHTTP, a copy of it without HTTP as "rn".
+func startReviewSite(t *testing.T, noHTTP bool) *site {
+	t.Helper()
+	bin := reviewModule(t)
+	dir := t.TempDir()
+	ids := []string{"rm"}
+	if noHTTP {
+		ids = append(ids, "rn")
+	}
+	var manifests []string
+	for _, id := range ids {
+		p := filepath.Join(dir, id, "module.yaml")
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(fmt.Sprintf(reviewManifest, id, id, bin)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if id == "rn" {
+			if err := os.WriteFile(filepath.Join(dir, id, "nohttp"), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		manifests = append(manifests, p)
+	}
+	db := pgtest.NewDatabase(t)
+	logs := &syncBuffer{}
+	ctx := context.Background()
+	kit, err := host.New(ctx, host.Config{
+		DatabaseURL:    db,
+		Manifests:      manifests,
+		AdminAuth:      basicAuth("admin", "secret-admin-pw"),
+		HealthInterval: 200 * time.Millisecond,
+		Logger:         slog.New(slog.NewTextHandler(io.MultiWriter(logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	if err != nil {
+		t.Fatalf("host.New: %v", err)
+	}
+	t.Cleanup(func() { _ = kit.Close() })
+	for _, id := range ids {
+		if err := kit.SetEnabled(ctx, id, true, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	app := fiber.New(host.FiberConfig())
+	kit.Mount(app)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = app.Listener(ln) }()
+	t.Cleanup(func() { _ = app.ShutdownWithTimeout(5 * time.Second) })
+	s := &site{kit: kit, url: "http://" + ln.Addr().String(), db: db, logs: logs}
+	for _, id := range ids {
+		s.waitState(t, id, host.StateRunning)
+	}
+	return s
+}
+
+// adminToken signs in to the admin list page and returns the CSRF token of its forms.
+func adminToken(t *testing.T, s *site, c *http.Client) string {
+	t.Helper()
+	_, page := adminDo(t, c, "GET", s.url+"/admin/fiberkit/", nil)
+	m := csrfInput.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatal("no CSRF token on the admin page")
+	}
+	return m[1]
+}
+
+// multipartUpload is a multipart body of one file of size bytes, produced as it is
+// read; field, when set, is a _csrf form field before the file.
+func multipartUpload(size int64, csrfField string) (body io.Reader, contentType string, length int64) {
+	var head, tail bytes.Buffer
+	mw := multipart.NewWriter(&head)
+	if csrfField != "" {
+		_ = mw.WriteField("_csrf", csrfField)
+	}
+	_, _ = mw.CreateFormFile("file", "f.bin")
+	mark := head.Len()
+	_ = mw.Close()
+	tail.Write(head.Bytes()[mark:])
+	head.Truncate(mark)
+	length = int64(head.Len()) + size + int64(tail.Len())
+	return io.MultiReader(&head, &patternReader{left: size}, &tail), mw.FormDataContentType(), length
+}
+
+// H1: a module admin route takes a 100 MB multipart upload with the CSRF token in the
+// header and streams it (host memory bounded, body intact); without the header the
+// upload is refused unread; a small urlencoded form still carries its token in the
+// _csrf field.
+func TestAdminMultipartUploadStreamsAndNeedsHeaderToken(t *testing.T) {
+	s := startReviewSite(t, false)
+	c := adminClient(t)
+	tok := adminToken(t, s, c)
+	post := func(body io.Reader, ct string, length int64, header string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", s.url+"/admin/fiberkit/rm/upload", body)
+		req.ContentLength = length // -1: chunked
+		req.Header.Set("Authorization", adminAuthHeader)
+		req.Header.Set("Content-Type", ct)
+		if header != "" {
+			req.Header.Set("X-Csrf-Token", header)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("upload: %v", err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	// Warm the buffer pools, so what is measured is what a large body adds.
+	body, ct, n := multipartUpload(8<<20, "")
+	if code, b := post(body, ct, n, tok); code != 200 {
+		t.Fatalf("warm-up upload: %d %s", code, b)
+	}
+	const size = 100 << 20
+	for _, chunked := range []bool{false, true} {
+		body, ct, n := multipartUpload(size, "")
+		length := n
+		if chunked {
+			length = -1
+		}
+		resetPeak(t, os.Getpid())
+		before := peakRSS(t, os.Getpid())
+		code, b := post(body, ct, length, tok)
+		growth := peakRSS(t, os.Getpid()) - before
+		t.Logf("100 MB multipart upload (chunked %v) with the header token: %d %s; host peak grew %d KB", chunked, code, b, growth>>10)
+		if code != 200 || b != fmt.Sprintf(`{"bytes":%d,"csrf":true}`, n) {
+			t.Fatalf("upload with header token: %d %s, want 200 and %d bytes", code, b, n)
+		}
+		if growth > 20<<20 {
+			t.Fatalf("host memory grew %d MB for a streamed upload", growth>>20)
+		}
+	}
+	// The token only in a multipart form field: refused, the body left unread.
+	for _, chunked := range []bool{false, true} {
+		body, ct, n := multipartUpload(size, tok)
+		if chunked {
+			n = -1
+		}
+		resetPeak(t, os.Getpid())
+		before := peakRSS(t, os.Getpid())
+		code, b := post(body, ct, n, "")
+		growth := peakRSS(t, os.Getpid()) - before
+		t.Logf("100 MB multipart upload (chunked %v), token in the form only: %d %q; host peak grew %d KB", chunked, code, b, growth>>10)
+		if code != http.StatusForbidden || !strings.Contains(b, "X-Csrf-Token") {
+			t.Fatalf("token in a multipart field: %d %q, want 403 naming the header", code, b)
+		}
+		if growth > 20<<20 {
+			t.Fatalf("host memory grew %d MB refusing an upload", growth>>20)
+		}
+	}
+	// No token at all.
+	if code, _ := post(strings.NewReader("x"), "application/octet-stream", 1, ""); code != http.StatusForbidden {
+		t.Fatalf("no token: %d, want 403", code)
+	}
+	// A small urlencoded form with the token in _csrf reaches the module whole.
+	form := url.Values{"_csrf": {tok}, "note": {strings.Repeat("n", 1000)}}.Encode()
+	code, b := post(strings.NewReader(form), "application/x-www-form-urlencoded", int64(len(form)), "")
+	if code != 200 || b != fmt.Sprintf(`{"bytes":%d,"csrf":true}`, len(form)) {
+		t.Fatalf("small form with _csrf field: %d %s", code, b)
+	}
+	// The _csrf query parameter works too.
+	req, _ := http.NewRequest("POST", s.url+"/admin/fiberkit/rm/upload?_csrf="+url.QueryEscape(tok), strings.NewReader("abc"))
+	req.Header.Set("Authorization", adminAuthHeader)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("token in the query: %d", resp.StatusCode)
+	}
+}
+
+// M3: a module that never answers costs the client a 504 after the head timeout.
+func TestProxyHeadTimeoutGives504(t *testing.T) {
+	defer host.SetHeadTimeout(700 * time.Millisecond)()
+	s := startReviewSite(t, false)
+	client := &http.Client{Timeout: 15 * time.Second}
+	start := time.Now()
+	resp, err := client.Get(s.url + "/fiberkit/rm/hang")
+	if err != nil {
+		t.Fatalf("a module that never answers left the client waiting: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	took := time.Since(start)
+	if resp.StatusCode != http.StatusGatewayTimeout || took > 5*time.Second {
+		t.Fatalf("never-answering module: %d %q after %v, want 504 after ~0.7 s", resp.StatusCode, b, took)
+	}
+	// The module and the host are fine afterwards.
+	if code, body := get(t, s.url+"/fiberkit/rm/headers"); code != 200 {
+		t.Fatalf("after timeout: %d %s", code, body)
+	}
+	// A slow upload is not cut off while its body still arrives.
+	pr, pw := io.Pipe()
+	go func() {
+		for i := 0; i < 8; i++ {
+			_, _ = pw.Write(bytes.Repeat([]byte("u"), 1000))
+			time.Sleep(200 * time.Millisecond) // 1.6 s in all, more than the head timeout
+		}
+		pw.Close()
+	}()
+	resp, err = client.Post(s.url+"/fiberkit/rm/sink", "application/octet-stream", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), `"bytes":8000`) {
+		t.Fatalf("slow upload: %d %s", resp.StatusCode, b)
+	}
+}
+
+// rawRequest sends a request head by hand and returns the connection.
+func rawRequest(t *testing.T, s *site, head string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(conn, head); err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+// M3: clients that vanish mid-upload — while the module streams its answer back, or
+// before it answered — leave no goroutine behind (and, under -race, no race with
+// fasthttp recycling the request).
+func TestProxyClientGoneMidUploadLeavesNothingBehind(t *testing.T) {
+	s := startReviewSite(t, false)
+	// Warm up: connections to the plugin, pools.
+	for i := 0; i < 3; i++ {
+		get(t, s.url+"/fiberkit/rm/headers")
+	}
+	http.DefaultClient.CloseIdleConnections()
+	time.Sleep(200 * time.Millisecond)
+	before := runtime.NumGoroutine()
+	chunk := bytes.Repeat([]byte("b"), 64<<10)
+	for i := 0; i < 6; i++ {
+		path := "/fiberkit/rm/echo"
+		if i%2 == 1 {
+			path = "/fiberkit/rm/sink"
+		}
+		hdr := "POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+		if i%3 == 0 {
+			hdr += "Transfer-Encoding: chunked\r\n\r\n"
+		} else {
+			hdr += "Content-Length: 104857600\r\n\r\n"
+		}
+		conn := rawRequest(t, s, hdr)
+		for j := 0; j < 16; j++ {
+			piece := chunk
+			if i%3 == 0 {
+				piece = append([]byte(fmt.Sprintf("%x\r\n", len(chunk))), append(chunk, '\r', '\n')...)
+			}
+			if _, err := conn.Write(piece); err != nil {
+				break
+			}
+		}
+		if path == "/fiberkit/rm/echo" {
+			// Read the start of the echoed body, then go.
+			br := bufio.NewReader(conn)
+			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if resp, err := http.ReadResponse(br, nil); err == nil {
+				_, _ = io.ReadFull(resp.Body, make([]byte, 1<<10))
+			}
+		}
+		conn.Close()
+	}
+	// A client that stops sending but stays connected, then goes.
+	conn := rawRequest(t, s, "POST /fiberkit/rm/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n")
+	_, _ = conn.Write(chunk)
+	time.Sleep(300 * time.Millisecond)
+	conn.Close()
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		now := runtime.NumGoroutine()
+		if now <= before+2 {
+			t.Logf("goroutines: %d before, %d after", before, now)
+			break
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("goroutines: %d before, %d after the clients left\n%s", before, now, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Still serving.
+	if code, body := get(t, s.url+"/fiberkit/rm/headers"); code != 200 {
+		t.Fatalf("after aborted uploads: %d %s", code, body)
+	}
+}
+
+// Low: a module that serves no HTTP answers 501, not a "module error".
+func TestModuleWithoutHTTPAnswers501(t *testing.T) {
+	s := startReviewSite(t, true)
+	code, body := get(t, s.url+"/fiberkit/rn/headers")
+	if code != http.StatusNotImplemented {
+		t.Fatalf("module without HTTP: %d %q, want 501", code, body)
+	}
+	if code, _ := get(t, s.url+"/fiberkit/rm/headers"); code != 200 {
+		t.Fatalf("the module with HTTP: %d", code)
+	}
+}
+
+// M2: what a module sees of the request header.
+func TestProxyStripsCredentialsAndConnectionHeaders(t *testing.T) {
+	s := startReviewSite(t, false)
+	seen := func(path string) http.Header {
+		t.Helper()
+		conn := rawRequest(t, s, "GET "+path+" HTTP/1.1\r\nHost: x\r\n"+
+			"Authorization: "+adminAuthHeader+"\r\n"+
+			"Proxy-Authorization: Basic cHJveHk6cHc=\r\n"+
+			"Cookie: app=1; fiberkit_csrf=kit-cookie; other=2\r\n"+
+			"Connection: keep-alive, X-Hop\r\n"+
+			"X-Hop: secret\r\nKeep-Alive: timeout=5\r\nTe: trailers\r\nX-Plain: kept\r\n\r\n")
+		defer conn.Close()
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", path, resp.StatusCode, b)
+		}
+		var v struct{ Header http.Header }
+		if err := json.Unmarshal(b, &v); err != nil {
+			t.Fatal(err)
+		}
+		return v.Header
+	}
+	for _, admin := range []bool{true, false} {
+		path := "/fiberkit/rm/headers"
+		if admin {
+			path = "/admin/fiberkit/rm/headers"
+		}
+		h := seen(path)
+		t.Logf("%s: module saw %v", path, h)
+		for _, k := range []string{"Proxy-Authorization", "X-Hop", "Keep-Alive", "Te", "Connection"} {
+			if v := h.Values(k); len(v) > 0 {
+				t.Errorf("%s: module saw %s: %q", path, k, v)
+			}
+		}
+		if h.Get("X-Plain") != "kept" {
+			t.Errorf("%s: X-Plain = %q", path, h.Get("X-Plain"))
+		}
+		if got := h.Get("Cookie"); got != "app=1; other=2" {
+			t.Errorf("%s: Cookie = %q, want the app's cookies without the kit's", path, got)
+		}
+		// The admin's credentials are the host's business; on a public route the
+		// Authorization header is addressed to the module (Sync's bearer tokens).
+		if got := h.Get("Authorization"); admin && got != "" || !admin && got != adminAuthHeader {
+			t.Errorf("%s: Authorization = %q", path, got)
+		}
+	}
+}
