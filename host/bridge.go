@@ -5,8 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"net"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fasthttp/websocket"
@@ -24,6 +26,11 @@ const (
 	// outQueue is how many messages may wait for a slow client before the plugin's
 	// stream is back-pressured.
 	outQueue = 16
+	// publishWait is how long Publish waits for room in a connection's full queue
+	// (all connections at once) before it disconnects that client as too slow.
+	publishWait = time.Second
+	// maxControlPayload is the largest ping or pong payload (RFC 6455 §5.5).
+	maxControlPayload = 125
 )
 
 const wsOpenLocal = "fiberkit.wsopen"
@@ -31,9 +38,17 @@ const wsOpenLocal = "fiberkit.wsopen"
 // serveWebSocket upgrades the request and bridges it to the plugin: exactly one
 // goroutine writes to the client, the client reader never outlives the handler, and
 // close codes pass through both ways.
+//
+// Cross-site WebSocket hijacking is refused by the Origin check: a browser endpoint
+// must present an allowed Origin, and an admin endpoint (browser or not) refuses any
+// Origin that is not allowed — a browser always sends one, so a page on another site
+// cannot ride on the admin's credentials; a non-browser admin client sends none.
 func (m *module) serveWebSocket(c *fiber.Ctx, route string, browser, admin bool, rel string, params map[string]string) error {
-	if browser && !m.kit.originAllowed(c) {
-		return c.Status(fiber.StatusForbidden).SendString("origin not allowed")
+	if browser || admin {
+		if origin := c.Get(fiber.HeaderOrigin); (origin != "" || browser) && !m.kit.originAllowed(c) {
+			m.kit.log.Warn("websocket origin refused", "module", m.man.ID, "path", rel, "origin", origin)
+			return c.Status(fiber.StatusForbidden).SendString("origin not allowed")
+		}
 	}
 	rpc, err := m.client()
 	if err != nil {
@@ -153,6 +168,31 @@ type liveConn struct {
 	out   chan transport.Message
 	done  chan struct{}
 	kick  func(code int, reason string)
+
+	mu   sync.Mutex
+	nc   net.Conn // the client's connection while the bridge runs; nil after
+	slow bool     // already being disconnected as too slow
+}
+
+// dropSlow disconnects a client whose queue stayed full: it is asked to close with
+// 1008 and a reason, and a write blocked on it is woken, since a client that does not
+// read would otherwise hold the writer for writeTimeout.
+func (c *liveConn) dropSlow() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.slow || c.nc == nil {
+		return
+	}
+	c.slow = true
+	c.kick(websocket.ClosePolicyViolation, "client too slow: message queue full")
+	nc := c.nc
+	time.AfterFunc(100*time.Millisecond, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.nc == nc {
+			_ = nc.SetWriteDeadline(time.Now())
+		}
+	})
 }
 
 // sockets is one module's registry of open bridged connections.
@@ -185,10 +225,14 @@ func (s *sockets) snapshot() []*liveConn {
 	return out
 }
 
-// publish queues m on every connection on route ("" = all); it waits for room on a
-// slow connection until ctx ends and then skips it.
+// publish queues m on every connection on route ("" = all) and returns how many took
+// it. It never waits on one client at a time: connections with room get m at once;
+// for those whose queue is full it waits up to publishWait, for all of them together,
+// then disconnects each still full one as too slow (1008), so one client that does
+// not read cannot hold up the others.
 func (s *sockets) publish(ctx context.Context, route string, m transport.Message) int {
 	n := 0
+	var full []*liveConn
 	for _, c := range s.snapshot() {
 		if route != "" && c.route != route {
 			continue
@@ -197,10 +241,34 @@ func (s *sockets) publish(ctx context.Context, route string, m transport.Message
 		case c.out <- m:
 			n++
 		case <-c.done:
-		case <-ctx.Done():
+		default:
+			full = append(full, c)
 		}
 	}
-	return n
+	if len(full) == 0 {
+		return n
+	}
+	wctx, cancel := context.WithTimeout(ctx, publishWait)
+	defer cancel()
+	var wg sync.WaitGroup
+	var delivered atomic.Int64
+	for _, c := range full {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case c.out <- m:
+				delivered.Add(1)
+			case <-c.done:
+			case <-wctx.Done():
+				if ctx.Err() == nil {
+					c.dropSlow()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return n + int(delivered.Load())
 }
 
 // closeAll closes every connection, e.g. when the module is disabled or restarts.
@@ -221,6 +289,13 @@ func (m *module) bridge(conn *fws.Conn, p *pendingSocket) {
 		default:
 		}
 	}
+	lc.nc = conn.NetConn()
+	defer func() {
+		// After this the connection goes back to fasthttp: no one may touch it.
+		lc.mu.Lock()
+		lc.nc = nil
+		lc.mu.Unlock()
+	}()
 	m.sock.add(open.ID, lc)
 	defer m.sock.remove(open.ID)
 	defer close(lc.done)
@@ -249,7 +324,22 @@ func (m *module) bridge(conn *fws.Conn, p *pendingSocket) {
 	}()
 
 	// Client → plugin. The only reader of conn; it ends before this handler returns.
+	// It is also the only sender on sock: the ping and pong handlers run inside
+	// ReadMessage, on the reader goroutine.
 	conn.SetReadLimit(m.kit.cfg.MaxFrameSize)
+	conn.SetPingHandler(func(data string) error {
+		// Answer at once (WriteControl may run alongside the writer), and tell the
+		// plugin.
+		// As the default handler does, a pong that cannot be written is not an error
+		// of the read: the writer notices a broken connection.
+		_ = conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+		_ = sock.Send(transport.Message{Kind: transport.Ping, Data: []byte(data)})
+		return nil
+	})
+	conn.SetPongHandler(func(data string) error {
+		_ = sock.Send(transport.Message{Kind: transport.Pong, Data: []byte(data)})
+		return nil
+	})
 	var readerDone sync.WaitGroup
 	readerDone.Add(1)
 	clientGone := make(chan transport.Message, 1)
@@ -290,12 +380,26 @@ func (m *module) bridge(conn *fws.Conn, p *pendingSocket) {
 	// send writes one queued message to the client and reports whether the
 	// connection is over (a close frame, or a client that cannot be written to).
 	send := func(msg transport.Message) bool {
-		if msg.Kind == transport.Close {
+		var err error
+		switch msg.Kind {
+		case transport.Close:
 			writeClose(conn, msg.Code, msg.Reason)
 			return true
+		case transport.Text, transport.Binary:
+			_ = conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+			err = conn.WriteMessage(kindToWS(msg.Kind), msg.Data)
+		case transport.Ping, transport.Pong:
+			data := msg.Data
+			if len(data) > maxControlPayload {
+				data = data[:maxControlPayload]
+			}
+			err = conn.WriteControl(kindToWS(msg.Kind), data, time.Now().Add(writeTimeout))
+		default:
+			// Accept, Reject or an unknown kind after the upgrade: nothing to send.
+			m.kit.log.Debug("websocket message of kind dropped", "module", m.man.ID, "kind", int(msg.Kind))
+			return false
 		}
-		_ = conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-		if err := conn.WriteMessage(kindToWS(msg.Kind), msg.Data); err != nil {
+		if err != nil {
 			cancel()
 			_ = conn.SetReadDeadline(time.Now())
 			return true
@@ -306,6 +410,14 @@ func (m *module) bridge(conn *fws.Conn, p *pendingSocket) {
 	defer ping.Stop()
 	// This loop is the only writer to the client.
 	for {
+		// A kick (disable, restart, too slow) goes before whatever is queued.
+		select {
+		case msg := <-kicked:
+			writeClose(conn, msg.Code, msg.Reason)
+			cancel()
+			return
+		default:
+		}
 		select {
 		case msg := <-lc.out:
 			if send(msg) {
@@ -365,11 +477,22 @@ func (m *module) bridge(conn *fws.Conn, p *pendingSocket) {
 	}
 }
 
+// kindToWS is the WebSocket frame type of a message kind, or -1 for kinds that are
+// not frames (Accept, Reject).
 func kindToWS(k transport.MessageKind) int {
-	if k == transport.Binary {
+	switch k {
+	case transport.Text:
+		return websocket.TextMessage
+	case transport.Binary:
 		return websocket.BinaryMessage
+	case transport.Close:
+		return websocket.CloseMessage
+	case transport.Ping:
+		return websocket.PingMessage
+	case transport.Pong:
+		return websocket.PongMessage
 	}
-	return websocket.TextMessage
+	return -1
 }
 
 // writeClose sends a close frame and makes the reader return soon: on a hijacked
