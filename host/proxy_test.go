@@ -27,18 +27,18 @@ import (
 	"github.com/fiberkit/fiberkit/host/devpg/pgtest"
 )
 
-// The review module (internal/reviewmodule) is built once, next to the test module.
+// The raw module (internal/rawmodule) is built once, next to the test module.
 var (
 	reviewOnce   sync.Once
-	reviewBinary string
+	rawBinary string
 	reviewErr    error
 )
 
 func reviewModule(t *testing.T) string {
 	t.Helper()
 	reviewOnce.Do(func() {
-		reviewBinary = filepath.Join(filepath.Dir(testBinary), "reviewmodule")
-		out, err := exec.Command("go", "build", "-o", reviewBinary, "github.com/fiberkit/fiberkit/host/internal/reviewmodule").CombinedOutput()
+		rawBinary = filepath.Join(filepath.Dir(testBinary), "rawmodule")
+		out, err := exec.Command("go", "build", "-o", rawBinary, "github.com/fiberkit/fiberkit/host/internal/rawmodule").CombinedOutput()
 		if err != nil {
 			reviewErr = fmt.Errorf("build review module: %v\n%s", err, out)
 		}
@@ -46,7 +46,7 @@ func reviewModule(t *testing.T) string {
 	if reviewErr != nil {
 		t.Fatal(reviewErr)
 	}
-	return reviewBinary
+	return rawBinary
 }
 
 const reviewManifest = `id: %s

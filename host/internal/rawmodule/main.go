@@ -1,4 +1,4 @@
-// Command reviewmodule is a second module for the host kit's tests. It implements
+// Command rawmodule is a second module for the host kit's tests. It implements
 // transport.Module directly rather than through package sdk, so it can do what the
 // SDK never does — send pings, pongs and a stray accept, see the client's pings, never
 // answer a request — and, run from a directory holding a file named "nohttp", it
