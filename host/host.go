@@ -92,7 +92,7 @@ type Config struct {
 // FiberConfig returns the fiber.Config settings the kit needs (request bodies are
 // streamed to plugins rather than buffered whole). Start from it when creating the app.
 func FiberConfig() fiber.Config {
-	return fiber.Config{StreamRequestBody: true, DisableStartupMessage: true}
+	return fiber.Config{StreamRequestBody: true, DisablePreParseMultipartForm: true, DisableStartupMessage: true}
 }
 
 // Kit runs a set of modules for one Fiber app.
