@@ -2,9 +2,11 @@
 // sending site's URL and the token it issued, plus an optional schedule of pulls.
 // The token must be usable for scheduled pulls, so it is stored encrypted
 // (AES-256-GCM) with a key from the FIBERKIT_SECRET_KEY environment variable, never
-// in plain text. Due pulls are claimed with one UPDATE … FOR UPDATE SKIP LOCKED and
-// run under an advisory lock, so replicas sharing a database run each one once per
-// interval and never twice at once.
+// in plain text; its SHA-256 is stored too, so a sending site's notice of a new token
+// (which names the old one by its hash) finds the remote without decrypting any.
+// Due pulls are claimed with one UPDATE … FOR UPDATE SKIP LOCKED and run under an
+// advisory lock, so replicas sharing a database run each one once per interval and
+// never twice at once.
 package remote
 
 import (
@@ -13,7 +15,6 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -27,6 +28,9 @@ import (
 
 // KeyEnv names the environment variable holding the key that encrypts stored tokens.
 const KeyEnv = "FIBERKIT_SECRET_KEY"
+
+// ErrNotFound: no remote has that id.
+var ErrNotFound = errors.New("not found")
 
 // ErrNoKey says remotes cannot be stored without a key.
 var ErrNoKey = errors.New(KeyEnv + " is not set: remotes store their token encrypted and need a key (any long random string)")
@@ -63,6 +67,12 @@ func Open(ctx context.Context, pool *pgxpool.Pool) (*Store, error) {
 			tables text[] NOT NULL DEFAULT '{}', strategy text NOT NULL DEFAULT 'skip', interval_seconds int NOT NULL DEFAULT 0,
 			next_run_at timestamptz, last_run_at timestamptz, last_status text NOT NULL DEFAULT '',
 			created_by text NOT NULL DEFAULT '', created_at timestamptz NOT NULL DEFAULT now())`)
+		if err != nil {
+			return err
+		}
+		// token_hash: SHA-256 of the token, to find a remote by its token's hash.
+		_, err = tx.Exec(ctx, `ALTER TABLE fiberkit_sync_remotes ADD COLUMN IF NOT EXISTS token_hash bytea;
+			CREATE INDEX IF NOT EXISTS fiberkit_sync_remotes_token_hash ON fiberkit_sync_remotes (token_hash)`)
 		return err
 	})
 	if err != nil {
@@ -74,7 +84,57 @@ func Open(ctx context.Context, pool *pgxpool.Pool) (*Store, error) {
 		block, _ := aes.NewCipher(k[:])
 		s.aead, _ = cipher.NewGCM(block)
 	}
+	if err := s.backfillHashes(ctx); err != nil {
+		return nil, fmt.Errorf("remotes: migrate: %w", err)
+	}
 	return s, nil
+}
+
+// backfillHashes fills in token_hash for remotes stored before it existed (once;
+// only with the key, which decrypts their tokens).
+func (s *Store) backfillHashes(ctx context.Context) error {
+	if s.aead == nil {
+		return nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT id::text, token_enc FROM fiberkit_sync_remotes WHERE token_hash IS NULL`)
+	if err != nil {
+		return err
+	}
+	type row struct {
+		id     string
+		sealed []byte
+	}
+	var todo []row
+	for rows.Next() {
+		var r row
+		if err := rows.Scan(&r.id, &r.sealed); err != nil {
+			rows.Close()
+			return err
+		}
+		todo = append(todo, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, r := range todo {
+		token, err := s.open(r.sealed)
+		if err != nil {
+			continue // another key's token: it cannot be used (or found) until the key is back
+		}
+		if _, err := s.pool.Exec(ctx, `UPDATE fiberkit_sync_remotes SET token_hash = $2 WHERE id::text = $1 AND token_hash IS NULL`,
+			r.id, tokenHash(token)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tokenHash is how a token is found: its SHA-256 (tokens are long and random, so
+// the hash reveals nothing usable).
+func tokenHash(token string) []byte {
+	h := sha256.Sum256([]byte(token))
+	return h[:]
 }
 
 func (s *Store) seal(plain string) ([]byte, error) {
@@ -129,9 +189,9 @@ func (s *Store) Add(ctx context.Context, r Remote, token, by string) (Remote, er
 	if r.Tables == nil {
 		r.Tables = []string{}
 	}
-	out, err := scan(s.pool.QueryRow(ctx, `INSERT INTO fiberkit_sync_remotes (name, url, token_enc, tables, strategy, interval_seconds, next_run_at, created_by)
-		VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $6 > 0 THEN now() END, $7) RETURNING `+cols,
-		r.Name, r.URL, sealed, r.Tables, r.Strategy, r.Interval, by))
+	out, err := scan(s.pool.QueryRow(ctx, `INSERT INTO fiberkit_sync_remotes (name, url, token_enc, token_hash, tables, strategy, interval_seconds, next_run_at, created_by)
+		VALUES ($1, $2, $3, $8, $4, $5, $6, CASE WHEN $6 > 0 THEN now() END, $7) RETURNING `+cols,
+		r.Name, r.URL, sealed, r.Tables, r.Strategy, r.Interval, by, tokenHash(token)))
 	if err != nil {
 		return Remote{}, fmt.Errorf("add remote: %w", err)
 	}
@@ -163,7 +223,7 @@ func (s *Store) Get(ctx context.Context, id string) (Remote, string, error) {
 	err := s.pool.QueryRow(ctx, `SELECT `+cols+`, token_enc FROM fiberkit_sync_remotes WHERE id::text = $1`, id).
 		Scan(&r.ID, &r.Name, &r.URL, &r.Tables, &r.Strategy, &r.Interval, &r.NextRunAt, &r.LastRunAt, &r.LastStatus, &r.CreatedBy, &r.CreatedAt, &sealed)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Remote{}, "", fmt.Errorf("remote %s: not found", id)
+		return Remote{}, "", fmt.Errorf("remote %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
 		return Remote{}, "", fmt.Errorf("remote %s: %w", id, err)
@@ -172,32 +232,105 @@ func (s *Store) Get(ctx context.Context, id string) (Remote, string, error) {
 	return r, token, err
 }
 
+// Schedule is what can be changed about a remote's pulls.
+type Schedule struct {
+	Tables   []string `json:"tables"`           // empty: every table the sender offers
+	Strategy string   `json:"strategy"`         // skip, overwrite, merge or append ("" = skip)
+	Interval int      `json:"interval_seconds"` // 0 = no schedule (pull on demand only)
+}
+
+// Update changes a remote's tables, strategy and interval. A remote that gets a
+// schedule is due at once; one whose interval changes is due no later than one new
+// interval from now.
+func (s *Store) Update(ctx context.Context, id string, sc Schedule) (Remote, error) {
+	if sc.Interval < 0 {
+		return Remote{}, errors.New("update remote: interval_seconds must be ≥ 1 (or 0 for no schedule)")
+	}
+	switch sc.Strategy {
+	case "":
+		sc.Strategy = "skip"
+	case "skip", "overwrite", "merge", "append":
+	default:
+		return Remote{}, fmt.Errorf("update remote: unknown strategy %q (want skip, overwrite, merge or append)", sc.Strategy)
+	}
+	if sc.Tables == nil {
+		sc.Tables = []string{}
+	}
+	out, err := scan(s.pool.QueryRow(ctx, `UPDATE fiberkit_sync_remotes SET tables = $2, strategy = $3, interval_seconds = $4,
+		next_run_at = CASE WHEN $4 > 0 THEN least(coalesce(next_run_at, now()), now() + make_interval(secs => $4)) END
+		WHERE id::text = $1 RETURNING `+cols, id, sc.Tables, sc.Strategy, sc.Interval))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Remote{}, fmt.Errorf("remote %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Remote{}, fmt.Errorf("update remote %s: %w", id, err)
+	}
+	return out, nil
+}
+
 // Delete removes a remote.
 func (s *Store) Delete(ctx context.Context, id string) error {
 	_, err := s.pool.Exec(ctx, `DELETE FROM fiberkit_sync_remotes WHERE id::text = $1`, id)
 	return err
 }
 
-// Finished records the outcome of a run.
+// Finished records the outcome of a run, and when it ended.
 func (s *Store) Finished(ctx context.Context, id, status string) error {
-	_, err := s.pool.Exec(ctx, `UPDATE fiberkit_sync_remotes SET last_status = $2 WHERE id::text = $1`, id, status)
-	return err
+	_, err := s.pool.Exec(ctx, `UPDATE fiberkit_sync_remotes SET last_status = $2, last_run_at = now() WHERE id::text = $1`, id, status)
+	if err != nil {
+		return fmt.Errorf("remote %s: record run: %w", id, err)
+	}
+	return nil
+}
+
+// finish records a run's outcome even when ctx has ended (the run was cut short).
+func (s *Store) finish(ctx context.Context, id string, err error) {
+	status := "done"
+	if err != nil {
+		status = "failed: " + err.Error()
+	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = s.Finished(fctx, id, status)
 }
 
 // Run is called for each due remote, with its token.
 type Run func(ctx context.Context, r Remote, token string) error
 
-// Schedule runs due pulls until ctx ends, checking every tick.
-func (s *Store) Schedule(ctx context.Context, tick time.Duration, run Run) {
-	t := time.NewTicker(tick)
+// DefaultMaxRun is ScheduleOptions.MaxRun's default.
+const DefaultMaxRun = 30 * time.Minute
+
+// ScheduleOptions configure Schedule.
+type ScheduleOptions struct {
+	// Tick is how often due remotes are looked for. Default 1s.
+	Tick time.Duration
+	// MaxRun bounds a scheduled run, so a hung pull cannot hold its remote's lock
+	// for ever: a run gets MaxRun or its remote's interval, whichever is longer.
+	// Default DefaultMaxRun.
+	MaxRun time.Duration
+	// Active, when set, is asked before claiming due remotes; nothing is claimed
+	// while it says false (the module is disabled).
+	Active func() bool
+}
+
+// Schedule runs due pulls until ctx ends, then returns (after the run in progress,
+// which ctx's end cancels).
+func (s *Store) Schedule(ctx context.Context, o ScheduleOptions, run Run) {
+	if o.Tick <= 0 {
+		o.Tick = time.Second
+	}
+	if o.MaxRun <= 0 {
+		o.MaxRun = DefaultMaxRun
+	}
+	t := time.NewTicker(o.Tick)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			for ctx.Err() == nil {
-				claimed, err := s.runDue(ctx, run)
+			for ctx.Err() == nil && (o.Active == nil || o.Active()) {
+				claimed, err := s.runDue(ctx, o.MaxRun, run)
 				if err != nil || !claimed {
 					break
 				}
@@ -207,114 +340,107 @@ func (s *Store) Schedule(ctx context.Context, tick time.Duration, run Run) {
 }
 
 // runDue claims one due remote (moving its next run an interval ahead, so no other
-// replica claims it this interval) and runs it under its advisory lock.
-func (s *Store) runDue(ctx context.Context, run Run) (bool, error) {
+// replica claims it this interval) and runs it under its advisory lock, for at most
+// max(maxRun, interval). When the lock is taken (the previous run still goes on,
+// on some replica) this run is skipped and nothing about the last run changes.
+func (s *Store) runDue(ctx context.Context, maxRun time.Duration, run Run) (bool, error) {
 	var id string
-	err := s.pool.QueryRow(ctx, `UPDATE fiberkit_sync_remotes SET next_run_at = now() + make_interval(secs => interval_seconds), last_run_at = now()
+	var interval int
+	err := s.pool.QueryRow(ctx, `UPDATE fiberkit_sync_remotes SET next_run_at = now() + make_interval(secs => interval_seconds)
 		WHERE id = (SELECT id FROM fiberkit_sync_remotes WHERE interval_seconds > 0 AND next_run_at <= now()
-			ORDER BY next_run_at LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id::text`).Scan(&id)
+			ORDER BY next_run_at LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id::text, interval_seconds`).Scan(&id, &interval)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
 	}
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("claim due remote: %w", err)
 	}
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
+	unlock, locked, err := s.lock(ctx, id)
+	if err != nil || !locked {
 		return true, err
 	}
-	defer conn.Release()
-	var locked bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtext('fiberkit_sync_remote:' || $1))`, id).Scan(&locked); err != nil || !locked {
-		return true, err // the previous run is still going (on some replica): skip this one
-	}
-	defer func() {
-		_, _ = conn.Exec(context.Background(), `SELECT pg_advisory_unlock(hashtext('fiberkit_sync_remote:' || $1))`, id)
-	}()
-	r, token, err := s.Get(ctx, id)
-	status := "done"
+	defer unlock()
+	rctx, cancel := context.WithTimeout(ctx, max(maxRun, time.Duration(interval)*time.Second))
+	defer cancel()
+	r, token, err := s.Get(rctx, id)
 	if err == nil {
-		err = run(ctx, r, token)
+		err = run(rctx, r, token)
+		if err != nil && rctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+			err = fmt.Errorf("stopped after %s: %w", max(maxRun, time.Duration(interval)*time.Second), err)
+		}
 	}
-	if err != nil {
-		status = "failed: " + err.Error()
-	}
-	_ = s.Finished(ctx, id, status)
+	s.finish(ctx, id, err)
 	return true, nil
+}
+
+// lock takes remote id's advisory lock on a connection of its own, held until
+// unlock; locked is false when another run holds it.
+func (s *Store) lock(ctx context.Context, id string) (unlock func(), locked bool, err error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("remote %s: lock: %w", id, err)
+	}
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtext('fiberkit_sync_remote:' || $1))`, id).Scan(&locked); err != nil {
+		conn.Release()
+		return nil, false, fmt.Errorf("remote %s: lock: %w", id, err)
+	}
+	if !locked {
+		conn.Release()
+		return nil, false, nil
+	}
+	return func() {
+		uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(uctx, `SELECT pg_advisory_unlock(hashtext('fiberkit_sync_remote:' || $1))`, id); err != nil {
+			// The lock cannot be trusted to be gone: drop the connection, which ends it.
+			_ = conn.Conn().Close(uctx)
+		}
+		conn.Release()
+	}, true, nil
 }
 
 // RunNow runs one remote at once (under its lock), outside its schedule.
 func (s *Store) RunNow(ctx context.Context, id string, run Run) error {
-	conn, err := s.pool.Acquire(ctx)
+	unlock, locked, err := s.lock(ctx, id)
 	if err != nil {
-		return err
-	}
-	defer conn.Release()
-	var locked bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtext('fiberkit_sync_remote:' || $1))`, id).Scan(&locked); err != nil {
 		return err
 	}
 	if !locked {
 		return errors.New("a pull of this remote is already running")
 	}
-	defer func() {
-		_, _ = conn.Exec(context.Background(), `SELECT pg_advisory_unlock(hashtext('fiberkit_sync_remote:' || $1))`, id)
-	}()
+	defer unlock()
 	r, token, err := s.Get(ctx, id)
 	if err != nil {
 		return err
 	}
 	err = run(ctx, r, token)
-	status := "done"
-	if err != nil {
-		status = "failed: " + err.Error()
-	}
-	_ = s.Finished(ctx, id, status)
+	s.finish(ctx, id, err)
 	return err
 }
 
-// ReplaceToken swaps the token of the remote whose current token hashes to oldHash
-// (hex SHA-256) for newToken. It reports whether a remote matched.
+// ReplaceToken swaps the token of the remotes whose current token hashes to oldHash
+// (hex SHA-256) for newToken, found by the stored hash (nothing is decrypted). It
+// reports whether a remote matched.
 func (s *Store) ReplaceToken(ctx context.Context, oldHash, newToken string) (bool, error) {
 	want, err := hex.DecodeString(oldHash)
 	if err != nil || len(want) != sha256.Size || !strings.HasPrefix(newToken, "fkc_") {
 		return false, errors.New("replace token: malformed request")
 	}
-	rows, err := s.pool.Query(ctx, `SELECT id::text, token_enc FROM fiberkit_sync_remotes`)
+	var known bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM fiberkit_sync_remotes WHERE token_hash = $1)`, want).Scan(&known); err != nil {
+		return false, fmt.Errorf("replace token: %w", err)
+	}
+	if !known {
+		return false, nil
+	}
+	sealed, err := s.seal(newToken)
 	if err != nil {
 		return false, fmt.Errorf("replace token: %w", err)
 	}
-	type row struct {
-		id     string
-		sealed []byte
+	tag, err := s.pool.Exec(ctx, `UPDATE fiberkit_sync_remotes SET token_enc = $2, token_hash = $3 WHERE token_hash = $1`,
+		want, sealed, tokenHash(newToken))
+	if err != nil {
+		return false, fmt.Errorf("replace token: %w", err)
 	}
-	var all []row
-	for rows.Next() {
-		var r row
-		if err := rows.Scan(&r.id, &r.sealed); err != nil {
-			rows.Close()
-			return false, err
-		}
-		all = append(all, r)
-	}
-	rows.Close()
-	for _, r := range all {
-		token, err := s.open(r.sealed)
-		if err != nil {
-			continue
-		}
-		h := sha256.Sum256([]byte(token))
-		if subtle.ConstantTimeCompare(h[:], want) != 1 {
-			continue
-		}
-		sealed, err := s.seal(newToken)
-		if err != nil {
-			return false, err
-		}
-		if _, err := s.pool.Exec(ctx, `UPDATE fiberkit_sync_remotes SET token_enc = $2 WHERE id::text = $1`, r.id, sealed); err != nil {
-			return false, fmt.Errorf("replace token: %w", err)
-		}
-		return true, nil
-	}
-	return false, nil
+	return tag.RowsAffected() > 0, nil
 }

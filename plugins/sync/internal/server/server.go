@@ -30,9 +30,11 @@ type Server struct {
 	st    *state
 	dbURL string
 
-	pages     *pageOwners
-	jobs      *jobs
-	scheduler sync.Once
+	pages   *pageOwners
+	jobs    *jobs
+	limiter *limiter
+	// stopSchedule stops the scheduler bound to the current pool (guarded by mu).
+	stopSchedule context.CancelFunc
 }
 
 // state is what Configure sets up; replaced as a whole when settings change.
@@ -50,7 +52,7 @@ type state struct {
 
 // New returns a Server.
 func New(log *slog.Logger) *Server {
-	s := &Server{log: log, jobs: newJobs()}
+	s := &Server{log: log, jobs: newJobs(), limiter: newLimiter(10, time.Minute)}
 	s.pages = newPageOwners(s)
 	return s
 }
@@ -68,46 +70,70 @@ func (s *Server) Module() sdk.Module {
 	}
 }
 
+// configure applies the module's settings. A new database URL gets a new pool (and
+// stores on it); the scheduler is rebound to it and the old pool closed once the old
+// scheduler has stopped.
 func (s *Server) configure(ctx context.Context, env *sdk.Env) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.st != nil && s.dbURL == env.DatabaseURL {
 		next := *s.st
 		next.settings, next.host, next.public, next.adminPrefix = env.Settings, env.Host, env.PublicURL, env.AdminPrefix
 		s.st = &next
+		s.mu.Unlock()
 		return nil
 	}
+	s.mu.Unlock()
+	st, err := s.open(ctx, env)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	var oldPool *pgxpool.Pool
+	if s.st != nil {
+		oldPool = s.st.pool
+	}
+	stopOld := s.stopSchedule
+	sctx, stop := context.WithCancel(context.Background())
+	s.st, s.dbURL, s.stopSchedule = st, env.DatabaseURL, stop
+	s.mu.Unlock()
+	go s.schedule(sctx, st)
+	if stopOld != nil {
+		stopOld() // a pull in progress is cancelled and gives its connections back
+	}
+	if oldPool != nil {
+		oldPool.Close()
+	}
+	return nil
+}
+
+// open connects to the database and opens the stores on it.
+func (s *Server) open(ctx context.Context, env *sdk.Env) (*state, error) {
 	pool, err := pgxpool.New(ctx, env.DatabaseURL)
 	if err != nil {
-		return fmt.Errorf("sync: connect database: %w", err)
+		return nil, fmt.Errorf("sync: connect database: %w", err)
 	}
 	store, err := session.Open(ctx, pool, session.Limits{})
 	if err != nil {
 		pool.Close()
-		return fmt.Errorf("sync: %w", err)
+		return nil, fmt.Errorf("sync: %w", err)
 	}
 	hist, err := history.Open(ctx, pool)
 	if err != nil {
 		pool.Close()
-		return fmt.Errorf("sync: %w", err)
+		return nil, fmt.Errorf("sync: %w", err)
 	}
 	conns, err := connection.Open(ctx, pool)
 	if err != nil {
 		pool.Close()
-		return fmt.Errorf("sync: %w", err)
+		return nil, fmt.Errorf("sync: %w", err)
 	}
 	remotes, err := remote.Open(ctx, pool)
 	if err != nil {
 		pool.Close()
-		return fmt.Errorf("sync: %w", err)
+		return nil, fmt.Errorf("sync: %w", err)
 	}
-	s.scheduler.Do(func() { go s.schedule() })
-	if s.st != nil {
-		old := s.st.pool
-		defer old.Close()
-	}
-	s.st, s.dbURL = &state{pool: pool, sessions: store, conns: conns, remotes: remotes, history: hist, settings: env.Settings, host: env.Host, public: env.PublicURL, adminPrefix: env.AdminPrefix}, env.DatabaseURL
-	return nil
+	return &state{pool: pool, sessions: store, conns: conns, remotes: remotes, history: hist, settings: env.Settings,
+		host: env.Host, public: env.PublicURL, adminPrefix: env.AdminPrefix}, nil
 }
 
 // errNotReady is returned before the first Configure.
@@ -130,19 +156,20 @@ func (st *state) policy() session.Policy {
 	}
 }
 
-// schedule runs the remotes' scheduled pulls for the life of the process. Replicas
-// share the work through the remote store's claims and locks.
-func (s *Server) schedule() {
-	for {
-		st, err := s.state()
-		if err == nil && st.settings.Enabled() {
-			st.remotes.Schedule(context.Background(), time.Second, func(ctx context.Context, r remote.Remote, token string) error {
-				_, err := s.pullRemote(ctx, r, token)
-				return err
-			})
-		}
-		time.Sleep(time.Second)
-	}
+// schedule runs the remotes' scheduled pulls on st's database until ctx ends (the
+// database changed, and a scheduler for the new one took over). Replicas share the
+// work through the remote store's claims and locks; nothing is claimed while the
+// module is disabled.
+func (s *Server) schedule(ctx context.Context, st *state) {
+	st.remotes.Schedule(ctx, remote.ScheduleOptions{
+		Active: func() bool {
+			cur, err := s.state()
+			return err == nil && cur.settings.Enabled()
+		},
+	}, func(ctx context.Context, r remote.Remote, token string) error {
+		_, err := s.pullRemote(ctx, r, token)
+		return err
+	})
 }
 
 // pullRemote pulls a remote's tables with its token.

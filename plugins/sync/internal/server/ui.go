@@ -10,6 +10,7 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -49,7 +50,8 @@ type pageData struct {
 // handler serves the Sync admin pages (admin routes in module.yaml, so the host has
 // already checked the admin's credentials).
 func (s *Server) handler() http.Handler {
-	tmpl := template.Must(template.New("").Funcs(template.FuncMap{"joinList": joinList, "joinHours": joinHours}).ParseFS(pagesFS, "ui/*.html"))
+	tmpl := template.Must(template.New("").Funcs(template.FuncMap{"joinList": joinList, "joinHours": joinHours, "connStatus": connStatus,
+		"strategies": func() []string { return []string{"skip", "overwrite", "merge", "append"} }}).ParseFS(pagesFS, "ui/*.html"))
 	static, _ := fs.Sub(staticFS, "ui/static")
 	mux := http.NewServeMux()
 	mux.Handle("GET /assets/", http.StripPrefix("/assets/", http.FileServerFS(static)))
@@ -105,8 +107,14 @@ func (s *Server) handler() http.Handler {
 		render(w, r, "receive.html", base(r, st, "Receive data", "receive"))
 	})
 	s.connectionRoutes(mux, tmpl, render, base)
-	// Public: a sending site tells this one that it regenerated a token.
+	// Public: a sending site tells this one that it regenerated a token. Unauthenticated,
+	// so limited per client address; the remote is found by its token's stored hash.
 	mux.HandleFunc("POST /api/remote-token", func(w http.ResponseWriter, r *http.Request) {
+		if !s.limiter.allow(r.RemoteAddr, time.Now()) {
+			w.Header().Set("Retry-After", "60")
+			http.Error(w, "too many requests", http.StatusTooManyRequests)
+			return
+		}
 		st, err := s.state()
 		if err != nil {
 			http.Error(w, "sync is starting", http.StatusServiceUnavailable)
@@ -251,4 +259,75 @@ func (p *pageOwners) lease(ctx context.Context, owner string) (time.Time, bool, 
 		}
 	}
 	return until, live, nil
+}
+
+// limiter is a token bucket per client address, for the public endpoints: each
+// address may make burst requests at once, and gets them back over refill.
+type limiter struct {
+	burst  float64
+	refill time.Duration
+
+	mu      sync.Mutex
+	buckets map[string]*bucket
+}
+
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+// maxBuckets bounds the addresses remembered; beyond it, full buckets are dropped.
+const maxBuckets = 10000
+
+func newLimiter(burst int, refill time.Duration) *limiter {
+	return &limiter{burst: float64(burst), refill: refill, buckets: map[string]*bucket{}}
+}
+
+// allow takes a token from addr's bucket; false when it is empty. IPv6 clients are
+// counted per /64, which one client usually holds whole.
+func (l *limiter) allow(addr string, now time.Time) bool {
+	key := clientKey(addr)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	rate := l.burst / l.refill.Seconds()
+	fill := func(b *bucket) {
+		b.tokens = min(l.burst, b.tokens+now.Sub(b.at).Seconds()*rate)
+		b.at = now
+	}
+	b := l.buckets[key]
+	if b == nil {
+		if len(l.buckets) >= maxBuckets {
+			for k, o := range l.buckets {
+				if fill(o); o.tokens >= l.burst {
+					delete(l.buckets, k)
+				}
+			}
+		}
+		b = &bucket{tokens: l.burst, at: now}
+		l.buckets[key] = b
+	}
+	fill(b)
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// clientKey is the address a request is counted under.
+func clientKey(addr string) string {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		ap, perr := netip.ParseAddrPort(addr)
+		if perr != nil {
+			return addr
+		}
+		ip = ap.Addr()
+	}
+	ip = ip.Unmap()
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.String()
+	}
+	return ip.String()
 }

@@ -102,6 +102,31 @@ func limitsFromForm(r *http.Request) (connection.Limits, error) {
 	return l, l.Validate()
 }
 
+// scheduleFromForm reads a remote's schedule form.
+func scheduleFromForm(r *http.Request) (remote.Schedule, error) {
+	sc := remote.Schedule{Tables: splitList(r.FormValue("tables")), Strategy: r.FormValue("strategy")}
+	if v := strings.TrimSpace(r.FormValue("interval_seconds")); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return sc, fmt.Errorf("interval: %q is not a whole number of seconds ≥ 0", v)
+		}
+		sc.Interval = n
+	}
+	if _, err := importer.ParseStrategy(sc.Strategy); err != nil {
+		return sc, err
+	}
+	return sc, nil
+}
+
+// connStatus is a connection's status as the pages show it: "expired" once its
+// expiry has passed, even before a request found out.
+func connStatus(c connection.Connection) string {
+	if c.Status != "revoked" && c.Limits.ExpiresAt != nil && !c.Limits.ExpiresAt.After(time.Now()) {
+		return "expired"
+	}
+	return c.Status
+}
+
 func joinList(v []string) string { return strings.Join(v, ", ") }
 
 func joinHours(v []int) string {
@@ -126,7 +151,9 @@ func (s *Server) connectionRoutes(mux *http.ServeMux, tmpl *template.Template, r
 		}
 	}
 	list := func(w http.ResponseWriter, r *http.Request, st *state, d connectionsData, status int) {
+		msg := d.Error
 		d.pageData = base(r, st, "Connections", "connections")
+		d.Error = msg
 		d.Connections, _ = st.conns.List(r.Context())
 		d.Remotes, _ = st.remotes.List(r.Context())
 		pageHeaders(w)
@@ -153,14 +180,27 @@ func (s *Server) connectionRoutes(mux *http.ServeMux, tmpl *template.Template, r
 		d.pageData = base(r, st, "Connection created", "connections")
 		render(w, r, "connection.html", d)
 	}))
-	mux.HandleFunc("GET /connections/{id}", withState(func(w http.ResponseWriter, r *http.Request, st *state) {
-		c, err := st.conns.Get(r.Context(), r.PathValue("id"))
+	// page renders a connection's page (with d's token, flash or error) and its
+	// transfers, answering status.
+	page := func(w http.ResponseWriter, r *http.Request, st *state, id string, d connectionsData, status int) {
+		c, err := st.conns.Get(r.Context(), id)
 		if err != nil {
-			http.NotFound(w, r)
+			d.pageData = base(r, st, "Connection not found", "connections")
+			d.Error = "There is no such connection."
+			pageHeaders(w)
+			w.WriteHeader(http.StatusNotFound)
+			render(w, r, "connections.html", d)
 			return
 		}
-		d := connectionsData{Conn: c}
+		if d.Conn.ID == "" {
+			d.Conn = c
+		}
+		title, flash := d.Title, d.Error
 		d.pageData = base(r, st, "Connection "+c.Name, "connections")
+		if title != "" {
+			d.Title = title
+		}
+		d.Error = flash
 		all, _ := st.history.Recent(r.Context(), 200)
 		f := historyFilter{StartedBy: "connection:" + c.ID}
 		for _, t := range all {
@@ -168,12 +208,19 @@ func (s *Server) connectionRoutes(mux *http.ServeMux, tmpl *template.Template, r
 				d.Transfers = append(d.Transfers, t)
 			}
 		}
+		pageHeaders(w)
+		w.WriteHeader(status)
 		render(w, r, "connection.html", d)
+	}
+	mux.HandleFunc("GET /connections/{id}", withState(func(w http.ResponseWriter, r *http.Request, st *state) {
+		page(w, r, st, r.PathValue("id"), connectionsData{}, http.StatusOK)
 	}))
 	mux.HandleFunc("POST /connections/{id}/status", withState(func(w http.ResponseWriter, r *http.Request, st *state) {
 		id := r.PathValue("id")
 		if err := st.conns.SetStatus(r.Context(), id, r.FormValue("status"), actor(r)); err != nil {
-			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+			d := connectionsData{}
+			d.Error = "Could not change the status: " + err.Error()
+			page(w, r, st, id, d, http.StatusUnprocessableEntity)
 			return
 		}
 		http.Redirect(w, r, st.adminPrefix+"/connections/"+id, http.StatusSeeOther)
@@ -181,17 +228,18 @@ func (s *Server) connectionRoutes(mux *http.ServeMux, tmpl *template.Template, r
 	mux.HandleFunc("POST /connections/{id}/token", withState(func(w http.ResponseWriter, r *http.Request, st *state) {
 		out, err := s.regenerate(r.Context(), st, r.PathValue("id"))
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+			d := connectionsData{}
+			d.Error = "Could not regenerate the token: " + err.Error()
+			page(w, r, st, r.PathValue("id"), d, http.StatusUnprocessableEntity)
 			return
 		}
 		d := connectionsData{Conn: out.Connection, Token: out.Token}
-		d.pageData = base(r, st, "Connection "+out.Name, "connections")
 		if out.Told {
 			d.Told = "The other site was told the new token."
 		} else {
 			d.Error = "The other site could not be told (" + out.TellError + "): give it the new token yourself."
 		}
-		render(w, r, "connection.html", d)
+		page(w, r, st, out.ID, d, http.StatusOK)
 	}))
 	mux.HandleFunc("POST /connections/{id}/limits", withState(func(w http.ResponseWriter, r *http.Request, st *state) {
 		id := r.PathValue("id")
@@ -200,7 +248,9 @@ func (s *Server) connectionRoutes(mux *http.ServeMux, tmpl *template.Template, r
 			err = st.conns.SetLimits(r.Context(), id, l)
 		}
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+			d := connectionsData{Form: r.Form}
+			d.Error = "The limits were not saved: " + err.Error()
+			page(w, r, st, id, d, http.StatusUnprocessableEntity)
 			return
 		}
 		http.Redirect(w, r, st.adminPrefix+"/connections/"+id, http.StatusSeeOther)
@@ -233,6 +283,17 @@ func (s *Server) connectionRoutes(mux *http.ServeMux, tmpl *template.Template, r
 			})
 		}()
 		http.Redirect(w, r, st.adminPrefix+"/history", http.StatusSeeOther)
+	}))
+	mux.HandleFunc("POST /remotes/{id}/schedule", withState(func(w http.ResponseWriter, r *http.Request, st *state) {
+		sc, err := scheduleFromForm(r)
+		if err == nil {
+			_, err = st.remotes.Update(r.Context(), r.PathValue("id"), sc)
+		}
+		if err != nil {
+			list(w, r, st, connectionsData{pageData: pageData{Error: "The schedule was not saved: " + err.Error()}}, http.StatusUnprocessableEntity)
+			return
+		}
+		http.Redirect(w, r, st.adminPrefix+"/connections", http.StatusSeeOther)
 	}))
 	mux.HandleFunc("POST /remotes/{id}/delete", withState(func(w http.ResponseWriter, r *http.Request, st *state) {
 		_ = st.remotes.Delete(r.Context(), r.PathValue("id"))
