@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -136,5 +137,114 @@ func TestHistoryCountsFailedRowsApartFromSkipped(t *testing.T) {
 	}
 	if created != 900 || skipped != 1000 || failed != 100 {
 		t.Fatalf("history row: created %d skipped %d failed %d", created, skipped, failed)
+	}
+}
+
+// A refused attempt still says who tried: the receiver info the client sends at
+// the upgrade is recorded with the attempt.
+func TestRefusedAttemptRecordsReceiverInfo(t *testing.T) {
+	a := startSite(t, siteOptions{})
+	_, err := syncclient.Connect(context.Background(), a.url, "ABCDEFGH", syncclient.Options{
+		Timeout: 10 * time.Second, ReceiverInfo: map[string]any{"who": "nightly job"},
+	})
+	if !errors.Is(err, syncclient.ErrInvalidCode) {
+		t.Fatalf("wrong code: %v", err)
+	}
+	var who, outcome string
+	if err := a.pool.QueryRow(context.Background(), `SELECT coalesce(receiver_info->>'who', ''), outcome FROM fiberkit_sync_attempts ORDER BY id DESC LIMIT 1`).Scan(&who, &outcome); err != nil {
+		t.Fatal(err)
+	}
+	if who != "nightly job" || outcome == "" {
+		t.Fatalf("attempt recorded as who=%q outcome=%q", who, outcome)
+	}
+}
+
+// A receiver that vanishes without closing (a frozen network) does not keep the
+// sender's snapshot open: the sender ends the connection after its idle time.
+func TestSenderEndsASilentReceiver(t *testing.T) {
+	a := seeded(t, siteOptions{pluginEnv: []string{"FIBERKIT_SYNC_RECEIVER_IDLE=2s"}})
+	proxy := newFreezingProxy(t, strings.TrimPrefix(a.url, "http://"), 0)
+	ctx := context.Background()
+	c, err := syncclient.Connect(ctx, "http://"+proxy.ln.Addr().String(), a.newCode(t).Code, syncclient.Options{IdleTimeout: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.GetCount(ctx, "customers"); err != nil { // opens the snapshot
+		t.Fatal(err)
+	}
+	open := func() int {
+		var n int
+		_ = a.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction'`).Scan(&n)
+		return n
+	}
+	if open() == 0 {
+		t.Fatal("no snapshot transaction while the receiver is connected")
+	}
+	proxy.frozen.Store(true)
+	deadline := time.Now().Add(15 * time.Second)
+	for open() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the sender still holds the silent receiver's snapshot 15 s later")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// Receivers waiting for approval do not hold the sender's database pool: with more
+// of them than the pool has connections, the Send page's list and the decisions
+// still work and release every one.
+func TestManyWaitingApprovalsDoNotStarveThePool(t *testing.T) {
+	a := startSite(t, siteOptions{mode: "require_approval"})
+	const n = 6 // the plugin's pool holds max(4, CPUs) connections
+	ctx := context.Background()
+	done := make(chan error, n)
+	waiting := make(chan struct{}, n)
+	for i := 0; i < n; i++ {
+		code := a.newCode(t).Code
+		go func() {
+			c, err := syncclient.Connect(ctx, a.url, code, syncclient.Options{
+				Timeout: 60 * time.Second, OnAwaitingApproval: func() { waiting <- struct{}{} },
+			})
+			if err == nil {
+				c.Close()
+			}
+			done <- err
+		}()
+	}
+	for i := 0; i < n; i++ {
+		select {
+		case <-waiting:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("only %d receivers were told to wait", i)
+		}
+	}
+	var pending []struct {
+		ID string `json:"id"`
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for len(pending) < n && cctx.Err() == nil {
+		if err := a.call(t, "pending_approvals", struct{}{}, &pending); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(pending) != n {
+		t.Fatalf("pending approvals: %d of %d", len(pending), n)
+	}
+	for _, p := range pending {
+		if err := a.call(t, "approve", map[string]string{"id": p.ID}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < n; i++ {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("approved receiver: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%d of %d approved receivers still waiting", n-i, n)
+		}
 	}
 }

@@ -81,6 +81,8 @@ type siteOptions struct {
 	report   bool   // also load the sync-report example module
 	// ssrfGuard keeps allow_internal_urls off.
 	ssrfGuard bool
+	// pluginEnv is added to the plugin's environment (host.Config.PluginEnv).
+	pluginEnv []string
 }
 
 // startSite runs a host app whose Sync module uses the repository's module.yaml
@@ -137,7 +139,7 @@ func startSite(t *testing.T, o siteOptions) *site {
 	logs := &logBuffer{}
 	kit, err := host.New(ctx, host.Config{
 		DatabaseURL: o.db, ConfigFile: cfg, Manifests: manifests,
-		InsecureDevAdmin: true, PublicURL: url, HealthInterval: 200 * time.Millisecond,
+		InsecureDevAdmin: true, PublicURL: url, HealthInterval: 200 * time.Millisecond, PluginEnv: o.pluginEnv,
 		Logger: slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, logs), &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {

@@ -83,15 +83,14 @@ func (s *Store) decide(ctx context.Context, id, actor, status string) error {
 // WaitApproval blocks until approval id is decided, its session ends, or ctx ends
 // (then ErrApprovalTimeout). A decision made on any replica releases it.
 func (s *Store) WaitApproval(ctx context.Context, id string) error {
-	conn, err := s.pool.Acquire(ctx)
+	// LISTEN on a connection of its own, outside the pool: a receiver may wait ten
+	// minutes, and a few waiters must not hold the pool's connections (the Approve
+	// that would release them needs one too). Each code admits one waiter.
+	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return fmt.Errorf("wait approval: %w", err)
 	}
-	// A LISTENing connection must not go back to the pool.
-	defer func() {
-		_ = conn.Conn().Close(context.Background())
-		conn.Release()
-	}()
+	defer conn.Close(context.Background())
 	if _, err := conn.Exec(ctx, "LISTEN "+approvalChannel); err != nil {
 		return fmt.Errorf("wait approval: %w", err)
 	}
@@ -116,7 +115,7 @@ func (s *Store) WaitApproval(ctx context.Context, id string) error {
 		}
 		// Wake on any decision, or every few seconds to notice a lapsed session.
 		wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		_, err = conn.Conn().WaitForNotification(wctx)
+		_, err = conn.WaitForNotification(wctx)
 		cancel()
 		if ctx.Err() != nil {
 			return ErrApprovalTimeout

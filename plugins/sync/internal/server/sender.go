@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
@@ -67,6 +68,7 @@ func (s *Server) serveSender(ctx context.Context, c *sdk.Conn) error {
 	}
 	addr := c.Caller().RemoteAddr
 	p := &peer{srv: s, st: st, c: c, addr: addr, codec: wire.NewCodec(), streams: map[uint32]*liveStream{}}
+	p.lastSeen.Store(time.Now().UnixNano())
 	if token := strings.TrimPrefix(c.Header().Get("Authorization"), "Bearer "); strings.HasPrefix(token, "fkc_") {
 		// A permanent connection: its token and limits replace the code.
 		conn, err := st.conns.Authorize(ctx, token, addr)
@@ -86,7 +88,7 @@ func (s *Server) serveSender(ctx context.Context, c *sdk.Conn) error {
 	} else {
 		// Codes are shown upper-case; accept them as typed, with stray spaces.
 		code := strings.ToUpper(strings.TrimSpace(q.Get("code")))
-		sess, err := st.sessions.Redeem(ctx, code, session.Attempt{Address: addr, Password: password}, st.policy())
+		sess, err := st.sessions.Redeem(ctx, code, session.Attempt{Address: addr, Password: password, ReceiverInfo: receiverInfo(c.Header())}, st.policy())
 		if err != nil {
 			status, reason := redeemError(err)
 			if status == http.StatusInternalServerError {
@@ -114,6 +116,23 @@ func normalTopic(topic string) string {
 	return topic
 }
 
+// receiverInfo reads the X-Sync-Receiver-Info header (a JSON object the client
+// sends so that even a refused attempt says who tried); anything else is ignored.
+func receiverInfo(h http.Header) map[string]any {
+	v := h.Get("X-Sync-Receiver-Info")
+	if v == "" || len(v) > maxReceiverInfo {
+		return nil
+	}
+	var info map[string]any
+	if json.Unmarshal([]byte(v), &info) != nil {
+		return nil
+	}
+	return info
+}
+
+// maxReceiverInfo bounds the receiver-info header (bytes).
+const maxReceiverInfo = 2 << 10
+
 // servedSchema is the one schema whose tables a receiver may list and read.
 const servedSchema = "public"
 
@@ -132,9 +151,11 @@ type peer struct {
 	sess   session.Session // for a code; empty for a permanent connection
 	connID string          // for a permanent connection
 	token  string          // the token it opened with: a regenerated one ends it
-	topic  string
-	codec  *wire.Codec
-	cancel context.CancelFunc
+	// lastSeen is when the receiver last sent anything (unix nanoseconds).
+	lastSeen atomic.Int64
+	topic    string
+	codec    *wire.Codec
+	cancel   context.CancelFunc
 
 	mu       sync.Mutex // guards joined, snapshot use, streams
 	joined   bool
@@ -169,6 +190,13 @@ func (p *peer) watchOwner(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			if idle := time.Since(time.Unix(0, p.lastSeen.Load())); idle > p.srv.receiverIdle {
+				// Gone without a close (a dead network, a frozen peer): end it, so its
+				// snapshot and streams end too.
+				_ = p.c.Close(4008, fmt.Sprintf("nothing from the receiver for %s", idle.Round(time.Second)))
+				p.cancel()
+				return
+			}
 			if p.connID != "" {
 				// A suspension, revocation, expiry, the end of the allowed hours or a
 				// regenerated token ends connections already open.
@@ -210,6 +238,7 @@ func (p *peer) loop(ctx context.Context) error {
 		if err != nil {
 			return nil // the receiver closed or vanished
 		}
+		p.lastSeen.Store(time.Now().UnixNano())
 		if t != sdk.TextMessage {
 			_ = p.send(wire.New(nil, nil, p.topic, wire.ResponseError, wire.ErrorPayload{Error: wire.ErrMalformedFrame, Message: "binary frames are only sent by the sender"}))
 			continue

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -35,6 +36,9 @@ type Server struct {
 	limiter *limiter
 	// stopSchedule stops the scheduler bound to the current pool (guarded by mu).
 	stopSchedule context.CancelFunc
+	// receiverIdle ends a receiver's connection when nothing (not even a heartbeat)
+	// has come from it for this long, so a vanished peer does not hold a snapshot.
+	receiverIdle time.Duration
 }
 
 // state is what Configure sets up; replaced as a whole when settings change.
@@ -50,9 +54,17 @@ type state struct {
 	adminPrefix string // where the host mounts this module's admin pages
 }
 
+// defaultReceiverIdle is three of the client's 30 s heartbeats.
+const defaultReceiverIdle = 90 * time.Second
+
 // New returns a Server.
 func New(log *slog.Logger) *Server {
-	s := &Server{log: log, jobs: newJobs(), limiter: newLimiter(10, time.Minute)}
+	s := &Server{log: log, jobs: newJobs(), limiter: newLimiter(10, time.Minute), receiverIdle: defaultReceiverIdle}
+	// FIBERKIT_SYNC_RECEIVER_IDLE (a Go duration) overrides it; receivers heartbeat
+	// every 30 s, so keep it well above that.
+	if d, err := time.ParseDuration(os.Getenv("FIBERKIT_SYNC_RECEIVER_IDLE")); err == nil && d > 0 {
+		s.receiverIdle = d
+	}
 	s.pages = newPageOwners(s)
 	return s
 }
