@@ -266,10 +266,10 @@ func printResults(results map[string]syncclient.Result, took time.Duration) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	fmt.Printf("\n%-14s %8s %8s %8s %8s %7s %9s\n", "table", "rows", "created", "updated", "skipped", "errors", "time")
+	fmt.Printf("\n%-14s %8s %8s %8s %8s %7s %9s\n", "table", "rows", "created", "updated", "skipped", "failed", "time")
 	for _, n := range names {
 		r := results[n]
-		fmt.Printf("%-14s %8d %8d %8d %8d %7d %8.2fs\n", n, r.Rows, r.Created, r.Updated, r.Skipped, len(r.Errors), r.Duration.Seconds())
+		fmt.Printf("%-14s %8d %8d %8d %8d %7d %8.2fs\n", n, r.Rows, r.Created, r.Updated, r.Skipped, r.Failed, r.Duration.Seconds())
 		if r.Error != "" {
 			fmt.Printf("  ! %s\n", r.Error)
 		}

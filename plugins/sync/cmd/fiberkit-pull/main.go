@@ -188,7 +188,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 	for _, r := range results {
-		if len(r.Errors) > 0 {
+		if r.Failed > 0 {
 			return exitRecordErrs
 		}
 	}
@@ -269,13 +269,13 @@ func printSummary(w io.Writer, results map[string]syncclient.Result) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	fmt.Fprintf(w, "%-20s %9s %9s %9s %9s %7s\n", "table", "rows", "created", "updated", "skipped", "errors")
+	fmt.Fprintf(w, "%-20s %9s %9s %9s %9s %7s\n", "table", "rows", "created", "updated", "skipped", "failed")
 	for _, n := range names {
 		r := results[n]
-		fmt.Fprintf(w, "%-20s %9d %9d %9d %9d %7d\n", n, r.Rows, r.Created, r.Updated, r.Skipped, len(r.Errors))
+		fmt.Fprintf(w, "%-20s %9d %9d %9d %9d %7d\n", n, r.Rows, r.Created, r.Updated, r.Skipped, r.Failed)
 		for i, e := range r.Errors {
 			if i == 10 {
-				fmt.Fprintf(w, "  … %d more\n", len(r.Errors)-10)
+				fmt.Fprintf(w, "  … %d more\n", r.Failed-10)
 				break
 			}
 			fmt.Fprintf(w, "  ! key %s: %s\n", keyString(e.Key), e.Reason)
