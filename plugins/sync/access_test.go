@@ -248,3 +248,54 @@ func TestManyWaitingApprovalsDoNotStarveThePool(t *testing.T) {
 		}
 	}
 }
+
+// Pages read through request:records reach the sender's history (one row per
+// table when the receiver leaves); a pull refused before any table leaves a row
+// saying why; the history operation filters in the database.
+func TestHistoryRecordsPagedReadsRefusedPullsAndFilters(t *testing.T) {
+	ctx := context.Background()
+	a := seeded(t, siteOptions{})
+	b := startSite(t, siteOptions{})
+	cl, err := syncclient.Connect(ctx, a.url, a.newCode(t).Code, syncclient.Options{Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off := 0; off < 250; off += 100 {
+		if _, err := cl.FetchRecords(ctx, "customers", off, 100); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl.Close()
+	type entry struct {
+		Table     string `json:"table"`
+		Direction string `json:"direction"`
+		Rows      int64  `json:"rows"`
+		Status    string `json:"status"`
+		Error     string `json:"error"`
+	}
+	var sent []entry
+	deadline := time.Now().Add(10 * time.Second)
+	for len(sent) == 0 && time.Now().Before(deadline) {
+		if err := a.call(t, "transfer_history", map[string]any{"direction": "send", "table": "customers"}, &sent); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(sent) != 1 || sent[0].Rows != 300 || sent[0].Status != "done" {
+		t.Fatalf("sender history for paged reads: %+v", sent)
+	}
+	// A pull with a wrong code: refused before any table.
+	if err := b.call(t, "pull", map[string]any{"url": a.url, "code": "ABCDEFGH"}, nil); err == nil {
+		t.Fatal("pull with a wrong code succeeded")
+	}
+	var got []entry
+	if err := b.call(t, "transfer_history", map[string]any{"direction": "receive", "status": "failed"}, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || !strings.Contains(got[0].Error, "invalid_code") {
+		t.Fatalf("receiver history after a refused pull: %+v", got)
+	}
+	if err := b.call(t, "transfer_history", map[string]any{"direction": "send"}, &got); err != nil || len(got) != 0 {
+		t.Fatalf("filter by direction on the receiver: %+v %v", got, err)
+	}
+}

@@ -13,12 +13,15 @@ import (
 
 // Transfer is one table moved (or attempted) in one direction.
 type Transfer struct {
-	ID        int64         `json:"id"`
-	At        time.Time     `json:"at"`
-	Direction string        `json:"direction"` // send | receive
-	Peer      string        `json:"peer"`      // the other site's address or URL
-	Table     string        `json:"table"`
-	Strategy  string        `json:"strategy,omitempty"`
+	ID        int64     `json:"id"`
+	At        time.Time `json:"at"`
+	Direction string    `json:"direction"` // send | receive
+	Peer      string    `json:"peer"`      // the other site's address or URL
+	Table     string    `json:"table"`
+	Strategy  string    `json:"strategy,omitempty"`
+	// Requested is how many rows the table had on the sender when the transfer
+	// began (0 when unknown); Rows is how many were moved.
+	Requested int64         `json:"requested"`
 	Rows      int64         `json:"rows"`
 	Created   int           `json:"created"`
 	Updated   int           `json:"updated"`
@@ -48,6 +51,11 @@ func Open(ctx context.Context, pool *pgxpool.Pool) (*Log, error) {
 			created int NOT NULL DEFAULT 0, updated int NOT NULL DEFAULT 0, skipped int NOT NULL DEFAULT 0, failed int NOT NULL DEFAULT 0,
 			bytes bigint NOT NULL DEFAULT 0, duration_ms bigint NOT NULL DEFAULT 0, status text NOT NULL, error text NOT NULL DEFAULT '',
 			started_by text NOT NULL DEFAULT '')`)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `ALTER TABLE fiberkit_sync_transfers ADD COLUMN IF NOT EXISTS requested bigint NOT NULL DEFAULT 0;
+			CREATE INDEX IF NOT EXISTS fiberkit_sync_transfers_table ON fiberkit_sync_transfers (table_name, id)`)
 		return err
 	})
 	if err != nil {
@@ -59,9 +67,9 @@ func Open(ctx context.Context, pool *pgxpool.Pool) (*Log, error) {
 // Record appends t and returns its id.
 func (l *Log) Record(ctx context.Context, t Transfer) (int64, error) {
 	var id int64
-	err := l.pool.QueryRow(ctx, `INSERT INTO fiberkit_sync_transfers (direction, peer, table_name, strategy, rows, created, updated, skipped, failed, bytes, duration_ms, status, error, started_by)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id`,
-		t.Direction, t.Peer, t.Table, t.Strategy, t.Rows, t.Created, t.Updated, t.Skipped, t.Failed, t.Bytes, t.Duration.Milliseconds(), t.Status, t.Error, t.StartedBy).Scan(&id)
+	err := l.pool.QueryRow(ctx, `INSERT INTO fiberkit_sync_transfers (direction, peer, table_name, strategy, requested, rows, created, updated, skipped, failed, bytes, duration_ms, status, error, started_by)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id`,
+		t.Direction, t.Peer, t.Table, t.Strategy, t.Requested, t.Rows, t.Created, t.Updated, t.Skipped, t.Failed, t.Bytes, t.Duration.Milliseconds(), t.Status, t.Error, t.StartedBy).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("history: record: %w", err)
 	}
@@ -76,10 +84,31 @@ func (l *Log) SetStatus(ctx context.Context, id int64, status string) error {
 	return nil
 }
 
+// Filter selects history entries; empty fields match everything.
+type Filter struct {
+	Direction string `json:"direction,omitempty"`
+	Table     string `json:"table,omitempty"`
+	Status    string `json:"status,omitempty"`
+	// Peer matches entries whose peer contains it.
+	Peer string `json:"peer,omitempty"`
+	// StartedBy matches entries whose starter contains it.
+	StartedBy string    `json:"started_by,omitempty"`
+	Since     time.Time `json:"since,omitzero"`
+}
+
 // Recent returns the newest transfers, newest first.
 func (l *Log) Recent(ctx context.Context, limit int) ([]Transfer, error) {
-	rows, err := l.pool.Query(ctx, `SELECT id, at, direction, peer, table_name, strategy, rows, created, updated, skipped, failed, bytes, duration_ms, status, error, started_by
-		FROM fiberkit_sync_transfers ORDER BY id DESC LIMIT $1`, limit)
+	return l.Find(ctx, Filter{}, limit)
+}
+
+// Find returns the newest transfers matching f, newest first, at most limit. The
+// filter runs in PostgreSQL, over the whole history.
+func (l *Log) Find(ctx context.Context, f Filter, limit int) ([]Transfer, error) {
+	rows, err := l.pool.Query(ctx, `SELECT id, at, direction, peer, table_name, strategy, requested, rows, created, updated, skipped, failed, bytes, duration_ms, status, error, started_by
+		FROM fiberkit_sync_transfers
+		WHERE ($1 = '' OR direction = $1) AND ($2 = '' OR table_name = $2) AND ($3 = '' OR status = $3)
+			AND ($4 = '' OR strpos(peer, $4) > 0) AND ($5 = '' OR strpos(started_by, $5) > 0) AND ($6::timestamptz IS NULL OR at >= $6)
+		ORDER BY id DESC LIMIT $7`, f.Direction, f.Table, f.Status, f.Peer, f.StartedBy, sinceArg(f.Since), limit)
 	if err != nil {
 		return nil, fmt.Errorf("history: %w", err)
 	}
@@ -88,11 +117,18 @@ func (l *Log) Recent(ctx context.Context, limit int) ([]Transfer, error) {
 	for rows.Next() {
 		var t Transfer
 		var ms int64
-		if err := rows.Scan(&t.ID, &t.At, &t.Direction, &t.Peer, &t.Table, &t.Strategy, &t.Rows, &t.Created, &t.Updated, &t.Skipped, &t.Failed, &t.Bytes, &ms, &t.Status, &t.Error, &t.StartedBy); err != nil {
+		if err := rows.Scan(&t.ID, &t.At, &t.Direction, &t.Peer, &t.Table, &t.Strategy, &t.Requested, &t.Rows, &t.Created, &t.Updated, &t.Skipped, &t.Failed, &t.Bytes, &ms, &t.Status, &t.Error, &t.StartedBy); err != nil {
 			return nil, fmt.Errorf("history: %w", err)
 		}
 		t.Duration = time.Duration(ms) * time.Millisecond
 		out = append(out, t)
 	}
 	return out, rows.Err()
+}
+
+func sinceArg(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t
 }

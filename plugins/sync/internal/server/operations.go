@@ -435,7 +435,7 @@ func (s *Server) operations() sdk.Operations {
 			if in.Limit <= 0 || in.Limit > 1000 {
 				in.Limit = 100
 			}
-			return st.history.Recent(ctx, in.Limit)
+			return st.history.Find(ctx, in.Filter, in.Limit)
 		}),
 		"pull": sdk.Op(func(ctx context.Context, in pullIn) (map[string]syncclient.Result, error) {
 			st, err := s.state()
@@ -462,6 +462,7 @@ func (s *Server) pull(ctx context.Context, st *state, in pullIn) (map[string]syn
 		return nil, sdk.Errorf("refused_url", "%v", err)
 	}
 	if err != nil {
+		recordPull(st, in.URL, owner(ctx, ""), "", nil, nil, err)
 		return nil, sdk.Errorf("connect_failed", "%v", err)
 	}
 	defer c.Close()
@@ -481,7 +482,7 @@ func (s *Server) pull(ctx context.Context, st *state, in pullIn) (map[string]syn
 		Tables: in.Tables, Strategy: def, Strategies: strategies,
 		TransferOptions: syncclient.TransferOptions{CreateMissing: in.CreateMissing, BatchSize: in.BatchSize},
 	})
-	recordPulls(st, in.URL, owner(ctx, ""), def, strategies, res)
+	recordPull(st, in.URL, owner(ctx, ""), def, strategies, res, err)
 	return transferOutcome(res, err)
 }
 
@@ -505,6 +506,7 @@ type remoteIn struct {
 }
 
 type historyIn struct {
+	history.Filter
 	Limit int `json:"limit,omitempty"`
 }
 
@@ -599,8 +601,24 @@ func notFound(err error) error {
 
 // recordPulls writes a history row for each table a pull touched.
 func recordPulls(st *state, peer, by string, def importer.Strategy, strategies map[string]importer.Strategy, results map[string]syncclient.Result) {
+	recordPull(st, peer, by, def, strategies, results, nil)
+}
+
+// recordPull writes a history row for each table a pull touched, tables stopped
+// by a cancellation as cancelled; a pull that failed before any table (refused,
+// unreachable) gets one row saying why.
+func recordPull(st *state, peer, by string, def importer.Strategy, strategies map[string]importer.Strategy, results map[string]syncclient.Result, pullErr error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if pullErr != nil && len(results) == 0 {
+		status := "failed"
+		if errors.Is(pullErr, context.Canceled) {
+			status = "cancelled"
+		}
+		_, _ = st.history.Record(ctx, history.Transfer{Direction: "receive", Peer: peer, Table: "(pull)", Strategy: string(def),
+			Status: status, Error: pullErr.Error(), StartedBy: by})
+		return
+	}
 	for table, r := range results {
 		strategy := def
 		if s, ok := strategies[table]; ok {
@@ -610,6 +628,9 @@ func recordPulls(st *state, peer, by string, def importer.Strategy, strategies m
 			Created: r.Created, Updated: r.Updated, Skipped: r.Skipped, Failed: r.Failed, Duration: r.Duration, Status: "done", StartedBy: by}
 		if r.Error != "" {
 			rec.Status, rec.Error = "failed", r.Error
+			if errors.Is(pullErr, context.Canceled) {
+				rec.Status = "cancelled"
+			}
 		}
 		_, _ = st.history.Record(ctx, rec)
 	}

@@ -153,6 +153,10 @@ type peer struct {
 	token  string          // the token it opened with: a regenerated one ends it
 	// lastSeen is when the receiver last sent anything (unix nanoseconds).
 	lastSeen atomic.Int64
+	// paged counts the rows each table gave through request:records (guarded by
+	// mu); they go to the history as one row per table when the receiver leaves.
+	paged      map[string]int64
+	pagedSince time.Time
 	topic    string
 	codec    *wire.Codec
 	cancel   context.CancelFunc
@@ -173,12 +177,26 @@ func (p *peer) finish() {
 		p.snap.Close(context.Background())
 		p.snap = nil
 	}
+	paged := p.paged
 	p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for table, rows := range paged {
+		_, _ = p.st.history.Record(ctx, history.Transfer{Direction: "send", Peer: p.addr, Table: table, Strategy: "records",
+			Rows: rows, Duration: time.Since(p.pagedSince), Status: "done", StartedBy: p.startedBy()})
+	}
 	if p.sess.ID != "" {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
 		_ = p.st.sessions.Update(ctx, p.sess.ID, session.StatusDone, nil)
 	}
+}
+
+// startedBy names who a send is for in the history: the connection, or the
+// session's owner.
+func (p *peer) startedBy() string {
+	if p.connID != "" {
+		return "connection:" + p.connID
+	}
+	return p.sess.Owner
 }
 
 // watchOwner ends the connection when the session's owner goes away.
@@ -361,6 +379,13 @@ func (p *peer) handle(ctx context.Context, f wire.Frame) error {
 			page, err := snap.Records(ctx, sch, req.Offset, limit)
 			if p.connID != "" {
 				_ = p.st.conns.Release(ctx, p.connID, int64(limit-len(page.Records)))
+			}
+			if err == nil && len(page.Records) > 0 {
+				// withSnapshot holds p.mu.
+				if p.paged == nil {
+					p.paged, p.pagedSince = map[string]int64{}, time.Now()
+				}
+				p.paged[sch.Name] += int64(len(page.Records))
 			}
 			return wire.ResponseRecords, map[string]any{"table": req.Table, "records": page.Records, "offset": page.Offset, "has_more": page.HasMore}, err
 		})
@@ -654,10 +679,7 @@ func (p *peer) startStream(ctx context.Context, f wire.Frame, req wire.Start) er
 		if err != nil && sctx.Err() != nil && ctx.Err() == nil {
 			err = errors.New("cancelled by the receiver")
 		}
-		by := p.sess.Owner
-		if p.connID != "" {
-			by = "connection:" + p.connID
-		}
+		by := p.startedBy()
 		rec := history.Transfer{Direction: "send", Peer: p.addr, Table: req.Table, Rows: rows, Bytes: bytes,
 			Duration: time.Since(started), Status: "done", StartedBy: by}
 		if err != nil {
