@@ -157,9 +157,9 @@ type peer struct {
 	// mu); they go to the history as one row per table when the receiver leaves.
 	paged      map[string]int64
 	pagedSince time.Time
-	topic    string
-	codec    *wire.Codec
-	cancel   context.CancelFunc
+	topic      string
+	codec      *wire.Codec
+	cancel     context.CancelFunc
 
 	mu       sync.Mutex // guards joined, snapshot use, streams
 	joined   bool
