@@ -353,6 +353,10 @@ func (s *Store) check(ctx context.Context, c Connection, addr string) error {
 		if err != nil {
 			return fmt.Errorf("rate limit: %w", err)
 		}
+		if n == 1 {
+			// A new minute: drop this connection's old minutes, so the table stays small.
+			_, _ = s.pool.Exec(ctx, `DELETE FROM fiberkit_sync_connection_rate WHERE connection_id = $1::uuid AND minute < date_trunc('minute', now()) - interval '1 hour'`, c.ID)
+		}
 		if n > c.Limits.RequestsPerMinute {
 			return &Refusal{Reason: ErrRate.Reason, Detail: fmt.Sprintf("more than %d requests this minute", c.Limits.RequestsPerMinute)}
 		}
