@@ -14,6 +14,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -149,6 +150,8 @@ CREATE TABLE IF NOT EXISTS fiberkit_sync_attempts (
 );
 CREATE INDEX IF NOT EXISTS fiberkit_sync_attempts_addr ON fiberkit_sync_attempts (address, at);
 ALTER TABLE fiberkit_sync_attempts ADD COLUMN IF NOT EXISTS session_id uuid;
+ALTER TABLE fiberkit_sync_attempts ADD COLUMN IF NOT EXISTS rate_key text;
+CREATE INDEX IF NOT EXISTS fiberkit_sync_attempts_rate_key ON fiberkit_sync_attempts (rate_key, at);
 CREATE TABLE IF NOT EXISTS fiberkit_sync_approvals (
 	id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
 	session_id    uuid NOT NULL REFERENCES fiberkit_sync_sessions(id) ON DELETE CASCADE,
@@ -455,15 +458,16 @@ const outcomeChecking = "checking"
 func (s *Store) reserve(ctx context.Context, a Attempt) (int64, error) {
 	var id int64
 	var limited bool
+	key := RateKey(a.Address)
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('fiberkit_sync_attempts'), hashtext($1))`, a.Address); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('fiberkit_sync_attempts'), hashtext($1))`, key); err != nil {
 			return err
 		}
 		err := tx.QueryRow(ctx, `SELECT coalesce(max(at) + $3::interval > clock_timestamp(), false) FROM (
 				SELECT at, lag(at, $4) OVER (ORDER BY at, id) AS first FROM fiberkit_sync_attempts
-				WHERE address = $1 AND failed AND at > clock_timestamp() - $2::interval) f
+				WHERE rate_key = $1 AND failed AND at > clock_timestamp() - $2::interval) f
 			WHERE first IS NOT NULL AND at - first <= $5::interval`,
-			a.Address, (s.limits.Window + s.limits.Lockout).String(), s.limits.Lockout.String(), s.limits.MaxFailures-1, s.limits.Window.String()).Scan(&limited)
+			key, (s.limits.Window + s.limits.Lockout).String(), s.limits.Lockout.String(), s.limits.MaxFailures-1, s.limits.Window.String()).Scan(&limited)
 		if err != nil {
 			return err
 		}
@@ -471,8 +475,15 @@ func (s *Store) reserve(ctx context.Context, a Attempt) (int64, error) {
 		if limited {
 			outcome, failed = ErrRateLimited.Error(), false
 		}
-		return tx.QueryRow(ctx, `INSERT INTO fiberkit_sync_attempts (at, address, receiver_info, outcome, failed)
-			VALUES (clock_timestamp(), $1, $2, $3, $4) RETURNING id`, a.Address, a.ReceiverInfo, outcome, failed).Scan(&id)
+		if err := tx.QueryRow(ctx, `INSERT INTO fiberkit_sync_attempts (at, address, rate_key, receiver_info, outcome, failed)
+			VALUES (clock_timestamp(), $1, $2, $3, $4, $5) RETURNING id`, a.Address, key, a.ReceiverInfo, outcome, failed).Scan(&id); err != nil {
+			return err
+		}
+		if id%1000 == 0 {
+			// Now and then, forget attempts older than the attempts page shows.
+			_, err = tx.Exec(ctx, `DELETE FROM fiberkit_sync_attempts WHERE at < now() - interval '90 days'`)
+		}
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("rate limit: %w", err)
@@ -481,6 +492,21 @@ func (s *Store) reserve(ctx context.Context, a Attempt) (int64, error) {
 		return 0, ErrRateLimited
 	}
 	return id, nil
+}
+
+// RateKey is what wrong guesses are counted against: the address itself, or for
+// IPv6 its /64 (one host usually holds a whole /64, so rotating addresses inside it
+// must not reset the count).
+func RateKey(addr string) string {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		return addr
+	}
+	if ip = ip.Unmap(); ip.Is4() {
+		return ip.String()
+	}
+	p, _ := ip.WithZone("").Prefix(64)
+	return p.String()
 }
 
 // AttemptRecord is a recorded attempt.
