@@ -34,6 +34,9 @@ type TransferOptions struct {
 	BatchSize int
 	// CreateMissing creates the table locally when it does not exist.
 	CreateMissing bool
+	// IgnoreMissingColumns imports a table without the sender's columns the local
+	// table lacks (Result.DroppedColumns lists them) instead of failing it.
+	IgnoreMissingColumns bool
 	// NoCompression turns zstd off (it is on by default).
 	NoCompression bool
 	// AfterKey resumes after this key (Result.LastKey of an interrupted transfer).
@@ -58,6 +61,9 @@ type Result struct {
 	LastKey []string `json:"last_key,omitempty"`
 	// TableCreated is true when the table was created locally.
 	TableCreated bool `json:"table_created"`
+	// DroppedColumns are the sender's columns the local table lacks, left out of the
+	// import (TransferOptions.IgnoreMissingColumns).
+	DroppedColumns []string `json:"dropped_columns,omitempty"`
 	// Warnings list what of the sender's definition was not recreated with the table
 	// (defaults, checks or generation expressions outside what ddl accepts).
 	Warnings []string      `json:"warnings,omitempty"`
@@ -137,10 +143,15 @@ func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalo
 	for _, col := range sch.Writable() {
 		cols = append(cols, col.Name)
 	}
-	im, err := importer.New(ctx, pool, table, importer.Options{Strategy: o.Strategy, Columns: cols})
+	im, err := importer.New(ctx, pool, table, importer.Options{Strategy: o.Strategy, Columns: cols, IgnoreUnknownColumns: o.IgnoreMissingColumns})
+	if errors.Is(err, importer.ErrUnknownColumn) && !o.IgnoreMissingColumns {
+		return res, fmt.Errorf("transfer %s: %w (the local table lacks the sender's columns; set IgnoreMissingColumns — "+
+			"fiberkit-pull -ignore-missing-columns, pull ignore_missing_columns — to import without them)", table, err)
+	}
 	if err != nil {
 		return res, fmt.Errorf("transfer %s: %w", table, err)
 	}
+	res.DroppedColumns = im.Dropped()
 	const credit = 4
 	sid := c.nextSID.Add(1)
 	msgs := make(chan streamMsg, credit+2)

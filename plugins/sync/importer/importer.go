@@ -24,6 +24,11 @@
 // but never updated.
 //
 // Tables without a primary key have no notion of "the same row": only append applies.
+//
+// Records (ImportRecords) may leave columns out: a column a record does not mention
+// is not supplied, so a new row takes its default and an existing row keeps its
+// value; an explicit nil is NULL. Rows in COPY text (ImportCopy) supply every column
+// listed in Options.Columns.
 package importer
 
 import (
@@ -69,7 +74,8 @@ var (
 	ErrStrategyNotApplicable = errors.New("strategy needs a primary key")
 	// ErrNoKeyDefault: append needs a key column with a default (identity or sequence).
 	ErrNoKeyDefault = errors.New("append needs a primary key with a default")
-	// ErrUnknownColumn: the incoming rows have a column the table lacks.
+	// ErrUnknownColumn: the incoming rows have a column the table lacks (see
+	// Options.IgnoreUnknownColumns).
 	ErrUnknownColumn = errors.New("unknown column")
 	// ErrMalformedBatch: the batch is not valid COPY text for its columns.
 	ErrMalformedBatch = errors.New("malformed batch")
@@ -108,6 +114,10 @@ type Options struct {
 	// Columns of the incoming rows, in order. Columns the table has and the rows
 	// lack get their defaults.
 	Columns []string
+	// IgnoreUnknownColumns drops incoming columns the table lacks instead of refusing
+	// the import with ErrUnknownColumn: ImportCopy cuts their fields out of every
+	// line, ImportRecords ignores record keys the table lacks. Dropped lists them.
+	IgnoreUnknownColumns bool
 	// MaxErrors bounds the per-record errors kept per batch (default 100); the counts stay exact.
 	MaxErrors int
 }
@@ -136,7 +146,11 @@ type Importer struct {
 	pool      *pgxpool.Pool
 	sch       *catalog.Schema
 	strategy  Strategy
-	cols      []field // incoming columns, in incoming order
+	cols      []field // incoming columns the table has, in incoming order
+	drop      []bool  // per incoming COPY field, whether it is cut out (nil: none is)
+	dropped   []string
+	ignore    bool    // Options.IgnoreUnknownColumns
+	cut       []byte  // ImportCopy's output buffer for lines with fields cut out
 	write     []field // columns written (generated ones and append's generated keys dropped)
 	keys      []field // primary key columns (empty for append)
 	empty     bool    // the table was empty when the import began
@@ -182,31 +196,57 @@ func New(ctx context.Context, pool *pgxpool.Pool, table string, o Options) (*Imp
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", table, err)
 	}
+	im.ignore = o.IgnoreUnknownColumns
+	drop := make([]bool, len(o.Columns))
 	for i, name := range o.Columns {
 		c, ok := sch.Column(name)
 		if !ok {
-			return nil, fmt.Errorf("import %s: %w %q", table, ErrUnknownColumn, name)
+			drop[i] = true
+			im.dropped = append(im.dropped, name)
+			continue
 		}
-		im.cols = append(im.cols, field{Column: c, tmp: fmt.Sprintf("c%d", i+1), cast: casts[name]})
+		im.cols = append(im.cols, field{Column: c, tmp: fmt.Sprintf("c%d", len(im.cols)+1), cast: casts[name]})
+	}
+	if len(im.dropped) > 0 {
+		if !o.IgnoreUnknownColumns {
+			return nil, fmt.Errorf("import %s: %w %s", table, ErrUnknownColumn, quotedList(im.dropped))
+		}
+		if len(im.cols) == 0 {
+			return nil, fmt.Errorf("import %s: none of the incoming columns exists here (%w %s)", table, ErrUnknownColumn, quotedList(im.dropped))
+		}
+		im.drop = drop
 	}
 	if len(sch.PrimaryKey) == 0 && o.Strategy != Append {
 		return nil, fmt.Errorf("import %s: %w: the table has none, so only append applies", table, ErrStrategyNotApplicable)
 	}
-	if o.Strategy == Append {
+	if err := im.plan(""); err != nil {
+		return nil, fmt.Errorf("import %s: %w", table, err)
+	}
+	if err := pool.QueryRow(ctx, "SELECT NOT EXISTS (SELECT 1 FROM "+sch.Ident().Quoted()+")").Scan(&im.empty); err != nil {
+		return nil, fmt.Errorf("import %s: check whether the table is empty: %w", table, err)
+	}
+	return im, nil
+}
+
+// plan works out, from im.cols, the key, the columns written and the strategy's
+// statements; batchWhere selects the temp rows of the batch statement.
+func (im *Importer) plan(batchWhere string) error {
+	im.keys, im.write, im.overrides = nil, nil, false
+	if im.strategy == Append {
 		if err := im.checkAppendKey(); err != nil {
-			return nil, fmt.Errorf("import %s: %w", table, err)
+			return err
 		}
 	} else {
-		for _, k := range sch.PrimaryKey {
+		for _, k := range im.sch.PrimaryKey {
 			f, ok := im.field(k)
 			if !ok {
-				return nil, fmt.Errorf("import %s: incoming rows lack key column %q", table, k)
+				return fmt.Errorf("incoming rows lack key column %q", k)
 			}
 			im.keys = append(im.keys, f)
 		}
 	}
 	for _, f := range im.cols {
-		if o.Strategy == Append && f.PrimaryKey && f.HasDefault {
+		if im.strategy == Append && f.PrimaryKey && f.HasDefault {
 			continue // append lets the default pick this part of the key
 		}
 		if f.Generated != "" {
@@ -217,13 +257,23 @@ func New(ctx context.Context, pool *pgxpool.Pool, table string, o Options) (*Imp
 			im.overrides = true
 		}
 	}
-	im.batchSQL = im.mergeSQL("")
+	im.batchSQL = im.mergeSQL(batchWhere)
 	im.rowSQL = im.mergeSQL(" WHERE s.ord = $1")
-	if err := pool.QueryRow(ctx, "SELECT NOT EXISTS (SELECT 1 FROM "+sch.Ident().Quoted()+")").Scan(&im.empty); err != nil {
-		return nil, fmt.Errorf("import %s: check whether the table is empty: %w", table, err)
-	}
-	return im, nil
+	return nil
 }
+
+// quotedList is names quoted and comma-separated.
+func quotedList(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = fmt.Sprintf("%q", n)
+	}
+	return strings.Join(q, ", ")
+}
+
+// Dropped lists the incoming columns the table lacks, which the import leaves out
+// (Options.IgnoreUnknownColumns).
+func (im *Importer) Dropped() []string { return append([]string(nil), im.dropped...) }
 
 // checkAppendKey checks that append can make new keys: at least one key column has a
 // default, and every key column without one comes with the incoming rows.
@@ -303,24 +353,104 @@ func (im *Importer) has(col string) bool {
 	return ok
 }
 
-// ImportRecords imports rows given as column → text value maps (nil = NULL).
+// ImportRecords imports rows given as column → text value maps, in one transaction.
+// A nil value is NULL. A column a record leaves out is not supplied: a new row takes
+// the column's default (NULL when it has none) and an existing row keeps its value
+// (overwrite, merge). Primary key columns are always supplied (a missing one is
+// NULL). Several records with one key: the last one wins, whatever it supplies.
+//
+// Records supplying every column go the way of ImportCopy. Otherwise the batch is
+// COPYed with each record's set of supplied columns, its duplicate keys settled, and
+// merged with one statement per set of columns, each writing only its columns.
 func (im *Importer) ImportRecords(ctx context.Context, records []map[string]*string) (Result, error) {
-	var buf bytes.Buffer
-	for _, r := range records {
+	if len(records) == 0 {
+		return Result{}, nil
+	}
+	masks := make([]string, len(records))
+	mask := make([]byte, len(im.cols))
+	partial := false
+	for n, r := range records {
 		for k := range r {
-			if !im.has(k) {
+			if !im.has(k) && !im.ignore {
 				return Result{}, fmt.Errorf("import %s: %w %q", im.sch.Name, ErrUnknownColumn, k)
 			}
 		}
+		for i, c := range im.cols {
+			mask[i] = '1'
+			if _, ok := r[c.Name]; !ok && !c.PrimaryKey {
+				mask[i] = '0'
+				partial = true
+			}
+		}
+		masks[n] = string(mask)
+	}
+	var buf bytes.Buffer
+	for n, r := range records {
 		for i, c := range im.cols {
 			if i > 0 {
 				buf.WriteByte('\t')
 			}
 			AppendCopyValue(&buf, r[c.Name])
 		}
+		if partial {
+			buf.WriteByte('\t')
+			buf.WriteString(masks[n])
+		}
 		buf.WriteByte('\n')
 	}
-	return im.ImportCopy(ctx, buf.Bytes())
+	if !partial {
+		return im.importCopy(ctx, buf.Bytes())
+	}
+	g := &groups{masks: masks, subs: map[string]*Importer{}}
+	for _, m := range masks {
+		if g.subs[m] != nil {
+			continue
+		}
+		sub, err := im.supplying(m)
+		if err != nil {
+			return Result{}, fmt.Errorf("import %s: %w", im.sch.Name, err)
+		}
+		g.subs[m] = sub
+		g.order = append(g.order, m)
+	}
+	var res Result
+	err := pgx.BeginFunc(ctx, im.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, sessionSettings); err != nil {
+			return fmt.Errorf("set session settings: %w", err)
+		}
+		r, err := im.viaTemp(ctx, tx, buf.Bytes(), len(records), g)
+		res = r
+		return err
+	})
+	if err != nil {
+		return Result{}, fmt.Errorf("import %s: %w", im.sch.Name, err)
+	}
+	return res, nil
+}
+
+// groups are the records of a batch that do not all supply every column: the temp
+// table's column m holds each row's mask ('1' per supplied column of im.cols, '0'
+// per column left out), and each distinct mask is merged by its own statement.
+type groups struct {
+	masks []string             // by temp row: masks[ord-1]
+	order []string             // the distinct masks, as first met
+	subs  map[string]*Importer // mask → the import of just its columns
+}
+
+// supplying returns a copy of im that writes only the columns mask supplies, reading
+// them from the same temp columns, its batch statement taking the rows of mask $1.
+func (im *Importer) supplying(mask string) (*Importer, error) {
+	sub := *im
+	sub.cols = nil
+	for i, f := range im.cols {
+		if mask[i] == '1' {
+			sub.cols = append(sub.cols, f)
+		}
+	}
+	if err := sub.plan(" WHERE s.m = $1"); err != nil {
+		return nil, err
+	}
+	return &sub, nil
 }
 
 // AppendCopyValue writes one value in COPY text format (nil = NULL).
@@ -345,8 +475,69 @@ func AppendCopyValue(buf *bytes.Buffer, v *string) {
 	}
 }
 
-// ImportCopy imports one batch of rows in COPY text format, in one transaction.
+// ImportCopy imports one batch of rows in COPY text format, in one transaction. Each
+// line holds one field per column of Options.Columns; those of columns dropped
+// (Options.IgnoreUnknownColumns) are cut out first.
 func (im *Importer) ImportCopy(ctx context.Context, data []byte) (Result, error) {
+	if im.drop != nil {
+		var err error
+		if data, err = im.cutFields(data); err != nil {
+			return Result{}, fmt.Errorf("import %s: %w", im.sch.Name, err)
+		}
+	}
+	return im.importCopy(ctx, data)
+}
+
+// cutFields returns data without the fields of dropped columns, written to the
+// importer's one output buffer (reused batch after batch). In COPY text format a
+// line ends at a raw newline and a field at a raw tab: both are escaped inside values.
+func (im *Importer) cutFields(data []byte) ([]byte, error) {
+	out := im.cut[:0]
+	if cap(out) < len(data) {
+		out = make([]byte, 0, len(data))
+	}
+	for line := 1; len(data) > 0; line++ {
+		row := data
+		end := bytes.IndexByte(data, '\n')
+		if end >= 0 {
+			row, data = data[:end], data[end+1:]
+		} else {
+			data = nil
+		}
+		kept := 0
+		for i := 0; ; i++ {
+			if i == len(im.drop) {
+				return nil, fmt.Errorf("%w: line %d has more than %d fields", ErrMalformedBatch, line, len(im.drop))
+			}
+			f := row
+			tab := bytes.IndexByte(row, '\t')
+			if tab >= 0 {
+				f, row = row[:tab], row[tab+1:]
+			}
+			if !im.drop[i] {
+				if kept > 0 {
+					out = append(out, '\t')
+				}
+				out = append(out, f...)
+				kept++
+			}
+			if tab < 0 {
+				if i+1 != len(im.drop) {
+					return nil, fmt.Errorf("%w: line %d has %d fields, want %d", ErrMalformedBatch, line, i+1, len(im.drop))
+				}
+				break
+			}
+		}
+		if end >= 0 {
+			out = append(out, '\n')
+		}
+	}
+	im.cut = out
+	return out, nil
+}
+
+// importCopy imports one batch in COPY text format, one field per column of im.cols.
+func (im *Importer) importCopy(ctx context.Context, data []byte) (Result, error) {
 	rows := bytes.Count(data, []byte{'\n'})
 	if rows == 0 {
 		return Result{}, nil
@@ -368,7 +559,7 @@ func (im *Importer) ImportCopy(ctx context.Context, data []byte) (Result, error)
 				return nil
 			}
 		}
-		r, err := im.viaTemp(ctx, tx, data, rows)
+		r, err := im.viaTemp(ctx, tx, data, rows, nil)
 		res = r
 		return err
 	})
@@ -406,12 +597,18 @@ func (im *Importer) straightCopy(ctx context.Context, tx pgx.Tx, data []byte) (b
 	return true, nil
 }
 
-func (im *Importer) viaTemp(ctx context.Context, tx pgx.Tx, data []byte, rows int) (Result, error) {
+// viaTemp COPYs the batch into the temp table and merges it from there. With g, each
+// line ends with its mask (column m) and each mask's rows are merged by its statement.
+func (im *Importer) viaTemp(ctx context.Context, tx pgx.Tx, data []byte, rows int, g *groups) (Result, error) {
 	defs := make([]string, len(im.cols))
 	tmps := make([]string, len(im.cols))
 	for i, f := range im.cols {
 		defs[i] = f.tmp + " text"
 		tmps[i] = f.tmp
+	}
+	if g != nil {
+		defs = append(defs, "m text NOT NULL")
+		tmps = append(tmps, "m")
 	}
 	create := fmt.Sprintf("CREATE TEMP TABLE fk_import_rows (ord bigint GENERATED ALWAYS AS IDENTITY, %s) ON COMMIT DROP", strings.Join(defs, ", "))
 	if _, err := tx.Exec(ctx, create); err != nil {
@@ -424,7 +621,13 @@ func (im *Importer) viaTemp(ctx context.Context, tx pgx.Tx, data []byte, rows in
 	if _, err := tx.Exec(ctx, "SAVEPOINT fk_batch"); err != nil {
 		return Result{}, fmt.Errorf("savepoint before merge: %w", err)
 	}
-	created, updated, err := im.merge(ctx, tx, im.batchSQL)
+	var created, updated int
+	var err error
+	if g == nil {
+		created, updated, err = im.merge(ctx, tx, im.batchSQL)
+	} else {
+		created, updated, err = im.mergeGroups(ctx, tx, g)
+	}
 	if err == nil {
 		if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT fk_batch"); err != nil {
 			return Result{}, fmt.Errorf("release savepoint after merge: %w", err)
@@ -437,7 +640,46 @@ func (im *Importer) viaTemp(ctx context.Context, tx pgx.Tx, data []byte, rows in
 	if _, rerr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT fk_batch"); rerr != nil {
 		return Result{}, fmt.Errorf("roll back failed merge (%v): %w", err, rerr)
 	}
-	return im.rowByRow(ctx, tx, rows)
+	rowSQL := func(int64) string { return im.rowSQL }
+	if g != nil {
+		rowSQL = func(ord int64) string { return g.subs[g.masks[ord-1]].rowSQL }
+	}
+	return im.rowByRow(ctx, tx, rows, rowSQL)
+}
+
+// mergeGroups merges the temp rows mask by mask. With several masks, the rows a later
+// row of the same key overrides are deleted first, so that the last row of each key
+// wins across masks as it does within one statement.
+func (im *Importer) mergeGroups(ctx context.Context, tx pgx.Tx, g *groups) (created, updated int, err error) {
+	if len(g.order) > 1 && len(im.keys) > 0 {
+		keys := make([]string, len(im.keys))
+		for i, k := range im.keys {
+			keys[i] = "(" + k.typed() + ")"
+		}
+		del := fmt.Sprintf(`DELETE FROM %s d USING (SELECT s.ord, row_number() OVER (PARTITION BY %s ORDER BY s.ord DESC) AS n FROM %s s) w
+			WHERE d.ord = w.ord AND w.n > 1`, tempTable, strings.Join(keys, ", "), tempTable)
+		if _, err := tx.Exec(ctx, del); err != nil {
+			return 0, 0, err
+		}
+	}
+	if len(g.order) > 4 {
+		// One index scan per mask instead of one scan of the whole batch.
+		if _, err := tx.Exec(ctx, "CREATE INDEX ON "+tempTable+" (m)"); err != nil {
+			return 0, 0, err
+		}
+		if _, err := tx.Exec(ctx, "ANALYZE "+tempTable); err != nil {
+			return 0, 0, err
+		}
+	}
+	for _, m := range g.order {
+		c, u, err := im.merge(ctx, tx, g.subs[m].batchSQL, m)
+		if err != nil {
+			return 0, 0, err
+		}
+		created += c
+		updated += u
+	}
+	return created, updated, nil
 }
 
 // replayable reports whether the batch statement's error may be down to some of its
@@ -467,7 +709,7 @@ func replayable(err error) bool {
 // Like the batch statement, it writes only the last row of each key; the earlier ones
 // count as skipped, so the counts and the rows that land are those the batch would
 // have given, but for the bad rows.
-func (im *Importer) rowByRow(ctx context.Context, tx pgx.Tx, rows int) (Result, error) {
+func (im *Importer) rowByRow(ctx context.Context, tx pgx.Tx, rows int, rowSQL func(ord int64) string) (Result, error) {
 	ords, err := im.replayOrder(ctx, tx)
 	if err != nil {
 		return Result{}, err
@@ -484,7 +726,7 @@ func (im *Importer) rowByRow(ctx context.Context, tx pgx.Tx, rows int) (Result, 
 		if _, err := tx.Exec(ctx, "SAVEPOINT fk_row"); err != nil {
 			return Result{}, fmt.Errorf("savepoint before row %d: %w", ord, err)
 		}
-		c, u, err := im.merge(ctx, tx, im.rowSQL, ord)
+		c, u, err := im.merge(ctx, tx, rowSQL(ord), ord)
 		if err == nil {
 			if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT fk_row"); err != nil {
 				return Result{}, fmt.Errorf("release savepoint after row %d: %w", ord, err)
@@ -675,9 +917,14 @@ func (im *Importer) mergeSQL(where string) string {
 	for i, f := range im.write {
 		cols[i] = f.Column
 	}
-	return fmt.Sprintf(`WITH ins AS (INSERT INTO %s (%s)%s %s%s RETURNING (xmax = 0) AS created)
+	list := ""
+	if len(cols) > 0 {
+		list = " (" + catalog.QuotedColumns(cols) + ")"
+	}
+	// No column written (append of records supplying none): every column takes its default.
+	return fmt.Sprintf(`WITH ins AS (INSERT INTO %s%s%s %s%s RETURNING (xmax = 0) AS created)
 		SELECT count(*) FILTER (WHERE created), count(*) FILTER (WHERE NOT created) FROM ins`,
-		target, catalog.QuotedColumns(cols), override, src, conflict)
+		target, list, override, src, conflict)
 }
 
 // Finish moves the table's sequences (serial and identity columns) past the largest

@@ -81,6 +81,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	tables := fs.String("tables", "", "comma-separated tables (default: all the sender offers)")
 	strategy := fs.String("strategy", "skip", "skip | overwrite | merge | append")
 	create := fs.Bool("create-missing", false, "create tables missing locally")
+	ignoreMissing := fs.Bool("ignore-missing-columns", false, "import without the sender's columns a local table lacks (listed), instead of failing the table")
 	batch := fs.Int("batch", 5000, "rows per batch")
 	timeout := fs.Duration("timeout", 2*time.Minute, "time allowed to connect (and wait for the sender's approval)")
 	idle := fs.Duration("idle-timeout", 75*time.Second, "give up when nothing arrives from the sender for this long (0: never)")
@@ -173,7 +174,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	progress := newReporter(stdout, tty)
 	results, err := c.TransferAll(ctx, pool, syncclient.TransferAllOptions{
 		Tables: list, Strategy: strat,
-		TransferOptions: syncclient.TransferOptions{CreateMissing: *create, BatchSize: *batch, Progress: progress.report},
+		TransferOptions: syncclient.TransferOptions{CreateMissing: *create, BatchSize: *batch, IgnoreMissingColumns: *ignoreMissing,
+			Progress: progress.report},
 	})
 	progress.finish()
 	printSummary(stdout, results)
@@ -273,6 +275,9 @@ func printSummary(w io.Writer, results map[string]syncclient.Result) {
 	for _, n := range names {
 		r := results[n]
 		fmt.Fprintf(w, "%-20s %9d %9d %9d %9d %7d\n", n, r.Rows, r.Created, r.Updated, r.Skipped, r.Failed)
+		if len(r.DroppedColumns) > 0 {
+			fmt.Fprintf(w, "  ~ columns not here, left out: %s\n", strings.Join(r.DroppedColumns, ", "))
+		}
 		for i, e := range r.Errors {
 			if i == 10 {
 				fmt.Fprintf(w, "  … %d more\n", r.Failed-10)

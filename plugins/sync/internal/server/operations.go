@@ -103,8 +103,10 @@ type pullIn struct {
 	Strategy      string            `json:"strategy,omitempty"`
 	Strategies    map[string]string `json:"strategies,omitempty"`
 	CreateMissing bool              `json:"create_missing,omitempty"`
-	BatchSize     int               `json:"batch_size,omitempty"`
-	TimeoutSecs   int               `json:"timeout_seconds,omitempty"`
+	// IgnoreMissingColumns imports without the sender's columns a local table lacks.
+	IgnoreMissingColumns bool `json:"ignore_missing_columns,omitempty"`
+	BatchSize            int  `json:"batch_size,omitempty"`
+	TimeoutSecs          int  `json:"timeout_seconds,omitempty"`
 }
 
 // owner names who owns sessions made through an operation: the caller, as the host
@@ -480,7 +482,8 @@ func (s *Server) pull(ctx context.Context, st *state, in pullIn) (map[string]syn
 	}
 	res, err := c.TransferAll(ctx, st.pool, syncclient.TransferAllOptions{
 		Tables: in.Tables, Strategy: def, Strategies: strategies,
-		TransferOptions: syncclient.TransferOptions{CreateMissing: in.CreateMissing, BatchSize: in.BatchSize},
+		TransferOptions: syncclient.TransferOptions{CreateMissing: in.CreateMissing, BatchSize: in.BatchSize,
+			IgnoreMissingColumns: in.IgnoreMissingColumns},
 	})
 	recordPull(st, in.URL, owner(ctx, ""), def, strategies, res, err)
 	return transferOutcome(res, err)
