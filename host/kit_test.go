@@ -31,7 +31,10 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	testBinary = filepath.Join(dir, "testmodule")
-	out, err := exec.Command("go", "build", "-o", testBinary, "github.com/fiberkit/fiberkit/host/internal/testmodule").CombinedOutput()
+	// Built with the race detector, so that the SDK's side of the tests (concurrent
+	// WebSocket writers, above all) is race-checked too: a race the plugin reports
+	// reaches the host's logs through its stderr, and checkPluginRaces fails the test.
+	out, err := exec.Command("go", "build", "-race", "-o", testBinary, "github.com/fiberkit/fiberkit/host/internal/testmodule").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build test module: %v\n%s", err, out)
 		os.Exit(1)
@@ -70,7 +73,11 @@ routes:
   - path: /panic
   - path: /settings
   - path: /lastclose
+  - path: /flood
   - path: /admin-page
+    admin: true
+  - path: /admin-set
+    methods: [POST]
     admin: true
 websockets:
   - path: /ws
@@ -122,6 +129,7 @@ func startSite(t *testing.T, o kitOptions) *site {
 		o.db = pgtest.NewDatabase(t)
 	}
 	logs := &syncBuffer{}
+	checkPluginRaces(t, logs)
 	cfg := host.Config{
 		DatabaseURL:    o.db,
 		ConfigFile:     o.configFile,
@@ -158,6 +166,23 @@ func startSite(t *testing.T, o kitOptions) *site {
 		s.waitState(t, id, host.StateRunning)
 	}
 	return s
+}
+
+// raceReport is how the race detector starts a report (on the plugin's stderr, which
+// go-plugin copies into the host's log).
+const raceReport = "WARNING: DATA RACE"
+
+// checkPluginRaces fails the test if a plugin process reported a data race. Call it
+// before the kit is created: cleanups run last-in first-out, so the check then runs
+// after Kit.Close, once the plugins' stderr has been read to the end.
+func checkPluginRaces(t *testing.T, logs *syncBuffer) {
+	t.Helper()
+	t.Cleanup(func() {
+		if l := logs.String(); strings.Contains(l, raceReport) {
+			i := strings.Index(l, raceReport)
+			t.Errorf("a plugin process reported a data race:\n%s", l[i:min(len(l), i+4000)])
+		}
+	})
 }
 
 // waitState polls the module's state until it is want or 15 s pass.

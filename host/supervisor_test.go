@@ -32,6 +32,7 @@ func startSupervised(t *testing.T, healthInterval time.Duration) *site {
 	}
 	db := pgtest.NewDatabase(t)
 	logs := &syncBuffer{}
+	checkPluginRaces(t, logs)
 	ctx := context.Background()
 	kit, err := host.New(ctx, host.Config{
 		DatabaseURL:    db,

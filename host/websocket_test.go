@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -110,18 +111,24 @@ func TestWebSocketTenThousandMessagesInOrder(t *testing.T) {
 	}
 }
 
+// Eight goroutines of the plugin write to one connection at once. The test module is
+// built with -race, so a data race in the SDK's write path is reported by the plugin
+// (and fails the test); messages must arrive whole and, per writer, in order.
 func TestWebSocketConcurrentWritersInPlugin(t *testing.T) {
 	s := startSite(t, kitOptions{enabled: []string{"tm"}})
 	c := dialWS(t, wsURL(s, "/fiberkit/tm/ws"), nil)
 	_ = c.WriteMessage(websocket.TextMessage, []byte("concurrent:500"))
 	last := map[string]int{}
-	got := 0
+	got, switches := 0, 0
+	prevWriter := ""
+	maxInFlight := 0
 	for {
 		_, data, err := c.ReadMessage()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if string(data) == "concurrent-done" {
+		if rest, ok := strings.CutPrefix(string(data), "concurrent-done:"); ok {
+			maxInFlight, _ = strconv.Atoi(rest)
 			break
 		}
 		var g string
@@ -132,41 +139,168 @@ func TestWebSocketConcurrentWritersInPlugin(t *testing.T) {
 		if prev, ok := last[g]; ok && i != prev+1 {
 			t.Fatalf("writer %s: %d after %d", g, i, prev)
 		}
+		if g != prevWriter {
+			switches++
+			prevWriter = g
+		}
 		last[g] = i
 		got++
 	}
-	if got != 8*500 {
-		t.Fatalf("got %d messages, want %d", got, 8*500)
+	if got != 8*500 || len(last) != 8 {
+		t.Fatalf("got %d messages from %d writers, want %d from 8", got, len(last), 8*500)
+	}
+	// The writes really overlapped: several goroutines were inside WriteText at once,
+	// and the client saw their messages interleaved, not one writer after another.
+	t.Logf("at most %d writers inside WriteText at once; the writer changed %d times", maxInFlight, switches)
+	if maxInFlight < 2 || switches <= 8 {
+		t.Fatalf("writes did not overlap: at most %d writers at once, %d writer changes", maxInFlight, switches)
+	}
+	// The plugin's race detector said nothing (its report would be in the logs once
+	// the plugin's stderr has been read to the end, at Close).
+	_ = s.kit.Close()
+	if strings.Contains(s.logs.String(), raceReport) {
+		t.Fatalf("the plugin reported a data race")
 	}
 }
 
+// A message over MaxFrameSize closes the connection with 1009 on both sides: the
+// client gets the close frame (the websocket library writes it when the read limit is
+// hit) and the host then ends the connection; the plugin is told by the bridge, with
+// code 1009 and the reason, and the module keeps serving.
 func TestWebSocketOversizedFrameClosesWith1009(t *testing.T) {
 	s := startSite(t, kitOptions{enabled: []string{"tm"}, maxFrame: 64 << 10})
 	c := dialWS(t, wsURL(s, "/fiberkit/tm/ws"), nil)
+	// A message just under the limit goes through.
+	if err := c.WriteMessage(websocket.BinaryMessage, make([]byte, 64<<10)); err != nil {
+		t.Fatal(err)
+	}
+	if _, data, err := c.ReadMessage(); err != nil || len(data) != 64<<10 {
+		t.Fatalf("a message of MaxFrameSize: %d bytes back, %v", len(data), err)
+	}
 	_ = c.WriteMessage(websocket.BinaryMessage, make([]byte, 65<<10))
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	_, _, err := c.ReadMessage()
 	var ce *websocket.CloseError
 	if !errors.As(err, &ce) || ce.Code != websocket.CloseMessageTooBig {
 		t.Fatalf("oversized frame: %v, want close 1009", err)
 	}
+	// Nothing follows the close frame: the host ends the connection.
+	// (It may end with a reset: the rest of the oversized message was never read.)
+	_ = c.NetConn().SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := io.Copy(io.Discard, c.NetConn())
+	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("after the close frame the host did not end the connection: %v (%d bytes more)", err, n)
+	}
+	if n > 0 {
+		// In particular no second close frame (the plugin's answer) follows the first.
+		t.Fatalf("%d bytes followed the close frame", n)
+	}
+	// The plugin saw the client's connection end as 1009 with the bridge's reason.
+	var body string
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, body = get(t, s.url+"/fiberkit/tm/lastclose")
+		if body != "" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if body != "1009 message too big" {
+		t.Fatalf("plugin saw close %q, want '1009 message too big'", body)
+	}
+	// The module still serves WebSockets.
+	c2 := dialWS(t, wsURL(s, "/fiberkit/tm/ws"), nil)
+	_ = c2.WriteMessage(websocket.TextMessage, []byte("still here"))
+	if _, data, err := c2.ReadMessage(); err != nil || string(data) != "still here" {
+		t.Fatalf("after the oversized frame: %q %v", data, err)
+	}
 }
 
+// floodState is the test module's report on its flood command.
+type floodState struct {
+	Sent  int64   `json:"sent"`
+	Ended bool    `json:"ended"`
+	End   *string `json:"end"`
+}
+
+// A client that asks for 200 MB and never reads: the plugin is back-pressured (it
+// cannot send more than the buffers on the way hold, and stops), the host's memory
+// stays flat, and when the write to the client times out (30 s) the host ends the
+// connection, which the plugin sees as a failed send and the client as the end of
+// the stream.
 func TestWebSocketClientThatNeverReadsDoesNotGrowHostMemory(t *testing.T) {
 	s := startSite(t, kitOptions{enabled: []string{"tm"}})
 	c := dialWS(t, wsURL(s, "/fiberkit/tm/ws"), nil)
+	flood := func() floodState {
+		t.Helper()
+		code, body := get(t, s.url+"/fiberkit/tm/flood")
+		if code != 200 {
+			t.Fatalf("GET /flood: %d %s", code, body)
+		}
+		var f floodState
+		decodeJSON(t, body, &f)
+		return f
+	}
 	resetPeak(t, os.Getpid())
 	before := peakRSS(t, os.Getpid())
 	// Ask for 200 MB of 64 KB messages and never read them.
-	_ = c.WriteMessage(websocket.TextMessage, []byte("flood:3200"))
-	time.Sleep(3 * time.Second)
+	const asked = 3200
+	start := time.Now()
+	_ = c.WriteMessage(websocket.TextMessage, []byte("flood:"+strconv.Itoa(asked)))
+
+	// Back-pressure: after a few seconds the plugin has stopped sending, far short of
+	// what it was asked for, and stays stopped while the client does not read.
+	time.Sleep(4 * time.Second)
+	stalled := flood()
+	if stalled.Ended || stalled.Sent == 0 || stalled.Sent >= asked/4 {
+		t.Fatalf("after 4 s the plugin had sent %d of %d messages (ended %v): want it stalled by back-pressure", stalled.Sent, asked, stalled.Ended)
+	}
+	var end floodState
+	for {
+		time.Sleep(250 * time.Millisecond)
+		end = flood()
+		if end.Ended {
+			break
+		}
+		if end.Sent != stalled.Sent {
+			t.Fatalf("the plugin sent on to a client that does not read: %d messages, then %d", stalled.Sent, end.Sent)
+		}
+		if time.Since(start) > 38*time.Second {
+			t.Fatalf("the host did not end the connection to a client that never reads within %s (write timeout 30 s)", time.Since(start).Round(time.Second))
+		}
+	}
+	elapsed := time.Since(start)
 	growth := peakRSS(t, os.Getpid()) - before
-	t.Logf("host peak RSS grew %d KB while a client ignored a 200 MB flood", growth>>10)
+	t.Logf("plugin stalled at %d messages (%d MB); connection ended after %s: %s; host peak RSS grew %d KB",
+		stalled.Sent, stalled.Sent>>4, elapsed.Round(100*time.Millisecond), *end.End, growth>>10)
 	if growth > 40<<20 {
 		t.Fatalf("host memory grew %d MB for a client that never reads", growth>>20)
 	}
-	// The host still serves others meanwhile.
+	if end.Sent >= asked || !strings.HasPrefix(*end.End, "write failed") {
+		t.Fatalf("flood ended with %d of %d sent: %q, want a failed write", end.Sent, asked, *end.End)
+	}
+	// The host still serves others.
 	if code, body := get(t, s.url+"/fiberkit/tm/ping"); code != 200 || body != "pong" {
 		t.Fatalf("host stuck: %d %q", code, body)
+	}
+	// The client, reading at last, gets what was buffered on the way and then the end
+	// of the connection, not the rest of the 200 MB.
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := 0
+	for {
+		_, _, err := c.ReadMessage()
+		if err != nil {
+			var ne interface{ Timeout() bool }
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatalf("the connection is still open after the host gave up on it (%d messages read)", got)
+			}
+			t.Logf("client read %d buffered messages, then: %v", got, err)
+			break
+		}
+		got++
+	}
+	if got >= asked {
+		t.Fatalf("the client received all %d messages", got)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fiberkit/fiberkit/sdk"
@@ -28,6 +29,10 @@ type state struct {
 	host      *sdk.Host
 	lastClose string
 	gates     sync.Map // "gate/n" → chan closed when the test has seen SSE event n
+
+	// The flood command's progress: messages the host took, and how it ended.
+	floodSent atomic.Int64
+	floodEnd  atomic.Pointer[string]
 }
 
 func main() {
@@ -103,6 +108,29 @@ func main() {
 		st.mu.Lock()
 		defer st.mu.Unlock()
 		io.WriteString(w, st.lastClose)
+	})
+	mux.HandleFunc("GET /flood", func(w http.ResponseWriter, r *http.Request) {
+		end := st.floodEnd.Load()
+		writeJSON(w, map[string]any{"sent": st.floodSent.Load(), "ended": end != nil, "end": end})
+	})
+	// An admin form that changes the module's settings through the host: a forged
+	// POST must never get here.
+	mux.HandleFunc("POST /admin-set", func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseForm(); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		changes := map[string]string{}
+		for k, v := range r.PostForm {
+			if k != "_csrf" {
+				changes[k] = v[0]
+			}
+		}
+		if err := st.getHost().SetSettings(r.Context(), changes); err != nil {
+			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+			return
+		}
+		writeJSON(w, map[string]any{"saved": len(changes)})
 	})
 	mux.HandleFunc("GET /admin-page", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"caller": sdk.CallerFrom(r.Context()), "csrf": r.Header.Get("X-Csrf-Token")})
@@ -194,29 +222,52 @@ func (st *state) echo(ctx context.Context, c *sdk.Conn) error {
 				}
 			}
 		case t == sdk.TextMessage && strings.HasPrefix(msg, "concurrent:"):
-			// Several goroutines writing at once must be safe.
+			// Several goroutines writing at once must be safe. They start together, and
+			// the reply says how many were inside a write at the same time at most, so
+			// the test knows the writes did overlap.
 			n, _ := strconv.Atoi(msg[len("concurrent:"):])
-			var wg sync.WaitGroup
-			for g := 0; g < 8; g++ {
+			const writers = 8
+			var ready, wg sync.WaitGroup
+			var inFlight, maxInFlight atomic.Int64
+			start := make(chan struct{})
+			for g := 0; g < writers; g++ {
+				ready.Add(1)
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
+					ready.Done()
+					<-start
 					for i := 0; i < n; i++ {
+						cur := inFlight.Add(1)
+						for m := maxInFlight.Load(); cur > m && !maxInFlight.CompareAndSwap(m, cur); m = maxInFlight.Load() {
+						}
 						_ = c.WriteText(fmt.Sprintf("g%d-%d", g, i))
+						inFlight.Add(-1)
 					}
 				}()
 			}
+			ready.Wait()
+			close(start)
 			wg.Wait()
-			_ = c.WriteText("concurrent-done")
+			_ = c.WriteText(fmt.Sprintf("concurrent-done:%d", maxInFlight.Load()))
 		case t == sdk.TextMessage && strings.HasPrefix(msg, "flood:"):
-			// Send until the host stops taking messages; report nothing, the test
-			// watches the host's memory.
+			// Send until the host stops taking messages. GET /flood reports how many it
+			// took and how the flood ended; the test watches the host's memory.
 			n, _ := strconv.Atoi(msg[len("flood:"):])
 			payload := strings.Repeat("x", 64<<10)
+			st.floodSent.Store(0)
+			st.floodEnd.Store(nil)
+			end := "all sent"
 			for i := 0; i < n; i++ {
 				if err := c.WriteText(payload); err != nil {
-					return nil
+					end = "write failed: " + err.Error()
+					break
 				}
+				st.floodSent.Add(1)
+			}
+			st.floodEnd.Store(&end)
+			if end != "all sent" {
+				return nil
 			}
 		default:
 			if err := c.WriteMessage(t, data); err != nil {
