@@ -456,6 +456,9 @@ func (c *Client) readLoop() {
 				c.err = fmt.Errorf("%w: %w (%s)", ErrClosed, ErrPeerSilent, c.idle)
 			}
 		}
+		// Done before the streams hear of it: a transfer that returns on this error
+		// must find the client already not Connected.
+		close(c.done)
 		for _, s := range c.streams {
 			select {
 			case s <- streamMsg{err: c.err}:
@@ -463,7 +466,6 @@ func (c *Client) readLoop() {
 			}
 		}
 		c.mu.Unlock()
-		close(c.done)
 		// Nothing more can be read: free the socket now (a writer blocked on a silent
 		// peer returns at once) rather than at Close.
 		_ = c.conn.NetConn().Close()
