@@ -51,7 +51,12 @@ type PullRequest struct {
 	Strategy      importer.Strategy `json:"strategy,omitempty"`
 	Strategies    map[string]string `json:"strategies,omitempty"`
 	CreateMissing bool              `json:"create_missing,omitempty"`
-	BatchSize     int               `json:"batch_size,omitempty"`
+	// IgnoreMissingColumns imports without the sender's columns a local table lacks
+	// (the results name them in DroppedColumns).
+	IgnoreMissingColumns bool `json:"ignore_missing_columns,omitempty"`
+	BatchSize            int  `json:"batch_size,omitempty"`
+	// TimeoutSeconds bounds connecting, approval included (default 30).
+	TimeoutSeconds int `json:"timeout_seconds,omitempty"`
 }
 
 func (m *Module) call(ctx context.Context, op string, in, out any) error {
