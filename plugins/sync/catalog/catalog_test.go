@@ -14,15 +14,7 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-func newDB(t *testing.T) *pgxpool.Pool {
-	t.Helper()
-	pool, err := pgxpool.New(context.Background(), pgtest.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return pool
-}
+func newDB(t *testing.T) *pgxpool.Pool { return pgtest.NewPool(t) }
 
 func exec(t *testing.T, db *pgxpool.Pool, sql string) {
 	t.Helper()

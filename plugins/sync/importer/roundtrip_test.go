@@ -28,12 +28,7 @@ type site struct {
 
 func newSite(t *testing.T) *site {
 	t.Helper()
-	pool, err := pgxpool.New(context.Background(), pgtest.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return &site{pool: pool}
+	return &site{pool: pgtest.NewPool(t)}
 }
 
 func (s *site) exec(t *testing.T, sql string, args ...any) {
