@@ -7,11 +7,16 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"syscall"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/fasthttp/websocket"
+
+	"github.com/fiberkit/fiberkit/host/browsertest"
+	"github.com/fiberkit/fiberkit/sdk/syncclient"
 )
 
 // sendPage GETs a site's Send page as a program would and returns the page's owner
@@ -186,5 +191,161 @@ func TestReceiveJobClosesItsConnectionWhenDone(t *testing.T) {
 			t.Fatalf("%d transactions still open on the sender after the transfer", idleInTransaction(t, a))
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// evalBool runs a JavaScript expression in tab.
+func evalBool(t *testing.T, tab context.Context, js string) bool {
+	t.Helper()
+	var ok bool
+	if err := chromedp.Run(tab, chromedp.Evaluate(js, &ok)); err != nil {
+		t.Fatalf("%s: %v", js, err)
+	}
+	return ok
+}
+
+// waitJS waits for a JavaScript expression to hold in tab.
+func waitJS(t *testing.T, tab context.Context, what, js string, timeout time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); !evalBool(t, tab, js); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %s never held", what, js)
+		}
+	}
+}
+
+// The pages' accessibility: labelled fields, request buttons named after the request
+// and keeping the keyboard focus through updates, the copy announced, wide tables
+// scrolling on their own.
+func TestPagesAccessibility(t *testing.T) {
+	a := startSite(t, siteOptions{mode: "require_approval"})
+	b := startSite(t, siteOptions{})
+	browser := browsertest.New(t, nil)
+	tabA := browser
+	tabB, closeB := chromedp.NewContext(browser)
+	defer closeB()
+
+	// Receive: every label points at its field.
+	if err := chromedp.Run(tabB, chromedp.Navigate(b.url+"/admin/fiberkit/sync/receive"), chromedp.WaitVisible(`#connect-btn`, chromedp.ByQuery)); err != nil {
+		t.Fatal(err)
+	}
+	if !evalBool(t, tabB, `(() => { const l = document.querySelector('label[for=code-input]'); return !!l && l.control === document.getElementById('code-input'); })()`) {
+		t.Fatal("the code field has no label")
+	}
+	if !evalBool(t, tabB, `Array.from(document.querySelectorAll('label[for]')).every(l => l.control !== null)`) {
+		t.Fatal("a label points at no field")
+	}
+
+	// Send: the copy is announced.
+	code := readCode(t, tabA, a)
+	if err := chromedp.Run(tabA, chromedp.Click(`#copy`, chromedp.ByQuery)); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, tabA, "the copy announced", `document.getElementById('copy-status').textContent.length > 0`, 5*time.Second)
+
+	// A request waiting for approval: its buttons are named after it.
+	ctx := context.Background()
+	done := make(chan error, 1)
+	go func() {
+		c, err := syncclient.Connect(ctx, a.url, code, syncclient.Options{Timeout: time.Minute, ReceiverInfo: map[string]any{"who": "dev laptop"}})
+		if err == nil {
+			c.Close()
+		}
+		done <- err
+	}()
+	if err := chromedp.Run(tabA, chromedp.WaitVisible(`#pending button.approve`, chromedp.ByQuery)); err != nil {
+		t.Fatalf("no pending request: %v", err)
+	}
+	if !evalBool(t, tabA, `/^Approve .*dev laptop/.test(document.querySelector('#pending button.approve').getAttribute('aria-label')) && /^Deny .*dev laptop/.test(document.querySelector('#pending button.deny').getAttribute('aria-label'))`) {
+		t.Fatal("the approval buttons do not name the request")
+	}
+	// The keyboard focus on Approve survives an update of the page.
+	if !evalBool(t, tabA, `(() => { document.querySelector('#pending button.approve').focus(); return document.activeElement.classList.contains('approve'); })()`) {
+		t.Fatal("cannot focus Approve")
+	}
+	a.exec(t, `UPDATE fiberkit_sync_sessions SET progress = '{"table":"focus_probe","rows":7}' WHERE used_at IS NOT NULL`)
+	waitJS(t, tabA, "the page updated", `document.getElementById('receivers').textContent.includes('focus_probe')`, 10*time.Second)
+	if !evalBool(t, tabA, `document.activeElement === document.querySelector('#pending button.approve')`) {
+		t.Fatal("the update took the keyboard focus off Approve")
+	}
+	// Enter approves; the decided request leaves and the focus stays in the list.
+	if err := chromedp.Run(tabA, chromedp.KeyEvent("\r")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("approved by keyboard: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Enter on Approve did not approve")
+	}
+	waitJS(t, tabA, "focus after the decision", `document.querySelectorAll('#pending .card').length === 0 && document.activeElement.id === 'pending'`, 10*time.Second)
+
+	// Overview: the sessions and attempts tables scroll on their own.
+	if err := chromedp.Run(tabA, chromedp.Navigate(a.url+"/admin/fiberkit/sync/"), chromedp.WaitVisible(`#attempts`, chromedp.ByQuery)); err != nil {
+		t.Fatal(err)
+	}
+	if !evalBool(t, tabA, `['sessions', 'attempts', 'transfers'].every(id => { const t = document.getElementById(id); return !t || t.parentElement.classList.contains('scroll'); })`) {
+		t.Fatal("an overview table is not wrapped in .scroll")
+	}
+}
+
+// What the Receive page says when the code is dead, when the sending page closes
+// while connected, and when the sending site vanishes.
+func TestReceivePageRefusalMessages(t *testing.T) {
+	a := seeded(t, siteOptions{})
+	b := startSite(t, siteOptions{})
+	browser := browsertest.New(t, nil)
+	tabA := browser
+	newTab := func() context.Context {
+		tab, cancel := chromedp.NewContext(browser)
+		t.Cleanup(cancel)
+		return tab
+	}
+
+	// A code whose Send page was closed.
+	code := readCode(t, tabA, a)
+	if err := chromedp.Run(tabA, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); codeValid(t, a, code); time.Sleep(250 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the code outlived its page")
+		}
+	}
+	tab := newTab()
+	connectFrom(t, tab, b, a.url, code, "")
+	waitState(t, tab, "failed")
+	if code, msg := pageError(t, tab); code != "invalid_code" || !strings.Contains(msg, "expired") {
+		t.Fatalf("dead code: %s %q", code, msg)
+	}
+
+	// Connected, then the sending page closes: the session ends.
+	code = readCode(t, tabA, a)
+	tab = newTab()
+	connectFrom(t, tab, b, a.url, code, "")
+	waitState(t, tab, "ready")
+	if err := chromedp.Run(tabA, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, tab, "failed")
+	if code, msg := pageError(t, tab); code != "session_ended" || !strings.Contains(msg, "ended the session") {
+		t.Fatalf("session ended: %s %q", code, msg)
+	}
+	browsertest.Screenshot(t, tab, "sync-receive-session-ended.png")
+
+	// Connected, then the sending site's plugin dies.
+	code = a.newCode(t).Code
+	tab = newTab()
+	connectFrom(t, tab, b, a.url, code, "")
+	waitState(t, tab, "ready")
+	st, _ := a.kit.Module("sync")
+	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, tab, "failed")
+	if code, msg := pageError(t, tab); code != "sender_vanished" || !strings.Contains(msg, "went away") {
+		t.Fatalf("sender vanished: %s %q", code, msg)
 	}
 }

@@ -86,6 +86,9 @@ func readOps(c *sdk.Conn) <-chan liveMsg {
 	return ops
 }
 
+// resendEvery is how often the Send page gets its view even when nothing changed.
+const resendEvery = 10 * time.Second
+
 type sendView struct {
 	Type      string             `json:"type"`
 	Sessions  []session.Session  `json:"sessions"`
@@ -101,7 +104,7 @@ func (s *Server) liveSend(ctx context.Context, c *sdk.Conn, st *state, owner, ac
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	var last sendView
-	lastTouch := time.Time{}
+	var lastTouch, lastSent time.Time
 	for {
 		if time.Since(lastTouch) >= s.pages.touchEvery {
 			if err := st.sessions.Touch(ctx, owner); err != nil && ctx.Err() == nil {
@@ -128,11 +131,13 @@ func (s *Server) liveSend(ctx context.Context, c *sdk.Conn, st *state, owner, ac
 				v.Pending = append(v.Pending, a)
 			}
 		}
-		if !reflect.DeepEqual(v, last) {
+		// Changes go out at once; an unchanged view is repeated every resendEvery, so
+		// an idle socket is never silent for long (proxies drop silent sockets).
+		if !reflect.DeepEqual(v, last) || time.Since(lastSent) >= resendEvery {
 			if err := writeJSON(c, v); err != nil {
 				return nil
 			}
-			last = v
+			last, lastSent = v, time.Now()
 		}
 		select {
 		case <-ctx.Done():
@@ -175,6 +180,20 @@ type job struct {
 	idle     *time.Timer // set while nobody watches
 	idleGen  int         // which idle timer is current
 }
+
+// release closes c and detaches it from the job if it is still the job's client.
+func (j *job) release(c *syncclient.Client) {
+	j.mu.Lock()
+	if j.client == c {
+		j.client = nil
+	}
+	j.mu.Unlock()
+	_ = c.Close()
+}
+
+// cancelGrace is how long a cancelled transfer's connection stays open, so the
+// sender winds the cancelled stream down (and records why) before it goes.
+const cancelGrace = 2 * time.Second
 
 // dropClient detaches the job's client and closes it.
 func (j *job) dropClient() {
@@ -376,6 +395,9 @@ func explain(err error, wasWaiting bool) (code, msg string) {
 			}
 			return re.Code, "The sending site does not accept incoming connections."
 		}
+		if code, msg, ok := closeReason(re.Code); ok {
+			return code, msg
+		}
 		return re.Code, "The sending site refused: " + re.Error()
 	}
 	if errors.Is(err, syncclient.ErrClosed) {
@@ -391,6 +413,27 @@ func explain(err error, wasWaiting bool) (code, msg string) {
 		return "sender_disabled", "The sending site has Sync turned off, or the URL is wrong."
 	}
 	return "failed", err.Error()
+}
+
+// closeReason explains the reasons a sender gives when it closes a connection
+// (close codes 4004, 4005; the client reports the reason as the error's code).
+func closeReason(reason string) (code, msg string, ok bool) {
+	r := strings.ToLower(reason)
+	switch {
+	case strings.Contains(r, "session ended"):
+		return "session_ended", "The sending site ended the session: its Send page was closed or the code was withdrawn. Rows already imported are kept; ask for a new code to finish.", true
+	case strings.Contains(r, "revoked"), strings.Contains(r, "was deleted"):
+		return "connection_revoked", "The sending site revoked this connection. Rows already imported are kept; ask the sending site for a new connection.", true
+	case strings.Contains(r, "suspended"):
+		return "connection_suspended", "The sending site suspended this connection. Ask its admin to reactivate it.", true
+	case strings.Contains(r, "regenerated"):
+		return "token_regenerated", "The sending site issued a new token for this connection; the old one no longer works.", true
+	case strings.HasPrefix(r, "expired"):
+		return "connection_expired", "This connection expired on the sending site (" + reason + "). Ask its admin to extend it.", true
+	case strings.Contains(r, "downloads used"), strings.Contains(r, "requests this minute"), strings.Contains(r, "utc hours"):
+		return "connection_limit", "The sending site's limits for this connection stopped it: " + reason + ".", true
+	}
+	return "", "", false
 }
 
 func (s *Server) connectJob(st *state, j *job, m liveMsg) {
@@ -594,6 +637,10 @@ func (s *Server) startJob(st *state, j *job, m liveMsg, user string) {
 		j.mu.Lock()
 		j.finished = time.Now()
 		j.mu.Unlock()
-		j.dropClient()
+		if ctx.Err() != nil {
+			time.AfterFunc(cancelGrace, func() { j.release(c) })
+		} else {
+			j.release(c)
+		}
 	}()
 }

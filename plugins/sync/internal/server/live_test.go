@@ -1,8 +1,11 @@
 package server
 
 import (
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/fiberkit/fiberkit/sdk/syncclient"
 )
 
 // A job nobody watches is closed and forgotten after the idle period; one being
@@ -33,5 +36,29 @@ func TestIdleJobsExpire(t *testing.T) {
 	js.mu.Unlock()
 	if !kept {
 		t.Fatal("a watched job expired")
+	}
+}
+
+// The reasons a sender closes with (4004, 4005) get sentences of their own.
+func TestExplainCloseReasons(t *testing.T) {
+	for reason, want := range map[string]string{
+		"session ended by the sending site":                          "session_ended",
+		"connection revoked":                                         "connection_revoked",
+		"the connection is revoked":                                  "connection_revoked",
+		"the connection was deleted":                                 "connection_revoked",
+		"the connection is suspended":                                "connection_suspended",
+		"the connection's token was regenerated":                     "token_regenerated",
+		"expired at 2024-01-01T00:00:00Z":                            "connection_expired",
+		"all 3 downloads used":                                       "connection_limit",
+		"more than 5 requests this minute":                           "connection_limit",
+		"requests are accepted only in the UTC hours [1 2] (now 05)": "connection_limit",
+	} {
+		code, msg := explain(&syncclient.RemoteError{Code: reason}, false)
+		if code != want || strings.Contains(msg, "refused: ") {
+			t.Errorf("%q: %s %q, want %s", reason, code, msg, want)
+		}
+	}
+	if code, _ := explain(&syncclient.RemoteError{Code: "something_new"}, false); code != "something_new" {
+		t.Errorf("unknown reason: %s", code)
 	}
 }

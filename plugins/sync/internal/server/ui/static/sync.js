@@ -26,26 +26,25 @@
     var box = document.querySelector('.code-box');
     var owner = box.getAttribute('data-owner');
     $('copy').addEventListener('click', function () {
-      var code = this.getAttribute('data-copy');
-      if (navigator.clipboard) navigator.clipboard.writeText(code);
-      this.textContent = 'Copied';
+      var btn = this, code = btn.getAttribute('data-copy'), status = $('copy-status');
+      function say(text, label) { btn.textContent = label; status.textContent = ''; setTimeout(function () { status.textContent = text; }, 50); }
+      function selectCode() {
+        var range = document.createRange(); range.selectNodeContents($('code'));
+        var sel = window.getSelection(); sel.removeAllRanges(); sel.addRange(range);
+        say('The code is selected: press Ctrl+C (or ⌘C) to copy it.', 'Copy');
+      }
+      if (!navigator.clipboard || !navigator.clipboard.writeText) { selectCode(); return; }
+      // A clipboard write can wait for a permission that never comes: fall back then too.
+      var settled = false;
+      var settle = function (fn) { return function () { if (settled) return; settled = true; clearTimeout(timer); fn(); }; };
+      var timer = setTimeout(settle(selectCode), 1500);
+      navigator.clipboard.writeText(code).then(settle(function () { say('Copied the code ' + code.split('').join(' ') + '.', 'Copied'); }), settle(selectCode));
     });
     hello = function () { return { op: 'hello', page: 'send', owner: owner }; };
     onMessage = function (m) {
       if (m.type !== 'send') return;
       $('code-dead').hidden = m.code_alive;
-      var pending = $('pending'); pending.textContent = '';
-      if (!m.pending.length) pending.appendChild(el('p', { 'class': 'muted' }, 'No requests.'));
-      m.pending.forEach(function (a) {
-        var card = el('div', { 'class': 'card pending', 'data-id': a.id });
-        card.appendChild(el('p', { 'class': 'who' }, describe(a.receiver_info) + ' from ' + a.address));
-        var ok = el('button', { type: 'button', 'class': 'approve' }, 'Approve');
-        var no = el('button', { type: 'button', 'class': 'deny' }, 'Deny');
-        ok.onclick = function () { send({ op: 'approve', id: a.id }); ok.disabled = no.disabled = true; };
-        no.onclick = function () { send({ op: 'deny', id: a.id }); ok.disabled = no.disabled = true; };
-        card.appendChild(ok); card.appendChild(document.createTextNode(' ')); card.appendChild(no);
-        pending.appendChild(card);
-      });
+      showPending(m.pending);
       var rec = $('receivers'); rec.textContent = '';
       if (!m.sessions.length) rec.appendChild(el('p', { 'class': 'muted' }, 'Nobody yet.'));
       m.sessions.forEach(function (s) {
@@ -58,6 +57,55 @@
       });
     };
     connect();
+  }
+
+  // showPending updates the requests in place, keyed by approval id, so a keyboard
+  // user's focus on Approve or Deny survives every update of the page.
+  function showPending(list) {
+    var box = $('pending'), want = {};
+    list.forEach(function (a) { want[a.id] = true; });
+    var lostFocus = false;
+    Array.prototype.slice.call(box.querySelectorAll('.card.pending')).forEach(function (card) {
+      if (want[card.getAttribute('data-id')]) return;
+      if (card.contains(document.activeElement)) lostFocus = true;
+      box.removeChild(card);
+    });
+    var empty = box.querySelector('p.muted');
+    if (list.length && empty) box.removeChild(empty);
+    if (!list.length && !empty) box.appendChild(el('p', { 'class': 'muted' }, 'No requests.'));
+    list.forEach(function (a) {
+      var who = describe(a.receiver_info) + ' from ' + a.address;
+      var card = box.querySelector('.card.pending[data-id="' + CSS.escape(a.id) + '"]');
+      if (!card) {
+        card = el('div', { 'class': 'card pending', 'data-id': a.id, role: 'group' });
+        card.appendChild(el('p', { 'class': 'who' }));
+        var ok = el('button', { type: 'button', 'class': 'approve' }, 'Approve');
+        var no = el('button', { type: 'button', 'class': 'deny' }, 'Deny');
+        // Once decided, the buttons say so (aria-disabled keeps the focus on them,
+        // where disabled would drop it) until the request leaves the list.
+        var decide = function (op) {
+          if (ok.getAttribute('aria-disabled') === 'true') return;
+          send({ op: op, id: a.id });
+          ok.setAttribute('aria-disabled', 'true'); no.setAttribute('aria-disabled', 'true');
+        };
+        ok.onclick = function () { decide('approve'); };
+        no.onclick = function () { decide('deny'); };
+        card.appendChild(ok); card.appendChild(document.createTextNode(' ')); card.appendChild(no);
+        box.appendChild(card);
+      }
+      var p = card.querySelector('.who');
+      if (p.textContent !== who) {
+        p.textContent = who;
+        card.setAttribute('aria-label', 'Request: ' + who);
+        card.querySelector('button.approve').setAttribute('aria-label', 'Approve the request of ' + who);
+        card.querySelector('button.deny').setAttribute('aria-label', 'Deny the request of ' + who);
+      }
+    });
+    // A decided request's buttons are gone: keep the keyboard in the list.
+    if (lostFocus) {
+      var next = box.querySelector('button.approve:not([aria-disabled=true])');
+      (next || box).focus();
+    }
   }
 
   function describe(info) {
@@ -76,7 +124,7 @@
       failed: '', cancelled: 'Cancelled.'
     };
     hello = function () { return { op: 'hello', page: 'receive', job: job }; };
-    var built = '';
+    var built = '', lastError = '';
     onMessage = function (m) {
       if (m.type !== 'receive') return;
       job = m.job; sessionStorage.setItem('fiberkit-sync-job', job);
@@ -84,6 +132,11 @@
       $('status').textContent = statusText[m.state] || '';
       var msg = $('message');
       msg.hidden = !m.message; msg.textContent = m.message || ''; msg.setAttribute('data-error', m.error || '');
+      // The password is optional until the sending site asks for it.
+      var pw = $('password'), wantPw = m.error === 'password_required' || m.error === 'wrong_password';
+      if (wantPw) pw.setAttribute('aria-invalid', 'true'); else pw.removeAttribute('aria-invalid');
+      if (wantPw && m.error !== lastError) pw.focus();
+      lastError = m.error || '';
       var busy = m.state === 'connecting' || m.state === 'waiting_approval' || m.state === 'transferring';
       $('connect-btn').disabled = busy;
       $('picker').hidden = !m.tables.length;
