@@ -299,3 +299,32 @@ func TestHistoryRecordsPagedReadsRefusedPullsAndFilters(t *testing.T) {
 		t.Fatalf("filter by direction on the receiver: %+v %v", got, err)
 	}
 }
+
+// A remote's schedule is edited through the update_remote operation.
+func TestUpdateRemoteOperation(t *testing.T) {
+	t.Setenv("FIBERKIT_SECRET_KEY", "update-remote-test-key")
+	a := seeded(t, siteOptions{})
+	b := startSite(t, siteOptions{})
+	c := a.newConnection(t, connection.Limits{}, true)
+	var r struct {
+		ID       string   `json:"id"`
+		Tables   []string `json:"tables"`
+		Strategy string   `json:"strategy"`
+		Interval int      `json:"interval_seconds"`
+	}
+	if err := b.call(t, "add_remote", map[string]any{"name": "prod", "url": a.url, "token": c.Token}, &r); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.call(t, "update_remote", map[string]any{"id": r.ID, "tables": []string{"products"}, "strategy": "overwrite", "interval_seconds": 3600}, &r); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Tables) != 1 || r.Tables[0] != "products" || r.Strategy != "overwrite" || r.Interval != 3600 {
+		t.Fatalf("after update: %+v", r)
+	}
+	if err := b.call(t, "update_remote", map[string]any{"id": r.ID, "strategy": "shred"}, nil); err == nil || !strings.Contains(err.Error(), "invalid_input") {
+		t.Fatalf("bad strategy: %v", err)
+	}
+	if err := b.call(t, "update_remote", map[string]any{"id": "00000000-0000-0000-0000-000000000000"}, nil); err == nil || !strings.Contains(err.Error(), "not_found") {
+		t.Fatalf("unknown remote: %v", err)
+	}
+}

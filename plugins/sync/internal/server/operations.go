@@ -422,6 +422,20 @@ func (s *Server) operations() sdk.Operations {
 			})
 			return transferOutcome(res, err)
 		}),
+		"update_remote": sdk.Op(func(ctx context.Context, in updateRemoteIn) (remote.Remote, error) {
+			st, err := s.state()
+			if err != nil {
+				return remote.Remote{}, err
+			}
+			r, err := st.remotes.Update(ctx, in.ID, in.Schedule)
+			if errors.Is(err, remote.ErrNotFound) {
+				return r, sdk.Errorf("not_found", "%v", err)
+			}
+			if err != nil {
+				return r, sdk.Errorf("invalid_input", "%v", err)
+			}
+			return r, nil
+		}),
 		"delete_remote": sdk.Op(func(ctx context.Context, in sessionIn) (bool, error) {
 			st, err := s.state()
 			if err != nil {
@@ -506,6 +520,12 @@ type remoteIn struct {
 	Tables   []string `json:"tables,omitempty"`
 	Strategy string   `json:"strategy,omitempty"`
 	Interval int      `json:"interval_seconds,omitempty"`
+}
+
+// updateRemoteIn changes a remote's schedule: its tables, strategy and interval.
+type updateRemoteIn struct {
+	ID string `json:"id"`
+	remote.Schedule
 }
 
 type historyIn struct {

@@ -140,6 +140,9 @@ const servedSchema = "public"
 type liveStream struct {
 	credits chan int
 	cancel  context.CancelFunc
+	// byReceiver is set when the receiver sent stream:cancel, so the history says
+	// so even if its connection closes before the stream notices.
+	byReceiver atomic.Bool
 }
 
 // peer is one connected receiver.
@@ -419,6 +422,7 @@ func (p *peer) handle(ctx context.Context, f wire.Frame) error {
 		}
 		p.mu.Lock()
 		if ls, ok := p.streams[sc.Stream]; ok {
+			ls.byReceiver.Store(true)
 			ls.cancel()
 		}
 		p.mu.Unlock()
@@ -657,7 +661,8 @@ func (p *peer) startStream(ctx context.Context, f wire.Frame, req wire.Start) er
 	}
 	credits := make(chan int, maxCredit)
 	sctx, scancel := context.WithCancel(ctx)
-	p.streams[req.Stream] = &liveStream{credits: credits, cancel: scancel}
+	ls := &liveStream{credits: credits, cancel: scancel}
+	p.streams[req.Stream] = ls
 	p.mu.Unlock()
 	if err := p.reply(f, wire.EventReply, wire.Reply{Status: "ok", Response: map[string]any{"stream": req.Stream, "columns": writableNames(sch)}}); err != nil {
 		return err
@@ -676,13 +681,17 @@ func (p *peer) startStream(ctx context.Context, f wire.Frame, req wire.Start) er
 		}()
 		started := time.Now()
 		rows, bytes, err := p.stream(sctx, sch, req, credits)
-		if err != nil && sctx.Err() != nil && ctx.Err() == nil {
+		cancelled := err != nil && (ls.byReceiver.Load() || sctx.Err() != nil && ctx.Err() == nil)
+		if cancelled {
 			err = errors.New("cancelled by the receiver")
 		}
 		by := p.startedBy()
 		rec := history.Transfer{Direction: "send", Peer: p.addr, Table: req.Table, Rows: rows, Bytes: bytes,
 			Duration: time.Since(started), Status: "done", StartedBy: by}
-		if err != nil {
+		switch {
+		case cancelled:
+			rec.Status, rec.Error = "cancelled", err.Error()
+		case err != nil:
 			rec.Status, rec.Error = "failed", err.Error()
 		}
 		_, _ = p.st.history.Record(context.Background(), rec)
