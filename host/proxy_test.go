@@ -29,9 +29,9 @@ import (
 
 // The raw module (internal/rawmodule) is built once, next to the test module.
 var (
-	reviewOnce   sync.Once
-	rawBinary string
-	reviewErr    error
+	reviewOnce sync.Once
+	rawBinary  string
+	reviewErr  error
 )
 
 func reviewModule(t *testing.T) string {

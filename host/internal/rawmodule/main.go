@@ -148,7 +148,9 @@ func (m *module) ServeWebSocket(ctx context.Context, open transport.WebSocketOpe
 	}
 }
 
-func text(s string) transport.Message { return transport.Message{Kind: transport.Text, Data: []byte(s)} }
+func text(s string) transport.Message {
+	return transport.Message{Kind: transport.Text, Data: []byte(s)}
+}
 
 func (m *module) Call(ctx context.Context, c transport.Call) ([]byte, error) {
 	if c.Operation != "publish" {

@@ -7,8 +7,8 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"syscall"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
