@@ -188,7 +188,9 @@
         var td = el('td', { 'class': 'errors' });
         if (r.error) td.appendChild(el('p', { 'class': 'error' }, r.error));
         if (r.errors && r.errors.length) {
-          var d = el('details'); d.appendChild(el('summary', {}, r.errors.length + ' records refused'));
+          var refused = Math.max(r.failed || 0, r.errors.length);
+          var d = el('details'); d.appendChild(el('summary', {}, fmt(refused) + ' records refused' +
+            (refused > r.errors.length ? ' (first ' + fmt(r.errors.length) + ' listed)' : '')));
           var ul = el('ul');
           r.errors.forEach(function (e) { ul.appendChild(el('li', {}, JSON.stringify(e.key) + ': ' + e.reason)); });
           d.appendChild(ul); td.appendChild(d);
