@@ -16,7 +16,7 @@ import (
 // M1: an admin WebSocket refuses a foreign Origin whether or not it is marked
 // browser; a same-origin page and a non-browser client (no Origin) get through.
 func TestAdminWebSocketRefusesForeignOrigin(t *testing.T) {
-	s := startReviewSite(t, false)
+	s := startRawSite(t, false)
 	own := "http://" + strings.TrimPrefix(s.url, "http://")
 	for _, path := range []string{"/admin/fiberkit/rm/admin-ws", "/admin/fiberkit/rm/admin-browser-ws"} {
 		h := http.Header{"Authorization": {adminAuthHeader}, "Origin": {"http://evil.example"}}
@@ -53,7 +53,7 @@ func TestAdminWebSocketRefusesForeignOrigin(t *testing.T) {
 // M4: pings and pongs cross the bridge as control frames both ways, and a stray
 // accept from the plugin is no frame at all.
 func TestWebSocketPingPongBridged(t *testing.T) {
-	s := startReviewSite(t, false)
+	s := startRawSite(t, false)
 	c := dialWS(t, wsURL(s, "/fiberkit/rm/ws"), nil)
 	pings, pongs := make(chan string, 8), make(chan string, 8)
 	c.SetPingHandler(func(d string) error {
@@ -131,7 +131,7 @@ func TestWebSocketPingPongBridged(t *testing.T) {
 // M5: Publish does not wait on a client that never reads: the reader keeps getting
 // every message promptly, and the stuck client is disconnected as too slow.
 func TestPublishIsNotHeldUpByASlowClient(t *testing.T) {
-	s := startReviewSite(t, false)
+	s := startRawSite(t, false)
 	slow := dialWS(t, wsURL(s, "/fiberkit/rm/sub"), nil)
 	_ = slow // never read
 	fast := dialWS(t, wsURL(s, "/fiberkit/rm/sub"), nil)

@@ -29,28 +29,28 @@ import (
 
 // The raw module (internal/rawmodule) is built once, next to the test module.
 var (
-	reviewOnce sync.Once
-	rawBinary  string
-	reviewErr  error
+	rawOnce   sync.Once
+	rawBinary string
+	rawErr    error
 )
 
-func reviewModule(t *testing.T) string {
+func rawModule(t *testing.T) string {
 	t.Helper()
-	reviewOnce.Do(func() {
+	rawOnce.Do(func() {
 		rawBinary = filepath.Join(filepath.Dir(testBinary), "rawmodule")
 		out, err := exec.Command("go", "build", "-o", rawBinary, "github.com/fiberkit/fiberkit/host/internal/rawmodule").CombinedOutput()
 		if err != nil {
-			reviewErr = fmt.Errorf("build review module: %v\n%s", err, out)
+			rawErr = fmt.Errorf("build raw module: %v\n%s", err, out)
 		}
 	})
-	if reviewErr != nil {
-		t.Fatal(reviewErr)
+	if rawErr != nil {
+		t.Fatal(rawErr)
 	}
 	return rawBinary
 }
 
-const reviewManifest = `id: %s
-name: Review module %s
+const rawManifest = `id: %s
+name: Raw module %s
 version: 0.1.0
 min_host_version: 0.1.0
 executable: %s
@@ -76,11 +76,11 @@ operations:
   - name: publish
 `
 
-// startReviewSite runs a host app with the review module enabled as "rm" and, when
+// startRawSite runs a host app with the raw module enabled as "rm" and, when
 // noHTTP, a copy of it without HTTP as "rn".
-func startReviewSite(t *testing.T, noHTTP bool) *site {
+func startRawSite(t *testing.T, noHTTP bool) *site {
 	t.Helper()
-	bin := reviewModule(t)
+	bin := rawModule(t)
 	dir := t.TempDir()
 	ids := []string{"rm"}
 	if noHTTP {
@@ -92,7 +92,7 @@ func startReviewSite(t *testing.T, noHTTP bool) *site {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(p, []byte(fmt.Sprintf(reviewManifest, id, id, bin)), 0o644); err != nil {
+		if err := os.WriteFile(p, []byte(fmt.Sprintf(rawManifest, id, id, bin)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		if id == "rn" {
@@ -169,7 +169,7 @@ func multipartUpload(size int64, csrfField string) (body io.Reader, contentType 
 // upload is refused unread; a small urlencoded form still carries its token in the
 // _csrf field.
 func TestAdminMultipartUploadStreamsAndNeedsHeaderToken(t *testing.T) {
-	s := startReviewSite(t, false)
+	s := startRawSite(t, false)
 	c := adminClient(t)
 	tok := adminToken(t, s, c)
 	try := func(body io.Reader, ct string, length int64, header string) (int, string, error) {
@@ -274,7 +274,7 @@ func TestAdminMultipartUploadStreamsAndNeedsHeaderToken(t *testing.T) {
 // M3: a module that never answers costs the client a 504 after the head timeout.
 func TestProxyHeadTimeoutGives504(t *testing.T) {
 	defer host.SetHeadTimeout(700 * time.Millisecond)()
-	s := startReviewSite(t, false)
+	s := startRawSite(t, false)
 	client := &http.Client{Timeout: 15 * time.Second}
 	start := time.Now()
 	resp, err := client.Get(s.url + "/fiberkit/rm/hang")
@@ -328,7 +328,7 @@ func rawRequest(t *testing.T, s *site, head string) net.Conn {
 // before it answered — leave no goroutine behind (and, under -race, no race with
 // fasthttp recycling the request).
 func TestProxyClientGoneMidUploadLeavesNothingBehind(t *testing.T) {
-	s := startReviewSite(t, false)
+	s := startRawSite(t, false)
 	// Warm up: connections to the plugin, pools.
 	for i := 0; i < 3; i++ {
 		get(t, s.url+"/fiberkit/rm/headers")
@@ -395,7 +395,7 @@ func TestProxyClientGoneMidUploadLeavesNothingBehind(t *testing.T) {
 
 // Low: a module that serves no HTTP answers 501, not a "module error".
 func TestModuleWithoutHTTPAnswers501(t *testing.T) {
-	s := startReviewSite(t, true)
+	s := startRawSite(t, true)
 	code, body := get(t, s.url+"/fiberkit/rn/headers")
 	if code != http.StatusNotImplemented {
 		t.Fatalf("module without HTTP: %d %q, want 501", code, body)
@@ -407,7 +407,7 @@ func TestModuleWithoutHTTPAnswers501(t *testing.T) {
 
 // M2: what a module sees of the request header.
 func TestProxyStripsCredentialsAndConnectionHeaders(t *testing.T) {
-	s := startReviewSite(t, false)
+	s := startRawSite(t, false)
 	seen := func(path string) http.Header {
 		t.Helper()
 		conn := rawRequest(t, s, "GET "+path+" HTTP/1.1\r\nHost: x\r\n"+
