@@ -179,5 +179,5 @@ func syncTable(ctx context.Context, src, dst *pgxpool.Pool, sch *catalog.Schema,
 	if err := <-errc; err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("created %d updated %d skipped %d errors %d", res.Created, res.Updated, res.Skipped, len(res.Errors)), nil
+	return fmt.Sprintf("created %d updated %d skipped %d failed %d", res.Created, res.Updated, res.Skipped, res.Failed), nil
 }

@@ -84,14 +84,18 @@ func TestPhoenixKitStyleClientListsTablesAndFetchesRecords(t *testing.T) {
 	}
 	var tables struct {
 		Tables []struct {
-			Name string `json:"name"`
-			Rows int64  `json:"rows"`
+			Name           string `json:"name"`
+			Rows           int64  `json:"rows"`
+			EstimatedCount int64  `json:"estimated_count"` // PhoenixKit's field
 		} `json:"tables"`
 	}
 	_ = json.Unmarshal(f[4], &tables)
 	names := map[string]int64{}
 	for _, tb := range tables.Tables {
 		names[tb.Name] = tb.Rows
+		if tb.EstimatedCount != tb.Rows {
+			t.Fatalf("%s: estimated_count %d, rows %d", tb.Name, tb.EstimatedCount, tb.Rows)
+		}
 		if strings.HasPrefix(tb.Name, "fiberkit_") {
 			t.Fatalf("the kit's own table %s is offered", tb.Name)
 		}

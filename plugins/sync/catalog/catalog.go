@@ -7,6 +7,7 @@ package catalog
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -82,6 +83,15 @@ type Table struct {
 	Rows   int64  `json:"rows"`
 	// Exact is false when Rows is the planner's estimate.
 	Exact bool `json:"exact"`
+}
+
+// MarshalJSON adds estimated_count (= rows), the field PhoenixKit's clients read.
+func (t Table) MarshalJSON() ([]byte, error) {
+	type plain Table
+	return json.Marshal(struct {
+		plain
+		EstimatedCount int64 `json:"estimated_count"`
+	}{plain(t), t.Rows})
 }
 
 // ListOptions select the tables ListTables returns.
