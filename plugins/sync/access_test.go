@@ -131,12 +131,13 @@ func TestHistoryCountsFailedRowsApartFromSkipped(t *testing.T) {
 		t.Fatalf("result: created %d skipped %d failed %d errors listed %d", r.Created, r.Skipped, r.Failed, len(r.Errors))
 	}
 	var created, skipped, failed int
-	if err := b.pool.QueryRow(context.Background(), `SELECT created, skipped, failed FROM fiberkit_sync_transfers
-		WHERE direction = 'receive' AND table_name = 'customers'`).Scan(&created, &skipped, &failed); err != nil {
+	var requested, rows, bytes int64
+	if err := b.pool.QueryRow(context.Background(), `SELECT created, skipped, failed, requested, rows, bytes FROM fiberkit_sync_transfers
+		WHERE direction = 'receive' AND table_name = 'customers'`).Scan(&created, &skipped, &failed, &requested, &rows, &bytes); err != nil {
 		t.Fatal(err)
 	}
-	if created != 900 || skipped != 1000 || failed != 100 {
-		t.Fatalf("history row: created %d skipped %d failed %d", created, skipped, failed)
+	if created != 900 || skipped != 1000 || failed != 100 || requested != 2000 || rows != 2000 || bytes <= 0 {
+		t.Fatalf("history row: created %d skipped %d failed %d requested %d rows %d bytes %d", created, skipped, failed, requested, rows, bytes)
 	}
 }
 

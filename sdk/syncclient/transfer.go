@@ -55,8 +55,12 @@ type Result struct {
 	// importer's MaxErrors per batch).
 	Failed int                    `json:"failed"`
 	Errors []importer.RecordError `json:"errors"`
+	// Requested is the table's row count on the sender when the transfer began.
+	Requested int64 `json:"requested"`
 	// Rows received from the sender.
 	Rows int64 `json:"rows"`
+	// Bytes of batch frames received (compressed as they travelled).
+	Bytes int64 `json:"bytes"`
 	// LastKey is the key of the last row applied: pass it as AfterKey to resume.
 	LastKey []string `json:"last_key,omitempty"`
 	// TableCreated is true when the table was created locally.
@@ -139,6 +143,7 @@ func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalo
 	if err != nil {
 		return res, err
 	}
+	res.Requested = total
 	var cols []string
 	for _, col := range sch.Writable() {
 		cols = append(cols, col.Name)
@@ -214,6 +219,7 @@ func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalo
 			}
 			return res, nil
 		}
+		res.Bytes += int64(len(m.batch))
 		b, err := codec.DecodeBatch(m.batch)
 		if err != nil {
 			return res, fmt.Errorf("transfer %s: batch %d: %w", table, seq+1, err)

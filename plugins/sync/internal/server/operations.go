@@ -647,7 +647,7 @@ func recordPull(st *state, peer, by string, def importer.Strategy, strategies ma
 		if s, ok := strategies[table]; ok {
 			strategy = s
 		}
-		rec := history.Transfer{Direction: "receive", Peer: peer, Table: table, Strategy: string(strategy), Rows: r.Rows,
+		rec := history.Transfer{Direction: "receive", Peer: peer, Table: table, Strategy: string(strategy), Requested: r.Requested, Rows: r.Rows, Bytes: r.Bytes,
 			Created: r.Created, Updated: r.Updated, Skipped: r.Skipped, Failed: r.Failed, Duration: r.Duration, Status: "done", StartedBy: by}
 		if r.Error != "" {
 			rec.Status, rec.Error = "failed", r.Error
