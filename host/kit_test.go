@@ -153,15 +153,7 @@ func startSite(t *testing.T, o kitOptions) *site {
 			t.Fatalf("enable %s: %v", id, err)
 		}
 	}
-	app := fiber.New(host.FiberConfig())
-	kit.Mount(app)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = app.Listener(ln) }()
-	t.Cleanup(func() { _ = app.ShutdownWithTimeout(5 * time.Second) })
-	s := &site{kit: kit, url: "http://" + ln.Addr().String(), db: o.db, logs: logs}
+	s := serveKit(t, kit, o.db, logs)
 	for _, id := range o.enabled {
 		s.waitState(t, id, host.StateRunning)
 	}
@@ -281,4 +273,19 @@ func peakRSS(t *testing.T, pid int) int64 {
 	}
 	t.Fatalf("no VmHWM for %d", pid)
 	return 0
+}
+
+// serveKit mounts kit on a Fiber app listening on a free loopback port, shut down
+// when the test ends.
+func serveKit(t *testing.T, kit *host.Kit, db string, logs *syncBuffer) *site {
+	t.Helper()
+	app := fiber.New(host.FiberConfig())
+	kit.Mount(app)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = app.Listener(ln) }()
+	t.Cleanup(func() { _ = app.ShutdownWithTimeout(5 * time.Second) })
+	return &site{kit: kit, url: "http://" + ln.Addr().String(), db: db, logs: logs}
 }

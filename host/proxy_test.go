@@ -21,8 +21,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gofiber/fiber/v2"
-
 	"github.com/fiberkit/fiberkit/host"
 	"github.com/fiberkit/fiberkit/host/devpg/pgtest"
 )
@@ -121,15 +119,7 @@ func startRawSite(t *testing.T, noHTTP bool) *site {
 			t.Fatal(err)
 		}
 	}
-	app := fiber.New(host.FiberConfig())
-	kit.Mount(app)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = app.Listener(ln) }()
-	t.Cleanup(func() { _ = app.ShutdownWithTimeout(5 * time.Second) })
-	s := &site{kit: kit, url: "http://" + ln.Addr().String(), db: db, logs: logs}
+	s := serveKit(t, kit, db, logs)
 	for _, id := range ids {
 		s.waitState(t, id, host.StateRunning)
 	}

@@ -5,15 +5,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/gofiber/fiber/v2"
 
 	"github.com/fiberkit/fiberkit/host"
 	"github.com/fiberkit/fiberkit/host/devpg/pgtest"
@@ -52,15 +49,7 @@ func startSupervised(t *testing.T, healthInterval time.Duration) *site {
 	if err := kit.SetEnabled(ctx, "tm", true, "test"); err != nil {
 		t.Fatal(err)
 	}
-	app := fiber.New(host.FiberConfig())
-	kit.Mount(app)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = app.Listener(ln) }()
-	t.Cleanup(func() { _ = app.ShutdownWithTimeout(5 * time.Second) })
-	s := &site{kit: kit, url: "http://" + ln.Addr().String(), db: db, logs: logs}
+	s := serveKit(t, kit, db, logs)
 	s.waitState(t, "tm", host.StateRunning)
 	return s
 }

@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"os/exec"
@@ -38,24 +37,6 @@ func pullBinary(t *testing.T) string {
 	return pullBin.path
 }
 
-// syncBuffer is an output both the command and the test use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func exitCode(t *testing.T, err error) int {
 	t.Helper()
 	var ee *exec.ExitError
@@ -71,7 +52,7 @@ func exitCode(t *testing.T, err error) int {
 func runPull(t *testing.T, args ...string) (int, string, time.Duration) {
 	t.Helper()
 	cmd := exec.Command(pullBinary(t), args...)
-	var out syncBuffer
+	var out logBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
 	err := cmd.Run()
@@ -123,7 +104,7 @@ func TestCommandLineInterruptExits130(t *testing.T) {
 	a := startSite(t, siteOptions{mode: "require_approval"})
 	b := startSite(t, siteOptions{})
 	cmd := exec.Command(pullBinary(t), "-url", a.url, "-code", a.newCode(t).Code, "-db", b.db)
-	var out syncBuffer
+	var out logBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -56,7 +56,8 @@ type site struct {
 	logs *logBuffer // everything the host and its plugins logged
 }
 
-// logBuffer keeps a site's logs so tests can search them.
+// logBuffer collects output (logs, a command's stdout) that goroutines write while
+// the test reads it.
 type logBuffer struct {
 	mu sync.Mutex
 	b  strings.Builder
