@@ -76,6 +76,14 @@ func Resolve(ctx context.Context, q Querier, name string) (Ident, error) {
 	return Ident{}, fmt.Errorf("%w: %q", ErrUnknownTable, name)
 }
 
+// TextSettings is a SELECT that fixes, for the current transaction, every setting
+// that changes the text of a value or how text parses (date field order, interval
+// style, float digits, bytea output, the zone of a time without offset). The
+// exporter and the importer both run it, so the two ends agree whatever either
+// database's defaults.
+const TextSettings = `SELECT set_config('DateStyle', 'ISO, MDY', true), set_config('IntervalStyle', 'postgres', true),
+	set_config('TimeZone', 'UTC', true), set_config('extra_float_digits', '3', true), set_config('bytea_output', 'hex', true)`
+
 // Table is one entry of ListTables.
 type Table struct {
 	Name   string `json:"name"` // as Resolve accepts it

@@ -41,12 +41,10 @@ const DefaultBatchBytes = 16 << 20
 // snapshot may name other rows, so resuming would skip or repeat rows.
 var ErrNoResume = errors.New("a table without a primary key cannot be resumed from another snapshot; transfer it again from the start")
 
-// exportSettings fixes, for the snapshot's transaction, every setting that changes the
-// text of a value, and takes the snapshot (a SELECT needs one; SET does not).
-const exportSettings = `SELECT set_config('standard_conforming_strings', 'on', true),
-	set_config('DateStyle', 'ISO, MDY', true), set_config('IntervalStyle', 'postgres', true),
-	set_config('extra_float_digits', '3', true), set_config('bytea_output', 'hex', true),
-	set_config('TimeZone', 'UTC', true)`
+// exportSettings fixes, for the snapshot's transaction, the settings the importer
+// fixes too (catalog.TextSettings) plus standard_conforming_strings, and takes the
+// snapshot (a SELECT needs one; SET does not).
+const exportSettings = catalog.TextSettings + `, set_config('standard_conforming_strings', 'on', true)`
 
 // Snapshot is a consistent, read-only view of the database for one transfer.
 // It holds one connection until Close. Not safe for concurrent use.

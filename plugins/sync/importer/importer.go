@@ -164,13 +164,6 @@ type Importer struct {
 // incoming order. Its data columns are c1…cN, never the user's names.
 const tempTable = "pg_temp.fk_import_rows"
 
-// sessionSettings fixes, for the import transaction only, every setting that changes
-// how text values parse (date field order, interval sign rules, the zone of a time
-// without offset) and the output settings of values a trigger might render, so that
-// what lands does not depend on the receiving database's defaults.
-const sessionSettings = `SELECT set_config('DateStyle', 'ISO, MDY', true), set_config('IntervalStyle', 'postgres', true),
-	set_config('TimeZone', 'UTC', true), set_config('extra_float_digits', '3', true), set_config('bytea_output', 'hex', true)`
-
 // New prepares an import into table (resolved against the local catalog).
 func New(ctx context.Context, pool *pgxpool.Pool, table string, o Options) (*Importer, error) {
 	sch, err := catalog.GetSchema(ctx, pool, table)
@@ -371,7 +364,7 @@ func (im *Importer) ImportRecords(ctx context.Context, records []map[string]*str
 	partial := false
 	for n, r := range records {
 		for k := range r {
-			if !im.has(k) && !im.ignore {
+			if !im.ignore && !im.has(k) {
 				return Result{}, fmt.Errorf("import %s: %w %q", im.sch.Name, ErrUnknownColumn, k)
 			}
 		}
@@ -415,7 +408,7 @@ func (im *Importer) ImportRecords(ctx context.Context, records []map[string]*str
 	}
 	var res Result
 	err := pgx.BeginFunc(ctx, im.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, sessionSettings); err != nil {
+		if _, err := tx.Exec(ctx, catalog.TextSettings); err != nil {
 			return fmt.Errorf("set session settings: %w", err)
 		}
 		r, err := im.viaTemp(ctx, tx, buf.Bytes(), len(records), g)
@@ -544,7 +537,7 @@ func (im *Importer) importCopy(ctx context.Context, data []byte) (Result, error)
 	}
 	var res Result
 	err := pgx.BeginFunc(ctx, im.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, sessionSettings); err != nil {
+		if _, err := tx.Exec(ctx, catalog.TextSettings); err != nil {
 			return fmt.Errorf("set session settings: %w", err)
 		}
 		if im.empty && im.strategy != Append || len(im.sch.PrimaryKey) == 0 && im.strategy == Append && im.writesAll() {
