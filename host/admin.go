@@ -155,11 +155,6 @@ func (a *admin) mount(app *fiber.App, guard []fiber.Handler) {
 	}
 	app.Post(p+"/modules/:id", post(a.saveSettings)...)
 	app.Post(p+"/modules/:id/toggle", post(a.toggle)...)
-	// Module admin routes stream request bodies to the module: fasthttp must not parse
-	// multipart uploads before the handler runs (it would spool them and the proxy
-	// would then have to rebuild the body in memory). Form handlers of the app still
-	// parse multipart bodies on demand.
-	app.Server().DisablePreParseMultipartForm = true
 }
 
 type pageData struct {

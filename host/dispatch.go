@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -206,7 +207,7 @@ func (m *module) proxy(c *fiber.Ctx, admin bool, route, rel string, params map[s
 		src = s
 	} else {
 		// Small bodies arrive whole; copy, since fasthttp reuses the buffer.
-		src = &byteReader{b: append([]byte(nil), c.Body()...)}
+		src = bytes.NewReader(append([]byte(nil), c.Body()...)) // never blocks; EOF when done
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -394,19 +395,6 @@ func (b *requestBody) cut(conn net.Conn) {
 	b.mu.Lock()
 	b.gone = true
 	b.mu.Unlock()
-}
-
-// byteReader is a bytes.Reader that never blocks; it keeps requestBody's ended flag
-// accurate for bodies read into memory.
-type byteReader struct{ b []byte }
-
-func (r *byteReader) Read(p []byte) (int, error) {
-	if len(r.b) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p, r.b)
-	r.b = r.b[n:]
-	return n, nil
 }
 
 func unavailable(c *fiber.Ctx, err error) error {

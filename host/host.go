@@ -379,6 +379,12 @@ func (k *Kit) SetEnabled(ctx context.Context, id string, on bool, actor string) 
 // through the module registry, so a disabled module answers 404 without any route
 // being removed) and the admin pages behind the admin auth middleware.
 func (k *Kit) Mount(app *fiber.App) {
+	// Module routes (public and admin) stream request bodies to the module: fasthttp
+	// must not parse multipart uploads before the handler runs (it would spool them
+	// and the proxy would then rebuild the body in memory). FiberConfig sets this too;
+	// this covers apps made without it. The app's own form handlers still parse
+	// multipart bodies on demand.
+	app.Server().DisablePreParseMultipartForm = true
 	adminChain := []fiber.Handler{k.adminGuard}
 	k.admin.mount(app, adminChain)
 	for _, id := range k.order {
