@@ -467,7 +467,7 @@ func (s *Server) connectJob(st *state, j *job, m liveMsg) {
 		})
 		var c *syncclient.Client
 		if err == nil {
-			c, err = syncclient.Connect(ctx, m.URL, strings.ToUpper(strings.TrimSpace(m.Code)), opts)
+			c, err = syncclient.Connect(ctx, m.URL, m.Code, opts)
 		}
 		if err == nil {
 			var tables []syncclient.TableState

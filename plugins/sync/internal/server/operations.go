@@ -287,7 +287,7 @@ func (s *Server) operations() sdk.Operations {
 			if err != nil {
 				return validateOut{}, err
 			}
-			_, err = st.sessions.Validate(ctx, strings.ToUpper(strings.TrimSpace(in.Code)))
+			_, err = st.sessions.Validate(ctx, in.Code)
 			switch {
 			case errors.Is(err, session.ErrInvalidCode):
 				return validateOut{Valid: false, Error: "invalid_code"}, nil

@@ -87,7 +87,7 @@ func (s *Server) serveSender(ctx context.Context, c *sdk.Conn) error {
 		p.connID, p.token, p.topic, p.joined = conn.ID, token, "transfer:token", false
 	} else {
 		// Codes are shown upper-case; accept them as typed, with stray spaces.
-		code := strings.ToUpper(strings.TrimSpace(q.Get("code")))
+		code := session.NormalizeCode(q.Get("code"))
 		sess, err := st.sessions.Redeem(ctx, code, session.Attempt{Address: addr, Password: password, ReceiverInfo: receiverInfo(c.Header())}, st.policy())
 		if err != nil {
 			status, reason := redeemError(err)
@@ -111,7 +111,7 @@ func (s *Server) serveSender(ctx context.Context, c *sdk.Conn) error {
 // no spaces), so a receiver may echo the code as its user typed it.
 func normalTopic(topic string) string {
 	if code, ok := strings.CutPrefix(topic, "transfer:"); ok && code != "token" {
-		return "transfer:" + strings.ToUpper(strings.TrimSpace(code))
+		return "transfer:" + session.NormalizeCode(code)
 	}
 	return topic
 }

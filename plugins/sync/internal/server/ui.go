@@ -316,18 +316,8 @@ func (l *limiter) allow(addr string, now time.Time) bool {
 
 // clientKey is the address a request is counted under.
 func clientKey(addr string) string {
-	ip, err := netip.ParseAddr(addr)
-	if err != nil {
-		ap, perr := netip.ParseAddrPort(addr)
-		if perr != nil {
-			return addr
-		}
-		ip = ap.Addr()
+	if ap, err := netip.ParseAddrPort(addr); err == nil {
+		addr = ap.Addr().String()
 	}
-	ip = ip.Unmap()
-	if ip.Is6() {
-		p, _ := ip.Prefix(64)
-		return p.String()
-	}
-	return ip.String()
+	return session.RateKey(addr)
 }

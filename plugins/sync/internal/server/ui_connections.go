@@ -26,18 +26,9 @@ type connectionsData struct {
 	Conn        connection.Connection
 	Token       string
 	Transfers   []history.Transfer
-	Filter      historyFilter
+	Filter      history.Filter
 	Form        url.Values
 	Told        string
-}
-
-type historyFilter struct {
-	Direction, Table, Status, StartedBy string
-}
-
-func (f historyFilter) match(t history.Transfer) bool {
-	return (f.Direction == "" || t.Direction == f.Direction) && (f.Table == "" || t.Table == f.Table) &&
-		(f.Status == "" || t.Status == f.Status) && (f.StartedBy == "" || t.StartedBy == f.StartedBy)
 }
 
 // splitList reads a comma- or newline-separated form field.
@@ -201,13 +192,7 @@ func (s *Server) connectionRoutes(mux *http.ServeMux, tmpl *template.Template, r
 			d.Title = title
 		}
 		d.Error = flash
-		all, _ := st.history.Recent(r.Context(), 200)
-		f := historyFilter{StartedBy: "connection:" + c.ID}
-		for _, t := range all {
-			if f.match(t) {
-				d.Transfers = append(d.Transfers, t)
-			}
-		}
+		d.Transfers, _ = st.history.Find(r.Context(), history.Filter{StartedBy: "connection:" + c.ID}, 200)
 		pageHeaders(w)
 		w.WriteHeader(status)
 		render(w, r, "connection.html", d)
@@ -300,14 +285,9 @@ func (s *Server) connectionRoutes(mux *http.ServeMux, tmpl *template.Template, r
 		http.Redirect(w, r, st.adminPrefix+"/connections", http.StatusSeeOther)
 	}))
 	mux.HandleFunc("GET /history", withState(func(w http.ResponseWriter, r *http.Request, st *state) {
-		d := connectionsData{Filter: historyFilter{Direction: r.FormValue("direction"), Table: r.FormValue("table"), Status: r.FormValue("status")}}
+		d := connectionsData{Filter: history.Filter{Direction: r.FormValue("direction"), Table: r.FormValue("table"), Status: r.FormValue("status")}}
 		d.pageData = base(r, st, "Transfer history", "history")
-		all, _ := st.history.Recent(r.Context(), 500)
-		for _, t := range all {
-			if d.Filter.match(t) {
-				d.Transfers = append(d.Transfers, t)
-			}
-		}
+		d.Transfers, _ = st.history.Find(r.Context(), d.Filter, 500)
 		render(w, r, "history.html", d)
 	}))
 }
