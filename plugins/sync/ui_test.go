@@ -20,6 +20,9 @@ func readCode(t *testing.T, tab context.Context, s *site) string {
 		chromedp.Navigate(s.url+"/admin/fiberkit/sync/send"),
 		chromedp.WaitVisible(`#code`, chromedp.ByQuery),
 		chromedp.Text(`#code`, &code, chromedp.ByQuery),
+		// Until its live socket is up, a closed page's code lives for the 30 s a
+		// served page has to open it; tests that close the page need the socket.
+		chromedp.WaitReady(`.code-box[data-live]`, chromedp.ByQuery),
 	); err != nil {
 		t.Fatalf("send page: %v", err)
 	}

@@ -43,6 +43,7 @@
     hello = function () { return { op: 'hello', page: 'send', owner: owner }; };
     onMessage = function (m) {
       if (m.type !== 'send') return;
+      box.setAttribute('data-live', ''); // the page's socket holds the code from here on
       $('code-dead').hidden = m.code_alive;
       showPending(m.pending);
       var rec = $('receivers'); rec.textContent = '';
