@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -129,9 +130,6 @@ func caller(c *fiber.Ctx, admin bool) transport.Caller {
 	return transport.Caller{User: user, RemoteAddr: c.IP(), Admin: admin}
 }
 
-// kitCookies are the cookies the kit itself sets; they never reach a module.
-var kitCookies = map[string]bool{csrfCookie: true}
-
 // requestHeader is the header a module sees. Hop-by-hop headers, and those the
 // Connection header names, belong to the client's connection and are dropped, as is
 // Proxy-Authorization. On admin routes the Authorization header carried the admin's
@@ -140,32 +138,32 @@ var kitCookies = map[string]bool{csrfCookie: true}
 // own cookies are removed from Cookie; the app's other cookies pass.
 func requestHeader(c *fiber.Ctx, admin bool) http.Header {
 	rh := &c.Request().Header
-	drop := map[string]bool{"Proxy-Authorization": true}
-	if admin {
-		drop["Authorization"] = true
-	}
+	var connNamed []string // rarely more than "close" or "keep-alive"
 	for _, v := range rh.PeekAll(fiber.HeaderConnection) {
 		for _, name := range strings.Split(string(v), ",") {
 			if name = strings.TrimSpace(name); name != "" {
-				drop[http.CanonicalHeaderKey(name)] = true
+				connNamed = append(connNamed, http.CanonicalHeaderKey(name))
 			}
 		}
+	}
+	dropped := func(key string) bool {
+		return key == "Proxy-Authorization" || admin && key == "Authorization" || slices.Contains(connNamed, key)
 	}
 	h := http.Header{}
 	rh.VisitAll(func(k, v []byte) {
 		key := http.CanonicalHeaderKey(string(k))
-		if drop[key] || hopByHop[key] && key != "Content-Length" || key == "Cookie" {
+		if dropped(key) || hopByHop[key] && key != "Content-Length" || key == "Cookie" {
 			return
 		}
-		h.Add(key, string(v))
+		h[key] = append(h[key], string(v))
 	})
 	var cookies []string
 	rh.VisitAllCookie(func(k, v []byte) {
-		if !kitCookies[string(k)] {
+		if string(k) != csrfCookie { // the kit's own cookie never reaches a module
 			cookies = append(cookies, string(k)+"="+string(v))
 		}
 	})
-	if len(cookies) > 0 && !drop["Cookie"] {
+	if len(cookies) > 0 && !dropped("Cookie") {
 		h.Set("Cookie", strings.Join(cookies, "; "))
 	}
 	return h
