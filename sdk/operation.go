@@ -44,6 +44,19 @@ type Error = transport.OpError
 // Errorf returns an *Error with the given code.
 func Errorf(code, format string, args ...any) *Error { return transport.Errorf(code, format, args...) }
 
+// The error codes the host and the SDK use; a module's own codes are its own
+// strings (write them as constants in its contract package).
+const (
+	CodeUnknownOperation = transport.CodeUnknownOperation
+	CodeUnknownModule    = transport.CodeUnknownModule
+	CodeModuleDisabled   = transport.CodeModuleDisabled
+	CodeModuleDown       = transport.CodeModuleDown
+	CodeInvalidInput     = transport.CodeInvalidInput
+	CodeForbidden        = transport.CodeForbidden
+	CodeLocked           = transport.CodeLocked
+	CodeInternal         = transport.CodeInternal
+)
+
 // Typed errors callers of other modules branch on (compare with errors.Is).
 var (
 	ErrUnknownModule    = &Error{Code: transport.CodeUnknownModule}

@@ -37,10 +37,10 @@ import (
 	"github.com/fiberkit/fiberkit/bench/internal/measure"
 	"github.com/fiberkit/fiberkit/host"
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
+	"github.com/fiberkit/fiberkit/plugins/sync/client"
 	"github.com/fiberkit/fiberkit/plugins/sync/ddl"
 	"github.com/fiberkit/fiberkit/plugins/sync/importer"
 	"github.com/fiberkit/fiberkit/plugins/sync/sample"
-	"github.com/fiberkit/fiberkit/sdk/syncclient"
 )
 
 func main() {
@@ -136,12 +136,12 @@ func run(rows, pkRows, batch int) error {
 		if err != nil {
 			return err
 		}
-		c, err := syncclient.Connect(ctx, snd.url, code, syncclient.Options{})
+		c, err := client.Connect(ctx, snd.url, code, client.Options{})
 		if err != nil {
 			return err
 		}
 		defer c.Close()
-		res, err := c.Transfer(ctx, dst, "events", syncclient.TransferOptions{Strategy: importer.Skip, BatchSize: batch})
+		res, err := c.Transfer(ctx, dst, "events", client.TransferOptions{Strategy: importer.Skip, BatchSize: batch})
 		if err == nil && res.Created != rows {
 			err = fmt.Errorf("created %d of %d rows", res.Created, rows)
 		}
@@ -197,7 +197,7 @@ func phoenixKitStyle(ctx context.Context, snd *sender, dst *pgxpool.Pool, n int)
 	if err != nil {
 		return err
 	}
-	c, err := syncclient.Connect(ctx, snd.url, code, syncclient.Options{})
+	c, err := client.Connect(ctx, snd.url, code, client.Options{})
 	if err != nil {
 		return err
 	}

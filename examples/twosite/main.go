@@ -42,8 +42,9 @@ import (
 
 	"github.com/fiberkit/fiberkit/host"
 	"github.com/fiberkit/fiberkit/host/devpg"
+	"github.com/fiberkit/fiberkit/plugins/sync/client"
 	"github.com/fiberkit/fiberkit/plugins/sync/sample"
-	"github.com/fiberkit/fiberkit/sdk/syncclient"
+	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
 )
 
 func main() {
@@ -140,7 +141,7 @@ func run(addrA, addrB, strategy string, exitAfter bool) error {
 	// B (the receiver) pulls every table with it.
 	fmt.Printf("• site B pulls every table from %s (strategy %s)…\n", a.url, strategy)
 	start := time.Now()
-	var results map[string]syncclient.Result
+	var results map[string]client.Result
 	pullErr := call(ctx, b, "pull", map[string]any{"url": a.url, "code": sess.Code, "strategy": strategy, "create_missing": true}, &results)
 	printResults(results, time.Since(start))
 	if pullErr != nil {
@@ -166,12 +167,12 @@ func run(addrA, addrB, strategy string, exitAfter bool) error {
 
 // verdict is the demo's outcome: nil only when the pull worked for every table and
 // both databases hold the same rows.
-func verdict(pullErr error, results map[string]syncclient.Result, same bool) error {
+func verdict(pullErr error, results map[string]client.Result, same bool) error {
 	var problems []string
 	if pullErr != nil {
 		problems = append(problems, fmt.Sprintf("the pull failed: %v", pullErr))
 	}
-	if failed := syncclient.FailedTables(results); len(failed) > 0 {
+	if failed := syncapi.FailedTables(results); len(failed) > 0 {
 		problems = append(problems, fmt.Sprintf("%d of %d tables failed (%s)", len(failed), len(results), strings.Join(failed, ", ")))
 	}
 	if !same {
@@ -256,7 +257,7 @@ func keepAlive(ctx context.Context, s *site) {
 	}
 }
 
-func printResults(results map[string]syncclient.Result, took time.Duration) {
+func printResults(results map[string]client.Result, took time.Duration) {
 	if len(results) == 0 {
 		fmt.Printf("\nno table results came back (%.2fs)\n", took.Seconds())
 		return

@@ -8,8 +8,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/fiberkit/fiberkit/host/devpg/pgtest"
+	"github.com/fiberkit/fiberkit/plugins/sync/client"
 	"github.com/fiberkit/fiberkit/plugins/sync/sample"
-	"github.com/fiberkit/fiberkit/sdk/syncclient"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -39,7 +39,7 @@ func TestCompareFindsDifferences(t *testing.T) {
 	if same, err := compare(ctx, a, b); err != nil || !same {
 		t.Fatalf("identical databases: same %v, %v", same, err)
 	}
-	if verdict(nil, map[string]syncclient.Result{"customers": {}}, true) != nil {
+	if verdict(nil, map[string]client.Result{"customers": {}}, true) != nil {
 		t.Fatal("a clean run is a failure")
 	}
 	execSQL(t, b, `UPDATE customers SET name = name || '!' WHERE id = 1`)
@@ -58,7 +58,7 @@ func TestCompareFindsDifferences(t *testing.T) {
 
 // A pull that failed in part or in whole fails the demo, with the tables named.
 func TestVerdictOnFailedPull(t *testing.T) {
-	results := map[string]syncclient.Result{"customers": {Rows: 10}, "orders": {Error: "transfer orders: boom"}}
+	results := map[string]client.Result{"customers": {Rows: 10}, "orders": {Error: "transfer orders: boom"}}
 	err := verdict(nil, results, true)
 	if err == nil || err.Error() != "1 of 2 tables failed (orders)" {
 		t.Fatalf("a table failed: %v", err)

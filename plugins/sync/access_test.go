@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fiberkit/fiberkit/plugins/sync/client"
 	"github.com/fiberkit/fiberkit/plugins/sync/connection"
-	"github.com/fiberkit/fiberkit/sdk/syncclient"
 )
 
 // A receiver reads only what request:tables lists: not the kit's own tables, not
@@ -19,7 +19,7 @@ func TestSenderServesOnlyListedTablesWhateverTheSpelling(t *testing.T) {
 	a.exec(t, `CREATE SCHEMA private; CREATE TABLE private.api_keys (id int PRIMARY KEY, key text); INSERT INTO private.api_keys VALUES (1, 'sk_live_secret')`)
 
 	code := a.newCode(t).Code
-	cl, err := syncclient.Connect(ctx, a.url, code, syncclient.Options{Timeout: 10 * time.Second})
+	cl, err := client.Connect(ctx, a.url, code, client.Options{Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestSenderServesOnlyListedTablesWhateverTheSpelling(t *testing.T) {
 		if n, err := tc.GetCount(ctx, tbl); err == nil {
 			t.Errorf("excluded table read as %q: %d rows", tbl, n)
 		}
-		if _, err := tc.Transfer(ctx, startSite(t, siteOptions{}).pool, tbl, syncclient.TransferOptions{CreateMissing: true}); err == nil {
+		if _, err := tc.Transfer(ctx, startSite(t, siteOptions{}).pool, tbl, client.TransferOptions{CreateMissing: true}); err == nil {
 			t.Errorf("excluded table transferred as %q", tbl)
 		}
 	}
@@ -56,7 +56,7 @@ func TestSenderServesOnlyListedTablesWhateverTheSpelling(t *testing.T) {
 func TestCodeAcceptedInLowerCaseWithSpaces(t *testing.T) {
 	a := seeded(t, siteOptions{})
 	code := a.newCode(t).Code
-	cl, err := syncclient.Connect(context.Background(), a.url, "  "+strings.ToLower(code)+" ", syncclient.Options{Timeout: 10 * time.Second})
+	cl, err := client.Connect(context.Background(), a.url, "  "+strings.ToLower(code)+" ", client.Options{Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatalf("lower-case code refused: %v", err)
 	}
@@ -75,7 +75,7 @@ func TestAbandonedApprovalRequestIsWithdrawn(t *testing.T) {
 	waiting := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		_, err := syncclient.Connect(ctx, a.url, code, syncclient.Options{
+		_, err := client.Connect(ctx, a.url, code, client.Options{
 			Timeout: 30 * time.Second, OnAwaitingApproval: func() { close(waiting) },
 		})
 		done <- err
@@ -122,7 +122,7 @@ func TestHistoryCountsFailedRowsApartFromSkipped(t *testing.T) {
 		CREATE FUNCTION refuse_tens() RETURNS trigger LANGUAGE plpgsql AS $$
 		BEGIN IF NEW.id > 1000 AND NEW.id % 10 = 0 THEN RAISE EXCEPTION 'no customer %', NEW.id; END IF; RETURN NEW; END $$;
 		CREATE TRIGGER refuse_tens BEFORE INSERT OR UPDATE ON customers FOR EACH ROW EXECUTE FUNCTION refuse_tens()`)
-	var res map[string]syncclient.Result
+	var res map[string]client.Result
 	if err := b.call(t, "pull", map[string]any{"url": a.url, "code": a.newCode(t).Code, "strategy": "skip", "tables": []string{"customers"}}, &res); err != nil {
 		t.Fatal(err)
 	}
@@ -145,10 +145,10 @@ func TestHistoryCountsFailedRowsApartFromSkipped(t *testing.T) {
 // the upgrade is recorded with the attempt.
 func TestRefusedAttemptRecordsReceiverInfo(t *testing.T) {
 	a := startSite(t, siteOptions{})
-	_, err := syncclient.Connect(context.Background(), a.url, "ABCDEFGH", syncclient.Options{
+	_, err := client.Connect(context.Background(), a.url, "ABCDEFGH", client.Options{
 		Timeout: 10 * time.Second, ReceiverInfo: map[string]any{"who": "nightly job"},
 	})
-	if !errors.Is(err, syncclient.ErrInvalidCode) {
+	if !errors.Is(err, client.ErrInvalidCode) {
 		t.Fatalf("wrong code: %v", err)
 	}
 	var who, outcome string
@@ -166,7 +166,7 @@ func TestSenderEndsASilentReceiver(t *testing.T) {
 	a := seeded(t, siteOptions{pluginEnv: []string{"FIBERKIT_SYNC_RECEIVER_IDLE=2s"}})
 	proxy := newFreezingProxy(t, strings.TrimPrefix(a.url, "http://"), 0)
 	ctx := context.Background()
-	c, err := syncclient.Connect(ctx, "http://"+proxy.ln.Addr().String(), a.newCode(t).Code, syncclient.Options{IdleTimeout: -1})
+	c, err := client.Connect(ctx, "http://"+proxy.ln.Addr().String(), a.newCode(t).Code, client.Options{IdleTimeout: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +204,7 @@ func TestManyWaitingApprovalsDoNotStarveThePool(t *testing.T) {
 	for i := 0; i < n; i++ {
 		code := a.newCode(t).Code
 		go func() {
-			c, err := syncclient.Connect(ctx, a.url, code, syncclient.Options{
+			c, err := client.Connect(ctx, a.url, code, client.Options{
 				Timeout: 60 * time.Second, OnAwaitingApproval: func() { waiting <- struct{}{} },
 			})
 			if err == nil {
@@ -257,7 +257,7 @@ func TestHistoryRecordsPagedReadsRefusedPullsAndFilters(t *testing.T) {
 	ctx := context.Background()
 	a := seeded(t, siteOptions{})
 	b := startSite(t, siteOptions{})
-	cl, err := syncclient.Connect(ctx, a.url, a.newCode(t).Code, syncclient.Options{Timeout: 10 * time.Second})
+	cl, err := client.Connect(ctx, a.url, a.newCode(t).Code, client.Options{Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

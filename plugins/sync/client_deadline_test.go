@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fiberkit/fiberkit/sdk/syncclient"
+	"github.com/fiberkit/fiberkit/plugins/sync/client"
 )
 
 // freezingProxy forwards TCP both ways until frozen, then holds every byte without
@@ -90,7 +90,7 @@ func TestTransferEndsWhenTheSenderGoesSilent(t *testing.T) {
 	proxy := newFreezingProxy(t, strings.TrimPrefix(a.url, "http://"), 0)
 	ctx := context.Background() // no deadline: only the idle check can end it
 	const idle = 2 * time.Second
-	c, err := syncclient.Connect(ctx, "http://"+proxy.ln.Addr().String(), a.newCode(t).Code, syncclient.Options{IdleTimeout: idle})
+	c, err := client.Connect(ctx, "http://"+proxy.ln.Addr().String(), a.newCode(t).Code, client.Options{IdleTimeout: idle})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestTransferEndsWhenTheSenderGoesSilent(t *testing.T) {
 	var frozeAt atomic.Int64
 	done := make(chan error, 1)
 	go func() {
-		_, err := c.Transfer(ctx, b.pool, "big", syncclient.TransferOptions{CreateMissing: true, BatchSize: 1000, Progress: func(p syncclient.Progress) {
+		_, err := c.Transfer(ctx, b.pool, "big", client.TransferOptions{CreateMissing: true, BatchSize: 1000, Progress: func(p client.Progress) {
 			if p.Batches == 2 && frozeAt.Load() == 0 {
 				frozeAt.Store(time.Now().UnixNano())
 				proxy.frozen.Store(true)
@@ -112,7 +112,7 @@ func TestTransferEndsWhenTheSenderGoesSilent(t *testing.T) {
 		if frozeAt.Load() == 0 {
 			t.Fatalf("the transfer ended before the network froze: %v", err)
 		}
-		if !errors.Is(err, syncclient.ErrPeerSilent) || !errors.Is(err, syncclient.ErrClosed) {
+		if !errors.Is(err, client.ErrPeerSilent) || !errors.Is(err, client.ErrClosed) {
 			t.Fatalf("transfer error: %v", err)
 		}
 		if took > idle+3*time.Second {
@@ -132,7 +132,7 @@ func TestTransferEndsWhenTheSenderGoesSilent(t *testing.T) {
 func TestIdleButLiveSenderStaysConnected(t *testing.T) {
 	a := seeded(t, siteOptions{})
 	ctx := context.Background()
-	c, err := syncclient.Connect(ctx, a.url, a.newCode(t).Code, syncclient.Options{IdleTimeout: time.Second, HeartbeatInterval: 300 * time.Millisecond})
+	c, err := client.Connect(ctx, a.url, a.newCode(t).Code, client.Options{IdleTimeout: time.Second, HeartbeatInterval: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

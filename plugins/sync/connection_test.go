@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fiberkit/fiberkit/plugins/sync/client"
 	"github.com/fiberkit/fiberkit/plugins/sync/connection"
 	"github.com/fiberkit/fiberkit/plugins/sync/importer"
-	"github.com/fiberkit/fiberkit/sdk/syncclient"
 )
 
 type conn struct {
@@ -41,16 +41,16 @@ func (s *site) setStatus(t *testing.T, id, status string) {
 }
 
 func remoteCode(err error) string {
-	var re *syncclient.RemoteError
+	var re *client.RemoteError
 	if errors.As(err, &re) {
 		return re.Code
 	}
 	return ""
 }
 
-func dialToken(t *testing.T, s *site, token string) (*syncclient.Client, error) {
+func dialToken(t *testing.T, s *site, token string) (*client.Client, error) {
 	t.Helper()
-	c, err := syncclient.Connect(context.Background(), s.url, "", syncclient.Options{Token: token})
+	c, err := client.Connect(context.Background(), s.url, "", client.Options{Token: token})
 	if err == nil {
 		t.Cleanup(func() { c.Close() })
 	}
@@ -71,7 +71,7 @@ func TestConnectionLifecycleAndTokenAtRest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := cl.TransferAll(ctx, b.pool, syncclient.TransferAllOptions{Strategy: importer.Skip, TransferOptions: syncclient.TransferOptions{CreateMissing: true}})
+	res, err := cl.TransferAll(ctx, b.pool, client.TransferAllOptions{Strategy: importer.Skip, TransferOptions: client.TransferOptions{CreateMissing: true}})
 	if err != nil || res["order_items"].Created != 15000 {
 		t.Fatalf("transfer over a connection: %v %+v", err, res["order_items"])
 	}
@@ -171,8 +171,8 @@ func TestEveryConnectionLimitIsEnforced(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := cl.TransferAll(ctx, b.pool, syncclient.TransferAllOptions{Tables: []string{"customers", "products", "orders"},
-			TransferOptions: syncclient.TransferOptions{CreateMissing: true, BatchSize: 1000}})
+		res, err := cl.TransferAll(ctx, b.pool, client.TransferAllOptions{Tables: []string{"customers", "products", "orders"},
+			TransferOptions: client.TransferOptions{CreateMissing: true, BatchSize: 1000}})
 		if remoteCode(err) != "record_limit" {
 			t.Fatalf("over the total: %v", err)
 		}
@@ -224,7 +224,7 @@ func TestRevokingCutsAnOpenTransfer(t *testing.T) {
 		t.Fatal(err)
 	}
 	revoked := false
-	res, err := cl.Transfer(context.Background(), b.pool, "big", syncclient.TransferOptions{CreateMissing: true, BatchSize: 1000, Progress: func(p syncclient.Progress) {
+	res, err := cl.Transfer(context.Background(), b.pool, "big", client.TransferOptions{CreateMissing: true, BatchSize: 1000, Progress: func(p client.Progress) {
 		if p.Batches == 3 && !revoked {
 			revoked = true
 			a.setStatus(t, c.ID, "revoked")
@@ -302,7 +302,7 @@ func TestScheduledPullFiresOncePerIntervalAcrossReplicas(t *testing.T) {
 	}
 	// A run on demand works too (it waits its turn while a scheduled run holds the
 	// remote's lock), and the sender's history has the rows.
-	var res map[string]syncclient.Result
+	var res map[string]client.Result
 	for start := time.Now(); ; {
 		err := b2.call(t, "run_remote", map[string]string{"id": r.ID}, &res)
 		if err != nil && strings.Contains(err.Error(), "already running") && time.Since(start) < 10*time.Second {
@@ -345,7 +345,7 @@ func TestRegeneratedTokenIsPassedToTheOtherSide(t *testing.T) {
 		t.Fatalf("regenerate: %v %+v", err, regen)
 	}
 	// B pulls with the token it was told; the old one is dead.
-	var res map[string]syncclient.Result
+	var res map[string]client.Result
 	if err := b.call(t, "run_remote", map[string]string{"id": r.ID}, &res); err != nil || res["products"].Created != 300 {
 		t.Fatalf("pull with the new token: %v %+v", err, res["products"])
 	}
@@ -358,7 +358,7 @@ func TestHistoryCountsATransferWithConflicts(t *testing.T) {
 	a := seeded(t, siteOptions{})
 	b := seeded(t, siteOptions{})
 	b.exec(t, `DELETE FROM order_items WHERE order_id > 4500`)
-	var res map[string]syncclient.Result
+	var res map[string]client.Result
 	if err := b.call(t, "pull", map[string]any{"url": a.url, "code": a.newCode(t).Code, "strategy": "skip", "tables": []string{"order_items"}}, &res); err != nil {
 		t.Fatal(err)
 	}

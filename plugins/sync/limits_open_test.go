@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fiberkit/fiberkit/plugins/sync/client"
 	"github.com/fiberkit/fiberkit/plugins/sync/connection"
-	"github.com/fiberkit/fiberkit/sdk/syncclient"
 )
 
 // The per-request limit is judged on the size a request really gets: asking for
@@ -28,7 +28,7 @@ func TestRecordsPerRequestLimitCountsDefaults(t *testing.T) {
 	}
 	// A stream with the default batch size is refused the same way.
 	b := startSite(t, siteOptions{})
-	if _, err := cl.Transfer(ctx, b.pool, "customers", syncclient.TransferOptions{CreateMissing: true}); remoteCode(err) != "request_too_large" {
+	if _, err := cl.Transfer(ctx, b.pool, "customers", client.TransferOptions{CreateMissing: true}); remoteCode(err) != "request_too_large" {
 		t.Fatalf("default batch on a 50-record connection: %v", err)
 	}
 }
@@ -106,7 +106,7 @@ func TestOpenTransferEndsWhenTheConnectionStopsStanding(t *testing.T) {
 				t.Fatal(err)
 			}
 			stopped := false
-			res, err := cl.Transfer(context.Background(), b.pool, "big", syncclient.TransferOptions{CreateMissing: true, BatchSize: 1000, Progress: func(p syncclient.Progress) {
+			res, err := cl.Transfer(context.Background(), b.pool, "big", client.TransferOptions{CreateMissing: true, BatchSize: 1000, Progress: func(p client.Progress) {
 				if p.Batches == 3 && !stopped {
 					stopped = true
 					stop(t, c)

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fiberkit/fiberkit/plugins/sync/client"
 	"github.com/fiberkit/fiberkit/plugins/sync/importer"
-	"github.com/fiberkit/fiberkit/sdk/syncclient"
 )
 
 // receiverLackingColumns is B's older schema: customers without profile and active,
@@ -47,14 +47,14 @@ func TestMissingColumnsFailOrAreDropped(t *testing.T) {
 	b.exec(t, receiverLackingColumns)
 	ctx := context.Background()
 	tables := []string{"customers", "products"}
-	transfer := func(ignore bool) (map[string]syncclient.Result, error) {
-		c, err := syncclient.Connect(ctx, a.url, a.newCode(t).Code, syncclient.Options{})
+	transfer := func(ignore bool) (map[string]client.Result, error) {
+		c, err := client.Connect(ctx, a.url, a.newCode(t).Code, client.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		return c.TransferAll(ctx, b.pool, syncclient.TransferAllOptions{Tables: tables, Strategy: importer.Overwrite,
-			TransferOptions: syncclient.TransferOptions{BatchSize: 300, IgnoreMissingColumns: ignore}})
+		return c.TransferAll(ctx, b.pool, client.TransferAllOptions{Tables: tables, Strategy: importer.Overwrite,
+			TransferOptions: client.TransferOptions{BatchSize: 300, IgnoreMissingColumns: ignore}})
 	}
 	res, err := transfer(false)
 	if err == nil {
@@ -85,16 +85,16 @@ func TestMissingColumnsFailOrAreDropped(t *testing.T) {
 
 	// Through the temp table (rows exist: overwrite updates them), in small batches.
 	b.exec(t, `UPDATE customers SET notes = 'local', tags = '{}'; UPDATE products SET title = 'local'`)
-	c, err := syncclient.Connect(ctx, a.url, a.newCode(t).Code, syncclient.Options{})
+	c, err := client.Connect(ctx, a.url, a.newCode(t).Code, client.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	r, err := c.Transfer(ctx, b.pool, "customers", syncclient.TransferOptions{Strategy: importer.Overwrite, BatchSize: 150, IgnoreMissingColumns: true})
+	r, err := c.Transfer(ctx, b.pool, "customers", client.TransferOptions{Strategy: importer.Overwrite, BatchSize: 150, IgnoreMissingColumns: true})
 	if err != nil || r.Updated != 2000 || !reflect.DeepEqual(r.DroppedColumns, wantDropped["customers"]) {
 		t.Fatalf("%+v, %v", r, err)
 	}
-	r, err = c.Transfer(ctx, b.pool, "products", syncclient.TransferOptions{Strategy: importer.Merge, BatchSize: 70, IgnoreMissingColumns: true})
+	r, err = c.Transfer(ctx, b.pool, "products", client.TransferOptions{Strategy: importer.Merge, BatchSize: 70, IgnoreMissingColumns: true})
 	if err != nil || r.Updated != 300 {
 		t.Fatalf("%+v, %v", r, err)
 	}
@@ -106,7 +106,7 @@ func TestMissingColumnsThroughPullAndCommandLine(t *testing.T) {
 	a := seeded(t, siteOptions{})
 	b := startSite(t, siteOptions{})
 	b.exec(t, receiverLackingColumns)
-	var res map[string]syncclient.Result
+	var res map[string]client.Result
 	in := map[string]any{"url": a.url, "code": a.newCode(t).Code, "tables": []string{"customers", "products"}}
 	if err := b.call(t, "pull", in, &res); err != nil {
 		t.Fatal(err)

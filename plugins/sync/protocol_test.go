@@ -13,8 +13,8 @@ import (
 	"github.com/fasthttp/websocket"
 
 	"github.com/fiberkit/fiberkit/host"
+	"github.com/fiberkit/fiberkit/plugins/sync/client"
 	"github.com/fiberkit/fiberkit/plugins/sync/importer"
-	"github.com/fiberkit/fiberkit/sdk/syncclient"
 )
 
 // rawClient speaks the documented JSON-array frames and nothing else, like a
@@ -189,13 +189,13 @@ func TestSenderKilledMidTransferLeavesWholeBatchesAndRerunCompletes(t *testing.T
 	a := bigSender(t)
 	b := startSite(t, siteOptions{})
 	ctx := context.Background()
-	c, err := syncclient.Connect(ctx, a.url, a.newCode(t).Code, syncclient.Options{})
+	c, err := client.Connect(ctx, a.url, a.newCode(t).Code, client.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	st, _ := a.kit.Module("sync")
 	killed := false
-	res, err := c.Transfer(ctx, b.pool, "big", syncclient.TransferOptions{CreateMissing: true, BatchSize: 1000, Progress: func(p syncclient.Progress) {
+	res, err := c.Transfer(ctx, b.pool, "big", client.TransferOptions{CreateMissing: true, BatchSize: 1000, Progress: func(p client.Progress) {
 		if p.Batches == 3 && !killed {
 			killed = true
 			_ = syscall.Kill(st.PID, syscall.SIGKILL)
@@ -205,7 +205,7 @@ func TestSenderKilledMidTransferLeavesWholeBatchesAndRerunCompletes(t *testing.T
 	if err == nil {
 		t.Fatal("transfer finished although the sender was killed")
 	}
-	if !errors.Is(err, syncclient.ErrClosed) {
+	if !errors.Is(err, client.ErrClosed) {
 		t.Fatalf("error %v, want it to say the connection closed", err)
 	}
 	var n int64
@@ -225,12 +225,12 @@ func TestSenderKilledMidTransferLeavesWholeBatchesAndRerunCompletes(t *testing.T
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	c2, err := syncclient.Connect(ctx, a.url, a.newCode(t).Code, syncclient.Options{})
+	c2, err := client.Connect(ctx, a.url, a.newCode(t).Code, client.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c2.Close()
-	res2, err := c2.Transfer(ctx, b.pool, "big", syncclient.TransferOptions{Strategy: importer.Skip, BatchSize: 5000})
+	res2, err := c2.Transfer(ctx, b.pool, "big", client.TransferOptions{Strategy: importer.Skip, BatchSize: 5000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,11 +246,11 @@ func TestCutConnectionResumesFromLastAcknowledgedKey(t *testing.T) {
 	a := bigSender(t)
 	b := startSite(t, siteOptions{})
 	ctx := context.Background()
-	c, err := syncclient.Connect(ctx, a.url, a.newCode(t).Code, syncclient.Options{})
+	c, err := client.Connect(ctx, a.url, a.newCode(t).Code, client.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := c.Transfer(ctx, b.pool, "big", syncclient.TransferOptions{CreateMissing: true, BatchSize: 2000, Progress: func(p syncclient.Progress) {
+	res, err := c.Transfer(ctx, b.pool, "big", client.TransferOptions{CreateMissing: true, BatchSize: 2000, Progress: func(p client.Progress) {
 		if p.Batches == 5 {
 			c.Close() // the network goes away
 		}
@@ -258,12 +258,12 @@ func TestCutConnectionResumesFromLastAcknowledgedKey(t *testing.T) {
 	if err == nil || len(res.LastKey) != 1 {
 		t.Fatalf("cut transfer: %+v, %v", res, err)
 	}
-	c2, err := syncclient.Connect(ctx, a.url, a.newCode(t).Code, syncclient.Options{})
+	c2, err := client.Connect(ctx, a.url, a.newCode(t).Code, client.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c2.Close()
-	res2, err := c2.Transfer(ctx, b.pool, "big", syncclient.TransferOptions{AfterKey: res.LastKey, BatchSize: 2000})
+	res2, err := c2.Transfer(ctx, b.pool, "big", client.TransferOptions{AfterKey: res.LastKey, BatchSize: 2000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,12 +280,12 @@ func TestSenderHostGoneMidTransferThenANewHostFinishesIt(t *testing.T) {
 	a := bigSender(t)
 	b := startSite(t, siteOptions{})
 	ctx := context.Background()
-	c, err := syncclient.Connect(ctx, a.url, a.newCode(t).Code, syncclient.Options{})
+	c, err := client.Connect(ctx, a.url, a.newCode(t).Code, client.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	stopped := false
-	res, err := c.Transfer(ctx, b.pool, "big", syncclient.TransferOptions{CreateMissing: true, BatchSize: 1000, Progress: func(p syncclient.Progress) {
+	res, err := c.Transfer(ctx, b.pool, "big", client.TransferOptions{CreateMissing: true, BatchSize: 1000, Progress: func(p client.Progress) {
 		if p.Batches == 4 && !stopped {
 			stopped = true
 			// The whole sending host goes away: its server and its plugins.
@@ -303,12 +303,12 @@ func TestSenderHostGoneMidTransferThenANewHostFinishesIt(t *testing.T) {
 	}
 	// The sender comes back (a new host on the same database) and a rerun completes.
 	a2 := startSite(t, siteOptions{db: a.db})
-	c2, err := syncclient.Connect(ctx, a2.url, a2.newCode(t).Code, syncclient.Options{})
+	c2, err := client.Connect(ctx, a2.url, a2.newCode(t).Code, client.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c2.Close()
-	if _, err := c2.Transfer(ctx, b.pool, "big", syncclient.TransferOptions{Strategy: importer.Skip}); err != nil {
+	if _, err := c2.Transfer(ctx, b.pool, "big", client.TransferOptions{Strategy: importer.Skip}); err != nil {
 		t.Fatal(err)
 	}
 	if a2.checksum(t, "big", "id") != b.checksum(t, "big", "id") {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/fasthttp/websocket"
 
-	"github.com/fiberkit/fiberkit/sdk/syncclient"
+	"github.com/fiberkit/fiberkit/plugins/sync/client"
 )
 
 func getBody(t *testing.T, u string) (int, string) {
@@ -38,7 +38,7 @@ func TestAnotherPluginUsesSyncThroughTheSDK(t *testing.T) {
 	if code != 200 || sess.Owner != "plugin:sync-report#report" {
 		t.Fatalf("code through the SDK: %d %s", code, body)
 	}
-	c, err := syncclient.Connect(context.Background(), s.url, sess.Code, syncclient.Options{})
+	c, err := client.Connect(context.Background(), s.url, sess.Code, client.Options{})
 	if err != nil {
 		t.Fatalf("the plugin's code: %v", err)
 	}

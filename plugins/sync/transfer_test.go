@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fiberkit/fiberkit/plugins/sync/client"
 	"github.com/fiberkit/fiberkit/plugins/sync/importer"
 	"github.com/fiberkit/fiberkit/plugins/sync/sample"
-	"github.com/fiberkit/fiberkit/sdk/syncclient"
 )
 
 func seeded(t *testing.T, o siteOptions) *site {
@@ -33,14 +33,14 @@ func TestTransferAllCreatesTablesAndCopiesEveryRow(t *testing.T) {
 	a := seeded(t, siteOptions{})
 	b := startSite(t, siteOptions{})
 	ctx := context.Background()
-	c, err := syncclient.Connect(ctx, a.url, a.newCode(t).Code, syncclient.Options{ReceiverInfo: map[string]any{"site": "B"}})
+	c, err := client.Connect(ctx, a.url, a.newCode(t).Code, client.Options{ReceiverInfo: map[string]any{"site": "B"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	var progress int
-	res, err := c.TransferAll(ctx, b.pool, syncclient.TransferAllOptions{Strategy: importer.Skip,
-		TransferOptions: syncclient.TransferOptions{CreateMissing: true, BatchSize: 700, Progress: func(syncclient.Progress) { progress++ }}})
+	res, err := c.TransferAll(ctx, b.pool, client.TransferAllOptions{Strategy: importer.Skip,
+		TransferOptions: client.TransferOptions{CreateMissing: true, BatchSize: 700, Progress: func(client.Progress) { progress++ }}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestEachStrategyIntoAnEmptySiteGivesEqualChecksums(t *testing.T) {
 	for _, strategy := range []importer.Strategy{importer.Skip, importer.Overwrite, importer.Merge} {
 		t.Run(string(strategy), func(t *testing.T) {
 			b := startSite(t, siteOptions{})
-			var res map[string]syncclient.Result
+			var res map[string]client.Result
 			if err := b.call(t, "pull", map[string]any{"url": a.url, "code": a.newCode(t).Code, "strategy": strategy, "create_missing": true}, &res); err != nil {
 				t.Fatal(err)
 			}
@@ -88,7 +88,7 @@ func TestPullOperationWithEachStrategy(t *testing.T) {
 			b.exec(t, `UPDATE customers SET name = 'local', notes = NULL WHERE id <= 10;
 				DELETE FROM order_items WHERE order_id > 4000; DELETE FROM orders WHERE id > 4000;
 				INSERT INTO products (sku, title, price) VALUES ('LOCAL-1', 'only here', 1)`)
-			var res map[string]syncclient.Result
+			var res map[string]client.Result
 			err := b.call(t, "pull", map[string]any{"url": a.url, "code": a.newCode(t).Code, "strategy": strategy}, &res)
 			if err != nil {
 				t.Fatal(err)
@@ -130,21 +130,21 @@ func TestIncomingModesAndCodes(t *testing.T) {
 	ctx := context.Background()
 	t.Run("deny_all", func(t *testing.T) {
 		a := startSite(t, siteOptions{mode: "deny_all"})
-		_, err := syncclient.Connect(ctx, a.url, a.newCode(t).Code, syncclient.Options{})
-		if !errors.Is(err, syncclient.ErrDenied) {
+		_, err := client.Connect(ctx, a.url, a.newCode(t).Code, client.Options{})
+		if !errors.Is(err, client.ErrDenied) {
 			t.Fatalf("deny_all: %v", err)
 		}
 	})
 	t.Run("require_password", func(t *testing.T) {
 		a := startSite(t, siteOptions{mode: "require_password", password: "open-sesame"})
 		code := a.newCode(t).Code
-		if _, err := syncclient.Connect(ctx, a.url, code, syncclient.Options{}); !errors.Is(err, syncclient.ErrPasswordRequired) {
+		if _, err := client.Connect(ctx, a.url, code, client.Options{}); !errors.Is(err, client.ErrPasswordRequired) {
 			t.Fatalf("no password: %v", err)
 		}
-		if _, err := syncclient.Connect(ctx, a.url, code, syncclient.Options{Password: "wrong"}); !errors.Is(err, syncclient.ErrWrongPassword) {
+		if _, err := client.Connect(ctx, a.url, code, client.Options{Password: "wrong"}); !errors.Is(err, client.ErrWrongPassword) {
 			t.Fatalf("wrong password: %v", err)
 		}
-		c, err := syncclient.Connect(ctx, a.url, code, syncclient.Options{Password: "open-sesame"})
+		c, err := client.Connect(ctx, a.url, code, client.Options{Password: "open-sesame"})
 		if err != nil {
 			t.Fatalf("right password: %v", err)
 		}
@@ -168,7 +168,7 @@ func TestIncomingModesAndCodes(t *testing.T) {
 		if v := validate("NOPE2345"); v.Valid || v.Error != "invalid_code" {
 			t.Fatalf("unknown code: %+v", v)
 		}
-		c, err := syncclient.Connect(ctx, a.url, code, syncclient.Options{})
+		c, err := client.Connect(ctx, a.url, code, client.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -176,7 +176,7 @@ func TestIncomingModesAndCodes(t *testing.T) {
 		if v := validate(code); v.Valid || v.Error != "already_used" {
 			t.Fatalf("used code: %+v", v)
 		}
-		if _, err := syncclient.Connect(ctx, a.url, code, syncclient.Options{}); !errors.Is(err, syncclient.ErrAlreadyUsed) {
+		if _, err := client.Connect(ctx, a.url, code, client.Options{}); !errors.Is(err, client.ErrAlreadyUsed) {
 			t.Fatalf("reused code: %v", err)
 		}
 		// Owner gone → code invalid.
@@ -184,17 +184,17 @@ func TestIncomingModesAndCodes(t *testing.T) {
 		if err := a.call(t, "release_sessions", map[string]any{}, nil); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := syncclient.Connect(ctx, a.url, code2, syncclient.Options{}); !errors.Is(err, syncclient.ErrInvalidCode) {
+		if _, err := client.Connect(ctx, a.url, code2, client.Options{}); !errors.Is(err, client.ErrInvalidCode) {
 			t.Fatalf("code of a released session: %v", err)
 		}
 		// Wrong codes: invalid, then locked out (this address only).
 		good := a.newCode(t).Code
 		for i := 0; i < 3; i++ { // 2 failures above + 3 = 5
-			if _, err := syncclient.Connect(ctx, a.url, "WRONG234", syncclient.Options{}); !errors.Is(err, syncclient.ErrInvalidCode) {
+			if _, err := client.Connect(ctx, a.url, "WRONG234", client.Options{}); !errors.Is(err, client.ErrInvalidCode) {
 				t.Fatalf("wrong code %d: %v", i, err)
 			}
 		}
-		if _, err := syncclient.Connect(ctx, a.url, good, syncclient.Options{}); !errors.Is(err, syncclient.ErrRateLimited) {
+		if _, err := client.Connect(ctx, a.url, good, client.Options{}); !errors.Is(err, client.ErrRateLimited) {
 			t.Fatalf("after 5 failures even a good code is refused: %v", err)
 		}
 	})
@@ -210,7 +210,7 @@ func TestApprovalOnOneReplicaReleasesReceiverOnAnother(t *testing.T) {
 			waiting := make(chan struct{})
 			done := make(chan error, 1)
 			go func() {
-				c, err := syncclient.Connect(ctx, a2.url, code, syncclient.Options{ // connected through replica 2
+				c, err := client.Connect(ctx, a2.url, code, client.Options{ // connected through replica 2
 					Timeout: 30 * time.Second, ReceiverInfo: map[string]any{"who": "dev laptop"},
 					OnAwaitingApproval: func() { close(waiting) },
 				})
@@ -254,7 +254,7 @@ func TestApprovalOnOneReplicaReleasesReceiverOnAnother(t *testing.T) {
 				if decision == "approve" && err != nil {
 					t.Fatalf("approved receiver: %v", err)
 				}
-				if decision == "deny" && !errors.Is(err, syncclient.ErrDenied) {
+				if decision == "deny" && !errors.Is(err, client.ErrDenied) {
 					t.Fatalf("denied receiver: %v", err)
 				}
 			case <-time.After(10 * time.Second):

@@ -16,7 +16,7 @@ import (
 	"github.com/fasthttp/websocket"
 
 	"github.com/fiberkit/fiberkit/host/browsertest"
-	"github.com/fiberkit/fiberkit/sdk/syncclient"
+	"github.com/fiberkit/fiberkit/plugins/sync/client"
 )
 
 // sendPage GETs a site's Send page as a program would and returns the page's owner
@@ -247,7 +247,7 @@ func TestPagesAccessibility(t *testing.T) {
 	ctx := context.Background()
 	done := make(chan error, 1)
 	go func() {
-		c, err := syncclient.Connect(ctx, a.url, code, syncclient.Options{Timeout: time.Minute, ReceiverInfo: map[string]any{"who": "dev laptop"}})
+		c, err := client.Connect(ctx, a.url, code, client.Options{Timeout: time.Minute, ReceiverInfo: map[string]any{"who": "dev laptop"}})
 		if err == nil {
 			c.Close()
 		}

@@ -59,7 +59,7 @@ func main() {
 		Operations: sdk.Operations{
 			"greet": sdk.Op(func(ctx context.Context, in GreetIn) (GreetOut, error) {
 				if in.Name == "" {
-					return GreetOut{}, sdk.Errorf("invalid_input", "name is required")
+					return GreetOut{}, sdk.Errorf(sdk.CodeInvalidInput, "name is required")
 				}
 				c := sdk.CallerFrom(ctx)
 				who := "user:" + c.User

@@ -10,15 +10,15 @@ import (
 	"net/http"
 	"sync/atomic"
 
+	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
 	"github.com/fiberkit/fiberkit/sdk"
-	"github.com/fiberkit/fiberkit/sdk/syncclient"
 )
 
 func main() {
-	var mod atomic.Pointer[syncclient.Module]
+	var mod atomic.Pointer[syncapi.Module]
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /tables", func(w http.ResponseWriter, r *http.Request) {
-		tables, err := mod.Load().ListTables(r.Context())
+		tables, err := mod.Load().ListTables(r.Context(), syncapi.ListTablesRequest{})
 		if err != nil {
 			fail(w, err)
 			return
@@ -37,7 +37,7 @@ func main() {
 		ID:   "sync-report",
 		HTTP: mux,
 		Configure: func(ctx context.Context, env *sdk.Env) error {
-			mod.Store(syncclient.Via(env.Host))
+			mod.Store(syncapi.Via(env.Host))
 			return nil
 		},
 	})

@@ -6,8 +6,9 @@
 package catalog
 
 import (
+	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
+
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -84,23 +85,9 @@ func Resolve(ctx context.Context, q Querier, name string) (Ident, error) {
 const TextSettings = `SELECT set_config('DateStyle', 'ISO, MDY', true), set_config('IntervalStyle', 'postgres', true),
 	set_config('TimeZone', 'UTC', true), set_config('extra_float_digits', '3', true), set_config('bytea_output', 'hex', true)`
 
-// Table is one entry of ListTables.
-type Table struct {
-	Name   string `json:"name"` // as Resolve accepts it
-	Schema string `json:"schema"`
-	Rows   int64  `json:"rows"`
-	// Exact is false when Rows is the planner's estimate.
-	Exact bool `json:"exact"`
-}
-
-// MarshalJSON adds estimated_count (= rows), the field PhoenixKit's clients read.
-func (t Table) MarshalJSON() ([]byte, error) {
-	type plain Table
-	return json.Marshal(struct {
-		plain
-		EstimatedCount int64 `json:"estimated_count"`
-	}{plain(t), t.Rows})
-}
+// Table is one entry of ListTables (defined in syncapi, where callers of the
+// list_tables operation and the wire protocol read it).
+type Table = syncapi.Table
 
 // ListOptions select the tables ListTables returns.
 type ListOptions struct {

@@ -1,102 +1,33 @@
 package catalog
 
 import (
+	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
+
 	"context"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
 )
 
-// Schema is a table's definition, enough to recreate it (package ddl) and to move
-// its rows (packages exporter and importer). It travels as JSON between sites.
-type Schema struct {
-	Schema      string       `json:"schema"`
-	Name        string       `json:"table"`
-	Columns     []Column     `json:"columns"`
-	PrimaryKey  []string     `json:"primary_key"`
-	Unique      []Unique     `json:"unique_constraints"`
-	ForeignKeys []ForeignKey `json:"foreign_keys"`
-	Enums       []Enum       `json:"enums,omitempty"`
-	Domains     []Domain     `json:"domains,omitempty"`
-}
+// The table definition types are syncapi's: they travel as JSON between sites and
+// to other modules, and this package fills them from pg_catalog.
+type (
+	// Schema is a table's definition (syncapi.Schema).
+	Schema = syncapi.Schema
+	// Column is one column (syncapi.Column).
+	Column = syncapi.Column
+	// Unique is a unique constraint (syncapi.Unique).
+	Unique = syncapi.Unique
+	// ForeignKey is a foreign key constraint (syncapi.ForeignKey).
+	ForeignKey = syncapi.ForeignKey
+	// Enum is an enum type a column uses (syncapi.Enum).
+	Enum = syncapi.Enum
+	// Domain is a domain type a column uses (syncapi.Domain).
+	Domain = syncapi.Domain
+)
 
-// Column is one column.
-type Column struct {
-	Name string `json:"name"`
-	// Type is the full SQL type as format_type prints it: "numeric(12,2)",
-	// "character varying(20)", "text[]", "public.order_status".
-	Type     string  `json:"type"`
-	Nullable bool    `json:"nullable"`
-	Default  *string `json:"default,omitempty"`
-	// Identity is "always", "by_default" or "".
-	Identity string `json:"identity,omitempty"`
-	// Generated holds the expression of a stored generated column; such columns are
-	// never written.
-	Generated  string `json:"generated,omitempty"`
-	PrimaryKey bool   `json:"primary_key"`
-	// BaseType is the type with domains unwrapped (same as Type for non-domains).
-	BaseType string `json:"base_type"`
-	// HasDefault is true when inserting without a value gives one (default, identity or serial).
-	HasDefault bool `json:"has_default"`
-}
-
-// Unique is a unique constraint.
-type Unique struct {
-	Name    string   `json:"name"`
-	Columns []string `json:"columns"`
-}
-
-// ForeignKey is a foreign key constraint.
-type ForeignKey struct {
-	Name       string   `json:"name"`
-	Columns    []string `json:"columns"`
-	RefSchema  string   `json:"ref_schema"`
-	RefTable   string   `json:"ref_table"`
-	RefColumns []string `json:"ref_columns"`
-	// Definition is pg_get_constraintdef's text (FOREIGN KEY … REFERENCES … ON DELETE …).
-	Definition string `json:"definition"`
-}
-
-// Enum is an enum type a column uses.
-type Enum struct {
-	Schema string   `json:"schema"`
-	Name   string   `json:"name"`
-	Labels []string `json:"labels"`
-}
-
-// Domain is a domain type a column uses.
-type Domain struct {
-	Schema   string   `json:"schema"`
-	Name     string   `json:"name"`
-	BaseType string   `json:"base_type"`
-	NotNull  bool     `json:"not_null"`
-	Default  *string  `json:"default,omitempty"`
-	Checks   []string `json:"checks,omitempty"` // CHECK (…) definitions
-}
-
-// Column returns the column called name.
-func (s *Schema) Column(name string) (Column, bool) {
-	for _, c := range s.Columns {
-		if c.Name == name {
-			return c, true
-		}
-	}
-	return Column{}, false
-}
-
-// Writable returns the columns an import writes: all but generated ones.
-func (s *Schema) Writable() []Column {
-	out := make([]Column, 0, len(s.Columns))
-	for _, c := range s.Columns {
-		if c.Generated == "" {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
-// Ident returns the table's identifier.
-func (s *Schema) Ident() Ident { return Ident{Schema: s.Schema, Name: s.Name} }
+// IdentOf returns the identifier of the table s defines.
+func IdentOf(s *Schema) Ident { return Ident{Schema: s.Schema, Name: s.Name} }
 
 // GetSchema reads a table's definition.
 func GetSchema(ctx context.Context, q Querier, name string) (*Schema, error) {
@@ -198,7 +129,7 @@ ORDER BY con.contype, con.conname`, id.OID)
 
 	seen := map[uint32]bool{}
 	for _, oid := range used {
-		if err := s.addType(ctx, q, oid, seen); err != nil {
+		if err := addType(ctx, q, s, oid, seen); err != nil {
 			return nil, err
 		}
 	}
@@ -208,7 +139,7 @@ ORDER BY con.contype, con.conname`, id.OID)
 // addType appends the enum or domain oid to s.Enums or s.Domains, after the types it
 // is built on: a domain's base type when that is an enum or a domain (or an array of
 // one), recursively, so every type can be created before the ones that use it.
-func (s *Schema) addType(ctx context.Context, q Querier, oid uint32, seen map[uint32]bool) error {
+func addType(ctx context.Context, q Querier, s *Schema, oid uint32, seen map[uint32]bool) error {
 	if seen[oid] {
 		return nil
 	}
@@ -236,7 +167,7 @@ func (s *Schema) addType(ctx context.Context, q Querier, oid uint32, seen map[ui
 		return nil
 	}
 	if base != 0 {
-		if err := s.addType(ctx, q, base, seen); err != nil {
+		if err := addType(ctx, q, s, base, seen); err != nil {
 			return err
 		}
 	}

@@ -88,7 +88,7 @@ func CreateTable(ctx context.Context, q Exec, sch *catalog.Schema) error {
 // definition it does not recreate are listed in the result's Warnings.
 func Create(ctx context.Context, q Exec, sch *catalog.Schema) (Result, error) {
 	var res Result
-	target := sch.Ident()
+	target := catalog.IdentOf(sch)
 	if err := checkSchemaName(sch.Schema); err != nil {
 		return res, fmt.Errorf("create table %s: %w", target, err)
 	}

@@ -19,6 +19,8 @@
 package exporter
 
 import (
+	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
+
 	"bytes"
 	"context"
 	"crypto/md5"
@@ -157,7 +159,7 @@ func (s *Snapshot) NextBatch(ctx context.Context, sch *catalog.Schema, after []s
 	if catalog.IsSecretTable(sch.Name) {
 		return Batch{}, fmt.Errorf("export: %w: %q", catalog.ErrUnknownTable, sch.Name)
 	}
-	table := sch.Ident().Quoted()
+	table := catalog.IdentOf(sch).Quoted()
 	noKey := len(sch.PrimaryKey) == 0
 	if noKey && after != nil && (len(after) != 1 || !s.issued[table+"\x00"+after[0]]) {
 		return Batch{}, fmt.Errorf("export %s: %w", sch.Name, ErrNoResume)
@@ -378,13 +380,8 @@ func unescapeCopy(b []byte) string {
 	return string(out)
 }
 
-// Page is one page of the records API.
-type Page struct {
-	// Records map column name → text representation (nil for NULL).
-	Records []map[string]*string `json:"records"`
-	Offset  int                  `json:"offset"`
-	HasMore bool                 `json:"has_more"`
-}
+// Page is one page of the records API (syncapi.Page).
+type Page = syncapi.Page
 
 // Records returns rows offset..offset+limit in key order, as text values.
 func (s *Snapshot) Records(ctx context.Context, sch *catalog.Schema, offset, limit int) (Page, error) {
@@ -406,7 +403,7 @@ func (s *Snapshot) Records(ctx context.Context, sch *catalog.Schema, offset, lim
 		order[i] = "src." + e
 	}
 	rows, err := s.tx.Query(ctx, fmt.Sprintf("SELECT %s FROM %s AS src ORDER BY %s OFFSET $1 LIMIT $2",
-		strings.Join(sel, ", "), sch.Ident().Quoted(), strings.Join(order, ", ")), offset, limit+1)
+		strings.Join(sel, ", "), catalog.IdentOf(sch).Quoted(), strings.Join(order, ", ")), offset, limit+1)
 	if err != nil {
 		return Page{}, fmt.Errorf("export %s: %w", sch.Name, err)
 	}
@@ -473,7 +470,7 @@ func Checksum(ctx context.Context, q interface {
 	}
 	exprs, _ := keyColumns(sch)
 	h := md5.New()
-	sql := fmt.Sprintf("COPY (SELECT %s FROM %s ORDER BY %s) TO STDOUT", catalog.QuotedColumns(cols), sch.Ident().Quoted(), strings.Join(exprs, ", "))
+	sql := fmt.Sprintf("COPY (SELECT %s FROM %s ORDER BY %s) TO STDOUT", catalog.QuotedColumns(cols), catalog.IdentOf(sch).Quoted(), strings.Join(exprs, ", "))
 	if _, err := conn.PgConn().CopyTo(ctx, h, sql); err != nil {
 		return "", fmt.Errorf("checksum %s: %w", sch.Name, err)
 	}

@@ -32,6 +32,8 @@
 package importer
 
 import (
+	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
+
 	"bytes"
 	"context"
 	"errors"
@@ -45,31 +47,23 @@ import (
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
 )
 
-// Strategy says what to do with an incoming row whose key exists.
-type Strategy string
+// Strategy says what to do with an incoming row whose key exists (syncapi.Strategy).
+type Strategy = syncapi.Strategy
 
-// The strategies.
+// The strategies (syncapi's).
 const (
-	Skip      Strategy = "skip"
-	Overwrite Strategy = "overwrite"
-	Merge     Strategy = "merge"
-	Append    Strategy = "append"
+	Skip      = syncapi.Skip
+	Overwrite = syncapi.Overwrite
+	Merge     = syncapi.Merge
+	Append    = syncapi.Append
 )
 
-// ParseStrategy checks a strategy name.
-func ParseStrategy(s string) (Strategy, error) {
-	switch Strategy(s) {
-	case Skip, Overwrite, Merge, Append:
-		return Strategy(s), nil
-	case "":
-		return Skip, nil
-	}
-	return "", fmt.Errorf("%w: %q (want skip, overwrite, merge or append)", ErrBadStrategy, s)
-}
+// ParseStrategy checks a strategy name; "" means Skip.
+func ParseStrategy(s string) (Strategy, error) { return syncapi.ParseStrategy(s) }
 
 // Errors callers branch on.
 var (
-	ErrBadStrategy = errors.New("unknown strategy")
+	ErrBadStrategy = syncapi.ErrBadStrategy
 	// ErrStrategyNotApplicable: skip, overwrite and merge need a primary key.
 	ErrStrategyNotApplicable = errors.New("strategy needs a primary key")
 	// ErrNoKeyDefault: append needs a key column with a default (identity or sequence).
@@ -81,32 +75,11 @@ var (
 	ErrMalformedBatch = errors.New("malformed batch")
 )
 
-// Result counts what an import did.
-type Result struct {
-	Created int `json:"created"`
-	Updated int `json:"updated"`
-	Skipped int `json:"skipped"`
-	// Failed counts the rows refused with an error; Errors lists them, up to
-	// Options.MaxErrors per batch.
-	Failed int           `json:"failed"`
-	Errors []RecordError `json:"errors"`
-}
+// Result counts what an import did (syncapi.ImportResult).
+type Result = syncapi.ImportResult
 
-// Add adds r's counts and errors to res.
-func (res *Result) Add(r Result) {
-	res.Created += r.Created
-	res.Updated += r.Updated
-	res.Skipped += r.Skipped
-	res.Failed += r.Failed
-	res.Errors = append(res.Errors, r.Errors...)
-}
-
-// RecordError is one row that could not be imported.
-type RecordError struct {
-	// Key maps key column → text value (the row's values when the table has no key).
-	Key    map[string]*string `json:"key"`
-	Reason string             `json:"reason"`
-}
+// RecordError is one row that could not be imported (syncapi.RecordError).
+type RecordError = syncapi.RecordError
 
 // Options configure an Importer.
 type Options struct {
@@ -215,7 +188,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, table string, o Options) (*Imp
 	if err := im.plan(""); err != nil {
 		return nil, fmt.Errorf("import %s: %w", table, err)
 	}
-	if err := pool.QueryRow(ctx, "SELECT NOT EXISTS (SELECT 1 FROM "+sch.Ident().Quoted()+")").Scan(&im.empty); err != nil {
+	if err := pool.QueryRow(ctx, "SELECT NOT EXISTS (SELECT 1 FROM "+catalog.IdentOf(sch).Quoted()+")").Scan(&im.empty); err != nil {
 		return nil, fmt.Errorf("import %s: check whether the table is empty: %w", table, err)
 	}
 	return im, nil
@@ -305,7 +278,7 @@ WITH RECURSIVE d(attname, typ) AS (
 	UNION ALL
 	SELECT d.attname, t.typbasetype FROM d JOIN pg_type t ON t.oid = d.typ AND t.typtype = 'd'
 )
-SELECT d.attname, format_type(d.typ, -1) FROM d JOIN pg_type t ON t.oid = d.typ AND t.typtype <> 'd'`, sch.Ident().Quoted())
+SELECT d.attname, format_type(d.typ, -1) FROM d JOIN pg_type t ON t.oid = d.typ AND t.typtype <> 'd'`, catalog.IdentOf(sch).Quoted())
 	if err != nil {
 		return nil, fmt.Errorf("read column base types: %w", err)
 	}
@@ -576,7 +549,7 @@ func (im *Importer) straightCopy(ctx context.Context, tx pgx.Tx, data []byte) (b
 	for i, f := range im.cols {
 		cols[i] = f.Column
 	}
-	sql := fmt.Sprintf("COPY %s (%s) FROM STDIN", im.sch.Ident().Quoted(), catalog.QuotedColumns(cols))
+	sql := fmt.Sprintf("COPY %s (%s) FROM STDIN", catalog.IdentOf(im.sch).Quoted(), catalog.QuotedColumns(cols))
 	if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data), sql); err != nil {
 		if _, rerr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT fk_copy"); rerr != nil {
 			return false, fmt.Errorf("roll back refused copy (%v): %w", err, rerr)
@@ -845,7 +818,7 @@ func (im *Importer) merge(ctx context.Context, tx pgx.Tx, sql string, args ...an
 // where the incoming one is NULL already in the SELECT (read from the statement's
 // snapshot), so that the proposed row passes NOT NULL checks before ON CONFLICT.
 func (im *Importer) mergeSQL(where string) string {
-	target := im.sch.Ident().Quoted()
+	target := catalog.IdentOf(im.sch).Quoted()
 	override := ""
 	if im.overrides {
 		override = " OVERRIDING SYSTEM VALUE"
@@ -929,8 +902,8 @@ func (im *Importer) Finish(ctx context.Context) error {
 		}
 		col := pgx.Identifier{c.Name}.Sanitize()
 		_, err := im.pool.Exec(ctx, fmt.Sprintf(`SELECT setval(seq, greatest((SELECT max(%s) FROM %s), 1)::bigint)
-			FROM pg_get_serial_sequence($1, $2) AS seq WHERE seq IS NOT NULL`, col, im.sch.Ident().Quoted()),
-			im.sch.Ident().Quoted(), c.Name)
+			FROM pg_get_serial_sequence($1, $2) AS seq WHERE seq IS NOT NULL`, col, catalog.IdentOf(im.sch).Quoted()),
+			catalog.IdentOf(im.sch).Quoted(), c.Name)
 		if err != nil {
 			return fmt.Errorf("import %s: reset sequence of %s: %w", im.sch.Name, c.Name, err)
 		}

@@ -10,6 +10,8 @@
 package remote
 
 import (
+	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
+
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -35,20 +37,8 @@ var ErrNotFound = errors.New("not found")
 // ErrNoKey says remotes cannot be stored without a key.
 var ErrNoKey = errors.New(KeyEnv + " is not set: remotes store their token encrypted and need a key (any long random string)")
 
-// Remote is a sending site this site pulls from with a token.
-type Remote struct {
-	ID         string     `json:"id"`
-	Name       string     `json:"name"`
-	URL        string     `json:"url"`
-	Tables     []string   `json:"tables"`
-	Strategy   string     `json:"strategy"`
-	Interval   int        `json:"interval_seconds"` // 0 = no schedule
-	NextRunAt  *time.Time `json:"next_run_at,omitempty"`
-	LastRunAt  *time.Time `json:"last_run_at,omitempty"`
-	LastStatus string     `json:"last_status"`
-	CreatedBy  string     `json:"created_by"`
-	CreatedAt  time.Time  `json:"created_at"`
-}
+// Remote is a sending site this site pulls from with a token (syncapi.Remote).
+type Remote = syncapi.Remote
 
 // Store keeps remotes.
 type Store struct {
@@ -232,12 +222,8 @@ func (s *Store) Get(ctx context.Context, id string) (Remote, string, error) {
 	return r, token, err
 }
 
-// Schedule is what can be changed about a remote's pulls.
-type Schedule struct {
-	Tables   []string `json:"tables"`           // empty: every table the sender offers
-	Strategy string   `json:"strategy"`         // skip, overwrite, merge or append ("" = skip)
-	Interval int      `json:"interval_seconds"` // 0 = no schedule (pull on demand only)
-}
+// Schedule is what a remote pulls and when (syncapi.Schedule).
+type Schedule = syncapi.Schedule
 
 // Update changes a remote's tables, strategy and interval. A remote that gets a
 // schedule is due at once; one whose interval changes is due no later than one new

@@ -1,6 +1,8 @@
 package session
 
 import (
+	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
+
 	"context"
 	"errors"
 	"fmt"
@@ -12,16 +14,8 @@ import (
 // approvalChannel carries decided approvals' ids between replicas.
 const approvalChannel = "fiberkit_sync_approvals"
 
-// Approval is a receiver's request waiting for an admin of the sending site.
-type Approval struct {
-	ID           string         `json:"id"`
-	SessionID    string         `json:"session_id"`
-	ReceiverInfo map[string]any `json:"receiver_info"`
-	Address      string         `json:"address"`
-	Status       string         `json:"status"` // pending | approved | denied
-	DecidedBy    string         `json:"decided_by,omitempty"`
-	CreatedAt    time.Time      `json:"created_at"`
-}
+// Approval is a receiver's request waiting for an admin of the sending site (syncapi.Approval).
+type Approval = syncapi.Approval
 
 // RequestApproval records a pending approval for a redeemed session.
 func (s *Store) RequestApproval(ctx context.Context, sess Session) (Approval, error) {

@@ -9,6 +9,8 @@
 package session
 
 import (
+	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
+
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -95,19 +97,8 @@ type Store struct {
 	checks chan struct{} // a slot per running password check
 }
 
-// Session is one session.
-type Session struct {
-	ID           string         `json:"id"`
-	Direction    string         `json:"direction"` // send | receive
-	Owner        string         `json:"owner"`
-	Status       string         `json:"status"`
-	CreatedAt    time.Time      `json:"created_at"`
-	LeaseUntil   time.Time      `json:"lease_until"`
-	UsedAt       *time.Time     `json:"used_at,omitempty"`
-	ReceiverInfo map[string]any `json:"receiver_info,omitempty"`
-	ReceiverAddr string         `json:"receiver_addr,omitempty"`
-	Progress     map[string]any `json:"progress,omitempty"`
-}
+// Session is one session (syncapi.SessionInfo).
+type Session = syncapi.SessionInfo
 
 // Open migrates the store's tables.
 func Open(ctx context.Context, pool *pgxpool.Pool, limits Limits) (*Store, error) {

@@ -38,8 +38,8 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/schollz/progressbar/v3"
 
+	"github.com/fiberkit/fiberkit/plugins/sync/client"
 	"github.com/fiberkit/fiberkit/plugins/sync/importer"
-	"github.com/fiberkit/fiberkit/sdk/syncclient"
 )
 
 // Exit codes scripts can rely on (documented in the package comment, -help and the
@@ -141,7 +141,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		idleTimeout = -1 // off
 	}
 	host, _ := os.Hostname()
-	c, err := syncclient.Connect(ctx, *senderURL, *code, syncclient.Options{
+	c, err := client.Connect(ctx, *senderURL, *code, client.Options{
 		Password: password, Timeout: *timeout, IdleTimeout: idleTimeout, ReceiverInfo: map[string]any{"tool": "fiberkit-pull", "host": host},
 		OnAwaitingApproval: func() { fmt.Fprintln(stderr, "waiting for an admin of the sending site to approve…") },
 	})
@@ -149,7 +149,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if code, ok := stopped(); ok {
 			return code
 		}
-		var re *syncclient.RemoteError
+		var re *client.RemoteError
 		if errors.As(err, &re) {
 			fmt.Fprintln(stderr, "fiberkit-pull: refused:", err)
 			return exitRefused
@@ -172,9 +172,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		tty = isatty.IsTerminal(f.Fd())
 	}
 	progress := newReporter(stdout, tty)
-	results, err := c.TransferAll(ctx, pool, syncclient.TransferAllOptions{
+	results, err := c.TransferAll(ctx, pool, client.TransferAllOptions{
 		Tables: list, Strategy: strat,
-		TransferOptions: syncclient.TransferOptions{CreateMissing: *create, BatchSize: *batch, IgnoreMissingColumns: *ignoreMissing,
+		TransferOptions: client.TransferOptions{CreateMissing: *create, BatchSize: *batch, IgnoreMissingColumns: *ignoreMissing,
 			Progress: progress.report},
 	})
 	progress.finish()
@@ -184,7 +184,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return code
 		}
 		fmt.Fprintln(stderr, "fiberkit-pull:", err)
-		if errors.Is(err, syncclient.ErrPeerSilent) {
+		if errors.Is(err, client.ErrPeerSilent) {
 			fmt.Fprintf(stderr, "fiberkit-pull: nothing came from the sender for %s (-idle-timeout); rerun with -strategy skip to finish\n", *idle)
 		}
 		return exitFailed
@@ -220,13 +220,13 @@ type reporter struct {
 	tty   bool
 	bar   *progressbar.ProgressBar
 	last  string
-	lastP syncclient.Progress
+	lastP client.Progress
 	open  bool // a table has reported and not been finished
 }
 
 func newReporter(w io.Writer, tty bool) *reporter { return &reporter{w: w, tty: tty} }
 
-func (r *reporter) report(p syncclient.Progress) {
+func (r *reporter) report(p client.Progress) {
 	if r.last != p.Table {
 		r.finish()
 		r.last = p.Table
@@ -265,7 +265,7 @@ func (r *reporter) finish() {
 	}
 }
 
-func printSummary(w io.Writer, results map[string]syncclient.Result) {
+func printSummary(w io.Writer, results map[string]client.Result) {
 	names := make([]string, 0, len(results))
 	for n := range results {
 		names = append(names, n)

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fiberkit/fiberkit/sdk/syncclient"
+	"github.com/fiberkit/fiberkit/plugins/sync/client"
 )
 
 // A table that failed part-way is shown where it stopped and marked, not filled to 100%.
@@ -14,9 +14,9 @@ func TestFailedTableIsNotShownComplete(t *testing.T) {
 	for _, tty := range []bool{true, false} {
 		var out bytes.Buffer
 		r := newReporter(&out, tty)
-		r.report(syncclient.Progress{Table: "customers", Rows: 2000, Total: 2000, Batches: 1, Elapsed: time.Second})
-		r.report(syncclient.Progress{Table: "customers", Rows: 2000, Total: 2000, Batches: 1, Elapsed: time.Second, Done: true})
-		r.report(syncclient.Progress{Table: "orders", Rows: 300, Total: 1000, Batches: 1, Elapsed: time.Second})
+		r.report(client.Progress{Table: "customers", Rows: 2000, Total: 2000, Batches: 1, Elapsed: time.Second})
+		r.report(client.Progress{Table: "customers", Rows: 2000, Total: 2000, Batches: 1, Elapsed: time.Second, Done: true})
+		r.report(client.Progress{Table: "orders", Rows: 300, Total: 1000, Batches: 1, Elapsed: time.Second})
 		r.finish() // the transfer of orders failed after its first batch
 		got := out.String()
 		if strings.Contains(got, "1000/1000") || !strings.Contains(got, "orders: FAILED after 300/1000 rows") {

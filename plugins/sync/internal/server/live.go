@@ -9,10 +9,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fiberkit/fiberkit/plugins/sync/client"
 	"github.com/fiberkit/fiberkit/plugins/sync/importer"
 	"github.com/fiberkit/fiberkit/plugins/sync/session"
 	"github.com/fiberkit/fiberkit/sdk"
-	"github.com/fiberkit/fiberkit/sdk/syncclient"
 )
 
 // liveMsg is a message from a page.
@@ -173,7 +173,7 @@ type job struct {
 	version  int
 	changed  chan struct{} // closed and replaced on every change
 	view     receiveView
-	client   *syncclient.Client
+	client   *client.Client
 	cancel   context.CancelFunc
 	finished time.Time
 	viewers  int         // page sockets showing the job
@@ -182,7 +182,7 @@ type job struct {
 }
 
 // release closes c and detaches it from the job if it is still the job's client.
-func (j *job) release(c *syncclient.Client) {
+func (j *job) release(c *client.Client) {
 	j.mu.Lock()
 	if j.client == c {
 		j.client = nil
@@ -215,16 +215,16 @@ type tableProgress struct {
 }
 
 type receiveView struct {
-	Type     string                       `json:"type"`
-	Job      string                       `json:"job"`
-	State    string                       `json:"state"` // idle connecting waiting_approval ready transferring done failed cancelled
-	Error    string                       `json:"error,omitempty"`
-	Message  string                       `json:"message,omitempty"`
-	Sender   string                       `json:"sender,omitempty"`
-	Tables   []syncclient.TableState      `json:"tables"`
-	Progress map[string]tableProgress     `json:"progress"`
-	Results  map[string]syncclient.Result `json:"results"`
-	Overall  tableProgress                `json:"overall"`
+	Type     string                   `json:"type"`
+	Job      string                   `json:"job"`
+	State    string                   `json:"state"` // idle connecting waiting_approval ready transferring done failed cancelled
+	Error    string                   `json:"error,omitempty"`
+	Message  string                   `json:"message,omitempty"`
+	Sender   string                   `json:"sender,omitempty"`
+	Tables   []client.TableState      `json:"tables"`
+	Progress map[string]tableProgress `json:"progress"`
+	Results  map[string]client.Result `json:"results"`
+	Overall  tableProgress            `json:"overall"`
 }
 
 func (j *job) update(fn func(v *receiveView)) {
@@ -275,7 +275,7 @@ func (js *jobs) attach(id string) *job {
 	j, ok := js.m[id]
 	if !ok {
 		j = &job{ID: randomID(), changed: make(chan struct{}),
-			view: receiveView{Type: "receive", State: "idle", Tables: []syncclient.TableState{}, Progress: map[string]tableProgress{}, Results: map[string]syncclient.Result{}}}
+			view: receiveView{Type: "receive", State: "idle", Tables: []client.TableState{}, Progress: map[string]tableProgress{}, Results: map[string]client.Result{}}}
 		j.view.Job = j.ID
 		js.m[j.ID] = j
 	}
@@ -374,7 +374,7 @@ func (s *Server) liveReceive(ctx context.Context, c *sdk.Conn, st *state, jobID 
 
 // explain turns a failure into the sentence the page shows.
 func explain(err error, wasWaiting bool) (code, msg string) {
-	var re *syncclient.RemoteError
+	var re *client.RemoteError
 	if errors.As(err, &re) {
 		switch re.Code {
 		case "invalid_code":
@@ -400,7 +400,7 @@ func explain(err error, wasWaiting bool) (code, msg string) {
 		}
 		return re.Code, "The sending site refused: " + re.Error()
 	}
-	if errors.Is(err, syncclient.ErrClosed) {
+	if errors.Is(err, client.ErrClosed) {
 		return "sender_vanished", "The sending site went away. Rows already imported are kept; start again with a new code to finish."
 	}
 	if errors.Is(err, context.Canceled) {
@@ -449,15 +449,15 @@ func (s *Server) connectJob(st *state, j *job, m liveMsg) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	j.update(func(v *receiveView) {
-		*v = receiveView{Type: "receive", Job: j.ID, State: "connecting", Sender: m.URL, Tables: []syncclient.TableState{},
-			Progress: map[string]tableProgress{}, Results: map[string]syncclient.Result{}}
+		*v = receiveView{Type: "receive", Job: j.ID, State: "connecting", Sender: m.URL, Tables: []client.TableState{},
+			Progress: map[string]tableProgress{}, Results: map[string]client.Result{}}
 	})
 	j.mu.Lock()
 	j.cancel = cancel
 	j.mu.Unlock()
 	go func() {
 		waited := false
-		opts, err := st.outgoing(m.URL, syncclient.Options{
+		opts, err := st.outgoing(m.URL, client.Options{
 			Password: m.Password, Timeout: 10 * time.Minute,
 			ReceiverInfo: map[string]any{"site": st.public, "via": "receive page"},
 			OnAwaitingApproval: func() {
@@ -465,12 +465,12 @@ func (s *Server) connectJob(st *state, j *job, m liveMsg) {
 				j.update(func(v *receiveView) { v.State = "waiting_approval" })
 			},
 		})
-		var c *syncclient.Client
+		var c *client.Client
 		if err == nil {
-			c, err = syncclient.Connect(ctx, m.URL, m.Code, opts)
+			c, err = client.Connect(ctx, m.URL, m.Code, opts)
 		}
 		if err == nil {
-			var tables []syncclient.TableState
+			var tables []client.TableState
 			list, lerr := c.ListTables(ctx)
 			if lerr == nil {
 				tables, lerr = c.Compare(ctx, st.pool, list)
@@ -499,7 +499,7 @@ func (s *Server) connectJob(st *state, j *job, m liveMsg) {
 // watchClient notices a connection that drops while the job waits for the admin to
 // pick tables (the sending page closed, the sender went away, the connection was
 // revoked): the page says why at once, and the client is closed.
-func (s *Server) watchClient(j *job, c *syncclient.Client) {
+func (s *Server) watchClient(j *job, c *client.Client) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for range t.C {
@@ -519,7 +519,7 @@ func (s *Server) watchClient(j *job, c *syncclient.Client) {
 		}
 		_, err := c.Capabilities(context.Background()) // answers at once with why it closed
 		if err == nil {
-			err = syncclient.ErrClosed
+			err = client.ErrClosed
 		}
 		_ = c.Close()
 		code, msg := explain(err, false)
@@ -564,16 +564,16 @@ func (s *Server) startJob(st *state, j *job, m liveMsg, user string) {
 	j.mu.Unlock()
 	j.update(func(v *receiveView) {
 		v.State, v.Error, v.Message = "transferring", "", ""
-		v.Progress, v.Results = progress, map[string]syncclient.Result{}
+		v.Progress, v.Results = progress, map[string]client.Result{}
 		v.Overall = tableProgress{Total: total}
 	})
 	start := time.Now()
 	var lastPush time.Time
 	go func() {
 		defer cancel()
-		results, err := c.TransferAll(ctx, st.pool, syncclient.TransferAllOptions{
+		results, err := c.TransferAll(ctx, st.pool, client.TransferAllOptions{
 			Tables: m.Tables, Strategy: def, Strategies: strategies,
-			TransferOptions: syncclient.TransferOptions{CreateMissing: m.CreateMissing, Progress: func(p syncclient.Progress) {
+			TransferOptions: client.TransferOptions{CreateMissing: m.CreateMissing, Progress: func(p client.Progress) {
 				if !p.Done && time.Since(lastPush) < 150*time.Millisecond {
 					return
 				}

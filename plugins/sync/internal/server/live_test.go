@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fiberkit/fiberkit/sdk/syncclient"
+	"github.com/fiberkit/fiberkit/plugins/sync/client"
 )
 
 // A job nobody watches is closed and forgotten after the idle period; one being
@@ -53,12 +53,12 @@ func TestExplainCloseReasons(t *testing.T) {
 		"more than 5 requests this minute":                           "connection_limit",
 		"requests are accepted only in the UTC hours [1 2] (now 05)": "connection_limit",
 	} {
-		code, msg := explain(&syncclient.RemoteError{Code: reason}, false)
+		code, msg := explain(&client.RemoteError{Code: reason}, false)
 		if code != want || strings.Contains(msg, "refused: ") {
 			t.Errorf("%q: %s %q, want %s", reason, code, msg, want)
 		}
 	}
-	if code, _ := explain(&syncclient.RemoteError{Code: "something_new"}, false); code != "something_new" {
+	if code, _ := explain(&client.RemoteError{Code: "something_new"}, false); code != "something_new" {
 		t.Errorf("unknown reason: %s", code)
 	}
 }

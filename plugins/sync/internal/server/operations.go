@@ -1,12 +1,15 @@
 package server
 
 import (
+	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
+
 	"context"
 	"errors"
 	"strings"
 	"time"
 
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
+	"github.com/fiberkit/fiberkit/plugins/sync/client"
 	"github.com/fiberkit/fiberkit/plugins/sync/connection"
 	"github.com/fiberkit/fiberkit/plugins/sync/ddl"
 	"github.com/fiberkit/fiberkit/plugins/sync/exporter"
@@ -15,99 +18,7 @@ import (
 	"github.com/fiberkit/fiberkit/plugins/sync/remote"
 	"github.com/fiberkit/fiberkit/plugins/sync/session"
 	"github.com/fiberkit/fiberkit/sdk"
-	"github.com/fiberkit/fiberkit/sdk/syncclient"
 )
-
-// Operation payloads. The SDK's syncclient.Local wraps these for other plugins.
-
-type tableIn struct {
-	Table string `json:"table"`
-}
-
-type listIn struct {
-	Schemas    []string `json:"schemas,omitempty"`
-	Exclude    []string `json:"exclude,omitempty"`
-	IncludeKit bool     `json:"include_kit,omitempty"`
-	Exact      bool     `json:"exact,omitempty"`
-}
-
-type recordsIn struct {
-	Table  string `json:"table"`
-	Offset int    `json:"offset"`
-	Limit  int    `json:"limit"`
-}
-
-type importIn struct {
-	Table    string               `json:"table"`
-	Strategy string               `json:"strategy"`
-	Records  []map[string]*string `json:"records"`
-}
-
-type createIn struct {
-	Schema *catalog.Schema `json:"schema"`
-}
-
-type sessionIn struct {
-	ID string `json:"id"`
-}
-
-type createSessionIn struct {
-	// Handle distinguishes several sessions of one caller; the owner is the caller.
-	Handle string `json:"handle,omitempty"`
-}
-
-type createSessionOut struct {
-	ID        string `json:"id"`
-	Code      string `json:"code"`
-	Owner     string `json:"owner"`
-	URL       string `json:"url"`
-	LeaseSecs int    `json:"lease_seconds"`
-}
-
-type codeIn struct {
-	Code string `json:"code"`
-}
-
-type validateOut struct {
-	Valid bool   `json:"valid"`
-	Error string `json:"error,omitempty"`
-}
-
-type updateSessionIn struct {
-	ID       string         `json:"id"`
-	Status   string         `json:"status"`
-	Progress map[string]any `json:"progress,omitempty"`
-}
-
-type configOut struct {
-	Enabled        bool   `json:"enabled"`
-	IncomingMode   string `json:"incoming_mode"`
-	PasswordSet    bool   `json:"password_set"`
-	ActiveSessions int    `json:"active_sessions"`
-}
-
-type modeIn struct {
-	Mode string `json:"mode"`
-}
-
-type passwordIn struct {
-	Password string `json:"password"`
-}
-
-// PullIn asks this site to pull tables from a sender.
-type pullIn struct {
-	URL           string            `json:"url"`
-	Code          string            `json:"code"`
-	Password      string            `json:"password,omitempty"`
-	Tables        []string          `json:"tables,omitempty"`
-	Strategy      string            `json:"strategy,omitempty"`
-	Strategies    map[string]string `json:"strategies,omitempty"`
-	CreateMissing bool              `json:"create_missing,omitempty"`
-	// IgnoreMissingColumns imports without the sender's columns a local table lacks.
-	IgnoreMissingColumns bool `json:"ignore_missing_columns,omitempty"`
-	BatchSize            int  `json:"batch_size,omitempty"`
-	TimeoutSecs          int  `json:"timeout_seconds,omitempty"`
-}
 
 // owner names who owns sessions made through an operation: the caller, as the host
 // stamped it, plus an optional handle.
@@ -125,71 +36,71 @@ func owner(ctx context.Context, handle string) string {
 
 func (s *Server) operations() sdk.Operations {
 	return sdk.Operations{
-		"config": sdk.Op(func(ctx context.Context, _ struct{}) (configOut, error) {
+		"config": sdk.Op(func(ctx context.Context, _ struct{}) (syncapi.Config, error) {
 			st, err := s.state()
 			if err != nil {
-				return configOut{}, err
+				return syncapi.Config{}, err
 			}
 			sessions, err := st.sessions.List(ctx)
 			if err != nil {
-				return configOut{}, err
+				return syncapi.Config{}, err
 			}
-			return configOut{Enabled: st.settings.Enabled(), IncomingMode: st.settings.String("incoming_mode"),
+			return syncapi.Config{Enabled: st.settings.Enabled(), IncomingMode: st.settings.String("incoming_mode"),
 				PasswordSet: st.settings.SecretSet("incoming_password"), ActiveSessions: len(sessions)}, nil
 		}),
-		"set_incoming_mode": sdk.Op(func(ctx context.Context, in modeIn) (bool, error) {
+		"set_incoming_mode": sdk.Op(func(ctx context.Context, in syncapi.ModeRequest) (bool, error) {
 			st, err := s.state()
 			if err != nil {
 				return false, err
 			}
 			return true, st.host.SetSettings(ctx, map[string]string{"incoming_mode": in.Mode})
 		}),
-		"set_password": sdk.Op(func(ctx context.Context, in passwordIn) (bool, error) {
+		"set_password": sdk.Op(func(ctx context.Context, in syncapi.PasswordRequest) (bool, error) {
 			st, err := s.state()
 			if err != nil {
 				return false, err
 			}
 			if in.Password == "" {
-				return false, sdk.Errorf("invalid_input", "password must not be empty")
+				return false, sdk.Errorf(sdk.CodeInvalidInput, "password must not be empty")
 			}
 			return true, st.host.SetSettings(ctx, map[string]string{"incoming_password": in.Password})
 		}),
-		"validate_password": sdk.Op(func(ctx context.Context, in passwordIn) (bool, error) {
+		"validate_password": sdk.Op(func(ctx context.Context, in syncapi.PasswordRequest) (bool, error) {
 			st, err := s.state()
 			if err != nil {
 				return false, err
 			}
 			return st.settings.SecretMatches("incoming_password", in.Password), nil
 		}),
-		"list_tables": sdk.Op(func(ctx context.Context, in listIn) ([]catalog.Table, error) {
+		"list_tables": sdk.Op(func(ctx context.Context, in syncapi.ListTablesRequest) ([]catalog.Table, error) {
 			st, err := s.state()
 			if err != nil {
 				return nil, err
 			}
 			return catalog.ListTables(ctx, st.pool, catalog.ListOptions{Schemas: in.Schemas, Exclude: in.Exclude, IncludeKit: in.IncludeKit, Exact: in.Exact})
 		}),
-		"get_schema": sdk.Op(func(ctx context.Context, in tableIn) (*catalog.Schema, error) {
+		"get_schema": sdk.Op(func(ctx context.Context, in syncapi.TableRequest) (*catalog.Schema, error) {
 			st, err := s.state()
 			if err != nil {
 				return nil, err
 			}
 			return tableErr(catalog.GetSchema(ctx, st.pool, in.Table))
 		}),
-		"get_count": sdk.Op(func(ctx context.Context, in tableIn) (int64, error) {
+		"get_count": sdk.Op(func(ctx context.Context, in syncapi.TableRequest) (int64, error) {
 			st, err := s.state()
 			if err != nil {
 				return 0, err
 			}
 			return tableErr(catalog.Count(ctx, st.pool, in.Table))
 		}),
-		"table_exists": sdk.Op(func(ctx context.Context, in tableIn) (bool, error) {
+		"table_exists": sdk.Op(func(ctx context.Context, in syncapi.TableRequest) (bool, error) {
 			st, err := s.state()
 			if err != nil {
 				return false, err
 			}
 			return catalog.Exists(ctx, st.pool, in.Table)
 		}),
-		"export_records": sdk.Op(func(ctx context.Context, in recordsIn) (exporter.Page, error) {
+		"export_records": sdk.Op(func(ctx context.Context, in syncapi.RecordsRequest) (exporter.Page, error) {
 			st, err := s.state()
 			if err != nil {
 				return exporter.Page{}, err
@@ -204,18 +115,18 @@ func (s *Server) operations() sdk.Operations {
 				return exporter.Page{}, err
 			}
 			if in.Limit <= 0 {
-				in.Limit = 500
+				in.Limit = syncapi.DefaultRecordsLimit
 			}
-			return snap.Records(ctx, sch, in.Offset, min(in.Limit, maxRecordsLimit))
+			return snap.Records(ctx, sch, in.Offset, min(in.Limit, syncapi.MaxRecordsLimit))
 		}),
-		"import_records": sdk.Op(func(ctx context.Context, in importIn) (importer.Result, error) {
+		"import_records": sdk.Op(func(ctx context.Context, in syncapi.ImportRequest) (importer.Result, error) {
 			st, err := s.state()
 			if err != nil {
 				return importer.Result{}, err
 			}
-			strategy, err := importer.ParseStrategy(in.Strategy)
+			strategy, err := importer.ParseStrategy(string(in.Strategy))
 			if err != nil {
-				return importer.Result{}, sdk.Errorf("invalid_input", "%v", err)
+				return importer.Result{}, sdk.Errorf(sdk.CodeInvalidInput, "%v", err)
 			}
 			im, err := importer.New(ctx, st.pool, in.Table, importer.Options{Strategy: strategy})
 			if err != nil {
@@ -227,51 +138,51 @@ func (s *Server) operations() sdk.Operations {
 			}
 			return res, im.Finish(ctx)
 		}),
-		"create_table": sdk.Op(func(ctx context.Context, in createIn) (ddl.Result, error) {
+		"create_table": sdk.Op(func(ctx context.Context, in syncapi.CreateTableRequest) (ddl.Result, error) {
 			st, err := s.state()
 			if err != nil {
 				return ddl.Result{}, err
 			}
 			if in.Schema == nil {
-				return ddl.Result{}, sdk.Errorf("invalid_input", "schema is required")
+				return ddl.Result{}, sdk.Errorf(sdk.CodeInvalidInput, "schema is required")
 			}
 			// Warnings name what of a peer's definition was not recreated.
 			return ddl.Create(ctx, st.pool, in.Schema)
 		}),
-		"create_session": sdk.Op(func(ctx context.Context, in createSessionIn) (createSessionOut, error) {
+		"create_session": sdk.Op(func(ctx context.Context, in syncapi.HandleRequest) (syncapi.Session, error) {
 			st, err := s.state()
 			if err != nil {
-				return createSessionOut{}, err
+				return syncapi.Session{}, err
 			}
 			o := owner(ctx, in.Handle)
 			sess, code, err := st.sessions.Create(ctx, "send", o)
 			if err != nil {
-				return createSessionOut{}, err
+				return syncapi.Session{}, err
 			}
-			return createSessionOut{ID: sess.ID, Code: code, Owner: o, URL: st.public, LeaseSecs: int(time.Until(sess.LeaseUntil).Seconds())}, nil
+			return syncapi.Session{ID: sess.ID, Code: code, Owner: o, URL: st.public, LeaseSeconds: int(time.Until(sess.LeaseUntil).Seconds())}, nil
 		}),
-		"touch_sessions": sdk.Op(func(ctx context.Context, in createSessionIn) (bool, error) {
+		"touch_sessions": sdk.Op(func(ctx context.Context, in syncapi.HandleRequest) (bool, error) {
 			st, err := s.state()
 			if err != nil {
 				return false, err
 			}
 			return true, st.sessions.Touch(ctx, owner(ctx, in.Handle))
 		}),
-		"release_sessions": sdk.Op(func(ctx context.Context, in createSessionIn) (bool, error) {
+		"release_sessions": sdk.Op(func(ctx context.Context, in syncapi.HandleRequest) (bool, error) {
 			st, err := s.state()
 			if err != nil {
 				return false, err
 			}
 			return true, st.sessions.ReleaseOwner(ctx, owner(ctx, in.Handle))
 		}),
-		"get_session": sdk.Op(func(ctx context.Context, in sessionIn) (session.Session, error) {
+		"get_session": sdk.Op(func(ctx context.Context, in syncapi.SessionRef) (session.Session, error) {
 			st, err := s.state()
 			if err != nil {
 				return session.Session{}, err
 			}
 			sess, err := st.sessions.Get(ctx, in.ID)
 			if errors.Is(err, session.ErrNotFound) {
-				return sess, sdk.Errorf("not_found", "no session %s", in.ID)
+				return sess, sdk.Errorf(syncapi.CodeNotFound, "no session %s", in.ID)
 			}
 			return sess, err
 		}),
@@ -282,23 +193,23 @@ func (s *Server) operations() sdk.Operations {
 			}
 			return st.sessions.List(ctx)
 		}),
-		"validate_code": sdk.Op(func(ctx context.Context, in codeIn) (validateOut, error) {
+		"validate_code": sdk.Op(func(ctx context.Context, in syncapi.CodeRequest) (syncapi.CodeValidation, error) {
 			st, err := s.state()
 			if err != nil {
-				return validateOut{}, err
+				return syncapi.CodeValidation{}, err
 			}
 			_, err = st.sessions.Validate(ctx, in.Code)
 			switch {
 			case errors.Is(err, session.ErrInvalidCode):
-				return validateOut{Valid: false, Error: "invalid_code"}, nil
+				return syncapi.CodeValidation{Valid: false, Error: "invalid_code"}, nil
 			case errors.Is(err, session.ErrAlreadyUsed):
-				return validateOut{Valid: false, Error: "already_used"}, nil
+				return syncapi.CodeValidation{Valid: false, Error: "already_used"}, nil
 			case err != nil:
-				return validateOut{}, err
+				return syncapi.CodeValidation{}, err
 			}
-			return validateOut{Valid: true}, nil
+			return syncapi.CodeValidation{Valid: true}, nil
 		}),
-		"update_session": sdk.Op(func(ctx context.Context, in updateSessionIn) (bool, error) {
+		"update_session": sdk.Op(func(ctx context.Context, in syncapi.UpdateSessionRequest) (bool, error) {
 			st, err := s.state()
 			if err != nil {
 				return false, err
@@ -306,11 +217,11 @@ func (s *Server) operations() sdk.Operations {
 			switch in.Status {
 			case session.StatusPending, session.StatusConnected, session.StatusTransferring, session.StatusDone:
 			default:
-				return false, sdk.Errorf("invalid_input", "status %q (want pending, connected, transferring or done)", in.Status)
+				return false, sdk.Errorf(sdk.CodeInvalidInput, "status %q (want pending, connected, transferring or done)", in.Status)
 			}
 			return true, notFound(st.sessions.Update(ctx, in.ID, in.Status, in.Progress))
 		}),
-		"delete_session": sdk.Op(func(ctx context.Context, in sessionIn) (bool, error) {
+		"delete_session": sdk.Op(func(ctx context.Context, in syncapi.SessionRef) (bool, error) {
 			st, err := s.state()
 			if err != nil {
 				return false, err
@@ -324,30 +235,30 @@ func (s *Server) operations() sdk.Operations {
 			}
 			return st.sessions.Pending(ctx)
 		}),
-		"approve": sdk.Op(func(ctx context.Context, in sessionIn) (bool, error) {
+		"approve": sdk.Op(func(ctx context.Context, in syncapi.ApprovalRef) (bool, error) {
 			st, err := s.state()
 			if err != nil {
 				return false, err
 			}
 			return true, notFound(st.sessions.Approve(ctx, in.ID, owner(ctx, "")))
 		}),
-		"deny": sdk.Op(func(ctx context.Context, in sessionIn) (bool, error) {
+		"deny": sdk.Op(func(ctx context.Context, in syncapi.ApprovalRef) (bool, error) {
 			st, err := s.state()
 			if err != nil {
 				return false, err
 			}
 			return true, notFound(st.sessions.Deny(ctx, in.ID, owner(ctx, "")))
 		}),
-		"create_connection": sdk.Op(func(ctx context.Context, in connectionIn) (connectionOut, error) {
+		"create_connection": sdk.Op(func(ctx context.Context, in syncapi.CreateConnectionRequest) (syncapi.ConnectionWithToken, error) {
 			st, err := s.state()
 			if err != nil {
-				return connectionOut{}, err
+				return syncapi.ConnectionWithToken{}, err
 			}
 			c, token, err := st.conns.Create(ctx, in.Name, in.SiteURL, in.Limits, owner(ctx, ""))
 			if err != nil {
-				return connectionOut{}, sdk.Errorf("invalid_input", "%v", err)
+				return syncapi.ConnectionWithToken{}, sdk.Errorf(sdk.CodeInvalidInput, "%v", err)
 			}
-			return connectionOut{Connection: c, Token: token}, nil
+			return syncapi.ConnectionWithToken{Connection: c, Token: token}, nil
 		}),
 		"list_connections": sdk.Op(func(ctx context.Context, _ struct{}) ([]connection.Connection, error) {
 			st, err := s.state()
@@ -356,7 +267,7 @@ func (s *Server) operations() sdk.Operations {
 			}
 			return st.conns.List(ctx)
 		}),
-		"get_connection": sdk.Op(func(ctx context.Context, in sessionIn) (connection.Connection, error) {
+		"get_connection": sdk.Op(func(ctx context.Context, in syncapi.ConnectionRef) (connection.Connection, error) {
 			st, err := s.state()
 			if err != nil {
 				return connection.Connection{}, err
@@ -364,41 +275,41 @@ func (s *Server) operations() sdk.Operations {
 			c, err := st.conns.Get(ctx, in.ID)
 			return c, connNotFound(err)
 		}),
-		"set_connection_status": sdk.Op(func(ctx context.Context, in statusIn) (bool, error) {
+		"set_connection_status": sdk.Op(func(ctx context.Context, in syncapi.ConnectionStatusRequest) (bool, error) {
 			st, err := s.state()
 			if err != nil {
 				return false, err
 			}
 			return true, connNotFound(st.conns.SetStatus(ctx, in.ID, in.Status, owner(ctx, "")))
 		}),
-		"set_connection_limits": sdk.Op(func(ctx context.Context, in limitsIn) (bool, error) {
+		"set_connection_limits": sdk.Op(func(ctx context.Context, in syncapi.ConnectionLimitsRequest) (bool, error) {
 			st, err := s.state()
 			if err != nil {
 				return false, err
 			}
 			return true, connNotFound(st.conns.SetLimits(ctx, in.ID, in.Limits))
 		}),
-		"regenerate_token": sdk.Op(func(ctx context.Context, in sessionIn) (connectionOut, error) {
+		"regenerate_token": sdk.Op(func(ctx context.Context, in syncapi.ConnectionRef) (syncapi.ConnectionWithToken, error) {
 			st, err := s.state()
 			if err != nil {
-				return connectionOut{}, err
+				return syncapi.ConnectionWithToken{}, err
 			}
 			return s.regenerate(ctx, st, in.ID)
 		}),
-		"add_remote": sdk.Op(func(ctx context.Context, in remoteIn) (remote.Remote, error) {
+		"add_remote": sdk.Op(func(ctx context.Context, in syncapi.AddRemoteRequest) (remote.Remote, error) {
 			st, err := s.state()
 			if err != nil {
 				return remote.Remote{}, err
 			}
-			if _, err := importer.ParseStrategy(in.Strategy); err != nil {
-				return remote.Remote{}, sdk.Errorf("invalid_input", "%v", err)
+			if _, err := importer.ParseStrategy(string(in.Strategy)); err != nil {
+				return remote.Remote{}, sdk.Errorf(sdk.CodeInvalidInput, "%v", err)
 			}
-			if _, err := st.outgoing(in.URL, syncclient.Options{}); err != nil {
-				return remote.Remote{}, sdk.Errorf("refused_url", "%v", err)
+			if _, err := st.outgoing(in.URL, client.Options{}); err != nil {
+				return remote.Remote{}, sdk.Errorf(syncapi.CodeRefusedURL, "%v", err)
 			}
 			r, err := st.remotes.Add(ctx, remote.Remote{Name: in.Name, URL: in.URL, Tables: in.Tables, Strategy: in.Strategy, Interval: in.Interval}, in.Token, owner(ctx, ""))
 			if err != nil {
-				return remote.Remote{}, sdk.Errorf("invalid_input", "%v", err)
+				return remote.Remote{}, sdk.Errorf(sdk.CodeInvalidInput, "%v", err)
 			}
 			return r, nil
 		}),
@@ -409,12 +320,12 @@ func (s *Server) operations() sdk.Operations {
 			}
 			return st.remotes.List(ctx)
 		}),
-		"run_remote": sdk.Op(func(ctx context.Context, in sessionIn) (map[string]syncclient.Result, error) {
+		"run_remote": sdk.Op(func(ctx context.Context, in syncapi.RemoteRef) (map[string]client.Result, error) {
 			st, err := s.state()
 			if err != nil {
 				return nil, err
 			}
-			var res map[string]syncclient.Result
+			var res map[string]client.Result
 			err = st.remotes.RunNow(ctx, in.ID, func(ctx context.Context, r remote.Remote, token string) error {
 				var perr error
 				res, perr = s.pullRemote(ctx, r, token)
@@ -422,28 +333,28 @@ func (s *Server) operations() sdk.Operations {
 			})
 			return transferOutcome(res, err)
 		}),
-		"update_remote": sdk.Op(func(ctx context.Context, in updateRemoteIn) (remote.Remote, error) {
+		"update_remote": sdk.Op(func(ctx context.Context, in syncapi.UpdateRemoteRequest) (remote.Remote, error) {
 			st, err := s.state()
 			if err != nil {
 				return remote.Remote{}, err
 			}
 			r, err := st.remotes.Update(ctx, in.ID, in.Schedule)
 			if errors.Is(err, remote.ErrNotFound) {
-				return r, sdk.Errorf("not_found", "%v", err)
+				return r, sdk.Errorf(syncapi.CodeNotFound, "%v", err)
 			}
 			if err != nil {
-				return r, sdk.Errorf("invalid_input", "%v", err)
+				return r, sdk.Errorf(sdk.CodeInvalidInput, "%v", err)
 			}
 			return r, nil
 		}),
-		"delete_remote": sdk.Op(func(ctx context.Context, in sessionIn) (bool, error) {
+		"delete_remote": sdk.Op(func(ctx context.Context, in syncapi.RemoteRef) (bool, error) {
 			st, err := s.state()
 			if err != nil {
 				return false, err
 			}
 			return true, st.remotes.Delete(ctx, in.ID)
 		}),
-		"transfer_history": sdk.Op(func(ctx context.Context, in historyIn) ([]history.Transfer, error) {
+		"transfer_history": sdk.Op(func(ctx context.Context, in syncapi.HistoryRequest) ([]history.Transfer, error) {
 			st, err := s.state()
 			if err != nil {
 				return nil, err
@@ -451,9 +362,9 @@ func (s *Server) operations() sdk.Operations {
 			if in.Limit <= 0 || in.Limit > 1000 {
 				in.Limit = 100
 			}
-			return st.history.Find(ctx, in.Filter, in.Limit)
+			return st.history.Find(ctx, in.HistoryFilter, in.Limit)
 		}),
-		"pull": sdk.Op(func(ctx context.Context, in pullIn) (map[string]syncclient.Result, error) {
+		"pull": sdk.Op(func(ctx context.Context, in syncapi.PullRequest) (map[string]client.Result, error) {
 			st, err := s.state()
 			if err != nil {
 				return nil, err
@@ -464,39 +375,39 @@ func (s *Server) operations() sdk.Operations {
 }
 
 // pull connects to a sender and transfers tables into this site's database.
-func (s *Server) pull(ctx context.Context, st *state, in pullIn) (map[string]syncclient.Result, error) {
-	timeout := time.Duration(in.TimeoutSecs) * time.Second
-	opts, err := st.outgoing(in.URL, syncclient.Options{
+func (s *Server) pull(ctx context.Context, st *state, in syncapi.PullRequest) (map[string]client.Result, error) {
+	timeout := time.Duration(in.TimeoutSeconds) * time.Second
+	opts, err := st.outgoing(in.URL, client.Options{
 		Password: in.Password, Timeout: timeout,
 		ReceiverInfo: map[string]any{"site": st.public, "via": "sync operation", "caller": owner(ctx, "")},
 	})
 	if err != nil {
-		return nil, sdk.Errorf("refused_url", "%v", err)
+		return nil, sdk.Errorf(syncapi.CodeRefusedURL, "%v", err)
 	}
-	c, err := syncclient.Connect(ctx, in.URL, in.Code, opts)
+	c, err := client.Connect(ctx, in.URL, in.Code, opts)
 	if errors.Is(err, errInternalURL) {
-		return nil, sdk.Errorf("refused_url", "%v", err)
+		return nil, sdk.Errorf(syncapi.CodeRefusedURL, "%v", err)
 	}
 	if err != nil {
 		recordPull(st, in.URL, owner(ctx, ""), "", nil, nil, err)
-		return nil, sdk.Errorf("connect_failed", "%v", err)
+		return nil, sdk.Errorf(syncapi.CodeConnectFailed, "%v", err)
 	}
 	defer c.Close()
 	strategies := map[string]importer.Strategy{}
 	for t, name := range in.Strategies {
 		sv, err := importer.ParseStrategy(name)
 		if err != nil {
-			return nil, sdk.Errorf("invalid_input", "%s: %v", t, err)
+			return nil, sdk.Errorf(sdk.CodeInvalidInput, "%s: %v", t, err)
 		}
 		strategies[t] = sv
 	}
-	def, err := importer.ParseStrategy(in.Strategy)
+	def, err := importer.ParseStrategy(string(in.Strategy))
 	if err != nil {
-		return nil, sdk.Errorf("invalid_input", "%v", err)
+		return nil, sdk.Errorf(sdk.CodeInvalidInput, "%v", err)
 	}
-	res, err := c.TransferAll(ctx, st.pool, syncclient.TransferAllOptions{
+	res, err := c.TransferAll(ctx, st.pool, client.TransferAllOptions{
 		Tables: in.Tables, Strategy: def, Strategies: strategies,
-		TransferOptions: syncclient.TransferOptions{CreateMissing: in.CreateMissing, BatchSize: in.BatchSize,
+		TransferOptions: client.TransferOptions{CreateMissing: in.CreateMissing, BatchSize: in.BatchSize,
 			IgnoreMissingColumns: in.IgnoreMissingColumns},
 	})
 	recordPull(st, in.URL, owner(ctx, ""), def, strategies, res, err)
@@ -506,67 +417,32 @@ func (s *Server) pull(ctx context.Context, st *state, in pullIn) (map[string]syn
 // transferOutcome is what pull and run_remote answer: once tables were transferred,
 // a result per table (a failed one says why in Error) — an operation error would
 // drop them; before that, the error alone.
-func transferOutcome(res map[string]syncclient.Result, err error) (map[string]syncclient.Result, error) {
+func transferOutcome(res map[string]client.Result, err error) (map[string]client.Result, error) {
 	if err != nil && len(res) == 0 {
-		return nil, sdk.Errorf("transfer_failed", "%v", err)
+		return nil, sdk.Errorf(syncapi.CodeTransferFailed, "%v", err)
 	}
 	return res, nil
 }
 
-type remoteIn struct {
-	Name     string   `json:"name"`
-	URL      string   `json:"url"`
-	Token    string   `json:"token"`
-	Tables   []string `json:"tables,omitempty"`
-	Strategy string   `json:"strategy,omitempty"`
-	Interval int      `json:"interval_seconds,omitempty"`
-}
-
-// updateRemoteIn changes a remote's schedule: its tables, strategy and interval.
-type updateRemoteIn struct {
-	ID string `json:"id"`
-	remote.Schedule
-}
-
-type historyIn struct {
-	history.Filter
-	Limit int `json:"limit,omitempty"`
-}
-
-type connectionIn struct {
-	Name    string            `json:"name"`
-	SiteURL string            `json:"site_url"`
-	Limits  connection.Limits `json:"limits"`
-}
-
-// connectionOut carries the token only when it was just made: it is never shown again.
-type connectionOut struct {
-	connection.Connection
-	Token string `json:"token,omitempty"`
-	// Told says whether the other site took the new token; TellError why not.
-	Told      bool   `json:"told,omitempty"`
-	TellError string `json:"tell_error,omitempty"`
-}
-
 // regenerate makes a new token and tells the other site (its remote is found by the
 // old token's hash), so its scheduled pulls go on.
-func (s *Server) regenerate(ctx context.Context, st *state, id string) (connectionOut, error) {
+func (s *Server) regenerate(ctx context.Context, st *state, id string) (syncapi.ConnectionWithToken, error) {
 	token, oldHash, err := st.conns.RegenerateToken(ctx, id)
 	if err != nil {
-		return connectionOut{}, connNotFound(err)
+		return syncapi.ConnectionWithToken{}, connNotFound(err)
 	}
 	c, err := st.conns.Get(ctx, id)
 	if err != nil {
-		return connectionOut{}, err
+		return syncapi.ConnectionWithToken{}, err
 	}
-	out := connectionOut{Connection: c, Token: token}
+	out := syncapi.ConnectionWithToken{Connection: c, Token: token}
 	if c.SiteURL == "" {
 		out.TellError = "the connection has no site URL to tell"
 		return out, nil
 	}
-	opts, err := st.outgoing(c.SiteURL, syncclient.Options{})
+	opts, err := st.outgoing(c.SiteURL, client.Options{})
 	if err == nil {
-		err = syncclient.NotifyTokenChange(ctx, c.SiteURL, syncclient.TokenChange{OldHash: oldHash, NewToken: token}, opts.CheckAddr)
+		err = client.NotifyTokenChange(ctx, c.SiteURL, client.TokenChange{OldHash: oldHash, NewToken: token}, opts.CheckAddr)
 	}
 	if err != nil {
 		out.TellError = err.Error()
@@ -576,32 +452,22 @@ func (s *Server) regenerate(ctx context.Context, st *state, id string) (connecti
 	return out, nil
 }
 
-type statusIn struct {
-	ID     string `json:"id"`
-	Status string `json:"status"` // active (approve, reactivate), suspended, revoked
-}
-
-type limitsIn struct {
-	ID     string            `json:"id"`
-	Limits connection.Limits `json:"limits"`
-}
-
 func connNotFound(err error) error {
 	if errors.Is(err, connection.ErrNotFound) {
-		return sdk.Errorf("not_found", "%v", err)
+		return sdk.Errorf(syncapi.CodeNotFound, "%v", err)
 	}
 	if errors.Is(err, connection.ErrInvalidStatus) {
-		return sdk.Errorf("invalid_input", "%v", err)
+		return sdk.Errorf(sdk.CodeInvalidInput, "%v", err)
 	}
 	if errors.Is(err, connection.ErrStillExpired) {
-		return sdk.Errorf("still_expired", "%v", err)
+		return sdk.Errorf(syncapi.CodeStillExpired, "%v", err)
 	}
 	return err
 }
 
 func tableErr[T any](v T, err error) (T, error) {
 	if errors.Is(err, catalog.ErrUnknownTable) {
-		return v, sdk.Errorf("unknown_table", "%v", err)
+		return v, sdk.Errorf(syncapi.CodeUnknownTable, "%v", err)
 	}
 	return v, err
 }
@@ -609,7 +475,7 @@ func tableErr[T any](v T, err error) (T, error) {
 func importErr(err error) error {
 	for _, e := range []error{importer.ErrStrategyNotApplicable, importer.ErrNoKeyDefault, importer.ErrUnknownColumn, importer.ErrMalformedBatch, catalog.ErrUnknownTable} {
 		if errors.Is(err, e) {
-			return sdk.Errorf("invalid_input", "%v", err)
+			return sdk.Errorf(sdk.CodeInvalidInput, "%v", err)
 		}
 	}
 	return err
@@ -617,20 +483,20 @@ func importErr(err error) error {
 
 func notFound(err error) error {
 	if errors.Is(err, session.ErrNotFound) {
-		return sdk.Errorf("not_found", "%s", strings.TrimSpace(err.Error()))
+		return sdk.Errorf(syncapi.CodeNotFound, "%s", strings.TrimSpace(err.Error()))
 	}
 	return err
 }
 
 // recordPulls writes a history row for each table a pull touched.
-func recordPulls(st *state, peer, by string, def importer.Strategy, strategies map[string]importer.Strategy, results map[string]syncclient.Result) {
+func recordPulls(st *state, peer, by string, def importer.Strategy, strategies map[string]importer.Strategy, results map[string]client.Result) {
 	recordPull(st, peer, by, def, strategies, results, nil)
 }
 
 // recordPull writes a history row for each table a pull touched, tables stopped
 // by a cancellation as cancelled; a pull that failed before any table (refused,
 // unreachable) gets one row saying why.
-func recordPull(st *state, peer, by string, def importer.Strategy, strategies map[string]importer.Strategy, results map[string]syncclient.Result, pullErr error) {
+func recordPull(st *state, peer, by string, def importer.Strategy, strategies map[string]importer.Strategy, results map[string]client.Result, pullErr error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if pullErr != nil && len(results) == 0 {

@@ -14,13 +14,13 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/fiberkit/fiberkit/plugins/sync/client"
 	"github.com/fiberkit/fiberkit/plugins/sync/connection"
 	"github.com/fiberkit/fiberkit/plugins/sync/history"
 	"github.com/fiberkit/fiberkit/plugins/sync/importer"
 	"github.com/fiberkit/fiberkit/plugins/sync/remote"
 	"github.com/fiberkit/fiberkit/plugins/sync/session"
 	"github.com/fiberkit/fiberkit/sdk"
-	"github.com/fiberkit/fiberkit/sdk/syncclient"
 )
 
 // Server is the Sync module. Build one with New and serve Module().
@@ -185,16 +185,16 @@ func (s *Server) schedule(ctx context.Context, st *state) {
 }
 
 // pullRemote pulls a remote's tables with its token.
-func (s *Server) pullRemote(ctx context.Context, r remote.Remote, token string) (map[string]syncclient.Result, error) {
+func (s *Server) pullRemote(ctx context.Context, r remote.Remote, token string) (map[string]client.Result, error) {
 	st, err := s.state()
 	if err != nil {
 		return nil, err
 	}
-	opts, err := st.outgoing(r.URL, syncclient.Options{Token: token, ReceiverInfo: map[string]any{"site": st.public, "via": "remote " + r.Name}})
+	opts, err := st.outgoing(r.URL, client.Options{Token: token, ReceiverInfo: map[string]any{"site": st.public, "via": "remote " + r.Name}})
 	if err != nil {
 		return nil, err
 	}
-	c, err := syncclient.Connect(ctx, r.URL, "", opts)
+	c, err := client.Connect(ctx, r.URL, "", opts)
 	if err != nil {
 		return nil, err
 	}
@@ -203,8 +203,8 @@ func (s *Server) pullRemote(ctx context.Context, r remote.Remote, token string) 
 	if err != nil {
 		return nil, err
 	}
-	res, err := c.TransferAll(ctx, st.pool, syncclient.TransferAllOptions{Tables: r.Tables, Strategy: strategy,
-		TransferOptions: syncclient.TransferOptions{CreateMissing: true}})
+	res, err := c.TransferAll(ctx, st.pool, client.TransferAllOptions{Tables: r.Tables, Strategy: strategy,
+		TransferOptions: client.TransferOptions{CreateMissing: true}})
 	recordPulls(st, r.URL, "remote:"+r.Name, strategy, nil, res)
 	return res, err
 }

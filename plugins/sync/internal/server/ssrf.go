@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fiberkit/fiberkit/sdk/syncclient"
+	"github.com/fiberkit/fiberkit/plugins/sync/client"
 )
 
 // errInternalURL refuses a pull from a private, loopback, link-local or otherwise
@@ -31,7 +31,7 @@ var errSelfURL = errors.New("that URL is this site")
 // address: this site is on a loopback address, or either URL names an IP literal.
 // Two different host names on one shared address and port (sites behind one proxy)
 // stay distinct.
-func (st *state) outgoing(target string, o syncclient.Options) (syncclient.Options, error) {
+func (st *state) outgoing(target string, o client.Options) (client.Options, error) {
 	u, err := url.Parse(target)
 	if err != nil || u.Host == "" {
 		return o, fmt.Errorf("sender URL %q is not a URL", target)

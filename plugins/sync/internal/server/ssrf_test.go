@@ -5,8 +5,8 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/fiberkit/fiberkit/plugins/sync/client"
 	"github.com/fiberkit/fiberkit/sdk"
-	"github.com/fiberkit/fiberkit/sdk/syncclient"
 )
 
 func TestInternalAddresses(t *testing.T) {
@@ -90,7 +90,7 @@ func TestOutgoingGuard(t *testing.T) {
 		{"other port on loopback", open, "http://localhost:8081", "127.0.0.1", nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			o, err := c.st.outgoing(c.target, syncclient.Options{})
+			o, err := c.st.outgoing(c.target, client.Options{})
 			if err == nil && c.dial != "" {
 				err = o.CheckAddr(netip.MustParseAddr(c.dial))
 			}
@@ -101,7 +101,7 @@ func TestOutgoingGuard(t *testing.T) {
 	}
 	// A site whose public URL is an IP literal recognises a name that resolves to it.
 	st := &state{settings: sdk.Settings{}, public: "http://8.8.4.4"}
-	o, err := st.outgoing("http://other.example", syncclient.Options{})
+	o, err := st.outgoing("http://other.example", client.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,10 +15,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fiberkit/fiberkit/plugins/sync/client"
 	"github.com/fiberkit/fiberkit/plugins/sync/history"
 	"github.com/fiberkit/fiberkit/plugins/sync/session"
 	"github.com/fiberkit/fiberkit/sdk"
-	"github.com/fiberkit/fiberkit/sdk/syncclient"
 )
 
 //go:embed ui/*.html
@@ -120,7 +120,7 @@ func (s *Server) handler() http.Handler {
 			http.Error(w, "sync is starting", http.StatusServiceUnavailable)
 			return
 		}
-		var ch syncclient.TokenChange
+		var ch client.TokenChange
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10)).Decode(&ch); err != nil {
 			http.Error(w, "malformed request", http.StatusBadRequest)
 			return

@@ -10,12 +10,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fiberkit/fiberkit/plugins/sync/client"
 	"github.com/fiberkit/fiberkit/plugins/sync/connection"
 	"github.com/fiberkit/fiberkit/plugins/sync/history"
 	"github.com/fiberkit/fiberkit/plugins/sync/importer"
 	"github.com/fiberkit/fiberkit/plugins/sync/remote"
 	"github.com/fiberkit/fiberkit/sdk"
-	"github.com/fiberkit/fiberkit/sdk/syncclient"
 )
 
 // connectionsData is what the connection pages render from.
@@ -244,7 +244,7 @@ func (s *Server) connectionRoutes(mux *http.ServeMux, tmpl *template.Template, r
 		interval, _ := strconv.Atoi(strings.TrimSpace(r.FormValue("interval_seconds")))
 		_, err := importer.ParseStrategy(r.FormValue("strategy"))
 		if err == nil {
-			_, err = st.outgoing(r.FormValue("url"), syncclient.Options{})
+			_, err = st.outgoing(r.FormValue("url"), client.Options{})
 		}
 		if err == nil {
 			_, err = st.remotes.Add(r.Context(), remote.Remote{Name: r.FormValue("name"), URL: r.FormValue("url"), Tables: splitList(r.FormValue("tables")),

@@ -1,4 +1,4 @@
-package syncclient
+package client
 
 import (
 	"context"

@@ -1,6 +1,8 @@
-package syncclient
+package client
 
 import (
+	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
+
 	"context"
 	"errors"
 	"fmt"
@@ -45,36 +47,8 @@ type TransferOptions struct {
 	Progress func(Progress)
 }
 
-// Result is one table's outcome.
-type Result struct {
-	Table   string `json:"table"`
-	Created int    `json:"created"`
-	Updated int    `json:"updated"`
-	Skipped int    `json:"skipped"`
-	// Failed counts the rows refused with an error; Errors lists them (up to the
-	// importer's MaxErrors per batch).
-	Failed int                    `json:"failed"`
-	Errors []importer.RecordError `json:"errors"`
-	// Requested is the table's row count on the sender when the transfer began.
-	Requested int64 `json:"requested"`
-	// Rows received from the sender.
-	Rows int64 `json:"rows"`
-	// Bytes of batch frames received (compressed as they travelled).
-	Bytes int64 `json:"bytes"`
-	// LastKey is the key of the last row applied: pass it as AfterKey to resume.
-	LastKey []string `json:"last_key,omitempty"`
-	// TableCreated is true when the table was created locally.
-	TableCreated bool `json:"table_created"`
-	// DroppedColumns are the sender's columns the local table lacks, left out of the
-	// import (TransferOptions.IgnoreMissingColumns).
-	DroppedColumns []string `json:"dropped_columns,omitempty"`
-	// Warnings list what of the sender's definition was not recreated with the table
-	// (defaults, checks or generation expressions outside what ddl accepts).
-	Warnings []string      `json:"warnings,omitempty"`
-	Duration time.Duration `json:"duration"`
-	// Error says why the table failed, in TransferAll results.
-	Error string `json:"error,omitempty"`
-}
+// Result is one table's outcome (syncapi.TableResult, which the pull operation answers).
+type Result = syncapi.TableResult
 
 // Transfer copies one table from the sender into the local database: schema, then
 // every row through the fast path, imported with the strategy batch by batch (each

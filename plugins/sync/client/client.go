@@ -8,7 +8,7 @@
 //	c, err := syncclient.Connect(ctx, "https://prod.example.com", "ABCD2345", syncclient.Options{})
 //	defer c.Close()
 //	results, err := c.TransferAll(ctx, pool, syncclient.TransferAllOptions{Strategy: importer.Skip})
-package syncclient
+package client
 
 import (
 	"context"

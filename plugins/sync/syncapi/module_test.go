@@ -1,4 +1,4 @@
-package syncclient
+package syncapi
 
 import (
 	"errors"
@@ -6,7 +6,7 @@ import (
 )
 
 func TestPullErrorNamesTheFailedTables(t *testing.T) {
-	res := map[string]Result{"b": {Error: "boom"}, "a": {Error: "bang"}, "c": {Rows: 3}}
+	res := map[string]TableResult{"b": {Error: "boom"}, "a": {Error: "bang"}, "c": {Rows: 3}}
 	if got := FailedTables(res); len(got) != 2 || got[0] != "a" || got[1] != "b" {
 		t.Fatalf("failed tables %v", got)
 	}

@@ -1,0 +1,40 @@
+package syncapi
+
+import (
+	"time"
+)
+
+// Transfer is one table moved (or attempted) in one direction.
+type Transfer struct {
+	ID        int64     `json:"id"`
+	At        time.Time `json:"at"`
+	Direction string    `json:"direction"` // send | receive
+	Peer      string    `json:"peer"`      // the other site's address or URL
+	Table     string    `json:"table"`
+	Strategy  string    `json:"strategy,omitempty"`
+	// Requested is how many rows the table had on the sender when the transfer
+	// began (0 when unknown); Rows is how many were moved.
+	Requested int64         `json:"requested"`
+	Rows      int64         `json:"rows"`
+	Created   int           `json:"created"`
+	Updated   int           `json:"updated"`
+	Skipped   int           `json:"skipped"`
+	Failed    int           `json:"failed"`
+	Bytes     int64         `json:"bytes"`
+	Duration  time.Duration `json:"duration"`
+	Status    string        `json:"status"` // done | failed | cancelled
+	Error     string        `json:"error,omitempty"`
+	StartedBy string        `json:"started_by,omitempty"`
+}
+
+// HistoryFilter selects history entries; empty fields match everything.
+type HistoryFilter struct {
+	Direction string `json:"direction,omitempty"`
+	Table     string `json:"table,omitempty"`
+	Status    string `json:"status,omitempty"`
+	// Peer matches entries whose peer contains it.
+	Peer string `json:"peer,omitempty"`
+	// StartedBy matches entries whose starter contains it.
+	StartedBy string    `json:"started_by,omitempty"`
+	Since     time.Time `json:"since,omitzero"`
+}
