@@ -32,6 +32,16 @@ const (
 	maxKeyBytes   = 16 << 10
 )
 
+// BatchStream returns the stream id of a batch frame without decoding it, so a
+// reader can route the frame to its stream (where DecodeBatch judges the rest); ok
+// is false for a frame too short to hold a stream id.
+func BatchStream(frame []byte) (stream uint32, ok bool) {
+	if len(frame) < 12 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint32(frame[8:12]), true
+}
+
 var magic = [4]byte{'F', 'K', 'B', '1'}
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)

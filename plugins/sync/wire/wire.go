@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
 	"io"
 	"unicode/utf8"
 )
@@ -23,7 +24,23 @@ const (
 	RecordsFeature = "records.v1"
 )
 
-// Limits.
+// Protocol defaults and limits both ends use.
+const (
+	// DefaultRecordsLimit is request:records' page size when none is asked for
+	// (PhoenixKit's fetch_records default); MaxRecordsLimit caps it.
+	DefaultRecordsLimit = 100
+	MaxRecordsLimit     = 5000
+	// DefaultBatchRows is a stream's rows per batch when stream:start names none;
+	// MaxBatchRows caps it.
+	DefaultBatchRows = 5000
+	MaxBatchRows     = 50000
+	// DefaultCredit is the receiver's credit: the batches in flight before an ack.
+	// MaxCredit caps what a sender queues from acks.
+	DefaultCredit = 4
+	MaxCredit     = 16
+)
+
+// Frame limits.
 const (
 	// MaxFrameSize bounds a JSON frame.
 	MaxFrameSize = 1 << 20
@@ -229,6 +246,51 @@ type Capabilities struct {
 	Compression  []string `json:"compression"`
 	MaxBatchRows int      `json:"max_batch_rows"`
 	MaxRecords   int      `json:"max_records"`
+}
+
+// TablesResponse is the response:tables payload.
+type TablesResponse struct {
+	Tables []syncapi.Table `json:"tables"`
+}
+
+// SchemaResponse is the response:schema payload.
+type SchemaResponse struct {
+	Table  string          `json:"table"`
+	Schema *syncapi.Schema `json:"schema"`
+}
+
+// CountResponse is the response:count payload.
+type CountResponse struct {
+	Table string `json:"table"`
+	Count int64  `json:"count"`
+}
+
+// RecordsResponse is the response:records payload: a page of rows in key order,
+// column → text value (nil for NULL).
+type RecordsResponse struct {
+	Table   string               `json:"table"`
+	Records []map[string]*string `json:"records"`
+	Offset  int                  `json:"offset"`
+	HasMore bool                 `json:"has_more"`
+}
+
+// ChecksumResponse is the response:checksum payload: the md5 of the table's rows
+// (COPY text format, key order) over Columns.
+type ChecksumResponse struct {
+	Table   string   `json:"table"`
+	MD5     string   `json:"md5"`
+	Columns []string `json:"columns"`
+}
+
+// Denied is the denied push: why an admin's decision refused the receiver.
+type Denied struct {
+	Error string `json:"error"`
+}
+
+// StreamRef names a stream: the stream:cancel payload, and the field every stream
+// message carries.
+type StreamRef struct {
+	Stream uint32 `json:"stream"`
 }
 
 // TableRequest is the payload of request:schema and request:count.
