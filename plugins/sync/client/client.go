@@ -57,6 +57,20 @@ func (e *RemoteError) Is(target error) bool {
 	return ok && t.Code == e.Code
 }
 
+// HTTPError is a sender's answer to the WebSocket upgrade other than a refusal
+// (403, 429: those are RemoteErrors): 404 when Sync is off there or the URL is
+// wrong, a proxy's 502, and so on.
+type HTTPError struct {
+	URL    string
+	Status int
+	Reason string // the start of the response body
+}
+
+// Error implements error.
+func (e *HTTPError) Error() string {
+	return fmt.Sprintf("connect to %s: HTTP %d %s", e.URL, e.Status, e.Reason)
+}
+
 // Errors for the common refusals (compare with errors.Is).
 var (
 	ErrInvalidCode      = &RemoteError{Code: wire.ErrInvalidCode}
@@ -242,7 +256,7 @@ func Connect(ctx context.Context, senderURL, code string, o Options) (*Client, e
 			if resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusTooManyRequests {
 				return nil, &RemoteError{Code: reason}
 			}
-			return nil, fmt.Errorf("connect to %s: HTTP %d %s", senderURL, resp.StatusCode, reason)
+			return nil, &HTTPError{URL: senderURL, Status: resp.StatusCode, Reason: reason}
 		}
 		return nil, fmt.Errorf("connect to %s: %w", senderURL, err)
 	}
