@@ -1,13 +1,17 @@
-// Package syncclient is the receiving side of Sync, for scripts, migrations and other
+// Package client is the receiving side of Sync, for scripts, migrations and other
 // plugins: connect to a sending site with its one-time code, look at its tables, and
 // transfer one table or all of them into a local PostgreSQL database with a conflict
 // strategy. Bulk transfers use the fast path (binary batches in COPY text format,
 // zstd, CRC-32C, credit-based flow control); the PhoenixKit-compatible records API
 // is there too.
 //
-//	c, err := syncclient.Connect(ctx, "https://prod.example.com", "ABCD2345", syncclient.Options{})
+//	c, err := client.Connect(ctx, "https://prod.example.com", "ABCD2345", client.Options{})
 //	defer c.Close()
-//	results, err := c.TransferAll(ctx, pool, syncclient.TransferAllOptions{Strategy: importer.Skip})
+//	results, err := c.TransferAll(ctx, pool, client.TransferAllOptions{Strategy: syncapi.Skip})
+//
+// A transfer runs sender → wire → client → importer: the client asks for a table's
+// definition (catalog's Schema, carried in wire's payloads), creates it locally when
+// asked (ddl), then streams batches and hands each to the importer.
 package client
 
 import (
@@ -31,8 +35,7 @@ import (
 
 	"github.com/fasthttp/websocket"
 
-	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
-	"github.com/fiberkit/fiberkit/plugins/sync/exporter"
+	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
 	"github.com/fiberkit/fiberkit/plugins/sync/wire"
 )
 
@@ -298,9 +301,7 @@ func (c *Client) join(ctx context.Context, o Options) error {
 			case wire.EventApproved:
 				return nil
 			case wire.EventDenied:
-				var p struct {
-					Error string `json:"error"`
-				}
+				var p wire.Denied
 				_ = json.Unmarshal(f.Payload, &p)
 				if p.Error == "" {
 					p.Error = wire.ErrDenied
@@ -504,11 +505,9 @@ func (c *Client) readLoop() {
 }
 
 func (c *Client) routeBatch(data []byte) {
-	if len(data) < 12 {
-		return
+	if sid, ok := wire.BatchStream(data); ok {
+		c.deliver(sid, streamMsg{batch: data}, false)
 	}
-	sid := uint32(data[8])<<24 | uint32(data[9])<<16 | uint32(data[10])<<8 | uint32(data[11])
-	c.deliver(sid, streamMsg{batch: data}, false)
 }
 
 // deliver hands a message to its stream without ever blocking the reader. A stream's
@@ -545,15 +544,13 @@ func (c *Client) deliver(sid uint32, msg streamMsg, last bool) {
 	default: // an unbuffered channel nobody is reading: the stream just stops
 	}
 	delete(c.streams, sid)
-	go func() { _ = c.write(wire.New(nil, nil, c.topic, wire.StreamCancel, map[string]uint32{"stream": sid})) }()
+	go func() { _ = c.write(wire.New(nil, nil, c.topic, wire.StreamCancel, wire.StreamRef{Stream: sid})) }()
 }
 
 func (c *Client) route(f wire.Frame) {
 	switch f.Event {
 	case wire.StreamEnd, wire.StreamError:
-		var sid struct {
-			Stream uint32 `json:"stream"`
-		}
+		var sid wire.StreamRef
 		_ = json.Unmarshal(f.Payload, &sid)
 		if f.Event == wire.StreamEnd {
 			var end wire.End
@@ -636,18 +633,14 @@ func (c *Client) Capabilities(ctx context.Context) (wire.Capabilities, error) {
 }
 
 // ListTables lists the sender's tables with row counts.
-func (c *Client) ListTables(ctx context.Context) ([]catalog.Table, error) {
-	var out struct {
-		Tables []catalog.Table `json:"tables"`
-	}
+func (c *Client) ListTables(ctx context.Context) ([]syncapi.Table, error) {
+	var out wire.TablesResponse
 	return out.Tables, c.call(ctx, wire.RequestTables, struct{}{}, &out)
 }
 
 // GetSchema returns a table's definition on the sender.
-func (c *Client) GetSchema(ctx context.Context, table string) (*catalog.Schema, error) {
-	var out struct {
-		Schema *catalog.Schema `json:"schema"`
-	}
+func (c *Client) GetSchema(ctx context.Context, table string) (*syncapi.Schema, error) {
+	var out wire.SchemaResponse
 	if err := c.call(ctx, wire.RequestSchema, wire.TableRequest{Table: table}, &out); err != nil {
 		return nil, fmt.Errorf("schema of %s: %w", table, err)
 	}
@@ -656,9 +649,7 @@ func (c *Client) GetSchema(ctx context.Context, table string) (*catalog.Schema, 
 
 // GetCount returns a table's row count on the sender.
 func (c *Client) GetCount(ctx context.Context, table string) (int64, error) {
-	var out struct {
-		Count int64 `json:"count"`
-	}
+	var out wire.CountResponse
 	if err := c.call(ctx, wire.RequestCount, wire.TableRequest{Table: table}, &out); err != nil {
 		return 0, fmt.Errorf("count of %s: %w", table, err)
 	}
@@ -666,21 +657,18 @@ func (c *Client) GetCount(ctx context.Context, table string) (int64, error) {
 }
 
 // FetchRecords returns a page of records (column → text value) in key order.
-func (c *Client) FetchRecords(ctx context.Context, table string, offset, limit int) (exporter.Page, error) {
-	var p exporter.Page
-	if err := c.call(ctx, wire.RequestRecords, wire.RecordsRequest{Table: table, Offset: offset, Limit: limit}, &p); err != nil {
-		return p, fmt.Errorf("records of %s: %w", table, err)
+func (c *Client) FetchRecords(ctx context.Context, table string, offset, limit int) (syncapi.Page, error) {
+	var r wire.RecordsResponse
+	if err := c.call(ctx, wire.RequestRecords, wire.RecordsRequest{Table: table, Offset: offset, Limit: limit}, &r); err != nil {
+		return syncapi.Page{}, fmt.Errorf("records of %s: %w", table, err)
 	}
-	return p, nil
+	return syncapi.Page{Records: r.Records, Offset: r.Offset, HasMore: r.HasMore}, nil
 }
 
 // GetChecksum returns the md5 of a table's rows on the sender (COPY text format, key
 // order, over the written columns) and those columns; compare with LocalChecksum.
 func (c *Client) GetChecksum(ctx context.Context, table string) (string, []string, error) {
-	var out struct {
-		MD5     string   `json:"md5"`
-		Columns []string `json:"columns"`
-	}
+	var out wire.ChecksumResponse
 	if err := c.call(ctx, wire.RequestChecksum, wire.TableRequest{Table: table}, &out); err != nil {
 		return "", nil, fmt.Errorf("checksum of %s: %w", table, err)
 	}

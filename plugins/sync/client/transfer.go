@@ -32,7 +32,7 @@ type Progress struct {
 type TransferOptions struct {
 	// Strategy for rows whose key exists locally (default skip).
 	Strategy importer.Strategy
-	// BatchSize is rows per batch (default 5000).
+	// BatchSize is rows per batch (default wire.DefaultBatchRows).
 	BatchSize int
 	// CreateMissing creates the table locally when it does not exist.
 	CreateMissing bool
@@ -111,7 +111,7 @@ func (c *Client) transferRows(ctx context.Context, pool *pgxpool.Pool, sch *cata
 func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalog.Schema, res Result, o TransferOptions, start time.Time) (Result, error) {
 	table := res.Table
 	if o.BatchSize <= 0 {
-		o.BatchSize = 5000
+		o.BatchSize = wire.DefaultBatchRows
 	}
 	total, err := c.GetCount(ctx, table)
 	if err != nil {
@@ -131,7 +131,7 @@ func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalo
 		return res, fmt.Errorf("transfer %s: %w", table, err)
 	}
 	res.DroppedColumns = im.Dropped()
-	const credit = 4
+	const credit = wire.DefaultCredit
 	sid := c.nextSID.Add(1)
 	msgs := make(chan streamMsg, credit+2)
 	c.mu.Lock()
