@@ -303,6 +303,26 @@ type RecordsRequest struct {
 	Table  string `json:"table"`
 	Offset int    `json:"offset"`
 	Limit  int    `json:"limit"`
+	// Encoding asks for the values' representation: EncodingText (PostgreSQL's
+	// exact text, what our client asks for) or "" (PhoenixKit's JSON-typed values:
+	// numbers, booleans, lists, objects, ISO 8601 strings, the base64 bytea wrapper).
+	Encoding string `json:"encoding,omitempty"`
+}
+
+// Value encodings of request:records.
+const (
+	// EncodingText: every value is its PostgreSQL text representation (or null).
+	EncodingText = "text"
+	// BinaryKey is the key of PhoenixKit's bytea wrapper {"__phoenix_kit_binary__": base64}.
+	BinaryKey = "__phoenix_kit_binary__"
+)
+
+// PhoenixKitCapabilities is the capabilities object a PhoenixKit sender answers
+// with, nested under "capabilities" in response:capabilities.
+type PhoenixKitCapabilities struct {
+	Version           string   `json:"version"`
+	PhoenixKitVersion string   `json:"phoenix_kit_version,omitempty"`
+	Features          []string `json:"features"`
 }
 
 // ErrorPayload is the response:error payload.
