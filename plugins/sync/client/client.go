@@ -15,6 +15,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,6 +26,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -161,6 +163,10 @@ type Client struct {
 
 	heartbeatEvery time.Duration
 	idle           time.Duration // 0: no idle check
+
+	capsOnce sync.Once
+	caps     Capabilities
+	capsErr  error
 }
 
 type streamMsg struct {
@@ -563,10 +569,16 @@ func (c *Client) route(f wire.Frame) {
 		}
 		return
 	}
-	if f.Ref != nil {
+	ref := f.Ref
+	if ref == nil && strings.HasPrefix(f.Event, "response:") {
+		// A PhoenixKit sender answers with a push carrying the request's ref in
+		// its payload.
+		ref = payloadRef(f.Payload)
+	}
+	if ref != nil {
 		c.mu.Lock()
-		ch, ok := c.pending[*f.Ref]
-		delete(c.pending, *f.Ref)
+		ch, ok := c.pending[*ref]
+		delete(c.pending, *ref)
 		c.mu.Unlock()
 		if ok {
 			ch <- f
@@ -579,7 +591,36 @@ func (c *Client) route(f wire.Frame) {
 	}
 }
 
-// request sends a frame and waits for the frame answering it (same ref).
+// withRef returns payload as a JSON object carrying "ref": PhoenixKit's sender
+// reads a request's ref from its payload (and ignores a request without one).
+func withRef(payload any, ref string) (json.RawMessage, error) {
+	b, err := json.Marshal(payload)
+	if err != nil {
+		return nil, fmt.Errorf("encode payload: %w", err)
+	}
+	r, _ := json.Marshal(ref)
+	switch {
+	case bytes.Equal(b, []byte("{}")):
+		return append(append([]byte(`{"ref":`), r...), '}'), nil
+	case len(b) > 1 && b[0] == '{':
+		return append(append(append([]byte(`{"ref":`), r...), ','), b[1:]...), nil
+	}
+	return b, nil
+}
+
+// payloadRef returns the "ref" string of a payload object, or nil.
+func payloadRef(payload json.RawMessage) *string {
+	var p struct {
+		Ref *string `json:"ref"`
+	}
+	if json.Unmarshal(payload, &p) != nil {
+		return nil
+	}
+	return p.Ref
+}
+
+// request sends a frame and waits for the frame answering it (same ref, in the
+// frame or, from a PhoenixKit sender, in the payload).
 func (c *Client) request(ctx context.Context, topic, event string, payload any) (wire.Frame, error) {
 	ref := strconv.FormatUint(c.nextRef.Add(1), 10)
 	ch := make(chan wire.Frame, 1)
@@ -591,7 +632,14 @@ func (c *Client) request(ctx context.Context, topic, event string, payload any) 
 	c.pending[ref] = ch
 	c.mu.Unlock()
 	joinRef := "1"
-	if err := c.write(wire.New(&joinRef, &ref, topic, event, payload)); err != nil {
+	body, err := withRef(payload, ref)
+	if err != nil {
+		c.mu.Lock()
+		delete(c.pending, ref)
+		c.mu.Unlock()
+		return wire.Frame{}, fmt.Errorf("%s: %w", event, err)
+	}
+	if err := c.write(wire.New(&joinRef, &ref, topic, event, body)); err != nil {
 		c.mu.Lock()
 		delete(c.pending, ref)
 		c.mu.Unlock()
@@ -626,10 +674,27 @@ func (c *Client) call(ctx context.Context, event string, payload, out any) error
 	return nil
 }
 
-// Capabilities asks what the sender supports.
-func (c *Client) Capabilities(ctx context.Context) (wire.Capabilities, error) {
-	var caps wire.Capabilities
-	return caps, c.call(ctx, wire.RequestCapabilities, struct{}{}, &caps)
+// Capabilities says what the sender supports: ours (Stream true, with the fast
+// path's limits) or a PhoenixKit sender's (the records API alone).
+type Capabilities struct {
+	wire.Capabilities
+	// PhoenixKit is the PhoenixKit capabilities object, when the sender sent one.
+	PhoenixKit *wire.PhoenixKitCapabilities `json:"capabilities,omitempty"`
+}
+
+// Stream reports whether the sender offers the fast path (stream.v1).
+func (c Capabilities) Stream() bool { return slices.Contains(c.Features, wire.StreamFeature) }
+
+// Capabilities asks what the sender supports. The answer is asked once per
+// connection and kept.
+func (c *Client) Capabilities(ctx context.Context) (Capabilities, error) {
+	c.capsOnce.Do(func() {
+		c.capsErr = c.call(ctx, wire.RequestCapabilities, struct{}{}, &c.caps)
+		if c.capsErr == nil && c.caps.Version == "" && c.caps.PhoenixKit != nil {
+			c.caps.Version, c.caps.Features = c.caps.PhoenixKit.Version, c.caps.PhoenixKit.Features
+		}
+	})
+	return c.caps, c.capsErr
 }
 
 // ListTables lists the sender's tables with row counts.
@@ -639,12 +704,31 @@ func (c *Client) ListTables(ctx context.Context) ([]syncapi.Table, error) {
 }
 
 // GetSchema returns a table's definition on the sender.
+//
+// A PhoenixKit sender describes columns as information_schema does ("character
+// varying" plus a max_length, "ARRAY" plus an element_type, nextval defaults):
+// its definition is turned into the same shape as ours.
 func (c *Client) GetSchema(ctx context.Context, table string) (*syncapi.Schema, error) {
-	var out wire.SchemaResponse
+	var out struct {
+		Schema json.RawMessage `json:"schema"`
+	}
 	if err := c.call(ctx, wire.RequestSchema, wire.TableRequest{Table: table}, &out); err != nil {
 		return nil, fmt.Errorf("schema of %s: %w", table, err)
 	}
-	return out.Schema, nil
+	var sch syncapi.Schema
+	if err := json.Unmarshal(out.Schema, &sch); err != nil {
+		return nil, fmt.Errorf("schema of %s: decode: %w", table, err)
+	}
+	caps, err := c.Capabilities(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("schema of %s: %w", table, err)
+	}
+	if !caps.Stream() {
+		if err := fromPhoenixKit(out.Schema, &sch); err != nil {
+			return nil, fmt.Errorf("schema of %s: %w", table, err)
+		}
+	}
+	return &sch, nil
 }
 
 // GetCount returns a table's row count on the sender.
@@ -657,12 +741,41 @@ func (c *Client) GetCount(ctx context.Context, table string) (int64, error) {
 }
 
 // FetchRecords returns a page of records (column → text value) in key order.
+//
+// Values are PostgreSQL's text representation. Our senders send them so; a
+// PhoenixKit sender's JSON-typed values are turned into text without knowing the
+// columns' types (numbers and booleans as written, the bytea wrapper as \x hex,
+// lists and objects as JSON): Transfer converts them by the local column's type.
 func (c *Client) FetchRecords(ctx context.Context, table string, offset, limit int) (syncapi.Page, error) {
-	var r wire.RecordsResponse
-	if err := c.call(ctx, wire.RequestRecords, wire.RecordsRequest{Table: table, Offset: offset, Limit: limit}, &r); err != nil {
-		return syncapi.Page{}, fmt.Errorf("records of %s: %w", table, err)
+	raw, err := c.fetchRaw(ctx, table, offset, limit)
+	if err != nil {
+		return syncapi.Page{}, err
 	}
-	return syncapi.Page{Records: r.Records, Offset: r.Offset, HasMore: r.HasMore}, nil
+	p := syncapi.Page{Offset: raw.Offset, HasMore: raw.HasMore, Records: make([]map[string]*string, len(raw.Records))}
+	for i, rec := range raw.Records {
+		if p.Records[i], err = textRecord(rec, nil); err != nil {
+			return syncapi.Page{}, fmt.Errorf("records of %s: %w", table, err)
+		}
+	}
+	return p, nil
+}
+
+// rawPage is a response:records payload with its values undecoded.
+type rawPage struct {
+	Records []map[string]json.RawMessage `json:"records"`
+	Offset  int                          `json:"offset"`
+	HasMore bool                         `json:"has_more"`
+}
+
+// fetchRaw asks for a page of records in text encoding (a PhoenixKit sender
+// ignores the ask and sends JSON-typed values).
+func (c *Client) fetchRaw(ctx context.Context, table string, offset, limit int) (rawPage, error) {
+	var p rawPage
+	req := wire.RecordsRequest{Table: table, Offset: offset, Limit: limit, Encoding: wire.EncodingText}
+	if err := c.call(ctx, wire.RequestRecords, req, &p); err != nil {
+		return p, fmt.Errorf("records of %s: %w", table, err)
+	}
+	return p, nil
 }
 
 // GetChecksum returns the md5 of a table's rows on the sender (COPY text format, key

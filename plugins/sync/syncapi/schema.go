@@ -107,3 +107,28 @@ func (t Table) MarshalJSON() ([]byte, error) {
 		EstimatedCount int64 `json:"estimated_count"`
 	}{plain(t), t.Rows})
 }
+
+// UnmarshalJSON reads estimated_count as rows when rows is absent (a PhoenixKit
+// sender's listing).
+func (t *Table) UnmarshalJSON(b []byte) error {
+	type plain Table
+	var v struct {
+		plain
+		Rows           *int64 `json:"rows"`
+		EstimatedCount *int64 `json:"estimated_count"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*t = Table(v.plain)
+	switch {
+	case v.Rows != nil:
+		t.Rows = *v.Rows
+	case v.EstimatedCount != nil:
+		t.Rows = *v.EstimatedCount
+	}
+	if t.Schema == "" {
+		t.Schema = "public"
+	}
+	return nil
+}
