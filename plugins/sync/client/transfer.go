@@ -103,7 +103,15 @@ func createLocal(ctx context.Context, pool *pgxpool.Pool, table string, sch *cat
 
 func (c *Client) transferRows(ctx context.Context, pool *pgxpool.Pool, sch *catalog.Schema, res Result, o TransferOptions) (Result, error) {
 	start := time.Now()
-	res, err := c.streamRows(ctx, pool, sch, res, o, start)
+	caps, err := c.Capabilities(ctx)
+	if err != nil {
+		return res, fmt.Errorf("transfer %s: %w", res.Table, err)
+	}
+	if caps.Stream() {
+		res, err = c.streamRows(ctx, pool, sch, res, o, start)
+	} else {
+		res, err = c.pageRows(ctx, pool, sch, res, o, start) // a PhoenixKit sender
+	}
 	res.Duration = time.Since(start)
 	return res, err
 }
@@ -157,7 +165,7 @@ func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalo
 	ended := false
 	defer func() {
 		if !ended {
-			_ = c.write(wire.New(nil, nil, c.topic, wire.StreamCancel, map[string]uint32{"stream": sid}))
+			_ = c.write(wire.New(nil, nil, c.topic, wire.StreamCancel, wire.StreamRef{Stream: sid}))
 		}
 	}()
 	res.LastKey = o.AfterKey
