@@ -282,6 +282,12 @@ type ChecksumResponse struct {
 	Columns []string `json:"columns"`
 }
 
+// AwaitingApproval is the awaiting_approval push: the receiver waits for an
+// admin's decision on the approval request ApprovalID.
+type AwaitingApproval struct {
+	ApprovalID string `json:"approval_id"`
+}
+
 // Denied is the denied push: why an admin's decision refused the receiver.
 type Denied struct {
 	Error string `json:"error"`
