@@ -116,21 +116,24 @@ func (f field) quoted() string { return pgx.Identifier{f.Name}.Sanitize() }
 
 // Importer imports batches into one table. Batches may come from one goroutine at a time.
 type Importer struct {
-	pool      *pgxpool.Pool
-	sch       *catalog.Schema
-	strategy  Strategy
-	cols      []field // incoming columns the table has, in incoming order
-	drop      []bool  // per incoming COPY field, whether it is cut out (nil: none is)
-	dropped   []string
-	ignore    bool    // Options.IgnoreUnknownColumns
-	cut       []byte  // ImportCopy's output buffer for lines with fields cut out
-	write     []field // columns written (generated ones and append's generated keys dropped)
-	keys      []field // primary key columns (empty for append)
-	empty     bool    // the table was empty when the import began
-	overrides bool    // an identity ALWAYS column is written
-	maxErrors int
-	batchSQL  string // the strategy's statement over the whole temp table
-	rowSQL    string // the same over the temp row whose ord is $1
+	pool     *pgxpool.Pool
+	sch      *catalog.Schema
+	strategy Strategy
+	cols     []field // incoming columns the table has, in incoming order
+	drop     []bool  // per incoming COPY field, whether it is cut out (nil: none is)
+	dropped  []string
+	ignore   bool    // Options.IgnoreUnknownColumns
+	cut      []byte  // ImportCopy's output buffer for lines with fields cut out
+	write    []field // columns written (generated ones and append's generated keys dropped)
+	keys     []field // primary key columns (empty for append)
+	empty    bool    // the table was empty when the import began
+	// partitioned: the table is partitioned, so RETURNING cannot read xmax through it
+	// and the statements tell inserts from updates by the keys that existed before.
+	partitioned bool
+	overrides   bool // an identity ALWAYS column is written
+	maxErrors   int
+	batchSQL    string // the strategy's statement over the whole temp table
+	rowSQL      string // the same over the temp row whose ord is $1
 }
 
 // tempTable holds a batch's rows as text while they are merged; ord numbers them in
@@ -185,11 +188,13 @@ func New(ctx context.Context, pool *pgxpool.Pool, table string, o Options) (*Imp
 	if len(sch.PrimaryKey) == 0 && o.Strategy != Append {
 		return nil, fmt.Errorf("import %s: %w: the table has none, so only append applies", table, ErrStrategyNotApplicable)
 	}
+	target := catalog.IdentOf(sch).Quoted()
+	if err := pool.QueryRow(ctx, "SELECT NOT EXISTS (SELECT 1 FROM "+target+"), (SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = $1::regclass)",
+		target).Scan(&im.empty, &im.partitioned); err != nil {
+		return nil, fmt.Errorf("import %s: check whether the table is empty or partitioned: %w", table, err)
+	}
 	if err := im.plan(""); err != nil {
 		return nil, fmt.Errorf("import %s: %w", table, err)
-	}
-	if err := pool.QueryRow(ctx, "SELECT NOT EXISTS (SELECT 1 FROM "+catalog.IdentOf(sch).Quoted()+")").Scan(&im.empty); err != nil {
-		return nil, fmt.Errorf("import %s: check whether the table is empty: %w", table, err)
 	}
 	return im, nil
 }
@@ -888,9 +893,46 @@ func (im *Importer) mergeSQL(where string) string {
 		list = " (" + catalog.QuotedColumns(cols) + ")"
 	}
 	// No column written (append of records supplying none): every column takes its default.
-	return fmt.Sprintf(`WITH ins AS (INSERT INTO %s%s%s %s%s RETURNING (xmax = 0) AS created)
-		SELECT count(*) FILTER (WHERE created), count(*) FILTER (WHERE NOT created) FROM ins`,
-		target, list, override, src, conflict)
+	return fmt.Sprintf("WITH ins AS (INSERT INTO %s%s%s %s%s RETURNING %s) %s",
+		target, list, override, src, conflict, im.returning(), im.counting(target))
+}
+
+// returning is what the strategy's INSERT returns per row written, for counting:
+// whether xmax is 0 (a row just inserted; an updated one carries the updating
+// transaction) on a plain table. A partitioned table has no xmax to return ("cannot
+// retrieve a system column in this context"): there it returns the key, which counting
+// looks up as it was before the statement. Append never updates, so needs nothing.
+func (im *Importer) returning() string {
+	switch {
+	case im.strategy == Append:
+		return "1"
+	case im.partitioned:
+		return catalog.QuoteNames(im.sch.PrimaryKey)
+	default:
+		return "(xmax = 0) AS created"
+	}
+}
+
+// counting is the SELECT over ins (the rows returning returned) that answers one row:
+// how many rows were created and how many updated. For a partitioned target a row
+// whose key existed is an update: the lookup reads the statement's snapshot, which
+// does not see the INSERT's own rows (a key a concurrent transaction inserts after the
+// snapshot and the statement then updates counts as created).
+func (im *Importer) counting(target string) string {
+	switch {
+	case im.strategy == Append:
+		return "SELECT count(*), 0 FROM ins"
+	case im.partitioned:
+		on := make([]string, len(im.sch.PrimaryKey))
+		for i, k := range im.sch.PrimaryKey {
+			q := pgx.Identifier{k}.Sanitize()
+			on[i] = "cur." + q + " = ins." + q
+		}
+		return fmt.Sprintf(`SELECT count(*) FILTER (WHERE NOT existed), count(*) FILTER (WHERE existed)
+		FROM (SELECT EXISTS (SELECT 1 FROM %s cur WHERE %s) AS existed FROM ins) x`, target, strings.Join(on, " AND "))
+	default:
+		return "SELECT count(*) FILTER (WHERE created), count(*) FILTER (WHERE NOT created) FROM ins"
+	}
 }
 
 // Finish moves the table's sequences (serial and identity columns) past the largest
