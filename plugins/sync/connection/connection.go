@@ -7,6 +7,7 @@
 package connection
 
 import (
+	"github.com/fiberkit/fiberkit/plugins/sync/migrate"
 	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
 
 	"context"
@@ -75,37 +76,11 @@ type Store struct {
 	now  func() time.Time
 }
 
-// Open migrates the connection tables.
+// Open brings Sync's tables to the current schema (migrate.Up) and returns the
+// store over pool.
 func Open(ctx context.Context, pool *pgxpool.Pool) (*Store, error) {
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('fiberkit_sync_connections'))`); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, `
-CREATE TABLE IF NOT EXISTS fiberkit_sync_connections (
-	id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-	name text NOT NULL,
-	site_url text NOT NULL DEFAULT '',
-	token_hash bytea NOT NULL UNIQUE,
-	status text NOT NULL DEFAULT 'pending',
-	status_by text NOT NULL DEFAULT '',
-	status_at timestamptz NOT NULL DEFAULT now(),
-	created_by text NOT NULL DEFAULT '',
-	created_at timestamptz NOT NULL DEFAULT now(),
-	limits jsonb NOT NULL DEFAULT '{}',
-	downloads int NOT NULL DEFAULT 0,
-	records bigint NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS fiberkit_sync_connection_rate (
-	connection_id uuid NOT NULL REFERENCES fiberkit_sync_connections(id) ON DELETE CASCADE,
-	minute timestamptz NOT NULL,
-	requests int NOT NULL,
-	PRIMARY KEY (connection_id, minute)
-);`)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("connections: migrate: %w", err)
+	if err := migrate.Up(ctx, pool); err != nil {
+		return nil, fmt.Errorf("connections: %w", err)
 	}
 	return &Store{pool: pool, now: time.Now}, nil
 }

@@ -3,13 +3,13 @@
 package history
 
 import (
+	"github.com/fiberkit/fiberkit/plugins/sync/migrate"
 	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
 
 	"context"
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -21,27 +21,11 @@ type Log struct {
 	pool *pgxpool.Pool
 }
 
-// Open migrates the history table.
+// Open brings Sync's tables to the current schema (migrate.Up) and returns the log
+// over pool.
 func Open(ctx context.Context, pool *pgxpool.Pool) (*Log, error) {
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('fiberkit_sync_history'))`); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS fiberkit_sync_transfers (
-			id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), direction text NOT NULL, peer text NOT NULL,
-			table_name text NOT NULL, strategy text NOT NULL DEFAULT '', rows bigint NOT NULL DEFAULT 0,
-			created int NOT NULL DEFAULT 0, updated int NOT NULL DEFAULT 0, skipped int NOT NULL DEFAULT 0, failed int NOT NULL DEFAULT 0,
-			bytes bigint NOT NULL DEFAULT 0, duration_ms bigint NOT NULL DEFAULT 0, status text NOT NULL, error text NOT NULL DEFAULT '',
-			started_by text NOT NULL DEFAULT '')`)
-		if err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `ALTER TABLE fiberkit_sync_transfers ADD COLUMN IF NOT EXISTS requested bigint NOT NULL DEFAULT 0;
-			CREATE INDEX IF NOT EXISTS fiberkit_sync_transfers_table ON fiberkit_sync_transfers (table_name, id)`)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("history: migrate: %w", err)
+	if err := migrate.Up(ctx, pool); err != nil {
+		return nil, fmt.Errorf("history: %w", err)
 	}
 	return &Log{pool: pool}, nil
 }

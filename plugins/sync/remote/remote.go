@@ -10,6 +10,7 @@
 package remote
 
 import (
+	"github.com/fiberkit/fiberkit/plugins/sync/migrate"
 	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
 
 	"context"
@@ -46,27 +47,12 @@ type Store struct {
 	aead cipher.AEAD // nil without a key
 }
 
-// Open migrates the table; the key comes from FIBERKIT_SECRET_KEY.
+// Open brings Sync's tables to the current schema (migrate.Up), takes the token
+// key from FIBERKIT_SECRET_KEY and, with a key, fills in the token hashes of remotes
+// stored before they were kept.
 func Open(ctx context.Context, pool *pgxpool.Pool) (*Store, error) {
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('fiberkit_sync_remotes'))`); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS fiberkit_sync_remotes (
-			id uuid PRIMARY KEY DEFAULT gen_random_uuid(), name text NOT NULL, url text NOT NULL, token_enc bytea NOT NULL,
-			tables text[] NOT NULL DEFAULT '{}', strategy text NOT NULL DEFAULT 'skip', interval_seconds int NOT NULL DEFAULT 0,
-			next_run_at timestamptz, last_run_at timestamptz, last_status text NOT NULL DEFAULT '',
-			created_by text NOT NULL DEFAULT '', created_at timestamptz NOT NULL DEFAULT now())`)
-		if err != nil {
-			return err
-		}
-		// token_hash: SHA-256 of the token, to find a remote by its token's hash.
-		_, err = tx.Exec(ctx, `ALTER TABLE fiberkit_sync_remotes ADD COLUMN IF NOT EXISTS token_hash bytea;
-			CREATE INDEX IF NOT EXISTS fiberkit_sync_remotes_token_hash ON fiberkit_sync_remotes (token_hash)`)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("remotes: migrate: %w", err)
+	if err := migrate.Up(ctx, pool); err != nil {
+		return nil, fmt.Errorf("remotes: %w", err)
 	}
 	s := &Store{pool: pool}
 	if key := os.Getenv(KeyEnv); key != "" {
@@ -75,7 +61,7 @@ func Open(ctx context.Context, pool *pgxpool.Pool) (*Store, error) {
 		s.aead, _ = cipher.NewGCM(block)
 	}
 	if err := s.backfillHashes(ctx); err != nil {
-		return nil, fmt.Errorf("remotes: migrate: %w", err)
+		return nil, fmt.Errorf("remotes: backfill token hashes: %w", err)
 	}
 	return s, nil
 }

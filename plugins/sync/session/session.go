@@ -9,6 +9,7 @@
 package session
 
 import (
+	"github.com/fiberkit/fiberkit/plugins/sync/migrate"
 	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
 
 	"context"
@@ -100,59 +101,15 @@ type Store struct {
 // Session is one session (syncapi.SessionInfo).
 type Session = syncapi.SessionInfo
 
-// Open migrates the store's tables.
+// Open brings Sync's tables to the current schema (migrate.Up) and returns the
+// store over pool.
 func Open(ctx context.Context, pool *pgxpool.Pool, limits Limits) (*Store, error) {
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('fiberkit_sync_migrations'))`); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, schemaSQL)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("session store: migrate: %w", err)
+	if err := migrate.Up(ctx, pool); err != nil {
+		return nil, fmt.Errorf("session store: %w", err)
 	}
 	limits = limits.withDefaults()
 	return &Store{pool: pool, limits: limits, checks: make(chan struct{}, limits.MaxConcurrentChecks)}, nil
 }
-
-const schemaSQL = `
-CREATE TABLE IF NOT EXISTS fiberkit_sync_sessions (
-	id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-	code_hash     bytea NOT NULL UNIQUE,
-	direction     text NOT NULL,
-	owner         text NOT NULL,
-	status        text NOT NULL DEFAULT 'pending',
-	created_at    timestamptz NOT NULL DEFAULT now(),
-	lease_until   timestamptz NOT NULL,
-	used_at       timestamptz,
-	receiver_info jsonb,
-	receiver_addr text,
-	progress      jsonb
-);
-CREATE INDEX IF NOT EXISTS fiberkit_sync_sessions_owner ON fiberkit_sync_sessions (owner);
-CREATE TABLE IF NOT EXISTS fiberkit_sync_attempts (
-	id            bigserial PRIMARY KEY,
-	at            timestamptz NOT NULL DEFAULT now(),
-	address       text NOT NULL,
-	receiver_info jsonb,
-	outcome       text NOT NULL,
-	failed        boolean NOT NULL
-);
-CREATE INDEX IF NOT EXISTS fiberkit_sync_attempts_addr ON fiberkit_sync_attempts (address, at);
-ALTER TABLE fiberkit_sync_attempts ADD COLUMN IF NOT EXISTS session_id uuid;
-ALTER TABLE fiberkit_sync_attempts ADD COLUMN IF NOT EXISTS rate_key text;
-CREATE INDEX IF NOT EXISTS fiberkit_sync_attempts_rate_key ON fiberkit_sync_attempts (rate_key, at);
-CREATE TABLE IF NOT EXISTS fiberkit_sync_approvals (
-	id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-	session_id    uuid NOT NULL REFERENCES fiberkit_sync_sessions(id) ON DELETE CASCADE,
-	receiver_info jsonb,
-	address       text,
-	status        text NOT NULL DEFAULT 'pending',
-	decided_by    text,
-	created_at    timestamptz NOT NULL DEFAULT now(),
-	decided_at    timestamptz
-);`
 
 // NewCode returns a fresh connection code from crypto/rand, uniform over the alphabet.
 func NewCode() (string, error) {

@@ -1,0 +1,194 @@
+// Package migrate keeps Sync's tables (sessions, attempts, approvals, connections,
+// remotes, transfer history) on one ordered list of schema versions. Up applies the
+// versions a database lacks, once, under one advisory lock and in one transaction,
+// and records them in fiberkit_sync_migrations; several plugin processes starting
+// at once take turns. The stores (session, connection, remote, history) call Up
+// from their Open.
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// ErrTooNew is matched (errors.Is) by the *TooNewError Up returns for a database
+// whose schema is newer than this binary knows.
+var ErrTooNew = errors.New("sync schema is newer than this binary")
+
+// TooNewError says the database has a schema version this binary does not know: a
+// newer release migrated it. Up changes nothing then; upgrade this binary.
+type TooNewError struct {
+	// Database is the highest version recorded in the database.
+	Database int
+	// Known is the highest version this binary knows (Latest).
+	Known int
+}
+
+// Error implements error.
+func (e *TooNewError) Error() string {
+	return fmt.Sprintf("the database is at Sync schema version %d, this binary knows up to %d: run a newer release of Sync", e.Database, e.Known)
+}
+
+// Unwrap makes errors.Is(err, ErrTooNew) hold.
+func (e *TooNewError) Unwrap() error { return ErrTooNew }
+
+// v1 is the schema as the releases before this list left it, so that a database
+// one of them laid out (tables there, no fiberkit_sync_migrations) is adopted: every
+// statement is IF NOT EXISTS. The columns added over time (attempts.session_id and
+// rate_key, remotes.token_hash, transfers.requested) are part of each CREATE TABLE,
+// last, where ADD COLUMN put them; their ADD COLUMN IF NOT EXISTS lines stay for a
+// database from a release before them. Only v1 is idempotent: later versions are
+// plain DDL, applied exactly once.
+const v1 = `
+CREATE TABLE IF NOT EXISTS fiberkit_sync_sessions (
+	id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+	code_hash     bytea NOT NULL UNIQUE,
+	direction     text NOT NULL,
+	owner         text NOT NULL,
+	status        text NOT NULL DEFAULT 'pending',
+	created_at    timestamptz NOT NULL DEFAULT now(),
+	lease_until   timestamptz NOT NULL,
+	used_at       timestamptz,
+	receiver_info jsonb,
+	receiver_addr text,
+	progress      jsonb
+);
+CREATE INDEX IF NOT EXISTS fiberkit_sync_sessions_owner ON fiberkit_sync_sessions (owner);
+
+CREATE TABLE IF NOT EXISTS fiberkit_sync_attempts (
+	id            bigserial PRIMARY KEY,
+	at            timestamptz NOT NULL DEFAULT now(),
+	address       text NOT NULL,
+	receiver_info jsonb,
+	outcome       text NOT NULL,
+	failed        boolean NOT NULL,
+	session_id    uuid,
+	rate_key      text
+);
+ALTER TABLE fiberkit_sync_attempts ADD COLUMN IF NOT EXISTS session_id uuid;
+ALTER TABLE fiberkit_sync_attempts ADD COLUMN IF NOT EXISTS rate_key text;
+CREATE INDEX IF NOT EXISTS fiberkit_sync_attempts_addr ON fiberkit_sync_attempts (address, at);
+CREATE INDEX IF NOT EXISTS fiberkit_sync_attempts_rate_key ON fiberkit_sync_attempts (rate_key, at);
+
+CREATE TABLE IF NOT EXISTS fiberkit_sync_approvals (
+	id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+	session_id    uuid NOT NULL REFERENCES fiberkit_sync_sessions(id) ON DELETE CASCADE,
+	receiver_info jsonb,
+	address       text,
+	status        text NOT NULL DEFAULT 'pending',
+	decided_by    text,
+	created_at    timestamptz NOT NULL DEFAULT now(),
+	decided_at    timestamptz
+);
+
+CREATE TABLE IF NOT EXISTS fiberkit_sync_connections (
+	id         uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+	name       text NOT NULL,
+	site_url   text NOT NULL DEFAULT '',
+	token_hash bytea NOT NULL UNIQUE,
+	status     text NOT NULL DEFAULT 'pending',
+	status_by  text NOT NULL DEFAULT '',
+	status_at  timestamptz NOT NULL DEFAULT now(),
+	created_by text NOT NULL DEFAULT '',
+	created_at timestamptz NOT NULL DEFAULT now(),
+	limits     jsonb NOT NULL DEFAULT '{}',
+	downloads  int NOT NULL DEFAULT 0,
+	records    bigint NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS fiberkit_sync_connection_rate (
+	connection_id uuid NOT NULL REFERENCES fiberkit_sync_connections(id) ON DELETE CASCADE,
+	minute        timestamptz NOT NULL,
+	requests      int NOT NULL,
+	PRIMARY KEY (connection_id, minute)
+);
+
+CREATE TABLE IF NOT EXISTS fiberkit_sync_remotes (
+	id               uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+	name             text NOT NULL,
+	url              text NOT NULL,
+	token_enc        bytea NOT NULL,
+	tables           text[] NOT NULL DEFAULT '{}',
+	strategy         text NOT NULL DEFAULT 'skip',
+	interval_seconds int NOT NULL DEFAULT 0,
+	next_run_at      timestamptz,
+	last_run_at      timestamptz,
+	last_status      text NOT NULL DEFAULT '',
+	created_by       text NOT NULL DEFAULT '',
+	created_at       timestamptz NOT NULL DEFAULT now(),
+	token_hash       bytea -- SHA-256 of the token, to find a remote by it
+);
+ALTER TABLE fiberkit_sync_remotes ADD COLUMN IF NOT EXISTS token_hash bytea;
+CREATE INDEX IF NOT EXISTS fiberkit_sync_remotes_token_hash ON fiberkit_sync_remotes (token_hash);
+
+CREATE TABLE IF NOT EXISTS fiberkit_sync_transfers (
+	id          bigserial PRIMARY KEY,
+	at          timestamptz NOT NULL DEFAULT now(),
+	direction   text NOT NULL,
+	peer        text NOT NULL,
+	table_name  text NOT NULL,
+	strategy    text NOT NULL DEFAULT '',
+	rows        bigint NOT NULL DEFAULT 0,
+	created     int NOT NULL DEFAULT 0,
+	updated     int NOT NULL DEFAULT 0,
+	skipped     int NOT NULL DEFAULT 0,
+	failed      int NOT NULL DEFAULT 0,
+	bytes       bigint NOT NULL DEFAULT 0,
+	duration_ms bigint NOT NULL DEFAULT 0,
+	status      text NOT NULL,
+	error       text NOT NULL DEFAULT '',
+	started_by  text NOT NULL DEFAULT '',
+	requested   bigint NOT NULL DEFAULT 0
+);
+ALTER TABLE fiberkit_sync_transfers ADD COLUMN IF NOT EXISTS requested bigint NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS fiberkit_sync_transfers_table ON fiberkit_sync_transfers (table_name, id);`
+
+// migrations returns Sync's schema versions in order: element v is version v
+// (element 0 is unused). Never edit a version that has shipped: append one, as
+// plain DDL.
+func migrations() []string {
+	return []string{1: v1}
+}
+
+// Latest is the highest schema version this binary knows.
+func Latest() int { return len(migrations()) - 1 }
+
+// Up brings the database's Sync tables to Latest: under the advisory lock
+// fiberkit_sync_migrations, in one transaction, it applies each version above the
+// highest one recorded and records it. A database already at Latest is left as it
+// is; one above Latest is refused with a *TooNewError and left as it is.
+func Up(ctx context.Context, pool *pgxpool.Pool) error {
+	steps := migrations()
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('fiberkit_sync_migrations'))`); err != nil {
+			return fmt.Errorf("take the advisory lock: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS fiberkit_sync_migrations (
+			version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+			return fmt.Errorf("create the versions table: %w", err)
+		}
+		var have int
+		if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM fiberkit_sync_migrations`).Scan(&have); err != nil {
+			return fmt.Errorf("read the applied version: %w", err)
+		}
+		if have > len(steps)-1 {
+			return &TooNewError{Database: have, Known: len(steps) - 1}
+		}
+		for v := have + 1; v < len(steps); v++ {
+			if _, err := tx.Exec(ctx, steps[v]); err != nil {
+				return fmt.Errorf("apply version %d: %w", v, err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO fiberkit_sync_migrations (version) VALUES ($1)`, v); err != nil {
+				return fmt.Errorf("record version %d: %w", v, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("sync migrate: %w", err)
+	}
+	return nil
+}
