@@ -10,6 +10,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/fiberkit/fiberkit/internal/testsupport"
 )
 
 // resetPeak resets a process's VmHWM so the next peakRSS shows only what follows.
@@ -170,7 +172,7 @@ func TestHeadersCookiesAndStatusPassBothWays(t *testing.T) {
 		t.Fatalf("caller = %+v", seen.Caller)
 	}
 	for _, code := range []int{204, 404, 418, 503} {
-		got, _ := get(t, fmt.Sprintf("%s/fiberkit/tm/status/%d", s.url, code))
+		got, _ := testsupport.Get(t, fmt.Sprintf("%s/fiberkit/tm/status/%d", s.url, code))
 		if got != code {
 			t.Fatalf("status %d came back as %d", code, got)
 		}
@@ -180,11 +182,11 @@ func TestHeadersCookiesAndStatusPassBothWays(t *testing.T) {
 func TestPanickingHandlerGives500AndTheModuleLives(t *testing.T) {
 	s := startSite(t, kitOptions{enabled: []string{"tm"}})
 	before, _ := s.kit.Module("tm")
-	code, _ := get(t, s.url+"/fiberkit/tm/panic")
+	code, _ := testsupport.Get(t, s.url+"/fiberkit/tm/panic")
 	if code != http.StatusInternalServerError {
 		t.Fatalf("panic gave %d, want 500", code)
 	}
-	code, body := get(t, s.url+"/fiberkit/tm/ping")
+	code, body := testsupport.Get(t, s.url+"/fiberkit/tm/ping")
 	if code != 200 || body != "pong" {
 		t.Fatalf("after panic: %d %q", code, body)
 	}
@@ -196,7 +198,7 @@ func TestPanickingHandlerGives500AndTheModuleLives(t *testing.T) {
 
 func TestUndeclaredRoutesAndMethodsAreRefused(t *testing.T) {
 	s := startSite(t, kitOptions{enabled: []string{"tm"}})
-	if code, _ := get(t, s.url+"/fiberkit/tm/not-in-manifest"); code != 404 {
+	if code, _ := testsupport.Get(t, s.url+"/fiberkit/tm/not-in-manifest"); code != 404 {
 		t.Fatalf("undeclared route: %d", code)
 	}
 	resp, err := http.Post(s.url+"/fiberkit/tm/download", "text/plain", nil)
@@ -208,7 +210,7 @@ func TestUndeclaredRoutesAndMethodsAreRefused(t *testing.T) {
 		t.Fatalf("POST to a GET route: %d", resp.StatusCode)
 	}
 	// An admin route is not reachable on the public prefix.
-	if code, _ := get(t, s.url+"/fiberkit/tm/admin-page"); code != 404 {
+	if code, _ := testsupport.Get(t, s.url+"/fiberkit/tm/admin-page"); code != 404 {
 		t.Fatalf("admin route on public prefix: %d", code)
 	}
 }

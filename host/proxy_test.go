@@ -3,48 +3,28 @@ package host_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"mime/multipart"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/fiberkit/fiberkit/host"
-	"github.com/fiberkit/fiberkit/host/devpg/pgtest"
+	"github.com/fiberkit/fiberkit/internal/testsupport"
 )
 
-// The raw module (internal/rawmodule) is built once, next to the test module.
-var (
-	rawOnce   sync.Once
-	rawBinary string
-	rawErr    error
-)
-
+// rawModule is the raw module (internal/rawmodule), built with the race detector.
 func rawModule(t *testing.T) string {
 	t.Helper()
-	rawOnce.Do(func() {
-		rawBinary = filepath.Join(filepath.Dir(testBinary), "rawmodule")
-		out, err := exec.Command("go", "build", "-o", rawBinary, "github.com/fiberkit/fiberkit/host/internal/rawmodule").CombinedOutput()
-		if err != nil {
-			rawErr = fmt.Errorf("build raw module: %v\n%s", err, out)
-		}
-	})
-	if rawErr != nil {
-		t.Fatal(rawErr)
-	}
-	return rawBinary
+	return testsupport.Binary(t, "github.com/fiberkit/fiberkit/host/internal/rawmodule")
 }
 
 const rawManifest = `id: %s
@@ -78,52 +58,22 @@ operations:
 // noHTTP, a copy of it without HTTP as "rn".
 func startRawSite(t *testing.T, noHTTP bool) *site {
 	t.Helper()
-	bin := rawModule(t)
 	dir := t.TempDir()
 	ids := []string{"rm"}
 	if noHTTP {
 		ids = append(ids, "rn")
 	}
-	var manifests []string
-	for _, id := range ids {
-		p := filepath.Join(dir, id, "module.yaml")
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	manifests := writeManifests(t, dir, rawManifest, rawModule(t), ids)
+	if noHTTP {
+		if err := os.WriteFile(filepath.Join(dir, "rn", "nohttp"), nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(p, []byte(fmt.Sprintf(rawManifest, id, id, bin)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if id == "rn" {
-			if err := os.WriteFile(filepath.Join(dir, id, "nohttp"), nil, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		manifests = append(manifests, p)
 	}
-	db := pgtest.NewDatabase(t)
-	logs := &syncBuffer{}
-	ctx := context.Background()
-	kit, err := host.New(ctx, host.Config{
-		DatabaseURL:    db,
+	return serve(t, host.Config{
 		Manifests:      manifests,
 		AdminAuth:      basicAuth("admin", "secret-admin-pw"),
 		HealthInterval: 200 * time.Millisecond,
-		Logger:         slog.New(slog.NewTextHandler(io.MultiWriter(logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
-	if err != nil {
-		t.Fatalf("host.New: %v", err)
-	}
-	t.Cleanup(func() { _ = kit.Close() })
-	for _, id := range ids {
-		if err := kit.SetEnabled(ctx, id, true, "test"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s := serveKit(t, kit, db, logs)
-	for _, id := range ids {
-		s.waitState(t, id, host.StateRunning)
-	}
-	return s
+	}, ids...)
 }
 
 // adminToken signs in to the admin list page and returns the CSRF token of its forms.
@@ -278,7 +228,7 @@ func TestProxyHeadTimeoutGives504(t *testing.T) {
 		t.Fatalf("never-answering module: %d %q after %v, want 504 after ~0.7 s", resp.StatusCode, b, took)
 	}
 	// The module and the host are fine afterwards.
-	if code, body := get(t, s.url+"/fiberkit/rm/headers"); code != 200 {
+	if code, body := testsupport.Get(t, s.url+"/fiberkit/rm/headers"); code != 200 {
 		t.Fatalf("after timeout: %d %s", code, body)
 	}
 	// A slow upload is not cut off while its body still arrives.
@@ -321,7 +271,7 @@ func TestProxyClientGoneMidUploadLeavesNothingBehind(t *testing.T) {
 	s := startRawSite(t, false)
 	// Warm up: connections to the plugin, pools.
 	for i := 0; i < 3; i++ {
-		get(t, s.url+"/fiberkit/rm/headers")
+		testsupport.Get(t, s.url+"/fiberkit/rm/headers")
 	}
 	http.DefaultClient.CloseIdleConnections()
 	time.Sleep(200 * time.Millisecond)
@@ -378,7 +328,7 @@ func TestProxyClientGoneMidUploadLeavesNothingBehind(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	// Still serving.
-	if code, body := get(t, s.url+"/fiberkit/rm/headers"); code != 200 {
+	if code, body := testsupport.Get(t, s.url+"/fiberkit/rm/headers"); code != 200 {
 		t.Fatalf("after aborted uploads: %d %s", code, body)
 	}
 }
@@ -386,11 +336,11 @@ func TestProxyClientGoneMidUploadLeavesNothingBehind(t *testing.T) {
 // Low: a module that serves no HTTP answers 501, not a "module error".
 func TestModuleWithoutHTTPAnswers501(t *testing.T) {
 	s := startRawSite(t, true)
-	code, body := get(t, s.url+"/fiberkit/rn/headers")
+	code, body := testsupport.Get(t, s.url+"/fiberkit/rn/headers")
 	if code != http.StatusNotImplemented {
 		t.Fatalf("module without HTTP: %d %q, want 501", code, body)
 	}
-	if code, _ := get(t, s.url+"/fiberkit/rm/headers"); code != 200 {
+	if code, _ := testsupport.Get(t, s.url+"/fiberkit/rm/headers"); code != 200 {
 		t.Fatalf("the module with HTTP: %d", code)
 	}
 }

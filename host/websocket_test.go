@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
+
+	"github.com/fiberkit/fiberkit/internal/testsupport"
 )
 
 func dialWS(t *testing.T, url string, header http.Header) *websocket.Conn {
@@ -72,7 +74,7 @@ func TestWebSocketCloseCodesBothWays(t *testing.T) {
 	_ = c2.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(4002, "client says bye"), time.Now().Add(time.Second))
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		_, body := get(t, s.url+"/fiberkit/tm/lastclose")
+		_, body := testsupport.Get(t, s.url+"/fiberkit/tm/lastclose")
 		if body == "4002 client says bye" {
 			break
 		}
@@ -158,7 +160,7 @@ func TestWebSocketConcurrentWritersInPlugin(t *testing.T) {
 	// The plugin's race detector said nothing (its report would be in the logs once
 	// the plugin's stderr has been read to the end, at Close).
 	_ = s.kit.Close()
-	if strings.Contains(s.logs.String(), raceReport) {
+	if strings.Contains(s.logs.String(), testsupport.RaceReport) {
 		t.Fatalf("the plugin reported a data race")
 	}
 }
@@ -199,7 +201,7 @@ func TestWebSocketOversizedFrameClosesWith1009(t *testing.T) {
 	var body string
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		_, body = get(t, s.url+"/fiberkit/tm/lastclose")
+		_, body = testsupport.Get(t, s.url+"/fiberkit/tm/lastclose")
 		if body != "" || time.Now().After(deadline) {
 			break
 		}
@@ -233,7 +235,7 @@ func TestWebSocketClientThatNeverReadsDoesNotGrowHostMemory(t *testing.T) {
 	c := dialWS(t, wsURL(s, "/fiberkit/tm/ws"), nil)
 	flood := func() floodState {
 		t.Helper()
-		code, body := get(t, s.url+"/fiberkit/tm/flood")
+		code, body := testsupport.Get(t, s.url+"/fiberkit/tm/flood")
 		if code != 200 {
 			t.Fatalf("GET /flood: %d %s", code, body)
 		}
@@ -280,7 +282,7 @@ func TestWebSocketClientThatNeverReadsDoesNotGrowHostMemory(t *testing.T) {
 		t.Fatalf("flood ended with %d of %d sent: %q, want a failed write", end.Sent, asked, *end.End)
 	}
 	// The host still serves others.
-	if code, body := get(t, s.url+"/fiberkit/tm/ping"); code != 200 || body != "pong" {
+	if code, body := testsupport.Get(t, s.url+"/fiberkit/tm/ping"); code != 200 || body != "pong" {
 		t.Fatalf("host stuck: %d %q", code, body)
 	}
 	// The client, reading at last, gets what was buffered on the way and then the end
@@ -338,7 +340,7 @@ func TestWebSocketTheModuleDoesNotServeIs404(t *testing.T) {
 		t.Fatalf("unserved websocket: err %v resp %v, want 404", err, resp)
 	}
 	// The module is unharmed.
-	if code, body := get(t, s.url+"/fiberkit/tm/ping"); code != 200 || body != "pong" {
+	if code, body := testsupport.Get(t, s.url+"/fiberkit/tm/ping"); code != 200 || body != "pong" {
 		t.Fatalf("after unserved websocket: %d %q", code, body)
 	}
 }

@@ -31,9 +31,13 @@ var shared struct {
 	err    error
 }
 
-// Main runs the tests and stops the throwaway cluster afterwards. Call it from TestMain.
-func Main(m *testing.M) {
+// Main runs the tests, then the functions in after (a test binary's own teardown),
+// and stops the throwaway cluster. Call it from TestMain.
+func Main(m *testing.M, after ...func()) {
 	code := m.Run()
+	for _, f := range after {
+		f()
+	}
 	if shared.server != nil {
 		_ = shared.server.Stop()
 	}

@@ -3,72 +3,34 @@ package host_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/fiberkit/fiberkit/host"
-	"github.com/fiberkit/fiberkit/host/devpg/pgtest"
+	"github.com/fiberkit/fiberkit/internal/testsupport"
 )
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+func processAlive(pid int) bool { return pid > 0 && syscall.Kill(pid, 0) == nil }
 
 // startSupervised starts a site with module tm enabled and the given health interval.
 // Its cleanup does not hang the test binary if Close does.
 func startSupervised(t *testing.T, healthInterval time.Duration) *site {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "tm", "module.yaml")
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, []byte(fmt.Sprintf(moduleManifest, "tm", "tm", testBinary)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	db := pgtest.NewDatabase(t)
-	logs := &syncBuffer{}
-	checkPluginRaces(t, logs)
-	ctx := context.Background()
-	kit, err := host.New(ctx, host.Config{
-		DatabaseURL:    db,
-		Manifests:      []string{p},
-		AdminAuth:      basicAuth("admin", "secret-admin-pw"),
-		HealthInterval: healthInterval,
-		Logger:         slog.New(slog.NewTextHandler(io.MultiWriter(logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
-	if err != nil {
-		t.Fatalf("host.New: %v", err)
-	}
-	t.Cleanup(func() {
-		if d := closeWithin(kit, 30*time.Second); d < 0 {
-			t.Error("Kit.Close still blocked after 30s")
-		}
-	})
-	if err := kit.SetEnabled(ctx, "tm", true, "test"); err != nil {
-		t.Fatal(err)
-	}
-	s := serveKit(t, kit, db, logs)
-	s.waitState(t, "tm", host.StateRunning)
-	return s
-}
-
-// closeWithin closes kit and returns how long it took, or -1 if it did not return
-// within d.
-func closeWithin(kit *host.Kit, d time.Duration) time.Duration {
-	start := time.Now()
-	done := make(chan struct{})
-	go func() {
-		_ = kit.Close()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return time.Since(start)
-	case <-time.After(d):
-		return -1
-	}
+	return startSite(t, kitOptions{enabled: []string{"tm"}, healthInterval: healthInterval})
 }
 
 // freeze SIGSTOPs the plugin process pid; the test's cleanup kills it should the
@@ -97,6 +59,49 @@ func waitGone(t *testing.T, pid int, d time.Duration) {
 	}
 }
 
+func TestDisableStopsProcessAndRoutesThenEnableBringsThemBack(t *testing.T) {
+	s := startSite(t, kitOptions{enabled: []string{"tm"}})
+	st := s.waitState(t, "tm", host.StateRunning)
+	pid := st.PID
+	if !processAlive(pid) {
+		t.Fatalf("plugin pid %d not alive", pid)
+	}
+	ctx := context.Background()
+	if err := s.kit.SetEnabled(ctx, "tm", false, "test"); err != nil {
+		t.Fatal(err)
+	}
+	s.waitState(t, "tm", host.StateDisabled)
+	eventually(t, "plugin process gone", func() bool { return !processAlive(pid) })
+	if code, _ := testsupport.Get(t, s.url+"/fiberkit/tm/ping"); code != 404 {
+		t.Fatalf("disabled module route answered %d, want 404", code)
+	}
+	if err := s.kit.SetEnabled(ctx, "tm", true, "test"); err != nil {
+		t.Fatal(err)
+	}
+	st = s.waitState(t, "tm", host.StateRunning)
+	if st.PID == pid || !processAlive(st.PID) {
+		t.Fatalf("re-enabled module has pid %d (old %d)", st.PID, pid)
+	}
+	if code, body := testsupport.Get(t, s.url+"/fiberkit/tm/ping"); code != 200 || body != "pong" {
+		t.Fatalf("after re-enable: %d %q", code, body)
+	}
+}
+
+func TestKilledPluginIsRestarted(t *testing.T) {
+	s := startSite(t, kitOptions{enabled: []string{"tm"}})
+	st := s.waitState(t, "tm", host.StateRunning)
+	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "restart", func() bool {
+		now, _ := s.kit.Module("tm")
+		return now.State == host.StateRunning && now.PID != st.PID && now.Restarts == st.Restarts+1
+	})
+	if code, body := testsupport.Get(t, s.url+"/fiberkit/tm/ping"); code != 200 || body != "pong" {
+		t.Fatalf("after restart: %d %q", code, body)
+	}
+}
+
 // A stopped (hung) plugin fails its health check within seconds: it is killed and a
 // new process takes over, with the reason in the module's status.
 func TestHungPluginIsKilledAndRestarted(t *testing.T) {
@@ -120,10 +125,10 @@ func TestHungPluginIsKilledAndRestarted(t *testing.T) {
 	if st.Restarts != 1 || !strings.Contains(st.LastError, "health check") {
 		t.Errorf("status after restart: restarts %d, last error %q", st.Restarts, st.LastError)
 	}
-	if code, body := get(t, s.url+"/fiberkit/tm/ping"); code != 200 || body != "pong" {
+	if code, body := testsupport.Get(t, s.url+"/fiberkit/tm/ping"); code != 200 || body != "pong" {
 		t.Errorf("after restart: %d %q", code, body)
 	}
-	if d := closeWithin(s.kit, 10*time.Second); d < 0 {
+	if d := testsupport.CloseWithin(s.kit, 10*time.Second); d < 0 {
 		t.Fatal("Close blocked")
 	}
 }
@@ -140,7 +145,7 @@ func TestDisableAndCloseWithHungPlugin(t *testing.T) {
 	if err := s.kit.SetEnabled(context.Background(), "tm", false, "test"); err != nil {
 		t.Fatal(err)
 	}
-	if code, _ := get(t, s.url+"/fiberkit/tm/ping"); code != 404 {
+	if code, _ := testsupport.Get(t, s.url+"/fiberkit/tm/ping"); code != 404 {
 		t.Fatalf("right after disabling: %d, want 404", code)
 	}
 	if d := time.Since(start); d > 2*time.Second {
@@ -155,7 +160,7 @@ func TestDisableAndCloseWithHungPlugin(t *testing.T) {
 	}
 	pid = s.waitState(t, "tm", host.StateRunning).PID
 	freeze(t, pid)
-	d := closeWithin(s.kit, 10*time.Second)
+	d := testsupport.CloseWithin(s.kit, 10*time.Second)
 	if d < 0 {
 		t.Fatal("Close still blocked after 10s with a hung plugin")
 	}
@@ -176,7 +181,7 @@ func TestDisableDuringSlowConfigure(t *testing.T) {
 	if err := s.kit.SetEnabled(ctx, "tm", false, "test"); err != nil {
 		t.Fatal(err)
 	}
-	if code, _ := get(t, s.url+"/fiberkit/tm/ping"); code != 404 {
+	if code, _ := testsupport.Get(t, s.url+"/fiberkit/tm/ping"); code != 404 {
 		t.Fatalf("right after disabling: %d, want 404", code)
 	}
 	start := time.Now()

@@ -1,0 +1,80 @@
+package host_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fiberkit/fiberkit/sdk"
+)
+
+func TestPluginCallsAnotherThroughTheHost(t *testing.T) {
+	s := startSite(t, kitOptions{ids: []string{"a", "b", "off"}, enabled: []string{"a", "b"}})
+	ctx := context.Background()
+	out, err := s.kit.Call(ctx, "tester", "a", "call", []byte(`{"Target":"b","Op":"whoami"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen sdk.Caller
+	if err := json.Unmarshal(out, &seen); err != nil {
+		t.Fatalf("decode %s: %v", out, err)
+	}
+	if seen.Plugin != "a" || seen.User != "" {
+		t.Fatalf("b saw caller %+v, want plugin a", seen)
+	}
+	_, err = s.kit.Call(ctx, "tester", "a", "call", []byte(`{"Target":"off","Op":"whoami"}`))
+	if !errors.Is(err, sdk.ErrModuleDisabled) {
+		t.Fatalf("calling a disabled module: %v, want ErrModuleDisabled", err)
+	}
+	_, err = s.kit.Call(ctx, "tester", "a", "call", []byte(`{"Target":"nope","Op":"whoami"}`))
+	if !errors.Is(err, sdk.ErrUnknownModule) {
+		t.Fatalf("calling an unknown module: %v, want ErrUnknownModule", err)
+	}
+	_, err = s.kit.Call(ctx, "tester", "b", "no-such-op", nil)
+	if !errors.Is(err, sdk.ErrUnknownOperation) {
+		t.Fatalf("unknown operation: %v, want ErrUnknownOperation", err)
+	}
+	// The host app calling directly is seen as its user.
+	out, err = s.kit.Call(ctx, "alice", "b", "whoami", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen = sdk.Caller{}
+	_ = json.Unmarshal(out, &seen)
+	if seen.User != "alice" || seen.Plugin != "" {
+		t.Fatalf("direct call seen as %+v", seen)
+	}
+}
+
+// The audit log records the plugin that wrote an entry, whatever actor it claims.
+func TestPluginAuditActorIsThePlugin(t *testing.T) {
+	s := startSite(t, kitOptions{enabled: []string{"tm"}})
+	ctx := context.Background()
+	for _, actor := range []string{"admin:alice", ""} {
+		in, _ := json.Marshal(map[string]string{"Action": "probe", "Actor": actor})
+		if _, err := s.kit.Call(ctx, "u", "tm", "audit", in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn, err := pgx.Connect(ctx, s.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT actor FROM fiberkit_audit WHERE action = 'probe' ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	actors, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"plugin:tm for admin:alice", "plugin:tm"}
+	if strings.Join(actors, "|") != strings.Join(want, "|") {
+		t.Fatalf("audit actors %q, want %q", actors, want)
+	}
+}
