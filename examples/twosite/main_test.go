@@ -5,27 +5,13 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/fiberkit/fiberkit/host/devpg/pgtest"
+	"github.com/fiberkit/fiberkit/internal/testsupport"
 	"github.com/fiberkit/fiberkit/plugins/sync/client"
 	"github.com/fiberkit/fiberkit/plugins/sync/sample"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
-
-func execSQL(t *testing.T, url, sql string) {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, sql); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // The demo fails when the databases differ after the transfer.
 func TestCompareFindsDifferences(t *testing.T) {
@@ -42,7 +28,8 @@ func TestCompareFindsDifferences(t *testing.T) {
 	if verdict(nil, map[string]client.Result{"customers": {}}, true) != nil {
 		t.Fatal("a clean run is a failure")
 	}
-	execSQL(t, b, `UPDATE customers SET name = name || '!' WHERE id = 1`)
+	pb := testsupport.Pool(t, b)
+	testsupport.Exec(t, pb, `UPDATE customers SET name = name || '!' WHERE id = 1`)
 	same, err := compare(ctx, a, b)
 	if err != nil || same {
 		t.Fatalf("a changed row: same %v, %v", same, err)
@@ -50,7 +37,7 @@ func TestCompareFindsDifferences(t *testing.T) {
 	if err := verdict(nil, nil, same); err == nil {
 		t.Fatal("differing databases pass")
 	}
-	execSQL(t, b, `DROP TABLE order_items`)
+	testsupport.Exec(t, pb, `DROP TABLE order_items`)
 	if same, err := compare(ctx, a, b); err != nil || same {
 		t.Fatalf("a missing table: same %v, %v", same, err)
 	}

@@ -9,19 +9,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fiberkit/fiberkit/host/devpg/pgtest"
+	"github.com/fiberkit/fiberkit/internal/testsupport"
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
 func newDB(t *testing.T) *pgxpool.Pool { return pgtest.NewPool(t) }
-
-func exec(t *testing.T, db *pgxpool.Pool, sql string) {
-	t.Helper()
-	if _, err := db.Exec(context.Background(), sql); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-}
 
 // TestSecretTables checks that no kit table — the host's (settings, revisions,
 // audit, migrations, CSRF tokens) nor the Sync plugin's (connections with token
@@ -30,7 +24,7 @@ func exec(t *testing.T, db *pgxpool.Pool, sql string) {
 func TestSecretTables(t *testing.T) {
 	ctx := context.Background()
 	db := newDB(t)
-	exec(t, db, `CREATE SCHEMA app;
+	testsupport.Exec(t, db, `CREATE SCHEMA app;
 		CREATE TABLE fiberkit_csrf (key text PRIMARY KEY, value bytea, expires_at timestamptz);
 		CREATE TABLE fiberkit_settings (key text PRIMARY KEY, value text);
 		CREATE TABLE fiberkit_sync_connections (id text PRIMARY KEY, token_hash text);
@@ -82,7 +76,7 @@ func TestSecretTables(t *testing.T) {
 func TestDomainDependencies(t *testing.T) {
 	ctx := context.Background()
 	db := newDB(t)
-	exec(t, db, `CREATE SCHEMA s;
+	testsupport.Exec(t, db, `CREATE SCHEMA s;
 		CREATE TYPE s.mood AS ENUM ('x', 'y');
 		CREATE TYPE color AS ENUM ('red');
 		CREATE DOMAIN s.dmood AS s.mood NOT NULL;

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fiberkit/fiberkit/host/devpg/pgtest"
+	"github.com/fiberkit/fiberkit/internal/testsupport"
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
 	"github.com/fiberkit/fiberkit/plugins/sync/ddl"
 )
@@ -18,12 +19,8 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 
 func newDB(t *testing.T) *pgxpool.Pool { return pgtest.NewPool(t) }
 
-func exec(t *testing.T, db *pgxpool.Pool, sql string) {
-	t.Helper()
-	if _, err := db.Exec(context.Background(), sql); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-}
+// exec runs sql on db, failing the test on an error.
+func exec(t *testing.T, db *pgxpool.Pool, sql string) { t.Helper(); testsupport.Exec(t, db, sql) }
 
 func strs(t *testing.T, db *pgxpool.Pool, sql string) []string {
 	t.Helper()

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fiberkit/fiberkit/host/devpg/pgtest"
+	"github.com/fiberkit/fiberkit/internal/testsupport"
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
 	"github.com/fiberkit/fiberkit/plugins/sync/exporter"
 )
@@ -20,24 +21,12 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 
 func newDB(t *testing.T) (*pgxpool.Pool, string) {
 	t.Helper()
-	url := pgtest.NewDatabase(t)
-	pool, err := pgxpool.New(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := pgtest.NewPool(t)
 	var name string
 	if err := pool.QueryRow(context.Background(), "SELECT current_database()").Scan(&name); err != nil {
 		t.Fatal(err)
 	}
 	return pool, name
-}
-
-func exec(t *testing.T, db *pgxpool.Pool, sql string) {
-	t.Helper()
-	if _, err := db.Exec(context.Background(), sql); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
 }
 
 // exportAll reads a whole table batch by batch and checks every batch's bounds.
@@ -77,10 +66,10 @@ func TestSettingsFixed(t *testing.T) {
 	a, name := newDB(t)
 	for _, set := range []string{`DateStyle = 'SQL, DMY'`, `extra_float_digits = 0`, `IntervalStyle = 'sql_standard'`,
 		`bytea_output = 'escape'`, `TimeZone = 'Asia/Kolkata'`} {
-		exec(t, a, fmt.Sprintf(`ALTER DATABASE %q SET %s`, name, set))
+		testsupport.Exec(t, a, fmt.Sprintf(`ALTER DATABASE %q SET %s`, name, set))
 	}
 	a.Reset()
-	exec(t, a, `CREATE TABLE s (id int PRIMARY KEY, d date, f float8, i interval, b bytea, ts timestamptz);
+	testsupport.Exec(t, a, `CREATE TABLE s (id int PRIMARY KEY, d date, f float8, i interval, b bytea, ts timestamptz);
 		INSERT INTO s VALUES (1, '2024-03-04', 0.1::float8 + 0.2::float8, '1 mon -2 days 03:00', '\x00ff', '2024-01-01 05:30:00+05:30')`)
 	snap, err := exporter.Begin(ctx, a)
 	if err != nil {
@@ -108,7 +97,7 @@ func TestSettingsFixed(t *testing.T) {
 	}
 	// The same rows in a database with the default settings have the same checksum.
 	c, _ := newDB(t)
-	exec(t, c, `CREATE TABLE s (id int PRIMARY KEY, d date, f float8, i interval, b bytea, ts timestamptz)`)
+	testsupport.Exec(t, c, `CREATE TABLE s (id int PRIMARY KEY, d date, f float8, i interval, b bytea, ts timestamptz)`)
 	conn, err := c.Acquire(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -139,13 +128,13 @@ func TestSettingsFixed(t *testing.T) {
 func TestSnapshotAtBegin(t *testing.T) {
 	ctx := context.Background()
 	a, _ := newDB(t)
-	exec(t, a, `CREATE TABLE z (id int PRIMARY KEY); INSERT INTO z VALUES (1)`)
+	testsupport.Exec(t, a, `CREATE TABLE z (id int PRIMARY KEY); INSERT INTO z VALUES (1)`)
 	snap, err := exporter.Begin(ctx, a)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer snap.Close(ctx)
-	exec(t, a, `INSERT INTO z VALUES (2)`)
+	testsupport.Exec(t, a, `INSERT INTO z VALUES (2)`)
 	sch, err := catalog.GetSchema(ctx, snap.Querier(), "z")
 	if err != nil {
 		t.Fatal(err)
@@ -165,7 +154,7 @@ func TestBatchBytes(t *testing.T) {
 	ctx := context.Background()
 	a, _ := newDB(t)
 	// Rows of about 1 MB of COPY text (bytea in hex), one of 3 MB, some small.
-	exec(t, a, `CREATE TABLE big (id int PRIMARY KEY, b bytea);
+	testsupport.Exec(t, a, `CREATE TABLE big (id int PRIMARY KEY, b bytea);
 		INSERT INTO big SELECT i, convert_to(repeat(md5(i::text), CASE WHEN i = 17 THEN 48000 WHEN i > 40 THEN 1 ELSE 16000 END), 'UTF8')
 		FROM generate_series(1, 60) i`)
 	snap, err := exporter.Begin(ctx, a)
@@ -222,7 +211,7 @@ func md5hex(b []byte) string {
 func TestTextKeys(t *testing.T) {
 	ctx := context.Background()
 	a, _ := newDB(t)
-	exec(t, a, `CREATE TABLE k (a text, b int, v text, PRIMARY KEY (a, b));
+	testsupport.Exec(t, a, `CREATE TABLE k (a text, b int, v text, PRIMARY KEY (a, b));
 		INSERT INTO k VALUES (E'tab\there', 1, 'x'), (E'new\nline', 1, 'y'), (E'back\\slash', 2, NULL), (E'cr\r', 3, 'z'),
 			('plain', 1, 'p'), ('plain', 2, E'\\N'), (E'\b\f\v', 4, '')`)
 	snap, err := exporter.Begin(ctx, a)
@@ -258,7 +247,7 @@ func TestTextKeys(t *testing.T) {
 func TestNoKeyResume(t *testing.T) {
 	ctx := context.Background()
 	a, _ := newDB(t)
-	exec(t, a, `CREATE TABLE nk (v int); INSERT INTO nk SELECT generate_series(1, 10)`)
+	testsupport.Exec(t, a, `CREATE TABLE nk (v int); INSERT INTO nk SELECT generate_series(1, 10)`)
 	snap, err := exporter.Begin(ctx, a)
 	if err != nil {
 		t.Fatal(err)
@@ -295,7 +284,7 @@ func TestNoKeyResume(t *testing.T) {
 func TestSecretTableRefused(t *testing.T) {
 	ctx := context.Background()
 	a, _ := newDB(t)
-	exec(t, a, `CREATE TABLE fiberkit_csrf (key text PRIMARY KEY, value bytea); INSERT INTO fiberkit_csrf VALUES ('k', 'secret')`)
+	testsupport.Exec(t, a, `CREATE TABLE fiberkit_csrf (key text PRIMARY KEY, value bytea); INSERT INTO fiberkit_csrf VALUES ('k', 'secret')`)
 	snap, err := exporter.Begin(ctx, a)
 	if err != nil {
 		t.Fatal(err)

@@ -2,8 +2,6 @@ package importer_test
 
 import (
 	"context"
-	"crypto/md5"
-	"encoding/hex"
 	"errors"
 	"reflect"
 	"strings"
@@ -13,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fiberkit/fiberkit/host/devpg/pgtest"
+	"github.com/fiberkit/fiberkit/internal/testsupport"
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
 	"github.com/fiberkit/fiberkit/plugins/sync/ddl"
 	"github.com/fiberkit/fiberkit/plugins/sync/exporter"
@@ -33,30 +32,18 @@ func newSite(t *testing.T) *site {
 
 func (s *site) exec(t *testing.T, sql string, args ...any) {
 	t.Helper()
-	if _, err := s.pool.Exec(context.Background(), sql, args...); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
+	testsupport.Exec(t, s.pool, sql, args...)
 }
 
 // checksum is the md5 of the table's COPY output in key order: equal checksums mean
 // byte-for-byte equal data.
 func (s *site) checksum(t *testing.T, table, order string) string {
 	t.Helper()
-	ctx := context.Background()
-	id, err := catalog.Resolve(ctx, s.pool, table)
+	id, err := catalog.Resolve(context.Background(), s.pool, table)
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
-	h := md5.New()
-	if _, err := conn.Conn().PgConn().CopyTo(ctx, h, "COPY (SELECT * FROM "+id.Quoted()+" ORDER BY "+order+") TO STDOUT"); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
+	return testsupport.Checksum(t, s.pool, id.Quoted(), order)
 }
 
 // transfer copies table from a to b: schema (created when missing), then every batch.
