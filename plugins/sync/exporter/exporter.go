@@ -19,8 +19,6 @@
 package exporter
 
 import (
-	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
-
 	"bytes"
 	"context"
 	"crypto/md5"
@@ -33,6 +31,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
+	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
 )
 
 // DefaultBatchBytes is a batch's byte budget when Snapshot.BatchBytes is not set.
@@ -56,6 +55,8 @@ type Snapshot struct {
 	// BatchBytes caps the COPY text of a batch (0 means DefaultBatchBytes). A batch
 	// always holds at least one row, so a row larger than this is a batch of its own.
 	BatchBytes int
+	// PageBytes caps a page of the records API (0 means DefaultPageBytes), likewise.
+	PageBytes int
 	// rowBytes is, per table, the COPY bytes per row seen last, to size batches.
 	rowBytes map[string]int
 	// issued are the ctid keys handed out, per table, for tables without a key.
@@ -383,34 +384,23 @@ func unescapeCopy(b []byte) string {
 // Page is one page of the records API (syncapi.Page).
 type Page = syncapi.Page
 
-// Records returns rows offset..offset+limit in key order, as text values.
+// Records returns rows offset..offset+limit in key order, as text values. A page
+// holds at least one row and stops once its values pass PageBytes (HasMore true).
 func (s *Snapshot) Records(ctx context.Context, sch *catalog.Schema, offset, limit int) (Page, error) {
-	if offset < 0 || limit <= 0 {
-		return Page{}, fmt.Errorf("export %s: offset must be ≥ 0 and limit > 0", sch.Name)
-	}
-	if catalog.IsSecretTable(sch.Name) {
-		return Page{}, fmt.Errorf("export: %w: %q", catalog.ErrUnknownTable, sch.Name)
-	}
-	exprs, _ := keyColumns(sch)
 	cols := sch.Writable()
 	sel := make([]string, len(cols))
 	for i, c := range cols {
-		sel[i] = pgx.Identifier{c.Name}.Sanitize() + "::text"
+		sel[i] = "src." + pgx.Identifier{c.Name}.Sanitize() + "::text"
 	}
-	// Order by the table's own columns (src.…), not the ::text outputs of the same name.
-	order := make([]string, len(exprs))
-	for i, e := range exprs {
-		order[i] = "src." + e
-	}
-	rows, err := s.tx.Query(ctx, fmt.Sprintf("SELECT %s FROM %s AS src ORDER BY %s OFFSET $1 LIMIT $2",
-		strings.Join(sel, ", "), catalog.IdentOf(sch).Quoted(), strings.Join(order, ", ")), offset, limit+1)
+	rows, err := s.pageQuery(ctx, sch, strings.Join(sel, ", "), "", offset, limit)
 	if err != nil {
-		return Page{}, fmt.Errorf("export %s: %w", sch.Name, err)
+		return Page{}, err
 	}
 	defer rows.Close()
 	p := Page{Offset: offset, Records: []map[string]*string{}}
+	size := 0
 	for rows.Next() {
-		if len(p.Records) == limit {
+		if len(p.Records) == limit || size > s.pageBytes() {
 			p.HasMore = true
 			break
 		}
@@ -425,6 +415,9 @@ func (s *Snapshot) Records(ctx context.Context, sch *catalog.Schema, offset, lim
 		rec := make(map[string]*string, len(cols))
 		for i, c := range cols {
 			rec[c.Name] = vals[i]
+			if vals[i] != nil {
+				size += len(*vals[i])
+			}
 		}
 		p.Records = append(p.Records, rec)
 	}

@@ -1,0 +1,119 @@
+package exporter
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
+)
+
+// DefaultPageBytes is the byte budget of one page of the records API when
+// Snapshot.PageBytes is not set: a page stops short (HasMore true) once its values
+// pass it, so a table of large rows is served in bounded memory whatever limit
+// the receiver asks for.
+const DefaultPageBytes = 4 << 20
+
+// JSONPage is one page of the records API with PhoenixKit's JSON-typed values.
+type JSONPage struct {
+	// Records are JSON objects, column → value: integers and floats as numbers,
+	// booleans, numeric and money as strings, uuid as text, date/time as ISO 8601
+	// (timestamptz in UTC with a Z), json/jsonb as the document, arrays as lists,
+	// bytea as {"__phoenix_kit_binary__": base64}.
+	Records []json.RawMessage
+	Offset  int
+	HasMore bool
+}
+
+// jsonExpr is the SQL giving column c of src as PhoenixKit's sender serializes it.
+func jsonExpr(c catalog.Column) string {
+	col := "src." + pgx.Identifier{c.Name}.Sanitize()
+	t := c.BaseType
+	if t == "" {
+		t = c.Type
+	}
+	switch {
+	case strings.HasSuffix(t, "[]"):
+		return "to_jsonb(" + col + ")"
+	case strings.HasPrefix(t, "numeric"), t == "money":
+		return "to_jsonb(" + col + "::text)"
+	case t == "bytea":
+		return "CASE WHEN " + col + " IS NOT NULL THEN jsonb_build_object('__phoenix_kit_binary__', translate(encode(" + col + ", 'base64'), E'\\n', '')) END"
+	case t == "timestamp with time zone":
+		return `to_jsonb(to_char(` + col + ` AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))`
+	case t == "timestamp without time zone":
+		return `to_jsonb(to_char(` + col + `, 'YYYY-MM-DD"T"HH24:MI:SS.US'))`
+	}
+	return "to_jsonb(" + col + ")"
+}
+
+// RecordsJSON returns rows offset..offset+limit in key order with JSON-typed
+// values, for receivers that did not ask for text (PhoenixKit's). A page holds at
+// least one row and stops once it passes PageBytes.
+func (s *Snapshot) RecordsJSON(ctx context.Context, sch *catalog.Schema, offset, limit int) (JSONPage, error) {
+	cols := sch.Writable()
+	sel := make([]string, len(cols))
+	for i, c := range cols {
+		sel[i] = jsonExpr(c) + " AS " + pgx.Identifier{c.Name}.Sanitize()
+	}
+	rows, err := s.pageQuery(ctx, sch, "to_jsonb(x)::text", "LATERAL (SELECT "+strings.Join(sel, ", ")+") AS x", offset, limit)
+	if err != nil {
+		return JSONPage{}, err
+	}
+	defer rows.Close()
+	p := JSONPage{Offset: offset, Records: []json.RawMessage{}}
+	size := 0
+	for rows.Next() {
+		if len(p.Records) == limit || size > s.pageBytes() {
+			p.HasMore = true
+			break
+		}
+		var rec string
+		if err := rows.Scan(&rec); err != nil {
+			return JSONPage{}, fmt.Errorf("export %s: %w", sch.Name, err)
+		}
+		size += len(rec)
+		p.Records = append(p.Records, json.RawMessage(rec))
+	}
+	if err := rows.Err(); err != nil {
+		return JSONPage{}, fmt.Errorf("export %s: %w", sch.Name, err)
+	}
+	return p, nil
+}
+
+func (s *Snapshot) pageBytes() int {
+	if s.PageBytes > 0 {
+		return s.PageBytes
+	}
+	return DefaultPageBytes
+}
+
+// pageQuery runs the records API's query: selectList over the table (as src, with
+// from joined) in key order from offset, one row more than limit so the caller
+// knows whether more follow.
+func (s *Snapshot) pageQuery(ctx context.Context, sch *catalog.Schema, selectList, from string, offset, limit int) (pgx.Rows, error) {
+	if offset < 0 || limit <= 0 {
+		return nil, fmt.Errorf("export %s: offset must be ≥ 0 and limit > 0", sch.Name)
+	}
+	if catalog.IsSecretTable(sch.Name) {
+		return nil, fmt.Errorf("export: %w: %q", catalog.ErrUnknownTable, sch.Name)
+	}
+	exprs, _ := keyColumns(sch)
+	// Order by the table's own columns (src.…), not outputs of the same name.
+	order := make([]string, len(exprs))
+	for i, e := range exprs {
+		order[i] = "src." + e
+	}
+	if from != "" {
+		from = ", " + from
+	}
+	rows, err := s.tx.Query(ctx, fmt.Sprintf("SELECT %s FROM %s AS src%s ORDER BY %s OFFSET $1 LIMIT $2",
+		selectList, catalog.IdentOf(sch).Quoted(), from, strings.Join(order, ", ")), offset, limit+1)
+	if err != nil {
+		return nil, fmt.Errorf("export %s: %w", sch.Name, err)
+	}
+	return rows, nil
+}
