@@ -60,21 +60,33 @@ func Resolve(ctx context.Context, q Querier, name string) (Ident, error) {
 		candidates = append(candidates, [2]string{s, n})
 	}
 	for _, c := range candidates {
-		if IsSecretTable(c[1]) {
-			continue
-		}
-		var id Ident
-		err := q.QueryRow(ctx, `SELECT n.nspname, c.relname, c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-			WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p') AND n.nspname NOT IN `+systemSchemas,
-			c[0], c[1]).Scan(&id.Schema, &id.Name, &id.OID)
-		if err == nil {
-			return id, nil
-		}
-		if !errors.Is(err, pgx.ErrNoRows) {
-			return Ident{}, fmt.Errorf("resolve table %q: %w", name, err)
+		id, err := ResolveIn(ctx, q, c[0], c[1])
+		if !errors.Is(err, ErrUnknownTable) {
+			return id, err
 		}
 	}
 	return Ident{}, fmt.Errorf("%w: %q", ErrUnknownTable, name)
+}
+
+// ResolveIn finds the user table named exactly name in schema. Unlike Resolve it never
+// reads a dot in name as a schema separator: a receiver writing the table a peer
+// listed as "a.b" looks up public."a.b", never a.b. Kit tables and system schemas
+// resolve to ErrUnknownTable, as with Resolve.
+func ResolveIn(ctx context.Context, q Querier, schema, name string) (Ident, error) {
+	if IsSecretTable(name) {
+		return Ident{}, fmt.Errorf("%w: %q", ErrUnknownTable, name)
+	}
+	var id Ident
+	err := q.QueryRow(ctx, `SELECT n.nspname, c.relname, c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p') AND n.nspname NOT IN `+systemSchemas,
+		schema, name).Scan(&id.Schema, &id.Name, &id.OID)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return Ident{}, fmt.Errorf("%w: %s", ErrUnknownTable, pgx.Identifier{schema, name}.Sanitize())
+	case err != nil:
+		return Ident{}, fmt.Errorf("resolve table %s: %w", pgx.Identifier{schema, name}.Sanitize(), err)
+	}
+	return id, nil
 }
 
 // TextSettings is a SELECT that fixes, for the current transaction, every setting

@@ -35,6 +35,21 @@ func GetSchema(ctx context.Context, q Querier, name string) (*Schema, error) {
 	if err != nil {
 		return nil, err
 	}
+	return schemaOf(ctx, q, id)
+}
+
+// GetSchemaIn reads the definition of the table named exactly name in schema (see
+// ResolveIn: a dot in name is part of the name).
+func GetSchemaIn(ctx context.Context, q Querier, schema, name string) (*Schema, error) {
+	id, err := ResolveIn(ctx, q, schema, name)
+	if err != nil {
+		return nil, err
+	}
+	return schemaOf(ctx, q, id)
+}
+
+// schemaOf reads the definition of the resolved table id.
+func schemaOf(ctx context.Context, q Querier, id Ident) (*Schema, error) {
 	s := &Schema{Schema: id.Schema, Name: id.Name, PrimaryKey: []string{}, Unique: []Unique{}, ForeignKeys: []ForeignKey{}}
 	rows, err := q.Query(ctx, `
 SELECT a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
