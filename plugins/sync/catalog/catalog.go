@@ -197,6 +197,16 @@ func Count(ctx context.Context, q Querier, name string) (int64, error) {
 	return countIdent(ctx, q, id)
 }
 
+// CountIn returns the exact number of rows in the table named exactly name in schema
+// (see ResolveIn).
+func CountIn(ctx context.Context, q Querier, schema, name string) (int64, error) {
+	id, err := ResolveIn(ctx, q, schema, name)
+	if err != nil {
+		return 0, err
+	}
+	return countIdent(ctx, q, id)
+}
+
 func countIdent(ctx context.Context, q Querier, id Ident) (int64, error) {
 	var n int64
 	if err := q.QueryRow(ctx, "SELECT count(*) FROM "+id.Quoted()).Scan(&n); err != nil {
