@@ -8,33 +8,18 @@ package migrate
 
 import (
 	"context"
-	"errors"
-	"fmt"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/fiberkit/fiberkit/sdk/pgmigrate"
 )
 
-// ErrTooNew is matched (errors.Is) by the *TooNewError Up returns for a database
-// whose schema is newer than this binary knows.
-var ErrTooNew = errors.New("sync schema is newer than this binary")
+// ErrTooNew is matched (errors.Is) by the *pgmigrate.TooNewError Up returns for a
+// database whose schema is newer than this binary knows.
+var ErrTooNew = pgmigrate.ErrTooNew
 
-// TooNewError says the database has a schema version this binary does not know: a
-// newer release migrated it. Up changes nothing then; upgrade this binary.
-type TooNewError struct {
-	// Database is the highest version recorded in the database.
-	Database int
-	// Known is the highest version this binary knows (Latest).
-	Known int
-}
-
-// Error implements error.
-func (e *TooNewError) Error() string {
-	return fmt.Sprintf("the database is at Sync schema version %d, this binary knows up to %d: run a newer release of Sync", e.Database, e.Known)
-}
-
-// Unwrap makes errors.Is(err, ErrTooNew) hold.
-func (e *TooNewError) Unwrap() error { return ErrTooNew }
+// TooNewError says the database has a schema version this binary does not know.
+type TooNewError = pgmigrate.TooNewError
 
 // v1 is the schema as the releases before this list left it, so that a database
 // one of them laid out (tables there, no fiberkit_sync_migrations) is adopted: every
@@ -146,49 +131,17 @@ CREATE TABLE IF NOT EXISTS fiberkit_sync_transfers (
 ALTER TABLE fiberkit_sync_transfers ADD COLUMN IF NOT EXISTS requested bigint NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS fiberkit_sync_transfers_table ON fiberkit_sync_transfers (table_name, id);`
 
-// migrations returns Sync's schema versions in order: element v is version v
-// (element 0 is unused). Never edit a version that has shipped: append one, as
-// plain DDL.
-func migrations() []string {
-	return []string{1: v1}
+// list is Sync's schema versions in order: Steps[v] is version v. Never edit a
+// version that has shipped: append one, as plain DDL.
+func list() pgmigrate.List {
+	return pgmigrate.List{Table: "fiberkit_sync_migrations", Steps: []string{1: v1}}
 }
 
 // Latest is the highest schema version this binary knows.
-func Latest() int { return len(migrations()) - 1 }
+func Latest() int { return list().Latest() }
 
 // Up brings the database's Sync tables to Latest: under the advisory lock
 // fiberkit_sync_migrations, in one transaction, it applies each version above the
 // highest one recorded and records it. A database already at Latest is left as it
 // is; one above Latest is refused with a *TooNewError and left as it is.
-func Up(ctx context.Context, pool *pgxpool.Pool) error {
-	steps := migrations()
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('fiberkit_sync_migrations'))`); err != nil {
-			return fmt.Errorf("take the advisory lock: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS fiberkit_sync_migrations (
-			version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-			return fmt.Errorf("create the versions table: %w", err)
-		}
-		var have int
-		if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM fiberkit_sync_migrations`).Scan(&have); err != nil {
-			return fmt.Errorf("read the applied version: %w", err)
-		}
-		if have > len(steps)-1 {
-			return &TooNewError{Database: have, Known: len(steps) - 1}
-		}
-		for v := have + 1; v < len(steps); v++ {
-			if _, err := tx.Exec(ctx, steps[v]); err != nil {
-				return fmt.Errorf("apply version %d: %w", v, err)
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO fiberkit_sync_migrations (version) VALUES ($1)`, v); err != nil {
-				return fmt.Errorf("record version %d: %w", v, err)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("sync migrate: %w", err)
-	}
-	return nil
-}
+func Up(ctx context.Context, pool *pgxpool.Pool) error { return list().Up(ctx, pool) }
