@@ -2,45 +2,17 @@ package main_test
 
 import (
 	"context"
-	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/fiberkit/fiberkit/plugins/sync/client"
 	"github.com/fiberkit/fiberkit/plugins/sync/connection"
 )
-
-// adminForm posts a form from one of a site's admin pages as the browser would: it
-// loads the page (for the CSRF cookie and field), then posts form to action.
-func adminForm(t *testing.T, s *site, pagePath, action string, form url.Values) (int, string) {
-	t.Helper()
-	jar, _ := cookiejar.New(nil)
-	client := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := client.Get(s.url + pagePath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	m := regexp.MustCompile(`name="_csrf" value="([^"]+)"`).FindSubmatch(body)
-	if m == nil {
-		t.Fatalf("no CSRF field on %s", pagePath)
-	}
-	form.Set("_csrf", string(m[1]))
-	resp, err = client.PostForm(s.url+action, form)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ = io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
-}
 
 // lastRun reads a remote's last run from the database.
 func lastRun(t *testing.T, pool *pgxpool.Pool, id string) (time.Time, string) {
@@ -119,55 +91,67 @@ func TestScheduleSurvivesARestart(t *testing.T) {
 	}
 }
 
-// The public token-change endpoint is rate-limited per client address.
-func TestRemoteTokenEndpointIsRateLimited(t *testing.T) {
-	b := startSite(t, siteOptions{})
-	codes := map[int]int{}
-	for range 30 {
-		resp, err := http.Post(b.url+"/fiberkit/sync/api/remote-token", "application/json",
-			strings.NewReader(`{"old_hash":"`+strings.Repeat("ab", 32)+`","new_token":"fkc_x"}`))
-		if err != nil {
-			t.Fatal(err)
+func TestScheduledPullFiresOncePerIntervalAcrossReplicas(t *testing.T) {
+	t.Setenv("FIBERKIT_SECRET_KEY", "test-key-for-remote-tokens-0123456789")
+	a := seeded(t, siteOptions{})
+	c := a.newConnection(t, connection.Limits{AllowedTables: []string{"customers"}}, true)
+	b1 := startSite(t, siteOptions{})
+	b2 := startSite(t, siteOptions{db: b1.db}) // a second replica of site B
+	var r struct {
+		ID string `json:"id"`
+	}
+	if err := b1.call(t, "add_remote", map[string]any{"name": "prod", "url": a.url, "token": c.Token,
+		"tables": []string{"customers"}, "strategy": "overwrite", "interval_seconds": 2}, &r); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(7 * time.Second)
+	var runs []time.Time
+	rows, err := b2.pool.Query(context.Background(), `SELECT at FROM fiberkit_sync_transfers WHERE started_by = 'remote:prod' AND table_name = 'customers' ORDER BY at`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var at time.Time
+		_ = rows.Scan(&at)
+		runs = append(runs, at)
+	}
+	rows.Close()
+	if len(runs) < 3 || len(runs) > 5 {
+		t.Fatalf("%d scheduled runs in 7 s with a 2 s interval on two replicas", len(runs))
+	}
+	for i := 1; i < len(runs); i++ {
+		if gap := runs[i].Sub(runs[i-1]); gap < 1500*time.Millisecond {
+			t.Fatalf("runs %d and %d only %v apart: the schedule fired twice", i-1, i, gap)
 		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		codes[resp.StatusCode]++
 	}
-	if codes[http.StatusTooManyRequests] == 0 || codes[http.StatusNotFound] == 0 {
-		t.Fatalf("30 rapid requests: %v (want some 404 unknown token, then 429)", codes)
+	sameCustomers := a.checksum(t, "customers", "id") == b1.checksum(t, "customers", "id")
+	if !sameCustomers {
+		t.Fatal("the scheduled pull did not copy customers")
 	}
-}
-
-// A connection past its expiry reads "expired" on the pages before any request
-// found out, and its page offers to reactivate it; refused changes are shown in the
-// page, not as bare text.
-func TestExpiredConnectionOnThePages(t *testing.T) {
-	a := startSite(t, siteOptions{})
-	soon := time.Now().Add(2 * time.Second).UTC()
-	c := a.newConnection(t, connection.Limits{ExpiresAt: &soon}, true)
-	time.Sleep(time.Until(soon) + 500*time.Millisecond)
-	get := func(path string) string {
-		resp, err := http.Get(a.url + path)
-		if err != nil {
-			t.Fatal(err)
+	// The token is stored encrypted: not in plain text anywhere on B.
+	var hits int
+	if err := b1.pool.QueryRow(context.Background(), `SELECT count(*) FROM (SELECT t::text AS row FROM fiberkit_sync_remotes t
+		UNION ALL SELECT t::text FROM fiberkit_sync_transfers t UNION ALL SELECT t::text FROM fiberkit_audit t) x
+		WHERE row LIKE '%' || $1 || '%'`, strings.TrimPrefix(c.Token, "fkc_")).Scan(&hits); err != nil || hits != 0 {
+		t.Fatalf("token in plain text in %d rows (%v)", hits, err)
+	}
+	// A run on demand works too (it waits its turn while a scheduled run holds the
+	// remote's lock), and the sender's history has the rows.
+	var res map[string]client.Result
+	for start := time.Now(); ; {
+		err := b2.call(t, "run_remote", map[string]string{"id": r.ID}, &res)
+		if err != nil && strings.Contains(err.Error(), "already running") && time.Since(start) < 10*time.Second {
+			time.Sleep(100 * time.Millisecond)
+			continue
 		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
+		if err != nil || res["customers"].Updated != 2000 {
+			t.Fatalf("run now: %v %+v", err, res["customers"])
+		}
+		break
 	}
-	if list := get("/admin/fiberkit/sync/connections"); !strings.Contains(list, `<td class="status">expired</td>`) {
-		t.Fatalf("the list does not say expired:\n%s", list)
-	}
-	page := get("/admin/fiberkit/sync/connections/" + c.ID)
-	if !strings.Contains(page, `<dd id="status">expired</dd>`) || !regexp.MustCompile(`id="approve"[^>]*>Reactivate<`).MatchString(page) {
-		t.Fatalf("the connection page offers no reactivation:\n%s", page)
-	}
-	code, body := adminForm(t, a, "/admin/fiberkit/sync/connections/"+c.ID, "/admin/fiberkit/sync/connections/"+c.ID+"/status", url.Values{"status": {"bogus"}})
-	if code != http.StatusUnprocessableEntity || !strings.Contains(body, "<html") || !strings.Contains(body, `role="alert"`) {
-		t.Fatalf("refused status: HTTP %d %s", code, body)
-	}
-	code, body = adminForm(t, a, "/admin/fiberkit/sync/connections/"+c.ID, "/admin/fiberkit/sync/connections/"+c.ID+"/limits", url.Values{"max_downloads": {"many"}})
-	if code != http.StatusUnprocessableEntity || !strings.Contains(body, "<html") || !strings.Contains(body, "many") {
-		t.Fatalf("refused limits: HTTP %d %s", code, body)
+	var sent int
+	_ = a.pool.QueryRow(context.Background(), `SELECT count(*) FROM fiberkit_sync_transfers WHERE direction = 'send' AND started_by = 'connection:' || $1`, c.ID).Scan(&sent)
+	if sent < len(runs) {
+		t.Fatalf("sender history has %d sends for %d pulls", sent, len(runs))
 	}
 }

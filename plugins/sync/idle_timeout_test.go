@@ -142,3 +142,35 @@ func TestIdleButLiveSenderStaysConnected(t *testing.T) {
 		t.Fatalf("after 3 s of quiet: %v", err)
 	}
 }
+
+// A receiver that vanishes without closing (a frozen network) does not keep the
+// sender's snapshot open: the sender ends the connection after its idle time.
+func TestSenderEndsASilentReceiver(t *testing.T) {
+	a := seeded(t, siteOptions{pluginEnv: []string{"FIBERKIT_SYNC_RECEIVER_IDLE=2s"}})
+	proxy := newFreezingProxy(t, strings.TrimPrefix(a.url, "http://"), 0)
+	ctx := context.Background()
+	c, err := client.Connect(ctx, "http://"+proxy.ln.Addr().String(), a.newCode(t).Code, client.Options{IdleTimeout: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.GetCount(ctx, "customers"); err != nil { // opens the snapshot
+		t.Fatal(err)
+	}
+	open := func() int {
+		var n int
+		_ = a.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction'`).Scan(&n)
+		return n
+	}
+	if open() == 0 {
+		t.Fatal("no snapshot transaction while the receiver is connected")
+	}
+	proxy.frozen.Store(true)
+	deadline := time.Now().Add(15 * time.Second)
+	for open() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the sender still holds the silent receiver's snapshot 15 s later")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
