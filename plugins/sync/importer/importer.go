@@ -935,19 +935,38 @@ func (im *Importer) counting(target string) string {
 	}
 }
 
-// Finish moves the table's sequences (serial and identity columns) past the largest
-// imported value, so the app's next insert does not collide with imported keys.
+// Finish moves every sequence the table's columns draw from past the imported
+// values, so the app's next insert does not collide with an imported key: the
+// sequences of serial and identity columns, and free-standing ones a default names
+// (id bigint DEFAULT nextval('s'), as pg_dump output has), found through the
+// dependencies PostgreSQL records (catalog.Sequences), never by reading the default's
+// text. A sequence is never moved backwards: one already past the table's largest
+// value (smallest, for a descending one) is left alone, as is one of an empty table.
+// A sequence several columns draw from is moved past all of them.
 func (im *Importer) Finish(ctx context.Context) error {
-	for _, c := range im.sch.Columns {
-		if c.Identity == "" && (c.Default == nil || !strings.HasPrefix(*c.Default, "nextval(")) {
-			continue
+	table := catalog.IdentOf(im.sch).Quoted()
+	seqs, err := catalog.Sequences(ctx, im.pool, catalog.IdentOf(im.sch).String())
+	if err != nil {
+		return fmt.Errorf("import %s: find its sequences: %w", im.sch.Name, err)
+	}
+	for _, seq := range seqs {
+		agg, past := "max", ">"
+		if seq.Increment < 0 {
+			agg, past = "min", "<"
 		}
-		col := pgx.Identifier{c.Name}.Sanitize()
-		_, err := im.pool.Exec(ctx, fmt.Sprintf(`SELECT setval(seq, greatest((SELECT max(%s) FROM %s), 1)::bigint)
-			FROM pg_get_serial_sequence($1, $2) AS seq WHERE seq IS NOT NULL`, col, catalog.IdentOf(im.sch).Quoted()),
-			catalog.IdentOf(im.sch).Quoted(), c.Name)
-		if err != nil {
-			return fmt.Errorf("import %s: reset sequence of %s: %w", im.sch.Name, c.Name, err)
+		vals := make([]string, len(seq.Columns))
+		for i, c := range seq.Columns {
+			vals[i] = fmt.Sprintf("%s(%s)::bigint", agg, pgx.Identifier{c}.Sanitize())
+		}
+		extreme := vals[0]
+		if len(vals) > 1 {
+			extreme = map[string]string{"max": "greatest", "min": "least"}[agg] + "(" + strings.Join(vals, ", ") + ")"
+		}
+		// setval(…, m, true): the next value is m + increment, past every imported one.
+		sql := fmt.Sprintf(`SELECT setval($1::text::regclass, x.m, true) FROM (SELECT %s AS m FROM %s) x, %s s
+			WHERE x.m %s s.last_value OR (x.m = s.last_value AND NOT s.is_called)`, extreme, table, seq.Quoted(), past)
+		if _, err := im.pool.Exec(ctx, sql, seq.Quoted()); err != nil {
+			return fmt.Errorf("import %s: move sequence %s past column %s: %w", im.sch.Name, seq, quotedList(seq.Columns), err)
 		}
 	}
 	return nil
