@@ -22,13 +22,13 @@ import (
 
 func TestMain(m *testing.M) { testsupport.Main(m) }
 
-// testModule is the test module (internal/testmodule), built with the race detector
-// so that the SDK's side of the tests (concurrent WebSocket writers, above all) is
-// race-checked too: a race the plugin reports reaches the host's logs through its
-// stderr, and the site fails the test.
-func testModule(t *testing.T) string {
+// moduleBinary is one of the modules of internal/ (testmodule, rawmodule), built
+// with the race detector so that the SDK's side of the tests (concurrent WebSocket
+// writers, above all) is race-checked too: a race a plugin reports reaches the host's
+// logs through its stderr, and the site fails the test.
+func moduleBinary(t *testing.T, name string) string {
 	t.Helper()
-	return testsupport.Binary(t, "github.com/fiberkit/fiberkit/host/internal/testmodule")
+	return testsupport.Binary(t, "github.com/fiberkit/fiberkit/host/internal/"+name)
 }
 
 // moduleManifest is the manifest the tests load the test module with.
@@ -102,7 +102,7 @@ func startSite(t *testing.T, o kitOptions) *site {
 	if len(o.ids) == 0 {
 		o.ids = []string{"tm"}
 	}
-	manifests := writeManifests(t, t.TempDir(), moduleManifest, testModule(t), o.ids)
+	manifests := writeManifests(t, t.TempDir(), moduleManifest, moduleBinary(t, "testmodule"), o.ids)
 	if o.auth == nil {
 		o.auth = basicAuth("admin", "secret-admin-pw")
 	}

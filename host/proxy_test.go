@@ -21,12 +21,6 @@ import (
 	"github.com/fiberkit/fiberkit/internal/testsupport"
 )
 
-// rawModule is the raw module (internal/rawmodule), built with the race detector.
-func rawModule(t *testing.T) string {
-	t.Helper()
-	return testsupport.Binary(t, "github.com/fiberkit/fiberkit/host/internal/rawmodule")
-}
-
 const rawManifest = `id: %s
 name: Raw module %s
 version: 0.1.0
@@ -63,7 +57,7 @@ func startRawSite(t *testing.T, noHTTP bool) *site {
 	if noHTTP {
 		ids = append(ids, "rn")
 	}
-	manifests := writeManifests(t, dir, rawManifest, rawModule(t), ids)
+	manifests := writeManifests(t, dir, rawManifest, moduleBinary(t, "rawmodule"), ids)
 	if noHTTP {
 		if err := os.WriteFile(filepath.Join(dir, "rn", "nohttp"), nil, 0o644); err != nil {
 			t.Fatal(err)

@@ -19,10 +19,7 @@ func TestConnectionPagesCreateApprovePullHistory(t *testing.T) {
 	t.Setenv("FIBERKIT_SECRET_KEY", "another-test-key-for-remote-tokens")
 	a := seeded(t, siteOptions{})
 	b := startSite(t, siteOptions{})
-	browser := browsertest.New(t, nil)
-	tabA := browser
-	tabB, closeB := chromedp.NewContext(browser)
-	defer closeB()
+	tabA, tabB := browserTabs(t)
 
 	// A: create a connection limited to customers; the token is shown once.
 	var token, status string

@@ -15,6 +15,7 @@ import (
 
 	"github.com/fiberkit/fiberkit/host"
 	"github.com/fiberkit/fiberkit/internal/testsupport"
+	"github.com/fiberkit/fiberkit/plugins/sync/client"
 	"github.com/fiberkit/fiberkit/plugins/sync/sample"
 )
 
@@ -218,5 +219,24 @@ func (s *site) disableSync(t *testing.T) {
 			t.Fatal("sync still enabled")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// connect opens a client on s with a fresh code.
+func (s *site) connect(t *testing.T) *client.Client {
+	t.Helper()
+	c, err := client.Connect(context.Background(), s.url, s.newCode(t).Code, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// sameTable fails unless a and b hold the same rows in table (ordered by order);
+// when says at which point.
+func sameTable(t *testing.T, a, b *site, table, order, when string) {
+	t.Helper()
+	if a.checksum(t, table, order) != b.checksum(t, table, order) {
+		t.Fatal("checksums differ " + when)
 	}
 }

@@ -20,6 +20,22 @@ import (
 	"github.com/fiberkit/fiberkit/plugins/sync/client"
 )
 
+// browserTabs opens a browser for the test and returns its first tab and a second
+// one, closed when the test ends.
+func browserTabs(t *testing.T) (first, second context.Context) {
+	t.Helper()
+	first = browsertest.New(t, nil)
+	return first, newTab(t, first)
+}
+
+// newTab opens another tab in tab's browser, closed when the test ends.
+func newTab(t *testing.T, tab context.Context) context.Context {
+	t.Helper()
+	next, cancel := chromedp.NewContext(tab)
+	t.Cleanup(cancel)
+	return next
+}
+
 // readCode opens site's Send page in tab and returns the code it shows.
 func readCode(t *testing.T, tab context.Context, s *site) string {
 	t.Helper()
@@ -212,10 +228,7 @@ func (lc *liveConn) receiveState(t *testing.T, state string) map[string]any {
 func TestPagesAccessibility(t *testing.T) {
 	a := startSite(t, siteOptions{mode: "require_approval"})
 	b := startSite(t, siteOptions{})
-	browser := browsertest.New(t, nil)
-	tabA := browser
-	tabB, closeB := chromedp.NewContext(browser)
-	defer closeB()
+	tabA, tabB := browserTabs(t)
 
 	// Receive: every label points at its field.
 	if err := chromedp.Run(tabB, chromedp.Navigate(b.url+"/admin/fiberkit/sync/receive"), chromedp.WaitVisible(`#connect-btn`, chromedp.ByQuery)); err != nil {

@@ -15,10 +15,7 @@ import (
 func TestSendAndReceivePagesInBrowser(t *testing.T) {
 	a := seeded(t, siteOptions{})
 	b := startSite(t, siteOptions{})
-	browser := browsertest.New(t, nil)
-	tabA := browser
-	tabB, closeB := chromedp.NewContext(browser)
-	defer closeB()
+	tabA, tabB := browserTabs(t)
 
 	code := readCode(t, tabA, a)
 	browsertest.Screenshot(t, tabA, "sync-send.png")
@@ -111,10 +108,7 @@ func TestSendAndReceivePagesInBrowser(t *testing.T) {
 func TestApprovalAndRefusalsInBrowser(t *testing.T) {
 	a := seeded(t, siteOptions{mode: "require_approval"})
 	b := startSite(t, siteOptions{})
-	browser := browsertest.New(t, nil)
-	tabA := browser
-	tabB, closeB := chromedp.NewContext(browser)
-	defer closeB()
+	tabA, tabB := browserTabs(t)
 
 	// Approve on A's Send page; B proceeds.
 	code := readCode(t, tabA, a)
@@ -154,8 +148,7 @@ func TestApprovalAndRefusalsInBrowser(t *testing.T) {
 
 	// A wrong password.
 	p := startSite(t, siteOptions{mode: "require_password", password: "s3cret"})
-	tabP, closeP := chromedp.NewContext(browser)
-	defer closeP()
+	tabP := newTab(t, tabA)
 	code = readCode(t, tabP, p)
 	connectFrom(t, tabB, b, p.url, code, "nope")
 	waitState(t, tabB, "failed")
@@ -168,9 +161,7 @@ func TestReceivePageCancel(t *testing.T) {
 	a := startSite(t, siteOptions{})
 	a.exec(t, `CREATE TABLE big (id bigint PRIMARY KEY, v text); INSERT INTO big SELECT i, repeat(md5(i::text), 4) FROM generate_series(1, 400000) i`)
 	b := startSite(t, siteOptions{})
-	browser := browsertest.New(t, nil)
-	tabB, closeB := chromedp.NewContext(browser)
-	defer closeB()
+	_, tabB := browserTabs(t)
 	code := a.newCode(t).Code
 	connectFrom(t, tabB, b, a.url, code, "")
 	waitState(t, tabB, "ready")
@@ -231,13 +222,7 @@ func TestReceivePageCancel(t *testing.T) {
 func TestReceivePageRefusalMessages(t *testing.T) {
 	a := seeded(t, siteOptions{})
 	b := startSite(t, siteOptions{})
-	browser := browsertest.New(t, nil)
-	tabA := browser
-	newTab := func() context.Context {
-		tab, cancel := chromedp.NewContext(browser)
-		t.Cleanup(cancel)
-		return tab
-	}
+	tabA := browsertest.New(t, nil)
 
 	// A code whose Send page was closed.
 	code := readCode(t, tabA, a)
@@ -249,7 +234,7 @@ func TestReceivePageRefusalMessages(t *testing.T) {
 			t.Fatal("the code outlived its page")
 		}
 	}
-	tab := newTab()
+	tab := newTab(t, tabA)
 	connectFrom(t, tab, b, a.url, code, "")
 	waitState(t, tab, "failed")
 	if code, msg := pageError(t, tab); code != "invalid_code" || !strings.Contains(msg, "expired") {
@@ -258,7 +243,7 @@ func TestReceivePageRefusalMessages(t *testing.T) {
 
 	// Connected, then the sending page closes: the session ends.
 	code = readCode(t, tabA, a)
-	tab = newTab()
+	tab = newTab(t, tabA)
 	connectFrom(t, tab, b, a.url, code, "")
 	waitState(t, tab, "ready")
 	if err := chromedp.Run(tabA, chromedp.Navigate("about:blank")); err != nil {
@@ -272,7 +257,7 @@ func TestReceivePageRefusalMessages(t *testing.T) {
 
 	// Connected, then the sending site's plugin dies.
 	code = a.newCode(t).Code
-	tab = newTab()
+	tab = newTab(t, tabA)
 	connectFrom(t, tab, b, a.url, code, "")
 	waitState(t, tab, "ready")
 	st, _ := a.kit.Module("sync")
