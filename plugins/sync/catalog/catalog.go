@@ -110,7 +110,13 @@ type ListOptions struct {
 	// IncludeKit is kept for compatibility and changes nothing: every kit table
 	// (fiberkit_*) may hold secrets, so none is ever listed (see IsSecretTable).
 	IncludeKit bool
-	// Exact counts every table with count(*) instead of using the planner's estimate.
+	// Estimate gives the planner's estimate of each table's rows (pg_class.reltuples,
+	// summed over the partitions of a partitioned table) instead of counting them,
+	// which is quicker on large tables but stale between ANALYZEs: a table never
+	// analysed is counted all the same. Table.Exact says which rows were counted.
+	Estimate bool
+	// Exact counts every table with count(*), as ListTables does unless Estimate is
+	// set; it wins over Estimate. Kept for callers from before counting was the default.
 	Exact bool
 }
 
@@ -128,13 +134,18 @@ func IsSecretTable(name string) bool {
 	return strings.HasPrefix(name, KitPrefix)
 }
 
-// ListTables returns the user tables with row counts, sorted by name.
+// ListTables returns the user tables with row counts, sorted by name. The counts are
+// exact (count(*)) unless o.Estimate asks for the planner's estimates; every table
+// is counted by one statement, whatever their number.
 func ListTables(ctx context.Context, q Querier, o ListOptions) ([]Table, error) {
 	schemas := o.Schemas
 	if len(schemas) == 0 {
 		schemas = []string{"public"}
 	}
-	rows, err := q.Query(ctx, `SELECT n.nspname, c.relname, greatest(c.reltuples, 0)::bigint FROM pg_class c
+	rows, err := q.Query(ctx, `SELECT n.nspname, c.relname, CASE WHEN c.relkind = 'p' THEN
+			(SELECT coalesce(sum(greatest(pc.reltuples, 0)), 0) FROM pg_partition_tree(c.oid) pt JOIN pg_class pc ON pc.oid = pt.relid WHERE pt.isleaf)
+			ELSE greatest(c.reltuples, 0) END::bigint
+		FROM pg_class c
 		JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname = ANY($1) AND n.nspname NOT IN `+systemSchemas+`
 		ORDER BY n.nspname, c.relname`, schemas)
@@ -146,6 +157,9 @@ func ListTables(ctx context.Context, q Querier, o ListOptions) ([]Table, error) 
 		excluded[e] = true
 	}
 	out := []Table{}
+	var count []int      // the entries of out to count
+	var countIDs []Ident // their tables
+	exact := o.Exact || !o.Estimate
 	for rows.Next() {
 		var t Table
 		if err := rows.Scan(&t.Schema, &t.Name, &t.Rows); err != nil {
@@ -157,26 +171,53 @@ func ListTables(ctx context.Context, q Querier, o ListOptions) ([]Table, error) 
 		if excluded[t.Name] || IsSecretTable(id.Name) {
 			continue
 		}
+		// The estimate is 0 (-1 before greatest) for never-analysed tables: count those.
+		if exact || t.Rows == 0 {
+			count = append(count, len(out))
+			countIDs = append(countIDs, id)
+		}
 		out = append(out, t)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list tables: %w", err)
 	}
-	for i := range out {
-		// The estimate is -1/0 for never-analysed tables: count those, and all when asked.
-		if o.Exact || out[i].Rows == 0 {
-			id, err := Resolve(ctx, q, out[i].Name)
-			if err != nil {
-				return nil, err
-			}
-			if out[i].Rows, err = countIdent(ctx, q, id); err != nil {
-				return nil, err
-			}
-			out[i].Exact = true
-		}
+	counts, err := countAll(ctx, q, countIDs)
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range count {
+		out[i].Rows, out[i].Exact = counts[j], true
 	}
 	return out, nil
+}
+
+// countAll counts the rows of each table with one statement (one per 500 tables).
+func countAll(ctx context.Context, q Querier, ids []Ident) ([]int64, error) {
+	const chunk = 500
+	counts := make([]int64, 0, len(ids))
+	for len(ids) > 0 {
+		part := ids[:min(chunk, len(ids))]
+		ids = ids[len(part):]
+		var sql strings.Builder
+		sql.WriteString("SELECT ARRAY[")
+		for j, id := range part {
+			if j > 0 {
+				sql.WriteString(", ")
+			}
+			sql.WriteString("(SELECT count(*) FROM " + id.Quoted() + ")")
+		}
+		sql.WriteString("]::bigint[]")
+		var got []int64
+		if err := q.QueryRow(ctx, sql.String()).Scan(&got); err != nil {
+			return nil, fmt.Errorf("count rows of %d tables: %w", len(part), err)
+		}
+		if len(got) != len(part) {
+			return nil, fmt.Errorf("count rows of %d tables: %d counts", len(part), len(got))
+		}
+		counts = append(counts, got...)
+	}
+	return counts, nil
 }
 
 // Exists reports whether name is a user table.
