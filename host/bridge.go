@@ -215,6 +215,13 @@ func (s *sockets) remove(id string) {
 	s.mu.Unlock()
 }
 
+// count is how many connections are open.
+func (s *sockets) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
 func (s *sockets) snapshot() []*liveConn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -297,6 +304,7 @@ func (m *module) bridge(conn *fws.Conn, p *pendingSocket) {
 		lc.mu.Unlock()
 	}()
 	m.sock.add(open.ID, lc)
+	m.metrics.wsConns.Inc()
 	defer m.sock.remove(open.ID)
 	defer close(lc.done)
 

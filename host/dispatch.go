@@ -87,7 +87,7 @@ func (m *module) dispatch(c *fiber.Ctx, admin bool) error {
 		return fiber.ErrNotFound
 	}
 	allowed := false
-	for _, r := range m.man.Routes {
+	for i, r := range m.man.Routes {
 		if r.Admin != admin {
 			continue
 		}
@@ -99,7 +99,7 @@ func (m *module) dispatch(c *fiber.Ctx, admin bool) error {
 			allowed = true
 			continue
 		}
-		return m.proxy(c, admin, r.Path, rel, params)
+		return m.proxy(c, admin, &m.metrics.routes[i], r.Path, rel, params)
 	}
 	if allowed {
 		return fiber.ErrMethodNotAllowed
@@ -184,10 +184,16 @@ var hopByHop = map[string]bool{
 // body is an io.ReadCloser that fasthttp closes in its own goroutine when it is done
 // with it, and Close ends the exchange and cuts the transport off the request body
 // before returning.
-func (m *module) proxy(c *fiber.Ctx, admin bool, route, rel string, params map[string]string) error {
+//
+// The request is counted in rm when the exchange ends (the response's last byte is
+// handed to fasthttp, or the kit answered in the module's place).
+func (m *module) proxy(c *fiber.Ctx, admin bool, rm *routeMetrics, route, rel string, params map[string]string) error {
+	start := time.Now()
 	rpc, err := m.client()
 	if err != nil {
-		return unavailable(c, err)
+		err = unavailable(c, err)
+		rm.observe(answeredStatus(c, err), time.Since(start))
+		return err
 	}
 	head := transport.RequestHead{
 		Method: c.Method(), Path: rel, RawQuery: string(c.Request().URI().QueryString()),
@@ -210,7 +216,7 @@ func (m *module) proxy(c *fiber.Ctx, admin bool, route, rel string, params map[s
 
 	ctx, cancel := context.WithCancel(context.Background())
 	x := &exchange{
-		m: m, rel: rel, cancel: cancel, conn: c.Context().Conn(),
+		m: m, rel: rel, cancel: cancel, conn: c.Context().Conn(), rm: rm, start: start,
 		pw:       &pipeWriter{ctx: ctx, head: make(chan respHead, 1), body: make(chan chunk, 4)},
 		body:     newRequestBody(src),
 		finished: make(chan struct{}),
@@ -224,15 +230,21 @@ func (m *module) proxy(c *fiber.Ctx, admin bool, route, rel string, params map[s
 
 	h, err := x.waitHead()
 	if err != nil {
-		x.end(true)
 		if errors.Is(err, errHeadTimeout) {
+			x.status = fiber.StatusGatewayTimeout
+			x.end(true)
 			m.kit.log.Warn("module did not answer in time", "module", m.man.ID, "path", rel, "timeout", time.Duration(headTimeout.Load()))
 			return c.Status(fiber.StatusGatewayTimeout).SendString("module did not answer in time")
 		}
 		m.kit.log.Warn("module request failed", "module", m.man.ID, "path", rel, "err", err)
-		return unavailable(c, err)
+		err = unavailable(c, err)
+		x.status = answeredStatus(c, err)
+		x.end(true)
+		return err
 	}
+	x.status = h.status
 	if h.status < 200 || h.status > 999 {
+		x.status = fiber.StatusBadGateway
 		x.end(true)
 		m.kit.log.Warn("module sent an invalid status", "module", m.man.ID, "path", rel, "status", h.status)
 		return c.Status(fiber.StatusBadGateway).SendString("module error")
@@ -260,6 +272,9 @@ type exchange struct {
 	conn   net.Conn
 	pw     *pipeWriter
 	body   *requestBody
+	rm     *routeMetrics
+	start  time.Time
+	status int // what the client is answered; set before end
 
 	finished chan struct{} // closed when rpc.ServeHTTP has returned
 	err      error         // its result; read only after finished
@@ -312,6 +327,7 @@ func (x *exchange) end(abort bool) error {
 		<-x.finished
 		x.cancel()
 		x.body.cut(nil)
+		x.rm.observe(x.status, time.Since(x.start))
 	})
 	return x.err
 }
@@ -393,6 +409,16 @@ func (b *requestBody) cut(conn net.Conn) {
 	b.mu.Lock()
 	b.gone = true
 	b.mu.Unlock()
+}
+
+// answeredStatus is the status of the answer unavailable gave: set on c, or carried
+// by the *fiber.Error it returned for the app's error handler.
+func answeredStatus(c *fiber.Ctx, err error) int {
+	var fe *fiber.Error
+	if errors.As(err, &fe) {
+		return fe.Code
+	}
+	return c.Response().StatusCode()
 }
 
 func unavailable(c *fiber.Ctx, err error) error {

@@ -103,6 +103,7 @@ type Kit struct {
 	settings *settings.Store
 	audit    *audit.Log
 	admin    *admin
+	metrics  *kitMetrics
 
 	modules map[string]*module // fixed after New: no lock needed for the map itself
 	order   []string
@@ -133,6 +134,7 @@ func New(ctx context.Context, cfg Config) (*Kit, error) {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	k := &Kit{cfg: cfg, log: cfg.Logger, modules: map[string]*module{}}
+	k.metrics = newKitMetrics(k)
 	var err error
 	if k.pool, err = pgxpool.New(ctx, cfg.DatabaseURL); err != nil {
 		return nil, fmt.Errorf("host: connect database: %w", err)

@@ -38,6 +38,9 @@ type ModuleStatus struct {
 	Restarts int
 	// LastError says why the module last failed to start or died.
 	LastError string
+	// LastCrash is when the module's process last died, hung or failed to start;
+	// zero if it never did.
+	LastCrash time.Time
 	// PID of the plugin process while it runs.
 	PID int
 	// EnabledLocked is true when the config file sets the enabled flag.
@@ -56,6 +59,7 @@ type module struct {
 	wake     chan struct{} // to run: re-read the settings
 	flagWake chan struct{} // to watch: re-read the enabled flag
 	sock     *sockets
+	metrics  *moduleMetrics
 
 	mu         sync.Mutex
 	state      State
@@ -64,7 +68,9 @@ type module struct {
 	locked     bool
 	restarts   int
 	lastErr    string
+	lastCrash  time.Time
 	pid        int
+	ops        map[string]bool // operations the running process described
 	rpc        *transport.Client
 	cur        *proc              // the live process, for Kit.Close's last resort
 	abort      context.CancelFunc // cancels run's start or configure in progress, nil if none
@@ -72,8 +78,10 @@ type module struct {
 }
 
 func newModule(k *Kit, m *manifest.Manifest) *module {
-	return &module{kit: k, man: m, wake: make(chan struct{}, 1), flagWake: make(chan struct{}, 1),
+	mod := &module{kit: k, man: m, wake: make(chan struct{}, 1), flagWake: make(chan struct{}, 1),
 		state: StateDisabled, settled: make(chan struct{}), sock: newSockets()}
+	mod.metrics = k.metrics.forModule(mod)
+	return mod
 }
 
 // poke asks run to re-read the settings (and watch the enabled flag).
@@ -97,7 +105,7 @@ func (m *module) status() ModuleStatus {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return ModuleStatus{ID: m.man.ID, Name: m.man.Name, Version: m.man.Version, State: m.state, Enabled: m.enabled,
-		Restarts: m.restarts, LastError: m.lastErr, PID: m.pid, EnabledLocked: m.locked}
+		Restarts: m.restarts, LastError: m.lastErr, LastCrash: m.lastCrash, PID: m.pid, EnabledLocked: m.locked}
 }
 
 // client returns the running plugin, or an error saying why there is none.
@@ -265,6 +273,9 @@ func (m *module) run(ctx context.Context) {
 	}
 	crashed := func(errText string) {
 		m.setState(StateCrashed, errText)
+		m.mu.Lock()
+		m.lastCrash = time.Now()
+		m.mu.Unlock()
 		retry = time.After(backoff)
 		backoff = min(backoff*2, 30*time.Second)
 	}
@@ -375,6 +386,7 @@ func (m *module) run(ctx context.Context) {
 			m.state, m.rpc, m.pid = StateRestarting, nil, 0
 			m.restarts++
 			m.lastErr = err.Error()
+			m.lastCrash = time.Now()
 			m.mu.Unlock()
 			m.sock.closeAll(1011, "module restarting")
 			p.killNow()
@@ -484,6 +496,10 @@ func (m *module) start(ctx context.Context) (*proc, error) {
 		m.pid = rc.Pid
 	}
 	m.cur = p
+	m.ops = make(map[string]bool, len(desc.Operations))
+	for _, op := range desc.Operations {
+		m.ops[op] = true
+	}
 	m.mu.Unlock()
 	return p, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/fiberkit/fiberkit/host/settings"
 	"github.com/fiberkit/fiberkit/sdk/transport"
@@ -78,11 +79,14 @@ func (k *Kit) call(ctx context.Context, caller transport.Caller, target, op stri
 	if !ok {
 		return nil, errUnknownModule(target)
 	}
+	start := time.Now()
 	rpc, err := m.client()
-	if err != nil {
-		return nil, err
+	var out []byte
+	if err == nil {
+		out, err = rpc.Call(ctx, transport.Call{Operation: op, Payload: payload, Caller: caller})
 	}
-	return rpc.Call(ctx, transport.Call{Operation: op, Payload: payload, Caller: caller})
+	m.metrics.observeCall(callerLabel(caller), m.opLabel(op), time.Since(start), err)
+	return out, err
 }
 
 // Call runs a module's operation from the host app's own Go code, as caller user.

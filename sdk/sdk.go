@@ -8,6 +8,7 @@
 //			WebSockets: map[string]sdk.WebSocketHandler{"/ws": echo},
 //			Operations: sdk.Operations{"greet": sdk.Op(greet)},
 //			Configure:  func(ctx context.Context, env *sdk.Env) error { ...; return nil },
+//			Metrics:    reg, // a prometheus.Registry with the module's own collectors
 //		})
 //	}
 //
@@ -23,8 +24,10 @@ import (
 	"runtime/debug"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/go-plugin"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fiberkit/fiberkit/sdk/transport"
 )
@@ -46,6 +49,12 @@ type Module struct {
 	Configure func(ctx context.Context, env *Env) error
 	// Logger receives the module's own logs; nil means Logger().
 	Logger *slog.Logger
+	// Metrics holds the module's own Prometheus metrics, usually a
+	// prometheus.NewRegistry() its collectors are registered on. The host gathers
+	// them through the plugin channel when it is scraped and adds the module label
+	// (a label of the module's own called "module" becomes "exported_module"). The
+	// process's Go runtime and process metrics are reported whether or not it is set.
+	Metrics prometheus.Gatherer
 }
 
 // Serve runs the module as a plugin process until the host stops it.
@@ -113,14 +122,19 @@ type Env struct {
 
 // adapter turns a Module into a transport.Module.
 type adapter struct {
-	m   Module
-	log *slog.Logger
+	m       Module
+	log     *slog.Logger
+	runtime *prometheus.Registry // the process's Go runtime and process collectors
+
+	gatherErr atomic.Pointer[string] // the last metrics gathering error logged
 
 	mu      sync.Mutex // serialises Configure calls and guards lastRev
 	lastRev int64
 }
 
-func newAdapter(m Module) *adapter { return &adapter{m: m, log: m.Logger} }
+func newAdapter(m Module) *adapter {
+	return &adapter{m: m, log: m.Logger, runtime: runtimeMetrics()}
+}
 
 func (a *adapter) Describe(context.Context) (transport.Description, error) {
 	ops := make([]string, 0, len(a.m.Operations))

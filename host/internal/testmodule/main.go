@@ -1,7 +1,8 @@
 // Command testmodule is the module the host kit's tests load: it exercises every
 // capability of the protocol (streamed bodies both ways, server-sent events, headers,
 // panics, WebSockets with close codes and concurrent writers, operations, settings,
-// calls to other modules). It has no ID of its own, so a test can load it twice.
+// calls to other modules, its own Prometheus metrics). It has no ID of its own, so a
+// test can load it twice.
 package main
 
 import (
@@ -18,6 +19,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/fiberkit/fiberkit/sdk"
 )
@@ -37,6 +41,16 @@ type state struct {
 
 func main() {
 	st := &state{}
+	// The module's own metrics. counted carries a label named "module", which the
+	// host must keep apart from its own; fiberkit_module_restarts_total is a name the
+	// kit owns and must drop.
+	reg := prometheus.NewRegistry()
+	counted := promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
+		Name: "testmodule_counted_total", Help: "What the count operation was asked to add.",
+	}, []string{"module"})
+	promauto.With(reg).NewCounter(prometheus.CounterOpts{
+		Name: "fiberkit_module_restarts_total", Help: "A name that belongs to the kit.",
+	}).Add(99)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "pong") })
 	mux.HandleFunc("POST /upload", func(w http.ResponseWriter, r *http.Request) {
@@ -168,10 +182,19 @@ func main() {
 			}),
 			// env reports the process environment, to check what the host passes on.
 			"env": sdk.Op(func(ctx context.Context, _ struct{}) ([]string, error) { return os.Environ(), nil }),
+			// count adds N to testmodule_counted_total{module=Label}.
+			"count": sdk.Op(func(ctx context.Context, in struct {
+				N     int
+				Label string
+			}) (bool, error) {
+				counted.WithLabelValues(in.Label).Add(float64(in.N))
+				return true, nil
+			}),
 			"audit": sdk.Op(func(ctx context.Context, in struct{ Action, Actor string }) (bool, error) {
 				return true, st.getHost().Audit(ctx, in.Action, in.Actor, map[string]any{"via": "testmodule"})
 			}),
 		},
+		Metrics: reg,
 		Configure: func(ctx context.Context, env *sdk.Env) error {
 			// greeting "sleep:DURATION" makes Configure slow, for the supervisor tests.
 			if d, err := time.ParseDuration(strings.TrimPrefix(env.Settings["greeting"], "sleep:")); err == nil {

@@ -1310,6 +1310,89 @@ func (x *CallResponse) GetPayload() []byte {
 	return nil
 }
 
+type MetricsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetricsRequest) Reset() {
+	*x = MetricsRequest{}
+	mi := &file_plugin_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetricsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetricsRequest) ProtoMessage() {}
+
+func (x *MetricsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetricsRequest.ProtoReflect.Descriptor instead.
+func (*MetricsRequest) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{18}
+}
+
+type MetricsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// families are the module's gathered metric families, each one encoded
+	// io.prometheus.client.MetricFamily (prometheus/client_model's metrics.proto).
+	// The host adds the module label.
+	Families      [][]byte `protobuf:"bytes,1,rep,name=families,proto3" json:"families,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetricsResponse) Reset() {
+	*x = MetricsResponse{}
+	mi := &file_plugin_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetricsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetricsResponse) ProtoMessage() {}
+
+func (x *MetricsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetricsResponse.ProtoReflect.Descriptor instead.
+func (*MetricsResponse) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *MetricsResponse) GetFamilies() [][]byte {
+	if x != nil {
+		return x.Families
+	}
+	return nil
+}
+
 type GetSettingsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1318,7 +1401,7 @@ type GetSettingsRequest struct {
 
 func (x *GetSettingsRequest) Reset() {
 	*x = GetSettingsRequest{}
-	mi := &file_plugin_proto_msgTypes[18]
+	mi := &file_plugin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1330,7 +1413,7 @@ func (x *GetSettingsRequest) String() string {
 func (*GetSettingsRequest) ProtoMessage() {}
 
 func (x *GetSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[18]
+	mi := &file_plugin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1343,7 +1426,7 @@ func (x *GetSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSettingsRequest.ProtoReflect.Descriptor instead.
 func (*GetSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{18}
+	return file_plugin_proto_rawDescGZIP(), []int{20}
 }
 
 type GetSettingsResponse struct {
@@ -1356,7 +1439,7 @@ type GetSettingsResponse struct {
 
 func (x *GetSettingsResponse) Reset() {
 	*x = GetSettingsResponse{}
-	mi := &file_plugin_proto_msgTypes[19]
+	mi := &file_plugin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1368,7 +1451,7 @@ func (x *GetSettingsResponse) String() string {
 func (*GetSettingsResponse) ProtoMessage() {}
 
 func (x *GetSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[19]
+	mi := &file_plugin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1381,7 +1464,7 @@ func (x *GetSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSettingsResponse.ProtoReflect.Descriptor instead.
 func (*GetSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{19}
+	return file_plugin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetSettingsResponse) GetRevision() int64 {
@@ -1407,7 +1490,7 @@ type SetSettingsRequest struct {
 
 func (x *SetSettingsRequest) Reset() {
 	*x = SetSettingsRequest{}
-	mi := &file_plugin_proto_msgTypes[20]
+	mi := &file_plugin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1419,7 +1502,7 @@ func (x *SetSettingsRequest) String() string {
 func (*SetSettingsRequest) ProtoMessage() {}
 
 func (x *SetSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[20]
+	mi := &file_plugin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1432,7 +1515,7 @@ func (x *SetSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSettingsRequest.ProtoReflect.Descriptor instead.
 func (*SetSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{20}
+	return file_plugin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SetSettingsRequest) GetSettings() map[string]string {
@@ -1450,7 +1533,7 @@ type SetSettingsResponse struct {
 
 func (x *SetSettingsResponse) Reset() {
 	*x = SetSettingsResponse{}
-	mi := &file_plugin_proto_msgTypes[21]
+	mi := &file_plugin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1462,7 +1545,7 @@ func (x *SetSettingsResponse) String() string {
 func (*SetSettingsResponse) ProtoMessage() {}
 
 func (x *SetSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[21]
+	mi := &file_plugin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1475,7 +1558,7 @@ func (x *SetSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSettingsResponse.ProtoReflect.Descriptor instead.
 func (*SetSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{21}
+	return file_plugin_proto_rawDescGZIP(), []int{23}
 }
 
 type CallPluginRequest struct {
@@ -1489,7 +1572,7 @@ type CallPluginRequest struct {
 
 func (x *CallPluginRequest) Reset() {
 	*x = CallPluginRequest{}
-	mi := &file_plugin_proto_msgTypes[22]
+	mi := &file_plugin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1501,7 +1584,7 @@ func (x *CallPluginRequest) String() string {
 func (*CallPluginRequest) ProtoMessage() {}
 
 func (x *CallPluginRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[22]
+	mi := &file_plugin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1514,7 +1597,7 @@ func (x *CallPluginRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallPluginRequest.ProtoReflect.Descriptor instead.
 func (*CallPluginRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{22}
+	return file_plugin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CallPluginRequest) GetTarget() string {
@@ -1549,7 +1632,7 @@ type PublishRequest struct {
 
 func (x *PublishRequest) Reset() {
 	*x = PublishRequest{}
-	mi := &file_plugin_proto_msgTypes[23]
+	mi := &file_plugin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1561,7 +1644,7 @@ func (x *PublishRequest) String() string {
 func (*PublishRequest) ProtoMessage() {}
 
 func (x *PublishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[23]
+	mi := &file_plugin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1574,7 +1657,7 @@ func (x *PublishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
 func (*PublishRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{23}
+	return file_plugin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PublishRequest) GetRoute() string {
@@ -1600,7 +1683,7 @@ type PublishResponse struct {
 
 func (x *PublishResponse) Reset() {
 	*x = PublishResponse{}
-	mi := &file_plugin_proto_msgTypes[24]
+	mi := &file_plugin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1612,7 +1695,7 @@ func (x *PublishResponse) String() string {
 func (*PublishResponse) ProtoMessage() {}
 
 func (x *PublishResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[24]
+	mi := &file_plugin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1625,7 +1708,7 @@ func (x *PublishResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishResponse.ProtoReflect.Descriptor instead.
 func (*PublishResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{24}
+	return file_plugin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PublishResponse) GetDelivered() int32 {
@@ -1647,7 +1730,7 @@ type AuditRequest struct {
 
 func (x *AuditRequest) Reset() {
 	*x = AuditRequest{}
-	mi := &file_plugin_proto_msgTypes[25]
+	mi := &file_plugin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1659,7 +1742,7 @@ func (x *AuditRequest) String() string {
 func (*AuditRequest) ProtoMessage() {}
 
 func (x *AuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[25]
+	mi := &file_plugin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1672,7 +1755,7 @@ func (x *AuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRequest.ProtoReflect.Descriptor instead.
 func (*AuditRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{25}
+	return file_plugin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AuditRequest) GetAction() string {
@@ -1704,7 +1787,7 @@ type AuditResponse struct {
 
 func (x *AuditResponse) Reset() {
 	*x = AuditResponse{}
-	mi := &file_plugin_proto_msgTypes[26]
+	mi := &file_plugin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1716,7 +1799,7 @@ func (x *AuditResponse) String() string {
 func (*AuditResponse) ProtoMessage() {}
 
 func (x *AuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[26]
+	mi := &file_plugin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1729,7 +1812,7 @@ func (x *AuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditResponse.ProtoReflect.Descriptor instead.
 func (*AuditResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{26}
+	return file_plugin_proto_rawDescGZIP(), []int{28}
 }
 
 var File_plugin_proto protoreflect.FileDescriptor
@@ -1842,7 +1925,10 @@ const file_plugin_proto_rawDesc = "" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x122\n" +
 	"\x06caller\x18\x03 \x01(\v2\x1a.fiberkit.plugin.v1.CallerR\x06caller\"(\n" +
 	"\fCallResponse\x12\x18\n" +
-	"\apayload\x18\x01 \x01(\fR\apayload\"\x14\n" +
+	"\apayload\x18\x01 \x01(\fR\apayload\"\x10\n" +
+	"\x0eMetricsRequest\"-\n" +
+	"\x0fMetricsResponse\x12\x1a\n" +
+	"\bfamilies\x18\x01 \x03(\fR\bfamilies\"\x14\n" +
 	"\x12GetSettingsRequest\"\xc1\x01\n" +
 	"\x13GetSettingsResponse\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12Q\n" +
@@ -1869,13 +1955,14 @@ const file_plugin_proto_rawDesc = "" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x14\n" +
 	"\x05actor\x18\x02 \x01(\tR\x05actor\x12\x16\n" +
 	"\x06detail\x18\x03 \x01(\fR\x06detail\"\x0f\n" +
-	"\rAuditResponse2\xbe\x03\n" +
+	"\rAuditResponse2\x92\x04\n" +
 	"\x06Plugin\x12U\n" +
 	"\bDescribe\x12#.fiberkit.plugin.v1.DescribeRequest\x1a$.fiberkit.plugin.v1.DescribeResponse\x12X\n" +
 	"\tConfigure\x12$.fiberkit.plugin.v1.ConfigureRequest\x1a%.fiberkit.plugin.v1.ConfigureResponse\x12Z\n" +
 	"\tServeHTTP\x12#.fiberkit.plugin.v1.HTTPRequestPart\x1a$.fiberkit.plugin.v1.HTTPResponsePart(\x010\x01\x12\\\n" +
 	"\x0eServeWebSocket\x12\".fiberkit.plugin.v1.WebSocketFrame\x1a\".fiberkit.plugin.v1.WebSocketFrame(\x010\x01\x12I\n" +
-	"\x04Call\x12\x1f.fiberkit.plugin.v1.CallRequest\x1a .fiberkit.plugin.v1.CallResponse2\xbf\x03\n" +
+	"\x04Call\x12\x1f.fiberkit.plugin.v1.CallRequest\x1a .fiberkit.plugin.v1.CallResponse\x12R\n" +
+	"\aMetrics\x12\".fiberkit.plugin.v1.MetricsRequest\x1a#.fiberkit.plugin.v1.MetricsResponse2\xbf\x03\n" +
 	"\x04Host\x12^\n" +
 	"\vGetSettings\x12&.fiberkit.plugin.v1.GetSettingsRequest\x1a'.fiberkit.plugin.v1.GetSettingsResponse\x12^\n" +
 	"\vSetSettings\x12&.fiberkit.plugin.v1.SetSettingsRequest\x1a'.fiberkit.plugin.v1.SetSettingsResponse\x12U\n" +
@@ -1896,7 +1983,7 @@ func file_plugin_proto_rawDescGZIP() []byte {
 	return file_plugin_proto_rawDescData
 }
 
-var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_plugin_proto_goTypes = []any{
 	(*Caller)(nil),              // 0: fiberkit.plugin.v1.Caller
 	(*DescribeRequest)(nil),     // 1: fiberkit.plugin.v1.DescribeRequest
@@ -1916,44 +2003,46 @@ var file_plugin_proto_goTypes = []any{
 	(*WebSocketFrame)(nil),      // 15: fiberkit.plugin.v1.WebSocketFrame
 	(*CallRequest)(nil),         // 16: fiberkit.plugin.v1.CallRequest
 	(*CallResponse)(nil),        // 17: fiberkit.plugin.v1.CallResponse
-	(*GetSettingsRequest)(nil),  // 18: fiberkit.plugin.v1.GetSettingsRequest
-	(*GetSettingsResponse)(nil), // 19: fiberkit.plugin.v1.GetSettingsResponse
-	(*SetSettingsRequest)(nil),  // 20: fiberkit.plugin.v1.SetSettingsRequest
-	(*SetSettingsResponse)(nil), // 21: fiberkit.plugin.v1.SetSettingsResponse
-	(*CallPluginRequest)(nil),   // 22: fiberkit.plugin.v1.CallPluginRequest
-	(*PublishRequest)(nil),      // 23: fiberkit.plugin.v1.PublishRequest
-	(*PublishResponse)(nil),     // 24: fiberkit.plugin.v1.PublishResponse
-	(*AuditRequest)(nil),        // 25: fiberkit.plugin.v1.AuditRequest
-	(*AuditResponse)(nil),       // 26: fiberkit.plugin.v1.AuditResponse
-	nil,                         // 27: fiberkit.plugin.v1.ConfigureRequest.SettingsEntry
-	nil,                         // 28: fiberkit.plugin.v1.HTTPRequestHead.HeadersEntry
-	nil,                         // 29: fiberkit.plugin.v1.HTTPRequestHead.ParamsEntry
-	nil,                         // 30: fiberkit.plugin.v1.HTTPResponseHead.HeadersEntry
-	nil,                         // 31: fiberkit.plugin.v1.WebSocketOpen.ParamsEntry
-	nil,                         // 32: fiberkit.plugin.v1.WebSocketOpen.HeadersEntry
-	nil,                         // 33: fiberkit.plugin.v1.GetSettingsResponse.SettingsEntry
-	nil,                         // 34: fiberkit.plugin.v1.SetSettingsRequest.SettingsEntry
+	(*MetricsRequest)(nil),      // 18: fiberkit.plugin.v1.MetricsRequest
+	(*MetricsResponse)(nil),     // 19: fiberkit.plugin.v1.MetricsResponse
+	(*GetSettingsRequest)(nil),  // 20: fiberkit.plugin.v1.GetSettingsRequest
+	(*GetSettingsResponse)(nil), // 21: fiberkit.plugin.v1.GetSettingsResponse
+	(*SetSettingsRequest)(nil),  // 22: fiberkit.plugin.v1.SetSettingsRequest
+	(*SetSettingsResponse)(nil), // 23: fiberkit.plugin.v1.SetSettingsResponse
+	(*CallPluginRequest)(nil),   // 24: fiberkit.plugin.v1.CallPluginRequest
+	(*PublishRequest)(nil),      // 25: fiberkit.plugin.v1.PublishRequest
+	(*PublishResponse)(nil),     // 26: fiberkit.plugin.v1.PublishResponse
+	(*AuditRequest)(nil),        // 27: fiberkit.plugin.v1.AuditRequest
+	(*AuditResponse)(nil),       // 28: fiberkit.plugin.v1.AuditResponse
+	nil,                         // 29: fiberkit.plugin.v1.ConfigureRequest.SettingsEntry
+	nil,                         // 30: fiberkit.plugin.v1.HTTPRequestHead.HeadersEntry
+	nil,                         // 31: fiberkit.plugin.v1.HTTPRequestHead.ParamsEntry
+	nil,                         // 32: fiberkit.plugin.v1.HTTPResponseHead.HeadersEntry
+	nil,                         // 33: fiberkit.plugin.v1.WebSocketOpen.ParamsEntry
+	nil,                         // 34: fiberkit.plugin.v1.WebSocketOpen.HeadersEntry
+	nil,                         // 35: fiberkit.plugin.v1.GetSettingsResponse.SettingsEntry
+	nil,                         // 36: fiberkit.plugin.v1.SetSettingsRequest.SettingsEntry
 }
 var file_plugin_proto_depIdxs = []int32{
-	27, // 0: fiberkit.plugin.v1.ConfigureRequest.settings:type_name -> fiberkit.plugin.v1.ConfigureRequest.SettingsEntry
-	28, // 1: fiberkit.plugin.v1.HTTPRequestHead.headers:type_name -> fiberkit.plugin.v1.HTTPRequestHead.HeadersEntry
+	29, // 0: fiberkit.plugin.v1.ConfigureRequest.settings:type_name -> fiberkit.plugin.v1.ConfigureRequest.SettingsEntry
+	30, // 1: fiberkit.plugin.v1.HTTPRequestHead.headers:type_name -> fiberkit.plugin.v1.HTTPRequestHead.HeadersEntry
 	0,  // 2: fiberkit.plugin.v1.HTTPRequestHead.caller:type_name -> fiberkit.plugin.v1.Caller
-	29, // 3: fiberkit.plugin.v1.HTTPRequestHead.params:type_name -> fiberkit.plugin.v1.HTTPRequestHead.ParamsEntry
+	31, // 3: fiberkit.plugin.v1.HTTPRequestHead.params:type_name -> fiberkit.plugin.v1.HTTPRequestHead.ParamsEntry
 	6,  // 4: fiberkit.plugin.v1.HTTPRequestPart.head:type_name -> fiberkit.plugin.v1.HTTPRequestHead
 	7,  // 5: fiberkit.plugin.v1.HTTPRequestPart.body:type_name -> fiberkit.plugin.v1.BodyChunk
-	30, // 6: fiberkit.plugin.v1.HTTPResponseHead.headers:type_name -> fiberkit.plugin.v1.HTTPResponseHead.HeadersEntry
+	32, // 6: fiberkit.plugin.v1.HTTPResponseHead.headers:type_name -> fiberkit.plugin.v1.HTTPResponseHead.HeadersEntry
 	9,  // 7: fiberkit.plugin.v1.HTTPResponsePart.head:type_name -> fiberkit.plugin.v1.HTTPResponseHead
 	7,  // 8: fiberkit.plugin.v1.HTTPResponsePart.body:type_name -> fiberkit.plugin.v1.BodyChunk
-	31, // 9: fiberkit.plugin.v1.WebSocketOpen.params:type_name -> fiberkit.plugin.v1.WebSocketOpen.ParamsEntry
-	32, // 10: fiberkit.plugin.v1.WebSocketOpen.headers:type_name -> fiberkit.plugin.v1.WebSocketOpen.HeadersEntry
+	33, // 9: fiberkit.plugin.v1.WebSocketOpen.params:type_name -> fiberkit.plugin.v1.WebSocketOpen.ParamsEntry
+	34, // 10: fiberkit.plugin.v1.WebSocketOpen.headers:type_name -> fiberkit.plugin.v1.WebSocketOpen.HeadersEntry
 	0,  // 11: fiberkit.plugin.v1.WebSocketOpen.caller:type_name -> fiberkit.plugin.v1.Caller
 	11, // 12: fiberkit.plugin.v1.WebSocketFrame.open:type_name -> fiberkit.plugin.v1.WebSocketOpen
 	12, // 13: fiberkit.plugin.v1.WebSocketFrame.data:type_name -> fiberkit.plugin.v1.WebSocketData
 	13, // 14: fiberkit.plugin.v1.WebSocketFrame.close:type_name -> fiberkit.plugin.v1.WebSocketClose
 	14, // 15: fiberkit.plugin.v1.WebSocketFrame.reject:type_name -> fiberkit.plugin.v1.WebSocketReject
 	0,  // 16: fiberkit.plugin.v1.CallRequest.caller:type_name -> fiberkit.plugin.v1.Caller
-	33, // 17: fiberkit.plugin.v1.GetSettingsResponse.settings:type_name -> fiberkit.plugin.v1.GetSettingsResponse.SettingsEntry
-	34, // 18: fiberkit.plugin.v1.SetSettingsRequest.settings:type_name -> fiberkit.plugin.v1.SetSettingsRequest.SettingsEntry
+	35, // 17: fiberkit.plugin.v1.GetSettingsResponse.settings:type_name -> fiberkit.plugin.v1.GetSettingsResponse.SettingsEntry
+	36, // 18: fiberkit.plugin.v1.SetSettingsRequest.settings:type_name -> fiberkit.plugin.v1.SetSettingsRequest.SettingsEntry
 	12, // 19: fiberkit.plugin.v1.PublishRequest.data:type_name -> fiberkit.plugin.v1.WebSocketData
 	5,  // 20: fiberkit.plugin.v1.HTTPRequestHead.HeadersEntry.value:type_name -> fiberkit.plugin.v1.Values
 	5,  // 21: fiberkit.plugin.v1.HTTPResponseHead.HeadersEntry.value:type_name -> fiberkit.plugin.v1.Values
@@ -1963,23 +2052,25 @@ var file_plugin_proto_depIdxs = []int32{
 	8,  // 25: fiberkit.plugin.v1.Plugin.ServeHTTP:input_type -> fiberkit.plugin.v1.HTTPRequestPart
 	15, // 26: fiberkit.plugin.v1.Plugin.ServeWebSocket:input_type -> fiberkit.plugin.v1.WebSocketFrame
 	16, // 27: fiberkit.plugin.v1.Plugin.Call:input_type -> fiberkit.plugin.v1.CallRequest
-	18, // 28: fiberkit.plugin.v1.Host.GetSettings:input_type -> fiberkit.plugin.v1.GetSettingsRequest
-	20, // 29: fiberkit.plugin.v1.Host.SetSettings:input_type -> fiberkit.plugin.v1.SetSettingsRequest
-	22, // 30: fiberkit.plugin.v1.Host.CallPlugin:input_type -> fiberkit.plugin.v1.CallPluginRequest
-	23, // 31: fiberkit.plugin.v1.Host.Publish:input_type -> fiberkit.plugin.v1.PublishRequest
-	25, // 32: fiberkit.plugin.v1.Host.Audit:input_type -> fiberkit.plugin.v1.AuditRequest
-	2,  // 33: fiberkit.plugin.v1.Plugin.Describe:output_type -> fiberkit.plugin.v1.DescribeResponse
-	4,  // 34: fiberkit.plugin.v1.Plugin.Configure:output_type -> fiberkit.plugin.v1.ConfigureResponse
-	10, // 35: fiberkit.plugin.v1.Plugin.ServeHTTP:output_type -> fiberkit.plugin.v1.HTTPResponsePart
-	15, // 36: fiberkit.plugin.v1.Plugin.ServeWebSocket:output_type -> fiberkit.plugin.v1.WebSocketFrame
-	17, // 37: fiberkit.plugin.v1.Plugin.Call:output_type -> fiberkit.plugin.v1.CallResponse
-	19, // 38: fiberkit.plugin.v1.Host.GetSettings:output_type -> fiberkit.plugin.v1.GetSettingsResponse
-	21, // 39: fiberkit.plugin.v1.Host.SetSettings:output_type -> fiberkit.plugin.v1.SetSettingsResponse
-	17, // 40: fiberkit.plugin.v1.Host.CallPlugin:output_type -> fiberkit.plugin.v1.CallResponse
-	24, // 41: fiberkit.plugin.v1.Host.Publish:output_type -> fiberkit.plugin.v1.PublishResponse
-	26, // 42: fiberkit.plugin.v1.Host.Audit:output_type -> fiberkit.plugin.v1.AuditResponse
-	33, // [33:43] is the sub-list for method output_type
-	23, // [23:33] is the sub-list for method input_type
+	18, // 28: fiberkit.plugin.v1.Plugin.Metrics:input_type -> fiberkit.plugin.v1.MetricsRequest
+	20, // 29: fiberkit.plugin.v1.Host.GetSettings:input_type -> fiberkit.plugin.v1.GetSettingsRequest
+	22, // 30: fiberkit.plugin.v1.Host.SetSettings:input_type -> fiberkit.plugin.v1.SetSettingsRequest
+	24, // 31: fiberkit.plugin.v1.Host.CallPlugin:input_type -> fiberkit.plugin.v1.CallPluginRequest
+	25, // 32: fiberkit.plugin.v1.Host.Publish:input_type -> fiberkit.plugin.v1.PublishRequest
+	27, // 33: fiberkit.plugin.v1.Host.Audit:input_type -> fiberkit.plugin.v1.AuditRequest
+	2,  // 34: fiberkit.plugin.v1.Plugin.Describe:output_type -> fiberkit.plugin.v1.DescribeResponse
+	4,  // 35: fiberkit.plugin.v1.Plugin.Configure:output_type -> fiberkit.plugin.v1.ConfigureResponse
+	10, // 36: fiberkit.plugin.v1.Plugin.ServeHTTP:output_type -> fiberkit.plugin.v1.HTTPResponsePart
+	15, // 37: fiberkit.plugin.v1.Plugin.ServeWebSocket:output_type -> fiberkit.plugin.v1.WebSocketFrame
+	17, // 38: fiberkit.plugin.v1.Plugin.Call:output_type -> fiberkit.plugin.v1.CallResponse
+	19, // 39: fiberkit.plugin.v1.Plugin.Metrics:output_type -> fiberkit.plugin.v1.MetricsResponse
+	21, // 40: fiberkit.plugin.v1.Host.GetSettings:output_type -> fiberkit.plugin.v1.GetSettingsResponse
+	23, // 41: fiberkit.plugin.v1.Host.SetSettings:output_type -> fiberkit.plugin.v1.SetSettingsResponse
+	17, // 42: fiberkit.plugin.v1.Host.CallPlugin:output_type -> fiberkit.plugin.v1.CallResponse
+	26, // 43: fiberkit.plugin.v1.Host.Publish:output_type -> fiberkit.plugin.v1.PublishResponse
+	28, // 44: fiberkit.plugin.v1.Host.Audit:output_type -> fiberkit.plugin.v1.AuditResponse
+	34, // [34:45] is the sub-list for method output_type
+	23, // [23:34] is the sub-list for method input_type
 	23, // [23:23] is the sub-list for extension type_name
 	23, // [23:23] is the sub-list for extension extendee
 	0,  // [0:23] is the sub-list for field type_name
@@ -2013,7 +2104,7 @@ func file_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugin_proto_rawDesc), len(file_plugin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   35,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -30,6 +30,7 @@ const (
 	Plugin_ServeHTTP_FullMethodName      = "/fiberkit.plugin.v1.Plugin/ServeHTTP"
 	Plugin_ServeWebSocket_FullMethodName = "/fiberkit.plugin.v1.Plugin/ServeWebSocket"
 	Plugin_Call_FullMethodName           = "/fiberkit.plugin.v1.Plugin/Call"
+	Plugin_Metrics_FullMethodName        = "/fiberkit.plugin.v1.Plugin/Metrics"
 )
 
 // PluginClient is the client API for Plugin service.
@@ -50,6 +51,10 @@ type PluginClient interface {
 	ServeWebSocket(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WebSocketFrame, WebSocketFrame], error)
 	// Call answers a named operation for the SDK and for other plugins.
 	Call(ctx context.Context, in *CallRequest, opts ...grpc.CallOption) (*CallResponse, error)
+	// Metrics gathers the module's own Prometheus metrics when the host is scraped.
+	// A plugin built before this call answers Unimplemented: the host treats that as
+	// "no metrics of its own".
+	Metrics(ctx context.Context, in *MetricsRequest, opts ...grpc.CallOption) (*MetricsResponse, error)
 }
 
 type pluginClient struct {
@@ -116,6 +121,16 @@ func (c *pluginClient) Call(ctx context.Context, in *CallRequest, opts ...grpc.C
 	return out, nil
 }
 
+func (c *pluginClient) Metrics(ctx context.Context, in *MetricsRequest, opts ...grpc.CallOption) (*MetricsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MetricsResponse)
+	err := c.cc.Invoke(ctx, Plugin_Metrics_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PluginServer is the server API for Plugin service.
 // All implementations must embed UnimplementedPluginServer
 // for forward compatibility.
@@ -134,6 +149,10 @@ type PluginServer interface {
 	ServeWebSocket(grpc.BidiStreamingServer[WebSocketFrame, WebSocketFrame]) error
 	// Call answers a named operation for the SDK and for other plugins.
 	Call(context.Context, *CallRequest) (*CallResponse, error)
+	// Metrics gathers the module's own Prometheus metrics when the host is scraped.
+	// A plugin built before this call answers Unimplemented: the host treats that as
+	// "no metrics of its own".
+	Metrics(context.Context, *MetricsRequest) (*MetricsResponse, error)
 	mustEmbedUnimplementedPluginServer()
 }
 
@@ -158,6 +177,9 @@ func (UnimplementedPluginServer) ServeWebSocket(grpc.BidiStreamingServer[WebSock
 }
 func (UnimplementedPluginServer) Call(context.Context, *CallRequest) (*CallResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Call not implemented")
+}
+func (UnimplementedPluginServer) Metrics(context.Context, *MetricsRequest) (*MetricsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Metrics not implemented")
 }
 func (UnimplementedPluginServer) mustEmbedUnimplementedPluginServer() {}
 func (UnimplementedPluginServer) testEmbeddedByValue()                {}
@@ -248,6 +270,24 @@ func _Plugin_Call_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Plugin_Metrics_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MetricsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PluginServer).Metrics(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Plugin_Metrics_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PluginServer).Metrics(ctx, req.(*MetricsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Plugin_ServiceDesc is the grpc.ServiceDesc for Plugin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -266,6 +306,10 @@ var Plugin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Call",
 			Handler:    _Plugin_Call_Handler,
+		},
+		{
+			MethodName: "Metrics",
+			Handler:    _Plugin_Metrics_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
