@@ -131,10 +131,18 @@ CREATE TABLE IF NOT EXISTS fiberkit_sync_transfers (
 ALTER TABLE fiberkit_sync_transfers ADD COLUMN IF NOT EXISTS requested bigint NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS fiberkit_sync_transfers_table ON fiberkit_sync_transfers (table_name, id);`
 
+// v2: refusals during a lockout are counted on one row (repeats, last_at) instead
+// of a row each; a session remembers when its receiver's connection ended, so the
+// same receiver may rejoin within a grace window.
+const v2 = `
+ALTER TABLE fiberkit_sync_attempts ADD COLUMN repeats int NOT NULL DEFAULT 0;
+ALTER TABLE fiberkit_sync_attempts ADD COLUMN last_at timestamptz;
+ALTER TABLE fiberkit_sync_sessions ADD COLUMN receiver_left_at timestamptz;`
+
 // list is Sync's schema versions in order: Steps[v] is version v. Never edit a
 // version that has shipped: append one, as plain DDL.
 func list() pgmigrate.List {
-	return pgmigrate.List{Table: "fiberkit_sync_migrations", Steps: []string{1: v1}}
+	return pgmigrate.List{Table: "fiberkit_sync_migrations", Steps: []string{1: v1, 2: v2}}
 }
 
 // Latest is the highest schema version this binary knows.

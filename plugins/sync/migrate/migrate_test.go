@@ -135,9 +135,13 @@ func TestUpCreatesEveryTableOnAFreshDatabase(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("tables %v, want %v", got, want)
 	}
-	// The fresh layout is the previous release's, column for column.
+	// The fresh layout is the previous release's, column for column, plus what the
+	// versions after 1 add.
 	old := pgtest.NewPool(t)
-	exec(t, old, firstLayout+laterColumns)
+	exec(t, old, firstLayout+laterColumns+`
+ALTER TABLE fiberkit_sync_attempts ADD COLUMN repeats int NOT NULL DEFAULT 0;
+ALTER TABLE fiberkit_sync_attempts ADD COLUMN last_at timestamptz;
+ALTER TABLE fiberkit_sync_sessions ADD COLUMN receiver_left_at timestamptz;`)
 	if f, o := layout(t, pool), layout(t, old); f != o {
 		t.Fatalf("fresh layout differs from the previous release's:\nfresh:\n%s\nprevious:\n%s", f, o)
 	}

@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -69,6 +70,7 @@ func TestConcurrentWrongPasswordsAreEvaluatedAtMostLimitTimes(t *testing.T) {
 	}
 	outcomes := map[string]int{}
 	for _, a := range atts {
+		outcomes[a.Outcome] += a.Repeats // the refusals a lockout's row stands for
 		if a.Address != "203.0.113.9" {
 			t.Fatalf("attempt without its address: %+v", a)
 		}
@@ -77,7 +79,8 @@ func TestConcurrentWrongPasswordsAreEvaluatedAtMostLimitTimes(t *testing.T) {
 		}
 		outcomes[a.Outcome]++
 	}
-	if len(atts) != 61 || outcomes[ErrWrongPassword.Error()] != int(wrong.Load()) || outcomes[ErrRateLimited.Error()] != int(limited.Load())+1 {
+	// One row per evaluated attempt, one for the whole lockout (counting every refusal).
+	if len(atts) != int(wrong.Load())+1 || outcomes[ErrWrongPassword.Error()] != int(wrong.Load()) || outcomes[ErrRateLimited.Error()] != int(limited.Load())+1 {
 		t.Fatalf("recorded %d attempts: %v", len(atts), outcomes)
 	}
 	// Another address is not affected.
@@ -150,4 +153,64 @@ func toLower(s string) string {
 		}
 	}
 	return string(b)
+}
+
+// A locked-out address flooding attempts with large receiver info does not fill the
+// database: the lockout's refusals share one row (counted exactly), the stored
+// receiver info is bounded, and other addresses' attempts stay visible.
+func TestLockedOutFloodIsCountedNotStored(t *testing.T) {
+	s := open(t, pgtest.NewDatabase(t), Limits{MaxFailures: 3})
+	ctx := context.Background()
+	big := map[string]any{"tool": "flood", "padding": strings.Repeat("x", 2048)}
+	for i := 0; i < 3; i++ {
+		if _, err := s.Redeem(ctx, "ZZZZZZZZ", Attempt{Address: "203.0.113.50", ReceiverInfo: big}, auto); !errors.Is(err, ErrInvalidCode) {
+			t.Fatalf("guess %d: %v", i+1, err)
+		}
+	}
+	var refused atomic.Int32
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(2 * time.Second)
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				_, err := s.Redeem(ctx, "ZZZZZZZZ", Attempt{Address: "203.0.113.50", ReceiverInfo: big}, auto)
+				if !errors.Is(err, ErrRateLimited) {
+					t.Errorf("flood: %v", err)
+					return
+				}
+				refused.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if refused.Load() < 100 {
+		t.Fatalf("only %d refusals in 2 s: the flood did not run", refused.Load())
+	}
+	var rows, maxInfo int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*), max(length(receiver_info::text)) FROM fiberkit_sync_attempts`).Scan(&rows, &maxInfo); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 4 {
+		t.Errorf("%d attempt rows after %d refusals, want 4 (3 guesses and one for the lockout)", rows, refused.Load())
+	}
+	if maxInfo > maxInfoBytes+64 {
+		t.Errorf("stored receiver info of %d bytes", maxInfo)
+	}
+	atts, err := s.Attempts(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if atts[0].Outcome != ErrRateLimited.Error() || 1+atts[0].Repeats != int(refused.Load()) || atts[0].ReceiverInfo["tool"] != "flood" || atts[0].ReceiverInfo["truncated"] != true {
+		t.Errorf("lockout row %+v, want %d refusals counted and the info cut", atts[0], refused.Load())
+	}
+	// Another address is still let in, and its attempt shows on top.
+	_, code, _ := s.Create(ctx, "send", "o")
+	if _, err := s.Redeem(ctx, code, Attempt{Address: "198.51.100.7"}, auto); err != nil {
+		t.Fatal(err)
+	}
+	if atts, _ := s.Attempts(ctx, 1); len(atts) != 1 || atts[0].Address != "198.51.100.7" {
+		t.Errorf("newest attempt %+v", atts)
+	}
 }

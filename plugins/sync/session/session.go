@@ -9,20 +9,23 @@
 package session
 
 import (
-	"github.com/fiberkit/fiberkit/plugins/sync/migrate"
-	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
-
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
+	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/fiberkit/fiberkit/plugins/sync/migrate"
+	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
 )
 
 // Typed errors for Redeem; callers map them to wire error codes.
@@ -70,6 +73,10 @@ type Limits struct {
 	// MaxConcurrentChecks bounds the password checks (argon2id) running at once in
 	// this process. Default 4.
 	MaxConcurrentChecks int
+	// RejoinGrace is how long after its connection ended a receiver may come back
+	// with the code it already redeemed, from the same address (a client's automatic
+	// reconnect). Default 30s.
+	RejoinGrace time.Duration
 }
 
 func (l Limits) withDefaults() Limits {
@@ -88,6 +95,9 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxConcurrentChecks <= 0 {
 		l.MaxConcurrentChecks = 4
 	}
+	if l.RejoinGrace <= 0 {
+		l.RejoinGrace = 30 * time.Second
+	}
 	return l
 }
 
@@ -96,6 +106,20 @@ type Store struct {
 	pool   *pgxpool.Pool
 	limits Limits
 	checks chan struct{} // a slot per running password check
+
+	// lockouts are the addresses this process knows to be locked out: their
+	// attempts are refused without touching the database, and counted on the
+	// lockout's row now and then.
+	mu       sync.Mutex
+	lockouts map[string]*lockout
+}
+
+// lockout is a locked-out rate key as this process knows it.
+type lockout struct {
+	until   time.Time // the lockout ends
+	row     int64     // the attempts row that counts the refusals
+	pending int       // refusals not yet added to the row
+	flushed time.Time
 }
 
 // Session is one session (syncapi.SessionInfo).
@@ -108,7 +132,8 @@ func Open(ctx context.Context, pool *pgxpool.Pool, limits Limits) (*Store, error
 		return nil, fmt.Errorf("session store: %w", err)
 	}
 	limits = limits.withDefaults()
-	return &Store{pool: pool, limits: limits, checks: make(chan struct{}, limits.MaxConcurrentChecks)}, nil
+	return &Store{pool: pool, limits: limits, checks: make(chan struct{}, limits.MaxConcurrentChecks),
+		lockouts: map[string]*lockout{}}, nil
 }
 
 // NewCode returns a fresh connection code from crypto/rand, uniform over the alphabet.
@@ -301,7 +326,7 @@ func (s *Store) Redeem(ctx context.Context, code string, a Attempt, p Policy) (S
 			attemptID, outcome, failed, sessionID)
 	}
 	fail := func(outcome error) (Session, error) {
-		settle(outcome.Error(), outcome != ErrDenied && outcome != ErrPasswordRequired, nil)
+		settle(outcome.Error(), outcome != ErrDenied && outcome != ErrPasswordRequired && outcome != ErrAlreadyUsed, nil)
 		return Session{}, outcome
 	}
 	internal := func(err error) (Session, error) {
@@ -321,7 +346,16 @@ func (s *Store) Redeem(ctx context.Context, code string, a Attempt, p Policy) (S
 	case !live:
 		return fail(ErrInvalidCode)
 	case used != nil:
-		return fail(ErrAlreadyUsed)
+		if sess, ok, err := s.rejoin(ctx, id, a.Address); err != nil {
+			return internal(err)
+		} else if ok {
+			settle("rejoined", false, &sess.ID)
+			return sess, nil
+		}
+		// A known code, redeemed: not a guess, so not a failure toward the lockout
+		// (a client retrying after a drop must not lock its address out).
+		settle(ErrAlreadyUsed.Error(), false, nil)
+		return Session{}, ErrAlreadyUsed
 	}
 	switch p.Mode {
 	case DenyAll:
@@ -400,46 +434,172 @@ const outcomeChecking = "checking"
 // advisory lock on the address it decides whether the address is locked out: the
 // address is locked out for Lockout after the latest failure that completes
 // MaxFailures failures within Window (reserved attempts count as failures). A
-// locked-out attempt is recorded as rate_limited (not itself a failure, so a
-// waiting user does not prolong the lockout) and refused; otherwise the reservation's
-// id is returned.
+// locked-out attempt is refused with ErrRateLimited and is not itself a failure (a
+// waiting user does not prolong the lockout); it is not stored as a row of its own
+// either: the lockout's first refusal gets a row, later ones are counted on it
+// (repeats), and once this process knows the address is locked out it refuses
+// without a database write, adding the count to the row now and then. Otherwise
+// the reservation's id is returned.
 func (s *Store) reserve(ctx context.Context, a Attempt) (int64, error) {
-	var id int64
-	var limited bool
 	key := RateKey(a.Address)
+	if s.refuseLocked(ctx, key) {
+		return 0, ErrRateLimited
+	}
+	var id int64
+	var until *time.Time
+	info := capInfo(a.ReceiverInfo)
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('fiberkit_sync_attempts'), hashtext($1))`, key); err != nil {
 			return err
 		}
-		err := tx.QueryRow(ctx, `SELECT coalesce(max(at) + $3::interval > clock_timestamp(), false) FROM (
+		err := tx.QueryRow(ctx, `SELECT max(at) + $3::interval FROM (
 				SELECT at, lag(at, $4) OVER (ORDER BY at, id) AS first FROM fiberkit_sync_attempts
 				WHERE rate_key = $1 AND failed AND at > clock_timestamp() - $2::interval) f
-			WHERE first IS NOT NULL AND at - first <= $5::interval`,
-			key, (s.limits.Window + s.limits.Lockout).String(), s.limits.Lockout.String(), s.limits.MaxFailures-1, s.limits.Window.String()).Scan(&limited)
-		if err != nil {
+			WHERE first IS NOT NULL AND at - first <= $5::interval
+			HAVING max(at) + $3::interval > clock_timestamp()`,
+			key, (s.limits.Window + s.limits.Lockout).String(), s.limits.Lockout.String(), s.limits.MaxFailures-1, s.limits.Window.String()).Scan(&until)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
+		if until != nil {
+			// Count the refusal on the lockout's row (made by its first refusal).
+			err := tx.QueryRow(ctx, `UPDATE fiberkit_sync_attempts SET repeats = repeats + 1, last_at = clock_timestamp()
+				WHERE id = (SELECT max(id) FROM fiberkit_sync_attempts WHERE rate_key = $1 AND outcome = $2 AND at > $3::timestamptz - $4::interval)
+				RETURNING id`, key, ErrRateLimited.Error(), *until, s.limits.Lockout.String()).Scan(&id)
+			if !errors.Is(err, pgx.ErrNoRows) {
+				return err
+			}
+		}
 		outcome, failed := outcomeChecking, true
-		if limited {
+		if until != nil {
 			outcome, failed = ErrRateLimited.Error(), false
 		}
 		if err := tx.QueryRow(ctx, `INSERT INTO fiberkit_sync_attempts (at, address, rate_key, receiver_info, outcome, failed)
-			VALUES (clock_timestamp(), $1, $2, $3, $4, $5) RETURNING id`, a.Address, key, a.ReceiverInfo, outcome, failed).Scan(&id); err != nil {
+			VALUES (clock_timestamp(), $1, $2, $3, $4, $5) RETURNING id`, a.Address, key, info, outcome, failed).Scan(&id); err != nil {
 			return err
 		}
 		if id%1000 == 0 {
 			// Now and then, forget attempts older than the attempts page shows.
-			_, err = tx.Exec(ctx, `DELETE FROM fiberkit_sync_attempts WHERE at < now() - interval '90 days'`)
+			if _, err := tx.Exec(ctx, `DELETE FROM fiberkit_sync_attempts WHERE at < now() - interval '90 days'`); err != nil {
+				return err
+			}
 		}
-		return err
+		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("rate limit: %w", err)
 	}
-	if limited {
+	if until != nil {
+		s.mu.Lock()
+		if l := s.lockouts[key]; l == nil || l.row != id {
+			s.lockouts[key] = &lockout{until: *until, row: id, flushed: time.Now()}
+		}
+		s.mu.Unlock()
 		return 0, ErrRateLimited
 	}
 	return id, nil
+}
+
+// refuseLocked reports whether this process knows key to be locked out now; if so
+// it counts the refusal, adding the count to the lockout's row every 100 refusals
+// or 5 seconds.
+func (s *Store) refuseLocked(ctx context.Context, key string) bool {
+	s.mu.Lock()
+	l := s.lockouts[key]
+	now := time.Now()
+	if l == nil || !now.Before(l.until) {
+		delete(s.lockouts, key)
+		for k, o := range s.lockouts { // forget ended lockouts as they are met
+			if !now.Before(o.until) {
+				delete(s.lockouts, k)
+			}
+		}
+		s.mu.Unlock()
+		return false
+	}
+	l.pending++
+	n, row := 0, l.row
+	if l.pending >= 100 || now.Sub(l.flushed) >= 5*time.Second {
+		n, l.pending, l.flushed = l.pending, 0, now
+	}
+	s.mu.Unlock()
+	if n > 0 {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		// The count is a display figure: a lost flush loses no protection.
+		_, _ = s.pool.Exec(fctx, `UPDATE fiberkit_sync_attempts SET repeats = repeats + $2, last_at = clock_timestamp() WHERE id = $1`, row, n)
+	}
+	return true
+}
+
+// maxInfoBytes bounds the receiver info stored with an attempt: anyone may send
+// it, before any check.
+const maxInfoBytes = 512
+
+// capInfo returns info as stored with an attempt: whole when its JSON is at most
+// maxInfoBytes, else its first keys with string values cut to 64 bytes, marked
+// "truncated", within the bound.
+func capInfo(info map[string]any) map[string]any {
+	if b, err := json.Marshal(info); err == nil && len(b) <= maxInfoBytes {
+		return info
+	}
+	keys := make([]string, 0, len(info))
+	for k := range info {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := map[string]any{"truncated": true}
+	size := len(`{"truncated":true}`)
+	for _, k := range keys {
+		if len(k) > 64 {
+			continue
+		}
+		v := fmt.Sprint(info[k])
+		if str, ok := info[k].(string); ok {
+			v = str
+		}
+		if len(v) > 64 {
+			v = strings.ToValidUTF8(v[:64], "")
+		}
+		b, _ := json.Marshal(map[string]string{k: v})
+		if size+len(b) > maxInfoBytes {
+			break
+		}
+		out[k], size = v, size+len(b)
+	}
+	return out
+}
+
+// rejoin lets the receiver that redeemed session id back in when it comes from the
+// same address within RejoinGrace of its connection's end, and the session still
+// lives: ok is false otherwise. Its connection is open again afterwards.
+func (s *Store) rejoin(ctx context.Context, id, addr string) (Session, bool, error) {
+	sess, err := scanSession(s.pool.QueryRow(ctx, `UPDATE fiberkit_sync_sessions SET receiver_left_at = NULL
+		WHERE id::text = $1 AND lease_until > now() AND receiver_left_at > now() - $2::interval
+			AND receiver_addr IS NOT NULL AND receiver_addr <> ''
+		RETURNING `+sessionCols, id, s.limits.RejoinGrace.String()))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Session{}, false, nil
+	}
+	if err != nil {
+		return Session{}, false, fmt.Errorf("rejoin: %w", err)
+	}
+	if RateKey(sess.ReceiverAddr) != RateKey(addr) {
+		// Another address: put the mark back; it is not this receiver's to reuse.
+		_, err := s.pool.Exec(ctx, `UPDATE fiberkit_sync_sessions SET receiver_left_at = now() WHERE id::text = $1`, id)
+		return Session{}, false, err
+	}
+	sess.Rejoined = true
+	return sess, true, nil
+}
+
+// Left records that the receiver's connection to session id ended: the same
+// receiver may rejoin within RejoinGrace.
+func (s *Store) Left(ctx context.Context, id string) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE fiberkit_sync_sessions SET receiver_left_at = now() WHERE id::text = $1`, id); err != nil {
+		return fmt.Errorf("session %s: record the receiver left: %w", id, err)
+	}
+	return nil
 }
 
 // RateKey is what wrong guesses are counted against: the address itself, or for
@@ -463,22 +623,41 @@ type AttemptRecord struct {
 	Address      string         `json:"address"`
 	ReceiverInfo map[string]any `json:"receiver_info"`
 	Outcome      string         `json:"outcome"`
+	// Repeats counts the further refusals this row stands for (a lockout's
+	// refusals share one row); LastAt is the latest of them.
+	Repeats int        `json:"repeats,omitempty"`
+	LastAt  *time.Time `json:"last_at,omitempty"`
 }
 
 // Attempts returns the newest attempts.
 func (s *Store) Attempts(ctx context.Context, limit int) ([]AttemptRecord, error) {
-	rows, err := s.pool.Query(ctx, `SELECT at, address, coalesce(receiver_info, '{}'), outcome FROM fiberkit_sync_attempts ORDER BY id DESC LIMIT $1`, limit)
+	rows, err := s.pool.Query(ctx, `SELECT id, at, address, coalesce(receiver_info, '{}'), outcome, repeats, last_at FROM fiberkit_sync_attempts ORDER BY id DESC LIMIT $1`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("attempts: %w", err)
 	}
 	defer rows.Close()
 	var out []AttemptRecord
+	var ids []int64
 	for rows.Next() {
 		var r AttemptRecord
-		if err := rows.Scan(&r.At, &r.Address, &r.ReceiverInfo, &r.Outcome); err != nil {
+		var id int64
+		if err := rows.Scan(&id, &r.At, &r.Address, &r.ReceiverInfo, &r.Outcome, &r.Repeats, &r.LastAt); err != nil {
 			return nil, err
 		}
-		out = append(out, r)
+		out, ids = append(out, r), append(ids, id)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	// Refusals this process counted and has not written yet.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range out {
+		for _, l := range s.lockouts {
+			if l.row == ids[i] {
+				out[i].Repeats += l.pending
+			}
+		}
+	}
+	return out, nil
 }

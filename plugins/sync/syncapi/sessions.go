@@ -16,6 +16,9 @@ type SessionInfo struct {
 	ReceiverInfo map[string]any `json:"receiver_info,omitempty"`
 	ReceiverAddr string         `json:"receiver_addr,omitempty"`
 	Progress     map[string]any `json:"progress,omitempty"`
+	// Rejoined is set by a redeem that let the session's receiver back in after
+	// its connection dropped (within the rejoin grace, from the same address).
+	Rejoined bool `json:"rejoined,omitempty"`
 }
 
 // Approval is a receiver's request waiting for an admin of the sending site.
