@@ -28,7 +28,7 @@ func TestSchedulerFollowsTheDatabase(t *testing.T) {
 			stop()
 		}
 		if st != nil {
-			st.pool.Close()
+			st.Pool.Close()
 		}
 	})
 	env := func(db string) *sdk.Env {
@@ -46,12 +46,12 @@ func TestSchedulerFollowsTheDatabase(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r, err := st.remotes.Add(ctx, remote.Remote{Name: "r", URL: "http://127.0.0.1:9", Interval: 1}, "fkc_x", "test")
+		r, err := st.Remotes.Add(ctx, remote.Remote{Name: "r", URL: "http://127.0.0.1:9", Interval: 1}, "fkc_x", "test")
 		if err != nil {
 			t.Fatal(err)
 		}
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			got, _, err := st.remotes.Get(ctx, r.ID)
+			got, _, err := st.Remotes.Get(ctx, r.ID)
 			if err == nil && got.LastRunAt != nil {
 				return
 			}
@@ -62,31 +62,4 @@ func TestSchedulerFollowsTheDatabase(t *testing.T) {
 	}
 	ranOn(db1)
 	ranOn(db2)
-}
-
-// The public token endpoint's limiter: a burst per address, refilled over time,
-// addresses counted apart (IPv6 per /64).
-func TestLimiter(t *testing.T) {
-	l := newLimiter(3, time.Minute)
-	now := time.Now()
-	for i := range 3 {
-		if !l.allow("203.0.113.1", now) {
-			t.Fatalf("request %d refused within the burst", i)
-		}
-	}
-	if l.allow("203.0.113.1", now) {
-		t.Fatal("a 4th request at once was allowed")
-	}
-	if !l.allow("203.0.113.2", now) {
-		t.Fatal("another address was refused")
-	}
-	if !l.allow("203.0.113.1", now.Add(21*time.Second)) {
-		t.Fatal("no token back after a third of the refill time")
-	}
-	for range 3 {
-		_ = l.allow("2001:db8::1", now)
-	}
-	if l.allow("[2001:db8::ffff]:443", now) {
-		t.Fatal("another address in the same /64 got a fresh bucket")
-	}
 }

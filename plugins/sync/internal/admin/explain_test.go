@@ -1,43 +1,15 @@
-package server
+package admin
 
 import (
+	"context"
+	"fmt"
+	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/fiberkit/fiberkit/plugins/sync/client"
+	"github.com/fiberkit/fiberkit/plugins/sync/internal/urlguard"
 )
-
-// A job nobody watches is closed and forgotten after the idle period; one being
-// watched is kept.
-func TestIdleJobsExpire(t *testing.T) {
-	js := newJobs()
-	js.idle = 50 * time.Millisecond
-	watched := js.attach("")
-	left := js.attach("")
-	js.detach(left)
-	time.Sleep(300 * time.Millisecond)
-	js.mu.Lock()
-	_, leftKept := js.m[left.ID]
-	_, watchedKept := js.m[watched.ID]
-	js.mu.Unlock()
-	if leftKept || !watchedKept {
-		t.Fatalf("unwatched job kept %v, watched job kept %v", leftKept, watchedKept)
-	}
-	// A page coming back in time keeps its job.
-	back := js.attach("")
-	js.detach(back)
-	if again := js.attach(back.ID); again != back {
-		t.Fatal("a returning page got a new job")
-	}
-	time.Sleep(300 * time.Millisecond)
-	js.mu.Lock()
-	_, kept := js.m[back.ID]
-	js.mu.Unlock()
-	if !kept {
-		t.Fatal("a watched job expired")
-	}
-}
 
 // The reasons a sender closes with (4004, 4005) get sentences of their own.
 func TestExplainCloseReasons(t *testing.T) {
@@ -60,5 +32,25 @@ func TestExplainCloseReasons(t *testing.T) {
 	}
 	if code, _ := explain(&client.RemoteError{Code: "something_new"}, false); code != "something_new" {
 		t.Errorf("unknown reason: %s", code)
+	}
+}
+
+// Failures are told apart by their types, however they were wrapped.
+func TestExplainTypedErrors(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("connect: %w", &client.HTTPError{URL: "http://x", Status: http.StatusNotFound, Reason: "Not Found"}), "sender_disabled"},
+		{&client.HTTPError{URL: "http://x", Status: http.StatusBadGateway}, "failed"},
+		{fmt.Errorf("dial: %w", urlguard.ErrSelfURL), "refused_url"},
+		{fmt.Errorf("%w 10.0.0.1 refused", urlguard.ErrInternalURL), "refused_url"},
+		{fmt.Errorf("read: %w", client.ErrClosed), "sender_vanished"},
+		{context.Canceled, "cancelled"},
+		{fmt.Errorf("waiting: %w", client.ErrDenied), "approval_denied"},
+	} {
+		if code, _ := explain(c.err, true); code != c.want {
+			t.Errorf("explain(%v) = %s, want %s", c.err, code, c.want)
+		}
 	}
 }

@@ -1,4 +1,9 @@
-package server
+// Package urlguard vets the URLs this site connects out to (pulls, the Receive
+// page, scheduled pulls, token notices): never to this site itself, and never to a
+// non-public address unless internal URLs are allowed. Addresses are checked when
+// dialled, after DNS resolution, so a name cannot be re-pointed between the check
+// and the dial.
+package urlguard
 
 import (
 	"context"
@@ -9,21 +14,37 @@ import (
 	"net/url"
 	"strings"
 	"time"
-
-	"github.com/fiberkit/fiberkit/plugins/sync/client"
 )
 
-// errInternalURL refuses a pull from a private, loopback, link-local or otherwise
-// non-public address.
-var errInternalURL = errors.New("internal address")
+// Refusals (compare with errors.Is; Refused matches any of them).
+var (
+	// ErrNotURL refuses a target that is not a URL with a host.
+	ErrNotURL = errors.New("not a URL")
+	// ErrInternalURL refuses a private, loopback, link-local or otherwise
+	// non-public address.
+	ErrInternalURL = errors.New("internal address")
+	// ErrSelfURL refuses a connection from this site to itself.
+	ErrSelfURL = errors.New("that URL is this site")
+)
 
-// errSelfURL refuses a connection from this site to itself.
-var errSelfURL = errors.New("that URL is this site")
+// Refused reports whether err is (or wraps) one of the guard's refusals, before
+// or while dialling.
+func Refused(err error) bool {
+	return errors.Is(err, ErrNotURL) || errors.Is(err, ErrInternalURL) || errors.Is(err, ErrSelfURL)
+}
 
-// outgoing returns the client options that guard this site's outgoing connections
-// (pull, the Receive page, scheduled pulls, token notices): no connection to itself,
-// and none to a non-public address (see internalAddr) unless the allow_internal_urls
-// setting is on. Addresses are checked when dialled, after DNS resolution.
+// Guard is what the checks know of this site.
+type Guard struct {
+	// Public is this site's public URL: what other sites, and this one, dial.
+	Public string
+	// AllowInternal lets connections reach non-public addresses (the
+	// allow_internal_urls setting).
+	AllowInternal bool
+}
+
+// Check vets target before it is dialled and returns the check of every address
+// the connection dials (for client.Options.CheckAddr): no connection to this site
+// itself, and none to a non-public address (see internalAddr) unless AllowInternal.
 //
 // "Itself" is the same host name and port (case and a trailing dot aside), or, when
 // dialled, the same port on an address this site's public host resolves to. The
@@ -31,33 +52,32 @@ var errSelfURL = errors.New("that URL is this site")
 // address: this site is on a loopback address, or either URL names an IP literal.
 // Two different host names on one shared address and port (sites behind one proxy)
 // stay distinct.
-func (st *state) outgoing(target string, o client.Options) (client.Options, error) {
+func (g Guard) Check(ctx context.Context, target string) (func(netip.Addr) error, error) {
 	u, err := url.Parse(target)
 	if err != nil || u.Host == "" {
-		return o, fmt.Errorf("sender URL %q is not a URL", target)
+		return nil, fmt.Errorf("sender URL %q is %w", target, ErrNotURL)
 	}
-	self, _ := url.Parse(st.public)
+	self, _ := url.Parse(g.Public)
 	if self != nil && self.Host != "" && sameHost(self, u) {
-		return o, errSelfURL
+		return nil, ErrSelfURL
 	}
-	allowInternal := st.settings.Bool("allow_internal_urls")
-	selfAddrs := selfAddresses(self)
+	selfAddrs := selfAddresses(ctx, self)
 	samePort := self != nil && self.Host != "" && urlPort(u) == urlPort(self)
 	byAddr := selfAddrs.loopback || isLiteral(u.Hostname()) || (self != nil && isLiteral(self.Hostname()))
-	o.CheckAddr = func(ip netip.Addr) error {
+	allowInternal := g.AllowInternal
+	return func(ip netip.Addr) error {
 		ip = ip.Unmap()
 		if samePort && byAddr && selfAddrs.contains(ip) {
-			return fmt.Errorf("%w (%s is this site's address)", errSelfURL, ip)
+			return fmt.Errorf("%w (%s is this site's address)", ErrSelfURL, ip)
 		}
 		if allowInternal {
 			return nil
 		}
 		if internalAddr(ip) {
-			return fmt.Errorf("%w %s refused (turn on allow_internal_urls to pull from internal sites)", errInternalURL, ip)
+			return fmt.Errorf("%w %s refused (turn on allow_internal_urls to pull from internal sites)", ErrInternalURL, ip)
 		}
 		return nil
-	}
-	return o, nil
+	}, nil
 }
 
 // addrSet is the addresses this site answers on.
@@ -83,7 +103,7 @@ func (s addrSet) contains(ip netip.Addr) bool {
 // selfAddresses resolves this site's public host (a literal, or a name looked up
 // with a short deadline). The plugin does not learn the host's listen address; the
 // public URL is what other sites — and this one — dial.
-func selfAddresses(self *url.URL) addrSet {
+func selfAddresses(ctx context.Context, self *url.URL) addrSet {
 	var s addrSet
 	if self == nil || self.Host == "" {
 		return s
@@ -92,7 +112,7 @@ func selfAddresses(self *url.URL) addrSet {
 	if ip, err := netip.ParseAddr(host); err == nil {
 		s.ips = []netip.Addr{ip.Unmap()}
 	} else {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		if ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host); err == nil {
 			for _, ip := range ips {

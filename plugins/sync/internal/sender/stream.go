@@ -1,0 +1,219 @@
+package sender
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
+	"github.com/fiberkit/fiberkit/plugins/sync/connection"
+	"github.com/fiberkit/fiberkit/plugins/sync/exporter"
+	"github.com/fiberkit/fiberkit/plugins/sync/history"
+	"github.com/fiberkit/fiberkit/plugins/sync/session"
+	"github.com/fiberkit/fiberkit/plugins/sync/wire"
+	"github.com/fiberkit/fiberkit/sdk"
+)
+
+// liveStream is one running fast-path stream.
+type liveStream struct {
+	credits chan int
+	cancel  context.CancelFunc
+	// byReceiver is set when the receiver sent stream:cancel, so the history says
+	// so even if its connection closes before the stream notices.
+	byReceiver atomic.Bool
+}
+
+// errCancelled is how the history words a stream the receiver cancelled.
+var errCancelled = errors.New("cancelled by the receiver")
+
+// startStream answers stream:start and begins a fast-path stream: binary batch
+// frames, at most `credit` unacknowledged, each read from the connection's snapshot.
+func (p *peer) startStream(ctx context.Context, f wire.Frame, req wire.Start) error {
+	if req.BatchRows <= 0 {
+		req.BatchRows = wire.DefaultBatchRows
+	}
+	if req.BatchRows > wire.MaxBatchRows || req.Credit < 0 || req.Credit > wire.MaxCredit || (req.Compression != "" && req.Compression != "zstd") {
+		return p.fail(f, wire.ErrBadRequest, fmt.Sprintf("batch_rows ≤ %d, credit ≤ %d, compression zstd or none", wire.MaxBatchRows, wire.MaxCredit))
+	}
+	if req.Credit == 0 {
+		req.Credit = wire.DefaultCredit
+	}
+	var sch *catalog.Schema
+	var err error
+	p.mu.Lock()
+	if _, dup := p.streams[req.Stream]; dup {
+		p.mu.Unlock()
+		return p.fail(f, wire.ErrBadRequest, "stream id in use")
+	}
+	if p.snap == nil {
+		if p.snap, err = exporter.Begin(ctx, p.st.Pool); err != nil {
+			p.mu.Unlock()
+			return p.fail(f, wire.ErrInternal, "could not read the database")
+		}
+	}
+	sch, err = p.schema(ctx, p.snap, req.Table)
+	if err != nil {
+		p.mu.Unlock()
+		if errors.Is(err, catalog.ErrUnknownTable) {
+			return p.fail(f, wire.ErrUnknownTable, err.Error())
+		}
+		return p.fail(f, wire.ErrInternal, "could not read the table")
+	}
+	credits := make(chan int, wire.MaxCredit)
+	sctx, scancel := context.WithCancel(ctx)
+	ls := &liveStream{credits: credits, cancel: scancel}
+	p.streams[req.Stream] = ls
+	p.mu.Unlock()
+	if err := p.ok(f, map[string]any{"stream": req.Stream, "columns": writableNames(sch)}); err != nil {
+		return err
+	}
+	p.progress(ctx, map[string]any{"table": req.Table})
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		defer func() {
+			scancel()
+			p.mu.Lock()
+			delete(p.streams, req.Stream)
+			p.mu.Unlock()
+		}()
+		p.runStream(ctx, sctx, ls, sch, req)
+	}()
+	return nil
+}
+
+// runStream streams req's table on sctx (ctx is the connection's), records the
+// outcome in the history and tells the receiver why a stream failed.
+func (p *peer) runStream(ctx, sctx context.Context, ls *liveStream, sch *catalog.Schema, req wire.Start) {
+	started := time.Now()
+	rows, bytes, err := p.stream(sctx, sch, req, ls.credits)
+	cancelled := err != nil && (ls.byReceiver.Load() || sctx.Err() != nil && ctx.Err() == nil)
+	if cancelled {
+		err = errCancelled
+	}
+	rec := history.Transfer{Direction: "send", Peer: p.addr, Table: req.Table, Rows: rows, Bytes: bytes,
+		Duration: time.Since(started), Status: "done", StartedBy: p.startedBy()}
+	switch {
+	case cancelled:
+		rec.Status, rec.Error = "cancelled", err.Error()
+	case err != nil:
+		rec.Status, rec.Error = "failed", err.Error()
+	}
+	rctx, rcancel := detached(ctx)
+	p.record(rctx, rec)
+	rcancel()
+	var ref *connection.Refusal
+	switch {
+	case errors.As(err, &ref):
+		_ = p.push(wire.StreamError, wire.StreamErr{Stream: req.Stream, Error: ref.Reason, Message: ref.Detail})
+	case errors.Is(err, exporter.ErrNoResume):
+		_ = p.push(wire.StreamError, wire.StreamErr{Stream: req.Stream, Error: wire.ErrBadRequest, Message: exporter.ErrNoResume.Error()})
+	case err != nil && sctx.Err() != nil:
+		// Cancelled by the receiver (or the connection ended): nothing to tell.
+	case err != nil && ctx.Err() == nil:
+		p.srv.log.Error("stream failed", "table", req.Table, "err", err)
+		_ = p.push(wire.StreamError, wire.StreamErr{Stream: req.Stream, Error: wire.ErrInternal, Message: "the stream failed on the sending site"})
+	}
+}
+
+// ack answers stream:ack: the receiver's credit goes to its stream.
+func (p *peer) ack(_ context.Context, f wire.Frame, ack wire.Ack) error {
+	p.mu.Lock()
+	ls, ok := p.streams[ack.Stream]
+	p.mu.Unlock()
+	if ok && ack.Credit > 0 {
+		select {
+		case ls.credits <- min(ack.Credit, wire.MaxCredit):
+		default: // the streamer has plenty of credit queued
+		}
+	}
+	return nil
+}
+
+// cancelStream answers stream:cancel: the stream ends, recorded as cancelled.
+func (p *peer) cancelStream(_ context.Context, f wire.Frame, sc wire.StreamRef) error {
+	p.mu.Lock()
+	if ls, ok := p.streams[sc.Stream]; ok {
+		ls.byReceiver.Store(true)
+		ls.cancel()
+	}
+	p.mu.Unlock()
+	return nil
+}
+
+// progress tells the session (what the Send page shows about this receiver) what
+// is being sent; a permanent connection has no session.
+func (p *peer) progress(ctx context.Context, progress map[string]any) {
+	if p.sess.ID == "" {
+		return
+	}
+	if err := p.st.Sessions.Update(ctx, p.sess.ID, session.StatusTransferring, progress); err != nil && ctx.Err() == nil {
+		p.srv.log.Warn("update session progress", "session", p.sess.ID, "err", err)
+	}
+}
+
+// stream sends the table's batches after req.AfterKey while the receiver grants
+// credit, then stream:end.
+func (p *peer) stream(ctx context.Context, sch *catalog.Schema, req wire.Start, credits chan int) (rows, sent int64, err error) {
+	credit := req.Credit
+	after := req.AfterKey
+	var seq uint32
+	var frame []byte
+	for {
+		for credit == 0 {
+			select {
+			case <-ctx.Done():
+				return rows, sent, ctx.Err()
+			case n := <-credits:
+				credit += n
+			}
+		}
+		size := req.BatchRows
+		if p.connID != "" {
+			// Every batch: the connection must still stand (a revocation, suspension,
+			// expiry, the end of its hours or a new token stops the stream), and the
+			// batch's rows are taken from its total before they are read.
+			if _, err := p.st.Conns.Standing(ctx, p.connID, p.token, p.addr); err != nil {
+				return rows, sent, err
+			}
+			granted, err := p.st.Conns.Reserve(ctx, p.connID, int64(size))
+			if err != nil {
+				return rows, sent, err
+			}
+			size = int(granted)
+		}
+		p.mu.Lock()
+		if p.snap == nil {
+			p.mu.Unlock()
+			return rows, sent, errors.New("snapshot closed")
+		}
+		b, err := p.snap.NextBatch(ctx, sch, after, size)
+		p.mu.Unlock()
+		if p.connID != "" {
+			p.release(ctx, size-b.Rows)
+		}
+		if err != nil {
+			return rows, sent, err
+		}
+		if b.Rows > 0 {
+			seq++
+			frame, err = p.codec.EncodeBatch(frame[:0], wire.Batch{Stream: req.Stream, Seq: seq, Rows: uint32(b.Rows), LastKey: b.LastKey, Data: b.Data}, req.Compression == "zstd")
+			if err != nil {
+				return rows, sent, err
+			}
+			if err := p.c.WriteMessage(sdk.BinaryMessage, frame); err != nil {
+				return rows, sent, err
+			}
+			credit--
+			rows += int64(b.Rows)
+			sent += int64(len(frame))
+			p.progress(ctx, map[string]any{"table": req.Table, "rows": rows})
+		}
+		after = b.LastKey
+		if b.Done {
+			return rows, sent, p.push(wire.StreamEnd, wire.End{Stream: req.Stream, Batches: seq, Rows: rows, LastKey: after})
+		}
+	}
+}

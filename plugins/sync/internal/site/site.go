@@ -1,0 +1,96 @@
+// Package site is what the Sync module works on, as its settings last configured
+// it: this site's database pool and the stores on it (sessions, connections,
+// remotes, history), its settings, its public URL and where the host mounts its
+// admin pages. Every other part of the module reads the current Site.
+package site
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/fiberkit/fiberkit/plugins/sync/client"
+	"github.com/fiberkit/fiberkit/plugins/sync/connection"
+	"github.com/fiberkit/fiberkit/plugins/sync/history"
+	"github.com/fiberkit/fiberkit/plugins/sync/internal/urlguard"
+	"github.com/fiberkit/fiberkit/plugins/sync/remote"
+	"github.com/fiberkit/fiberkit/plugins/sync/session"
+	"github.com/fiberkit/fiberkit/sdk"
+)
+
+// Site is the module's configured state; replaced as a whole when settings change.
+type Site struct {
+	Pool     *pgxpool.Pool
+	Sessions *session.Store
+	Conns    *connection.Store
+	Remotes  *remote.Store
+	History  *history.Log
+	Settings sdk.Settings
+	Host     *sdk.Host
+	// Public is this site's public URL.
+	Public string
+	// AdminPrefix is where the host mounts this module's admin pages.
+	AdminPrefix string
+}
+
+// Current returns the Site as last configured, or ErrNotReady before that.
+type Current func() (*Site, error)
+
+// ErrNotReady is returned before the first Configure.
+var ErrNotReady = errors.New("sync: not configured yet")
+
+// Open connects to env's database and opens the stores on it.
+func Open(ctx context.Context, env *sdk.Env) (*Site, error) {
+	pool, err := pgxpool.New(ctx, env.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("sync: connect database: %w", err)
+	}
+	s := &Site{Pool: pool}
+	if s.Sessions, err = session.Open(ctx, pool, session.Limits{}); err == nil {
+		if s.History, err = history.Open(ctx, pool); err == nil {
+			if s.Conns, err = connection.Open(ctx, pool); err == nil {
+				s.Remotes, err = remote.Open(ctx, pool)
+			}
+		}
+	}
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("sync: %w", err)
+	}
+	return s.With(env), nil
+}
+
+// With returns a copy of s that takes env's settings, host, public URL and admin
+// prefix (the database stays s's).
+func (s *Site) With(env *sdk.Env) *Site {
+	next := *s
+	next.Settings, next.Host, next.Public, next.AdminPrefix = env.Settings, env.Host, env.PublicURL, env.AdminPrefix
+	return &next
+}
+
+// IncomingMode is how the site treats receivers: auto_accept, require_approval,
+// require_password or deny_all.
+func (s *Site) IncomingMode() string { return s.Settings.String("incoming_mode") }
+
+// Policy returns the incoming-connection policy of the current settings.
+func (s *Site) Policy() session.Policy {
+	return session.Policy{
+		Mode:            s.IncomingMode(),
+		PasswordMatches: func(c string) bool { return s.Settings.SecretMatches("incoming_password", c) },
+	}
+}
+
+// Outgoing returns o guarded for a connection from this site to target (pull, the
+// Receive page, scheduled pulls, token notices): see urlguard. A refusal matches
+// urlguard.Refused.
+func (s *Site) Outgoing(ctx context.Context, target string, o client.Options) (client.Options, error) {
+	g := urlguard.Guard{Public: s.Public, AllowInternal: s.Settings.Bool("allow_internal_urls")}
+	check, err := g.Check(ctx, target)
+	if err != nil {
+		return o, err
+	}
+	o.CheckAddr = check
+	return o, nil
+}
