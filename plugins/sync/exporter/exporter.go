@@ -87,6 +87,28 @@ func Begin(ctx context.Context, pool *pgxpool.Pool) (*Snapshot, error) {
 // Querier returns the snapshot's transaction, for catalog look-ups inside it.
 func (s *Snapshot) Querier() catalog.Querier { return s.tx }
 
+// Isolate runs fn, which works inside the snapshot, under a savepoint: when fn
+// fails, the snapshot is rolled back to where it was, so one request that fails in
+// SQL (a malformed key, a cast that does not hold) does not abort the transaction
+// for the requests after it. The snapshot's methods isolate themselves; callers
+// isolate their own look-ups through Querier.
+func (s *Snapshot) Isolate(ctx context.Context, fn func() error) error {
+	if _, err := s.tx.Exec(ctx, "SAVEPOINT fiberkit_request"); err != nil {
+		return fmt.Errorf("export: savepoint: %w", err)
+	}
+	if err := fn(); err != nil {
+		if _, rerr := s.tx.Exec(ctx, "ROLLBACK TO SAVEPOINT fiberkit_request"); rerr != nil {
+			return errors.Join(err, fmt.Errorf("export: roll back to the savepoint: %w", rerr))
+		}
+		_, _ = s.tx.Exec(ctx, "RELEASE SAVEPOINT fiberkit_request")
+		return err
+	}
+	if _, err := s.tx.Exec(ctx, "RELEASE SAVEPOINT fiberkit_request"); err != nil {
+		return fmt.Errorf("export: release the savepoint: %w", err)
+	}
+	return nil
+}
+
 // Close ends the snapshot and returns its connection.
 func (s *Snapshot) Close(ctx context.Context) {
 	_ = s.tx.Rollback(ctx)
@@ -153,7 +175,15 @@ func afterClause(sch *catalog.Schema, after []string, op string) (string, error)
 // NextBatch returns up to limit rows after key after (nil = from the start), in key
 // order, and no more than the byte budget (BatchBytes) holds — but at least one row.
 // The batch's LastKey is its last row's key: the next batch resumes after it.
-func (s *Snapshot) NextBatch(ctx context.Context, sch *catalog.Schema, after []string, limit int) (Batch, error) {
+func (s *Snapshot) NextBatch(ctx context.Context, sch *catalog.Schema, after []string, limit int) (b Batch, err error) {
+	err = s.Isolate(ctx, func() error {
+		b, err = s.nextBatch(ctx, sch, after, limit)
+		return err
+	})
+	return b, err
+}
+
+func (s *Snapshot) nextBatch(ctx context.Context, sch *catalog.Schema, after []string, limit int) (Batch, error) {
 	if limit <= 0 {
 		return Batch{}, fmt.Errorf("export %s: batch size must be positive", sch.Name)
 	}
@@ -386,7 +416,15 @@ type Page = syncapi.Page
 
 // Records returns rows offset..offset+limit in key order, as text values. A page
 // holds at least one row and stops once its values pass PageBytes (HasMore true).
-func (s *Snapshot) Records(ctx context.Context, sch *catalog.Schema, offset, limit int) (Page, error) {
+func (s *Snapshot) Records(ctx context.Context, sch *catalog.Schema, offset, limit int) (p Page, err error) {
+	err = s.Isolate(ctx, func() error {
+		p, err = s.records(ctx, sch, offset, limit)
+		return err
+	})
+	return p, err
+}
+
+func (s *Snapshot) records(ctx context.Context, sch *catalog.Schema, offset, limit int) (Page, error) {
 	cols := sch.Writable()
 	sel := make([]string, len(cols))
 	for i, c := range cols {
@@ -471,6 +509,14 @@ func Checksum(ctx context.Context, q interface {
 }
 
 // Checksum returns the table's checksum as of the snapshot.
-func (s *Snapshot) Checksum(ctx context.Context, sch *catalog.Schema) (string, error) {
+func (s *Snapshot) Checksum(ctx context.Context, sch *catalog.Schema) (sum string, err error) {
+	err = s.Isolate(ctx, func() error {
+		sum, err = s.checksum(ctx, sch)
+		return err
+	})
+	return sum, err
+}
+
+func (s *Snapshot) checksum(ctx context.Context, sch *catalog.Schema) (string, error) {
 	return Checksum(ctx, s.tx, sch, nil)
 }

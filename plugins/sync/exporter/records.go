@@ -53,7 +53,15 @@ func jsonExpr(c catalog.Column) string {
 // RecordsJSON returns rows offset..offset+limit in key order with JSON-typed
 // values, for receivers that did not ask for text (PhoenixKit's). A page holds at
 // least one row and stops once it passes PageBytes.
-func (s *Snapshot) RecordsJSON(ctx context.Context, sch *catalog.Schema, offset, limit int) (JSONPage, error) {
+func (s *Snapshot) RecordsJSON(ctx context.Context, sch *catalog.Schema, offset, limit int) (p JSONPage, err error) {
+	err = s.Isolate(ctx, func() error {
+		p, err = s.recordsJSON(ctx, sch, offset, limit)
+		return err
+	})
+	return p, err
+}
+
+func (s *Snapshot) recordsJSON(ctx context.Context, sch *catalog.Schema, offset, limit int) (JSONPage, error) {
 	cols := sch.Writable()
 	sel := make([]string, len(cols))
 	for i, c := range cols {
