@@ -1,7 +1,9 @@
 // Command kitbench measures what running a handler in a plugin process costs: a route
 // served through a plugin against the same handler in-process (requests/s, p50, p99
 // on loopback), and WebSocket messages/s through the host's bridge against a direct
-// Fiber WebSocket. It prints a table and, last, one JSON line.
+// Fiber WebSocket; then how long a scrape of the kit's Prometheus metrics takes (the
+// module's own metrics gathered through the plugin channel included), checking that
+// the kit counted every request. It prints a table and, last, one JSON line.
 //
 //	go run ./bench/kitbench
 //
@@ -18,9 +20,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -29,6 +33,8 @@ import (
 	"github.com/fasthttp/websocket"
 	fws "github.com/gofiber/contrib/websocket"
 	"github.com/gofiber/fiber/v2"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/fiberkit/fiberkit/bench/internal/measure"
 	"github.com/fiberkit/fiberkit/host"
@@ -146,6 +152,14 @@ func run(requests, concurrency, messages int) error {
 		return fmt.Errorf("direct websocket: %w", err)
 	}
 
+	scrapeMS, counted, err := scrapeLoad(kit, 50)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	if sent := 2*warmUp + requests/2 + requests; counted != float64(sent) {
+		return fmt.Errorf("metrics: %v requests to /ping counted, %d sent", counted, sent)
+	}
+
 	fmt.Printf("%-30s %12s %10s %10s\n", "HTTP GET /ping", "req/s", "p50 ms", "p99 ms")
 	fmt.Printf("%-30s %12.0f %10.3f %10.3f\n", "through plugin, 1 client", hp.rps, hp.p50, hp.p99)
 	fmt.Printf("%-30s %12.0f %10.3f %10.3f\n", "in-process, 1 client", hd.rps, hd.p50, hd.p99)
@@ -155,7 +169,8 @@ func run(requests, concurrency, messages int) error {
 	fmt.Printf("%-22s %12s\n", "WebSocket echo", "msgs/s")
 	fmt.Printf("%-22s %12.0f\n", "through bridge", wp)
 	fmt.Printf("%-22s %12.0f\n", "direct", wd)
-	fmt.Printf("bridge / direct: %.2f\n", wp/wd)
+	fmt.Printf("bridge / direct: %.2f\n\n", wp/wd)
+	fmt.Printf("metrics scrape p50: %.3f ms (%v requests to /ping counted)\n", scrapeMS, counted)
 	line, _ := json.Marshal(map[string]float64{
 		"http_plugin_rps": round(hp.rps), "http_direct_rps": round(hd.rps),
 		"http_plugin_p50_ms": round(hp.p50), "http_direct_p50_ms": round(hd.p50), "http_p50_overhead_ms": round(hp.p50 - hd.p50),
@@ -163,6 +178,7 @@ func run(requests, concurrency, messages int) error {
 		"http_plugin_rps_concurrent": round(cp.rps), "http_direct_rps_concurrent": round(cd.rps),
 		"http_plugin_p50_ms_concurrent": round(cp.p50), "http_direct_p50_ms_concurrent": round(cd.p50),
 		"ws_bridge_msgs_per_s": round(wp), "ws_direct_msgs_per_s": round(wd), "ws_ratio": round(wp / wd),
+		"metrics_scrape_p50_ms": round(scrapeMS),
 	})
 	fmt.Println(string(line))
 	return nil
@@ -181,6 +197,9 @@ func serve(app *fiber.App) (string, error) {
 
 type httpResult struct{ rps, p50, p99 float64 }
 
+// warmUp is how many requests httpLoad sends before it measures.
+const warmUp = 500
+
 // httpLoad sends n GETs from c keep-alive clients and records each latency.
 func httpLoad(u string, n, c int) (httpResult, error) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: c, MaxConnsPerHost: c}}
@@ -196,7 +215,7 @@ func httpLoad(u string, n, c int) (httpResult, error) {
 		}
 		return nil
 	}
-	for i := 0; i < 500; i++ { // warm up
+	for i := 0; i < warmUp; i++ {
 		if err := get(); err != nil {
 			return httpResult{}, err
 		}
@@ -265,4 +284,37 @@ func wsLoad(u string, n int) (float64, error) {
 		return 0, err
 	}
 	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// scrapeLoad scrapes the kit's metrics n times and returns the median scrape time
+// (ms) and how many requests to /ping the last scrape counted.
+func scrapeLoad(kit *host.Kit, n int) (float64, float64, error) {
+	h := kit.MetricsHTTPHandler()
+	lat := make([]time.Duration, n)
+	var last string
+	for i := range lat {
+		rec := httptest.NewRecorder()
+		t := time.Now()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		lat[i] = time.Since(t)
+		if rec.Code != http.StatusOK {
+			return 0, 0, fmt.Errorf("scrape: status %d", rec.Code)
+		}
+		last = rec.Body.String()
+	}
+	slices.Sort(lat)
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(last))
+	if err != nil {
+		return 0, 0, fmt.Errorf("parse scrape: %w", err)
+	}
+	counted := 0.0
+	for _, m := range fams["fiberkit_http_requests_total"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "route" && l.GetValue() == "/ping" {
+				counted += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return float64(lat[n/2]) / float64(time.Millisecond), counted, nil
 }

@@ -1,8 +1,11 @@
 // Command hostapp is a Fiber app that embeds the FiberKit host kit: its own home
 // page, the kit's admin pages behind HTTP basic auth, and the modules found in
-// ../plugins and the repository's top-level module.yaml (Sync).
+// ../plugins and the repository's top-level module.yaml (Sync), and the kit's
+// Prometheus metrics at /metrics behind the same auth (or, with -metrics-addr, on a
+// separate listener meant for the scraper only).
 //
 //	make plugins && go run ./examples/hostapp
+//	curl -u admin:$ADMIN_PASSWORD http://127.0.0.1:8080/metrics
 //
 // Without DATABASE_URL it starts a throwaway PostgreSQL cluster from the installed
 // server binaries.
@@ -13,12 +16,15 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/basicauth"
@@ -30,14 +36,15 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "listen address")
 	config := flag.String("config", "examples/hostapp/fiberkit.yaml", "FiberKit config file (module settings)")
+	metricsAddr := flag.String("metrics-addr", "", "serve /metrics on this separate address (no auth: keep it private) instead of behind the admin auth")
 	flag.Parse()
-	if err := run(*addr, *config); err != nil {
+	if err := run(*addr, *config, *metricsAddr); err != nil {
 		fmt.Fprintln(os.Stderr, "hostapp:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, config string) error {
+func run(addr, config, metricsAddr string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -63,19 +70,20 @@ func run(addr, config string) error {
 		log.Info("admin password generated (set ADMIN_PASSWORD to choose one)", "user", "admin", "password", password)
 	}
 
+	adminAuth := basicauth.New(basicauth.Config{
+		Authorizer: func(user, pass string) bool {
+			return subtle.ConstantTimeCompare([]byte(user), []byte("admin"))&
+				subtle.ConstantTimeCompare([]byte(pass), []byte(password)) == 1
+		},
+		ContextUsername: host.UserLocal,
+	})
 	kit, err := host.New(ctx, host.Config{
 		DatabaseURL: dbURL,
 		ConfigFile:  config,
 		ModuleDirs:  []string{"examples/plugins", "."},
 		PublicURL:   "http://" + addr,
-		AdminAuth: basicauth.New(basicauth.Config{
-			Authorizer: func(user, pass string) bool {
-				return subtle.ConstantTimeCompare([]byte(user), []byte("admin"))&
-					subtle.ConstantTimeCompare([]byte(pass), []byte(password)) == 1
-			},
-			ContextUsername: host.UserLocal,
-		}),
-		Logger: log,
+		AdminAuth:   adminAuth,
+		Logger:      log,
 	})
 	if err != nil {
 		return err
@@ -90,6 +98,21 @@ func run(addr, config string) error {
 their admin is at <a href="/admin/fiberkit/">/admin/fiberkit/</a> (user admin).</p>`)
 	})
 	kit.Mount(app)
+	if metricsAddr == "" {
+		// Metrics say which modules run and what they do: the app's own auth guards them.
+		app.Get("/metrics", adminAuth, kit.MetricsHandler())
+	} else {
+		// A listener of its own, reachable by the scraper only (bind it to a private
+		// address or firewall it): no credentials to hand to Prometheus.
+		srv := &http.Server{Addr: metricsAddr, Handler: kit.MetricsHTTPHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics listener", "addr", metricsAddr, "err", err)
+			}
+		}()
+		defer srv.Close()
+		log.Info("metrics", "url", "http://"+metricsAddr+"/metrics")
+	}
 	go func() {
 		<-ctx.Done()
 		_ = app.Shutdown()
