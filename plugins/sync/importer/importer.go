@@ -817,12 +817,18 @@ func (im *Importer) merge(ctx context.Context, tx pgx.Tx, sql string, args ...an
 
 // mergeSQL builds the strategy's one statement over the temp rows matching where
 // (which may use s.ord). It returns one row: how many rows it created and updated.
+func (im *Importer) mergeSQL(where string) string {
+	return "WITH ins AS (" + im.insertSQL(tempTable, where) + ") " + im.counting("ins")
+}
+
+// insertSQL builds the strategy's INSERT of the rows of from (a table of the temp
+// table's shape) matching where (which may use s.ord), RETURNING what counting counts.
 //
 // Each value is its text cast to the column's type without typmod; the INSERT's
 // assignment applies the typmod and domain checks. Merge takes the existing value
 // where the incoming one is NULL already in the SELECT (read from the statement's
 // snapshot), so that the proposed row passes NOT NULL checks before ON CONFLICT.
-func (im *Importer) mergeSQL(where string) string {
+func (im *Importer) insertSQL(from, where string) string {
 	target := catalog.IdentOf(im.sch).Quoted()
 	override := ""
 	if im.overrides {
@@ -834,7 +840,7 @@ func (im *Importer) mergeSQL(where string) string {
 	}
 	var src string
 	if im.strategy == Append {
-		src = fmt.Sprintf("SELECT %s FROM %s s%s ORDER BY s.ord", strings.Join(typed, ", "), tempTable, where)
+		src = fmt.Sprintf("SELECT %s FROM %s s%s ORDER BY s.ord", strings.Join(typed, ", "), from, where)
 	} else {
 		keys := make([]string, len(im.keys))
 		for i, k := range im.keys {
@@ -863,7 +869,7 @@ func (im *Importer) mergeSQL(where string) string {
 		}
 		// Several rows with one key in a batch: the last one wins, the others count as skipped.
 		last := fmt.Sprintf("SELECT DISTINCT ON (%s) %s FROM %s s%s ORDER BY %s, s.ord DESC",
-			strings.Join(keys, ", "), strings.Join(inner, ", "), tempTable, where, strings.Join(keys, ", "))
+			strings.Join(keys, ", "), strings.Join(inner, ", "), from, where, strings.Join(keys, ", "))
 		src = fmt.Sprintf("SELECT %s FROM (%s) v%s", strings.Join(outs, ", "), last, join)
 	}
 	conflict := ""
@@ -893,8 +899,7 @@ func (im *Importer) mergeSQL(where string) string {
 		list = " (" + catalog.QuotedColumns(cols) + ")"
 	}
 	// No column written (append of records supplying none): every column takes its default.
-	return fmt.Sprintf("WITH ins AS (INSERT INTO %s%s%s %s%s RETURNING %s) %s",
-		target, list, override, src, conflict, im.returning(), im.counting(target))
+	return fmt.Sprintf("INSERT INTO %s%s%s %s%s RETURNING %s", target, list, override, src, conflict, im.returning())
 }
 
 // returning is what the strategy's INSERT returns per row written, for counting:
@@ -913,25 +918,25 @@ func (im *Importer) returning() string {
 	}
 }
 
-// counting is the SELECT over ins (the rows returning returned) that answers one row:
+// counting is the SELECT over ins (the rows insertSQL returned) that answers one row:
 // how many rows were created and how many updated. For a partitioned target a row
 // whose key existed is an update: the lookup reads the statement's snapshot, which
 // does not see the INSERT's own rows (a key a concurrent transaction inserts after the
 // snapshot and the statement then updates counts as created).
-func (im *Importer) counting(target string) string {
+func (im *Importer) counting(ins string) string {
 	switch {
 	case im.strategy == Append:
-		return "SELECT count(*), 0 FROM ins"
+		return "SELECT count(*), 0 FROM " + ins
 	case im.partitioned:
 		on := make([]string, len(im.sch.PrimaryKey))
 		for i, k := range im.sch.PrimaryKey {
 			q := pgx.Identifier{k}.Sanitize()
-			on[i] = "cur." + q + " = ins." + q
+			on[i] = "cur." + q + " = " + ins + "." + q
 		}
 		return fmt.Sprintf(`SELECT count(*) FILTER (WHERE NOT existed), count(*) FILTER (WHERE existed)
-		FROM (SELECT EXISTS (SELECT 1 FROM %s cur WHERE %s) AS existed FROM ins) x`, target, strings.Join(on, " AND "))
+		FROM (SELECT EXISTS (SELECT 1 FROM %s cur WHERE %s) AS existed FROM %s) x`, catalog.IdentOf(im.sch).Quoted(), strings.Join(on, " AND "), ins)
 	default:
-		return "SELECT count(*) FILTER (WHERE created), count(*) FILTER (WHERE NOT created) FROM ins"
+		return "SELECT count(*) FILTER (WHERE created), count(*) FILTER (WHERE NOT created) FROM " + ins
 	}
 }
 
