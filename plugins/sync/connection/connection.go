@@ -7,6 +7,7 @@
 package connection
 
 import (
+	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
 	"github.com/fiberkit/fiberkit/plugins/sync/migrate"
 	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
 
@@ -117,7 +118,8 @@ func (s *Store) Create(ctx context.Context, name, siteURL string, l Limits, by s
 	if strings.TrimSpace(name) == "" {
 		return Connection{}, "", errors.New("create connection: a name is required")
 	}
-	if err := l.Validate(); err != nil {
+	l, err := s.normalize(ctx, l)
+	if err != nil {
 		return Connection{}, "", fmt.Errorf("create connection: %w", err)
 	}
 	token, err := newToken()
@@ -196,7 +198,8 @@ var ErrStillExpired = errors.New("the connection's expiry has passed: move it in
 
 // SetLimits replaces a connection's limits.
 func (s *Store) SetLimits(ctx context.Context, id string, l Limits) error {
-	if err := l.Validate(); err != nil {
+	l, err := s.normalize(ctx, l)
+	if err != nil {
 		return err
 	}
 	tag, err := s.pool.Exec(ctx, `UPDATE fiberkit_sync_connections SET limits = $2 WHERE id::text = $1`, id, l)
@@ -371,7 +374,52 @@ func (s *Store) Admit(ctx context.Context, id string, r Request) (Connection, er
 	return c, nil
 }
 
-// TableAllowed applies the allowed and excluded lists.
+// ErrUnknownTable is returned (wrapped) when a limit names a table this site does
+// not have.
+var ErrUnknownTable = errors.New("unknown table")
+
+// normalize validates l and writes its table lists as the tables they resolve to
+// (catalog.Resolve; "public.orders" becomes "orders", as requests are judged), each
+// once; a name that resolves to no table is refused, so a typo cannot leave a table
+// unprotected.
+func (s *Store) normalize(ctx context.Context, l Limits) (Limits, error) {
+	if err := l.Validate(); err != nil {
+		return l, err
+	}
+	resolve := func(field string, names []string) ([]string, error) {
+		var out []string
+		seen := map[string]bool{}
+		for _, n := range names {
+			n = strings.TrimSpace(n)
+			if n == "" {
+				continue
+			}
+			id, err := catalog.Resolve(ctx, s.pool, n)
+			if errors.Is(err, catalog.ErrUnknownTable) {
+				return nil, fmt.Errorf("%s: %w: %q", field, ErrUnknownTable, n)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%s: resolve %q: %w", field, n, err)
+			}
+			if name := id.String(); !seen[name] {
+				seen[name] = true
+				out = append(out, name)
+			}
+		}
+		return out, nil
+	}
+	var err error
+	if l.AllowedTables, err = resolve("allowed_tables", l.AllowedTables); err != nil {
+		return l, err
+	}
+	if l.ExcludedTables, err = resolve("excluded_tables", l.ExcludedTables); err != nil {
+		return l, err
+	}
+	return l, nil
+}
+
+// TableAllowed applies the allowed and excluded lists (as normalize stored them:
+// resolved names).
 func TableAllowed(l Limits, table string) bool {
 	for _, t := range l.ExcludedTables {
 		if t == table {
