@@ -40,6 +40,47 @@ const (
 	staffRows = `SELECT staff_id || ':' || store_id || ':' || coalesce(name, '∅') FROM staff ORDER BY staff_id`
 )
 
+// staged is one batch for a group: the importer of its table and its rows.
+type staged struct {
+	im   *importer.Importer
+	data string
+}
+
+// storeStaffGroup makes store's and staff's importers with strategy and a group.
+func storeStaffGroup(t *testing.T, s *site, strategy importer.Strategy) (g *importer.Group, store, staff *importer.Importer) {
+	t.Helper()
+	ctx := context.Background()
+	store, err := importer.New(ctx, s.pool, "store", importer.Options{Strategy: strategy, Columns: storeCols})
+	if err != nil {
+		t.Fatal(err)
+	}
+	staff, err = importer.New(ctx, s.pool, "staff", importer.Options{Strategy: strategy, Columns: staffCols})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, err = importer.NewGroup(ctx, s.pool); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close(context.Background()) })
+	return g, store, staff
+}
+
+// commitGroup stages the batches in g, as they arrive, and commits it.
+func commitGroup(t *testing.T, g *importer.Group, batches ...staged) []importer.Result {
+	t.Helper()
+	ctx := context.Background()
+	for _, b := range batches {
+		if err := g.Add(ctx, b.im, []byte(b.data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := g.Commit(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
 // Two existing tables whose foreign keys form a cycle import together with every
 // strategy: one at a time, neither's new rows could go first.
 func TestCyclicForeignKeysIntoExistingTables(t *testing.T) {
@@ -62,32 +103,9 @@ func TestCyclicForeignKeysIntoExistingTables(t *testing.T) {
 	} {
 		t.Run(string(tc.strategy), func(t *testing.T) {
 			s.exec(t, storeStaff)
-			store, err := importer.New(ctx, s.pool, "store", importer.Options{Strategy: tc.strategy, Columns: storeCols})
-			if err != nil {
-				t.Fatal(err)
-			}
-			staff, err := importer.New(ctx, s.pool, "staff", importer.Options{Strategy: tc.strategy, Columns: staffCols})
-			if err != nil {
-				t.Fatal(err)
-			}
-			g, err := importer.NewGroup(ctx, s.pool)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer g.Close(ctx)
-			// Staged batch by batch, as they arrive, one table after the other.
-			for _, b := range []struct {
-				im   *importer.Importer
-				data string
-			}{{staff, tc.staffData}, {store, tc.storeData}} {
-				if err := g.Add(ctx, b.im, []byte(b.data)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			res, err := g.Commit(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
+			g, store, staff := storeStaffGroup(t, s, tc.strategy)
+			// Staged batch by batch, one table after the other.
+			res := commitGroup(t, g, staged{staff, tc.staffData}, staged{store, tc.storeData})
 			checkResult(t, res[0], tc.staff[0], tc.staff[1], tc.staff[2], 0)
 			checkResult(t, res[1], tc.store[0], tc.store[1], tc.store[2], 0)
 			checkRows(t, s, storeRows, tc.storeWant...)
@@ -105,33 +123,10 @@ func TestCyclicForeignKeysIntoExistingTables(t *testing.T) {
 // them, are one import: the last row of a key wins, as within a batch.
 func TestGroupBatchesAndDuplicateKeys(t *testing.T) {
 	s := newSite(t)
-	ctx := context.Background()
 	s.exec(t, storeStaff)
-	store, err := importer.New(ctx, s.pool, "store", importer.Options{Strategy: importer.Overwrite, Columns: storeCols})
-	if err != nil {
-		t.Fatal(err)
-	}
-	staff, err := importer.New(ctx, s.pool, "staff", importer.Options{Strategy: importer.Overwrite, Columns: staffCols})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := importer.NewGroup(ctx, s.pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close(ctx)
-	for _, b := range []struct {
-		im   *importer.Importer
-		data string
-	}{{store, "2\t3\tfirst two\n"}, {staff, "3\t2\tthird\n"}, {store, "2\t3\tstore two\n3\t1\tstore three\n"}} {
-		if err := g.Add(ctx, b.im, []byte(b.data)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	res, err := g.Commit(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g, store, staff := storeStaffGroup(t, s, importer.Overwrite)
+	res := commitGroup(t, g, staged{store, "2\t3\tfirst two\n"}, staged{staff, "3\t2\tthird\n"},
+		staged{store, "2\t3\tstore two\n3\t1\tstore three\n"})
 	checkResult(t, res[0], 2, 0, 1, 0)
 	checkResult(t, res[1], 1, 0, 0, 0)
 	checkRows(t, s, storeRows, "1:1:old store", "2:3:store two", "3:1:store three")
@@ -142,32 +137,10 @@ func TestGroupBatchesAndDuplicateKeys(t *testing.T) {
 // a cycle that needed each other are reported too, none half-written.
 func TestGroupRefusedFallsBackRowByRow(t *testing.T) {
 	s := newSite(t)
-	ctx := context.Background()
 	s.exec(t, storeStaff)
-	store, err := importer.New(ctx, s.pool, "store", importer.Options{Strategy: importer.Skip, Columns: storeCols})
-	if err != nil {
-		t.Fatal(err)
-	}
-	staff, err := importer.New(ctx, s.pool, "staff", importer.Options{Strategy: importer.Skip, Columns: staffCols})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := importer.NewGroup(ctx, s.pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close(ctx)
+	g, store, staff := storeStaffGroup(t, s, importer.Skip)
 	// staff 4 points at a store nowhere; staff 2 stands on its own; store 2 ↔ staff 3.
-	if err := g.Add(ctx, staff, []byte("2\t1\tsecond\n3\t2\tthird\n4\t99\tnowhere\n")); err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Add(ctx, store, []byte("2\t3\tstore two\n")); err != nil {
-		t.Fatal(err)
-	}
-	res, err := g.Commit(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := commitGroup(t, g, staged{staff, "2\t1\tsecond\n3\t2\tthird\n4\t99\tnowhere\n"}, staged{store, "2\t3\tstore two\n"})
 	checkResult(t, res[0], 1, 0, 0, 2)
 	checkResult(t, res[1], 0, 0, 0, 1)
 	checkRows(t, s, staffRows, "1:1:old staff", "2:1:second")
