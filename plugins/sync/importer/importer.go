@@ -25,6 +25,11 @@
 //
 // Tables without a primary key have no notion of "the same row": only append applies.
 //
+// Inserts are told from updates by xmax (0 for a row just inserted); a partitioned
+// table cannot return it, so there a row counts as updated when its key existed
+// before the statement. Tables whose foreign keys form a cycle import together, in
+// one statement, through a Group. Finish moves the sequences the columns draw from.
+//
 // Records (ImportRecords) may leave columns out: a column a record does not mention
 // is not supplied, so a new row takes its default and an existing row keeps its
 // value; an explicit nil is NULL. Rows in COPY text (ImportCopy) supply every column
