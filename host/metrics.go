@@ -62,32 +62,22 @@ type kitMetrics struct {
 func newKitMetrics(k *Kit) *kitMetrics {
 	km := &kitMetrics{
 		reg: prometheus.NewRegistry(),
-		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fiberkit_http_requests_total",
-			Help: "Requests proxied to a module route, by manifest route and status class (code: 2xx, 4xx, 5xx…). 502/503/504 are the kit's own answers for a module that failed, was down or did not answer.",
-		}, []string{moduleLabel, "side", "route", "code"}),
-		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "fiberkit_http_request_duration_seconds",
-			Help:    "Time from a request reaching the kit to the end of the module's response (a streamed response counts until its last byte).",
-			Buckets: latencyBuckets,
-		}, []string{moduleLabel, "side", "route"}),
-		wsConns: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fiberkit_websocket_connections_total",
-			Help: "WebSocket connections a module accepted and the kit bridged.",
-		}, []string{moduleLabel}),
-		opCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fiberkit_operation_calls_total",
-			Help: `Operation calls to a module, by caller ("host" for the app's own code, else the calling module) and operation ("unknown" for a name the module does not declare).`,
-		}, []string{moduleLabel, "caller", "op"}),
-		opDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "fiberkit_operation_duration_seconds",
-			Help:    "Time an operation call to a module took, failed ones included.",
-			Buckets: latencyBuckets,
-		}, []string{moduleLabel, "caller", "op"}),
-		opErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fiberkit_operation_errors_total",
-			Help: "Operation calls that failed, by error code (module_unavailable, invalid_input, the module's own codes…).",
-		}, []string{moduleLabel, "caller", "op", "code"}),
+		httpRequests: counterVec("fiberkit_http_requests_total",
+			"Requests proxied to a module route, by manifest route and status class (code: 2xx, 4xx, 5xx…). 502/503/504 are the kit's own answers for a module that failed, was down or did not answer.",
+			moduleLabel, "side", "route", "code"),
+		httpDuration: latencyVec("fiberkit_http_request_duration_seconds",
+			"Time from a request reaching the kit to the end of the module's response (a streamed response counts until its last byte).",
+			moduleLabel, "side", "route"),
+		wsConns: counterVec("fiberkit_websocket_connections_total",
+			"WebSocket connections a module accepted and the kit bridged.", moduleLabel),
+		opCalls: counterVec("fiberkit_operation_calls_total",
+			`Operation calls to a module, by caller ("host" for the app's own code, else the calling module) and operation ("unknown" for a name the module does not declare).`,
+			moduleLabel, "caller", "op"),
+		opDuration: latencyVec("fiberkit_operation_duration_seconds",
+			"Time an operation call to a module took, failed ones included.", moduleLabel, "caller", "op"),
+		opErrors: counterVec("fiberkit_operation_errors_total",
+			"Operation calls that failed, by error code (module_unavailable, invalid_input, the module's own codes…).",
+			moduleLabel, "caller", "op", "code"),
 		metricsUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "fiberkit_module_metrics_up",
 			Help: "1 when the last scrape gathered the module's own metrics; 0 when it was skipped (disabled, down, too slow, or a plugin that reports none).",
@@ -98,6 +88,14 @@ func newKitMetrics(k *Kit) *kitMetrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return km
+}
+
+func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+}
+
+func latencyVec(name, help string, labels ...string) *prometheus.HistogramVec {
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: latencyBuckets}, labels)
 }
 
 // moduleMetrics are one module's series, curried once so that a request only

@@ -56,27 +56,17 @@ type Metrics struct {
 // New makes the metric set and registers it on reg (nil: not registered, for tests).
 func New(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
-		started: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fiberkit_sync_transfers_started_total",
-			Help: "Table transfers started, by direction (send, receive) and conflict strategy.",
-		}, []string{"direction", "strategy"}),
-		ended: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fiberkit_sync_transfers_ended_total",
-			Help: "Table transfers ended, by direction, strategy and status (done, failed, cancelled).",
-		}, []string{"direction", "strategy", "status"}),
+		started: counterVec("fiberkit_sync_transfers_started_total",
+			"Table transfers started, by direction (send, receive) and conflict strategy.", "direction", "strategy"),
+		ended: counterVec("fiberkit_sync_transfers_ended_total",
+			"Table transfers ended, by direction, strategy and status (done, failed, cancelled).", "direction", "strategy", "status"),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "fiberkit_sync_transfer_duration_seconds",
 			Help:    "How long a table transfer took, by direction and status.",
 			Buckets: durationBuckets,
 		}, []string{"direction", "status"}),
-		rows: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fiberkit_sync_rows_total",
-			Help: "Rows moved, by direction (sent, or received and written).",
-		}, []string{"direction"}),
-		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fiberkit_sync_bytes_total",
-			Help: "Bytes of table data moved, by direction.",
-		}, []string{"direction"}),
+		rows:  counterVec("fiberkit_sync_rows_total", "Rows moved, by direction (sent, or received and written).", "direction"),
+		bytes: counterVec("fiberkit_sync_bytes_total", "Bytes of table data moved, by direction.", "direction"),
 		sessions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "fiberkit_sync_sessions_active",
 			Help: "Sessions with a live connection to the other site, by direction.",
@@ -85,22 +75,17 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "fiberkit_sync_approvals_pending",
 			Help: "Receivers' requests waiting for an admin's decision on this (sending) site.",
 		}),
-		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fiberkit_sync_attempts_refused_total",
-			Help: "Attempts to redeem a code that were refused, by reason (invalid_code, wrong_password, rate_limited…).",
-		}, []string{"reason"}),
+		refused: counterVec("fiberkit_sync_attempts_refused_total",
+			"Attempts to redeem a code that were refused, by reason (invalid_code, wrong_password, rate_limited…).", "reason"),
 		lockouts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "fiberkit_sync_lockouts_total",
 			Help: "Addresses locked out after too many failed attempts.",
 		}),
-		connReqs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fiberkit_sync_connection_requests_total",
-			Help: "Requests made over a permanent connection, by connection id.",
-		}, []string{"connection"}),
-		connRefd: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fiberkit_sync_connection_refusals_total",
-			Help: "Requests over a permanent connection refused by its limits or status, by connection id and reason (rate_limited, record_limit…).",
-		}, []string{"connection", "reason"}),
+		connReqs: counterVec("fiberkit_sync_connection_requests_total",
+			"Requests made over a permanent connection, by connection id.", "connection"),
+		connRefd: counterVec("fiberkit_sync_connection_refusals_total",
+			"Requests over a permanent connection refused by its limits or status, by connection id and reason (rate_limited, record_limit…).",
+			"connection", "reason"),
 	}
 	for _, d := range []string{Send, Receive} {
 		m.rows.WithLabelValues(d)
@@ -116,6 +101,10 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
 }
 
 // TransferStarted counts a table transfer beginning. strategy is the conflict
