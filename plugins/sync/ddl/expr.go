@@ -3,7 +3,6 @@ package ddl
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 )
 
@@ -36,12 +35,40 @@ type token struct {
 // opChars are the characters PostgreSQL operators are made of.
 const opChars = "+-*/<>=~!@#%^&|`?"
 
-var numberPattern = regexp.MustCompile(`^([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?`)
+// numberLen is the length of the numeric constant s starts with (s starts with a
+// digit, or a dot and a digit): digits, an optional fraction, an optional exponent —
+// ([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?, read without a regexp so a long
+// expression of numbers costs its length.
+func numberLen(s string) int {
+	digits := func(i int) int {
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		return i
+	}
+	i := digits(0)
+	if i < len(s) && s[i] == '.' {
+		i = digits(i + 1)
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		j := i + 1
+		if j < len(s) && (s[j] == '+' || s[j] == '-') {
+			j++
+		}
+		if k := digits(j); k > j {
+			i = k
+		}
+	}
+	return i
+}
 
 // tokenize splits s into tokens. It refuses what the subset never needs: comments,
 // dollar quoting, escape-string and bit-string prefixes, semicolons, backslashes and
 // anything non-ASCII outside quotes.
 func tokenize(s string) ([]token, error) {
+	if len(s) > maxExprText {
+		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrExprTooLong, len(s), maxExprText)
+	}
 	var out []token
 	for i := 0; i < len(s); {
 		c := s[i]
@@ -69,7 +96,7 @@ func tokenize(s string) ([]token, error) {
 			out = append(out, token{tQIdent, v})
 			i += n
 		case c >= '0' && c <= '9' || c == '.' && i+1 < len(s) && s[i+1] >= '0' && s[i+1] <= '9':
-			m := numberPattern.FindString(s[i:])
+			m := s[i : i+numberLen(s[i:])]
 			out = append(out, token{tNumber, m})
 			i += len(m)
 			if i < len(s) && isIdentChar(s[i]) {
@@ -86,7 +113,7 @@ func tokenize(s string) ([]token, error) {
 			out = append(out, token{tPunct, "::"})
 			i += 2
 		case strings.IndexByte("()[],.", c) >= 0:
-			out = append(out, token{tPunct, string(c)})
+			out = append(out, token{tPunct, s[i : i+1]})
 			i++
 		case strings.IndexByte(opChars, c) >= 0:
 			j := i
@@ -191,14 +218,79 @@ var binaryOps = map[string]int{
 	"*": 6, "/": 6, "%": 6,
 }
 
+// Limits on one expression, so a hostile one costs time and memory in proportion to
+// its length, bounded, and never overflows the stack: the rewriter refuses text longer
+// than maxExprText, nesting deeper than maxExprDepth, and more than maxExprSQL bytes
+// of SQL written in all (every piece counted, however often it is wrapped).
+const (
+	maxExprText = 256 << 10
+	// maxExprDepth bounds the parser's recursion and the nesting of the SQL it writes:
+	// one level per parenthesis, function call, array, NOT, unary minus, and per
+	// operator, AND, OR or IS in a chain (each wraps the chain so far in parentheses).
+	maxExprDepth = 200
+	maxExprSQL   = 1 << 20
+)
+
+// Errors for an expression refused for its size; the caller leaves it out with a
+// warning like any other expression it does not rebuild.
+var (
+	ErrExprTooDeep = errors.New("expression nested too deep")
+	ErrExprTooLong = errors.New("expression too long")
+)
+
 // parser reads one expression and writes its SQL anew.
 type parser struct {
 	toks  []token
 	pos   int
 	rules exprRules
 	// typ resolves a cast's type to safe SQL.
-	typ   func(p *parser) (string, error)
-	depth int
+	typ func(p *parser) (string, error)
+	// depth is the current nesting (see maxExprDepth), written the bytes of SQL
+	// produced so far (see maxExprSQL).
+	depth   int
+	written int
+}
+
+// enter goes one level deeper, or refuses when the expression is too deep or has
+// already produced too much SQL. Each enter is matched by a leave.
+func (p *parser) enter() error {
+	p.depth++
+	if p.depth > maxExprDepth {
+		return ErrExprTooDeep
+	}
+	if p.written > maxExprSQL {
+		return ErrExprTooLong
+	}
+	return nil
+}
+
+func (p *parser) leave() { p.depth-- }
+
+// restore sets the depth back to d, after a chain entered once per link.
+func (p *parser) restore(d int) { p.depth = d }
+
+// cat joins parts into a piece of the SQL and counts its bytes against maxExprSQL;
+// past the cap it returns "" and the next enter (or parseExpr) refuses the
+// expression, so no piece is copied more often than the depth allows.
+func (p *parser) cat(parts ...string) string {
+	n := 0
+	for _, s := range parts {
+		n += len(s)
+	}
+	p.written += n
+	if p.written > maxExprSQL {
+		return ""
+	}
+	return strings.Join(parts, "")
+}
+
+// chain writes l followed by links, each closing one parenthesis: "((l op r1) op r2)".
+// Built once at the end, so a chain costs its length, not its length squared.
+func (p *parser) chain(l string, links []string) string {
+	if len(links) == 0 {
+		return l
+	}
+	return p.cat(strings.Repeat("(", len(links)), l, strings.Join(links, ""))
 }
 
 func (p *parser) peek() token { return p.toks[p.pos] }
@@ -243,6 +335,9 @@ func (p *parser) parseExpr() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if p.written > maxExprSQL {
+		return "", ErrExprTooLong
+	}
 	if p.peek().kind != tEOF {
 		return "", fmt.Errorf("unexpected %q", p.peek().text)
 	}
@@ -250,42 +345,48 @@ func (p *parser) parseExpr() (string, error) {
 }
 
 func (p *parser) or() (string, error) {
-	l, err := p.and()
-	if err != nil {
+	if err := p.enter(); err != nil {
 		return "", err
 	}
-	for p.rules.operators && p.accept("OR") {
-		r, err := p.and()
-		if err != nil {
-			return "", err
-		}
-		l = "(" + l + " OR " + r + ")"
-	}
-	return l, nil
+	defer p.leave()
+	return p.logical("OR", p.and)
 }
 
-func (p *parser) and() (string, error) {
-	l, err := p.not()
+func (p *parser) and() (string, error) { return p.logical("AND", p.not) }
+
+// logical parses operands joined by the keyword op (AND or OR), left associative.
+func (p *parser) logical(op string, operand func() (string, error)) (string, error) {
+	l, err := operand()
 	if err != nil {
 		return "", err
 	}
-	for p.rules.operators && p.accept("AND") {
-		r, err := p.not()
+	var links []string
+	defer p.restore(p.depth)
+	for p.rules.operators && p.accept(op) {
+		links = append(links, "")
+		if err := p.enter(); err != nil {
+			return "", err
+		}
+		r, err := operand()
 		if err != nil {
 			return "", err
 		}
-		l = "(" + l + " AND " + r + ")"
+		links[len(links)-1] = p.cat(" ", op, " ", r, ")")
 	}
-	return l, nil
+	return p.chain(l, links), nil
 }
 
 func (p *parser) not() (string, error) {
 	if p.rules.operators && p.accept("NOT") {
+		if err := p.enter(); err != nil {
+			return "", err
+		}
+		defer p.leave()
 		x, err := p.not()
 		if err != nil {
 			return "", err
 		}
-		return "(NOT " + x + ")", nil
+		return p.cat("(NOT ", x, ")"), nil
 	}
 	return p.is_()
 }
@@ -295,18 +396,24 @@ func (p *parser) is_() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	var links []string
+	defer p.restore(p.depth)
 	for p.rules.operators && p.accept("IS") {
+		links = append(links, "")
+		if err := p.enter(); err != nil {
+			return "", err
+		}
 		neg := p.accept("NOT")
 		if err := p.expect("NULL"); err != nil {
 			return "", err
 		}
 		if neg {
-			x = "(" + x + " IS NOT NULL)"
+			links[len(links)-1] = " IS NOT NULL)"
 		} else {
-			x = "(" + x + " IS NULL)"
+			links[len(links)-1] = " IS NULL)"
 		}
 	}
-	return x, nil
+	return p.chain(x, links), nil
 }
 
 // binary parses operators of precedence min and above (left associative).
@@ -315,6 +422,8 @@ func (p *parser) binary(min int) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	var links []string
+	defer p.restore(p.depth)
 	for p.rules.operators {
 		t := p.peek()
 		prec, ok := binaryOps[t.text]
@@ -322,6 +431,10 @@ func (p *parser) binary(min int) (string, error) {
 			break
 		}
 		p.next()
+		links = append(links, "")
+		if err := p.enter(); err != nil {
+			return "", err
+		}
 		if prec == 3 && (p.is("ANY") || p.is("ALL")) {
 			// x = ANY (array)
 			q := strings.ToUpper(p.next().text)
@@ -335,16 +448,16 @@ func (p *parser) binary(min int) (string, error) {
 			if err := p.expect(")"); err != nil {
 				return "", err
 			}
-			l = "(" + l + " OPERATOR(pg_catalog." + t.text + ") " + q + " (" + r + "))"
+			links[len(links)-1] = p.cat(" OPERATOR(pg_catalog.", t.text, ") ", q, " (", r, "))")
 			continue
 		}
 		r, err := p.binary(prec + 1)
 		if err != nil {
 			return "", err
 		}
-		l = "(" + l + " OPERATOR(pg_catalog." + t.text + ") " + r + ")"
+		links[len(links)-1] = p.cat(" OPERATOR(pg_catalog.", t.text, ") ", r, ")")
 	}
-	return l, nil
+	return p.chain(l, links), nil
 }
 
 func (p *parser) unary() (string, error) {
@@ -352,16 +465,20 @@ func (p *parser) unary() (string, error) {
 		p.next()
 		if t := p.peek(); t.kind == tNumber {
 			p.next()
-			return p.casts("(-" + t.text + ")")
+			return p.casts(p.cat("(-", t.text, ")"))
 		}
 		if !p.rules.operators {
 			return "", errors.New("unary minus is accepted only before a number")
 		}
+		if err := p.enter(); err != nil {
+			return "", err
+		}
+		defer p.leave()
 		x, err := p.unary()
 		if err != nil {
 			return "", err
 		}
-		return "(OPERATOR(pg_catalog.-) " + x + ")", nil
+		return p.cat("(OPERATOR(pg_catalog.-) ", x, ")"), nil
 	}
 	x, err := p.primary()
 	if err != nil {
@@ -380,7 +497,7 @@ func (p *parser) casts(x string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		x = "CAST(" + x + " AS " + t + ")"
+		x = p.cat("CAST(", x, " AS ", t, ")")
 	}
 	return x, nil
 }
@@ -394,11 +511,10 @@ var sqlValueFuncs = map[string]bool{
 var sqlVariadic = map[string]bool{"COALESCE": true, "GREATEST": true, "LEAST": true, "NULLIF": true}
 
 func (p *parser) primary() (string, error) {
-	p.depth++
-	defer func() { p.depth-- }()
-	if p.depth > 64 {
-		return "", errors.New("expression nested too deep")
+	if err := p.enter(); err != nil {
+		return "", err
 	}
+	defer p.leave()
 	t := p.next()
 	switch t.kind {
 	case tString:
@@ -416,7 +532,7 @@ func (p *parser) primary() (string, error) {
 		if err := p.expect(")"); err != nil {
 			return "", err
 		}
-		return "(" + x + ")", nil
+		return p.cat("(", x, ")"), nil
 	case tQIdent:
 		return p.column(t.text)
 	case tIdent:
@@ -444,7 +560,7 @@ func (p *parser) primary() (string, error) {
 				elems = append(elems, e)
 			}
 			p.next()
-			return "ARRAY[" + strings.Join(elems, ", ") + "]", nil
+			return p.cat("ARRAY[", strings.Join(elems, ", "), "]"), nil
 		case p.is("("):
 			return p.call(t.text)
 		case p.is("."):
@@ -487,9 +603,9 @@ func (p *parser) call(name string) (string, error) {
 	}
 	p.next() // )
 	if variadic {
-		return upper + "(" + strings.Join(args, ", ") + ")", nil
+		return p.cat(upper, "(", strings.Join(args, ", "), ")"), nil
 	}
-	return "pg_catalog." + lower + "(" + strings.Join(args, ", ") + ")", nil
+	return p.cat("pg_catalog.", lower, "(", strings.Join(args, ", "), ")"), nil
 }
 
 // column accepts a reference to one of the table's columns.

@@ -172,10 +172,14 @@ type typeChecker struct {
 	q   Exec
 	// own are the enums and domains of the definition, by name.
 	own map[string][]catalog.Ident
+	// kinds caches the typtype of each type found, so an expression casting a
+	// thousand times asks the catalog once per type. (A type not found is asked
+	// again: the definition may create it in the meantime.)
+	kinds map[string]string
 }
 
 func newTypeChecker(ctx context.Context, q Exec, sch *catalog.Schema) *typeChecker {
-	tc := &typeChecker{ctx: ctx, q: q, own: map[string][]catalog.Ident{}}
+	tc := &typeChecker{ctx: ctx, q: q, own: map[string][]catalog.Ident{}, kinds: map[string]string{}}
 	for _, e := range sch.Enums {
 		tc.own[e.Name] = append(tc.own[e.Name], catalog.Ident{Schema: e.Schema, Name: e.Name})
 	}
@@ -213,14 +217,20 @@ func (tc *typeChecker) parse(p *parser) (string, error) {
 	}
 	t = tc.qualify(t)
 	sql := t.sql()
-	var kind *string
-	if err := tc.q.QueryRow(tc.ctx, "SELECT typtype::text FROM pg_type WHERE oid = to_regtype($1)", sql).Scan(&kind); err != nil {
-		return "", fmt.Errorf("type %s: %w", sql, err)
+	kind, ok := tc.kinds[sql]
+	if !ok {
+		var k *string
+		if err := tc.q.QueryRow(tc.ctx, "SELECT typtype::text FROM pg_type WHERE oid = to_regtype($1)", sql).Scan(&k); err != nil {
+			return "", fmt.Errorf("type %s: %w", sql, err)
+		}
+		if k != nil {
+			kind = *k
+			tc.kinds[sql] = kind
+		}
 	}
-	if kind == nil {
+	switch kind {
+	case "":
 		return "", fmt.Errorf("type %s does not exist here", sql)
-	}
-	switch *kind {
 	case "b", "e", "d", "r", "m": // base, enum, domain, range, multirange
 		return sql, nil
 	}
@@ -271,6 +281,9 @@ func (tc *typeChecker) check(text string) (string, error) {
 	expr, err := p.primary()
 	if err != nil {
 		return "", err
+	}
+	if p.written > maxExprSQL {
+		return "", ErrExprTooLong
 	}
 	if p.accept("NOT") {
 		if err := p.expect("VALID"); err != nil {
