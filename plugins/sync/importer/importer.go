@@ -879,16 +879,7 @@ func (im *Importer) insertSQL(from, where string) string {
 	}
 	conflict := ""
 	if im.strategy != Append {
-		var sets []string
-		if im.strategy != Skip {
-			for _, f := range im.write {
-				// Key columns are what matched; identity ALWAYS columns cannot be updated.
-				if f.PrimaryKey || f.Identity == "always" {
-					continue
-				}
-				sets = append(sets, f.quoted()+" = EXCLUDED."+f.quoted())
-			}
-		}
+		sets := im.sets()
 		if len(sets) == 0 {
 			conflict = fmt.Sprintf(" ON CONFLICT (%s) DO NOTHING", catalog.QuoteNames(im.sch.PrimaryKey))
 		} else {
@@ -907,14 +898,35 @@ func (im *Importer) insertSQL(from, where string) string {
 	return fmt.Sprintf("INSERT INTO %s%s%s %s%s RETURNING %s", target, list, override, src, conflict, im.returning())
 }
 
+// sets are the assignments of the strategy's ON CONFLICT DO UPDATE: none for skip,
+// nor when every column written is a key or an identity ALWAYS column (DO NOTHING).
+func (im *Importer) sets() []string {
+	var sets []string
+	if im.strategy == Skip || im.strategy == Append {
+		return nil
+	}
+	for _, f := range im.write {
+		// Key columns are what matched; identity ALWAYS columns cannot be updated.
+		if f.PrimaryKey || f.Identity == "always" {
+			continue
+		}
+		sets = append(sets, f.quoted()+" = EXCLUDED."+f.quoted())
+	}
+	return sets
+}
+
+// neverUpdates reports whether the strategy's INSERT only ever inserts: append (no
+// ON CONFLICT) and DO NOTHING return only rows they created.
+func (im *Importer) neverUpdates() bool { return len(im.sets()) == 0 }
+
 // returning is what the strategy's INSERT returns per row written, for counting:
 // whether xmax is 0 (a row just inserted; an updated one carries the updating
 // transaction) on a plain table. A partitioned table has no xmax to return ("cannot
 // retrieve a system column in this context"): there it returns the key, which counting
-// looks up as it was before the statement. Append never updates, so needs nothing.
+// looks up as it was before the statement. A statement that never updates needs neither.
 func (im *Importer) returning() string {
 	switch {
-	case im.strategy == Append:
+	case im.neverUpdates():
 		return "1"
 	case im.partitioned:
 		return catalog.QuoteNames(im.sch.PrimaryKey)
@@ -930,7 +942,7 @@ func (im *Importer) returning() string {
 // snapshot and the statement then updates counts as created).
 func (im *Importer) counting(ins string) string {
 	switch {
-	case im.strategy == Append:
+	case im.neverUpdates():
 		return "SELECT count(*), 0 FROM " + ins
 	case im.partitioned:
 		on := make([]string, len(im.sch.PrimaryKey))
