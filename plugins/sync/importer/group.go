@@ -65,7 +65,8 @@ func NewGroup(ctx context.Context, pool *pgxpool.Pool) (*Group, error) {
 // Add stages one batch of rows for im's table, in COPY text format as ImportCopy
 // takes it. Nothing is written to the table before Commit. Each table has one
 // importer in a group; its rows may come in any number of batches, interleaved with
-// other tables' (the last row of a key wins across them all).
+// other tables' (the last row of a key wins across them all). After an error the
+// group's transaction is lost: Close it and import again.
 func (g *Group) Add(ctx context.Context, im *Importer, data []byte) error {
 	if g.tx == nil {
 		return errors.New("group import: add after commit or close")
