@@ -36,6 +36,12 @@ type TransferOptions struct {
 	BatchSize int
 	// CreateMissing creates the table locally when it does not exist.
 	CreateMissing bool
+	// Schema is the local schema the sender's tables are written to, named by the
+	// receiving side (default public). A table is written under the exact name the
+	// sender listed, dots and all: one listed as "a.b" goes to Schema."a.b", never to
+	// a schema a. Nothing a sender sends chooses the schema. A sender without the
+	// fast path (PhoenixKit's) is pulled into public only.
+	Schema string
 	// IgnoreMissingColumns imports a table without the sender's columns the local
 	// table lacks (Result.DroppedColumns lists them) instead of failing it.
 	IgnoreMissingColumns bool
@@ -50,73 +56,161 @@ type TransferOptions struct {
 // Result is one table's outcome (syncapi.TableResult, which the pull operation answers).
 type Result = syncapi.TableResult
 
+// ErrTargetRefused is returned (wrapped) when the local table a sender's table would be
+// written to is not one a receiver writes: a name PostgreSQL cannot hold as given, a
+// kit table, a system schema, or a name that resolves to another table here.
+var ErrTargetRefused = errors.New("local table refused")
+
+// maxIdentLen is the longest identifier PostgreSQL keeps whole (NAMEDATALEN - 1); a
+// longer one would be cut to another table's name.
+const maxIdentLen = 63
+
+// target is the local table the sender's table, as the sender listed it, is written
+// to: the exact name in o.Schema (public unless the receiving side named another).
+func (o TransferOptions) target(table string) (catalog.Ident, error) {
+	schema := o.Schema
+	if schema == "" {
+		schema = "public"
+	}
+	for _, n := range []string{schema, table} {
+		if n == "" || len(n) > maxIdentLen || strings.IndexByte(n, 0) >= 0 {
+			return catalog.Ident{}, fmt.Errorf("%w: %q is not a name PostgreSQL keeps as given", ErrTargetRefused, n)
+		}
+	}
+	if catalog.IsSecretTable(table) {
+		return catalog.Ident{}, fmt.Errorf("%w: %q is reserved for the kit", ErrTargetRefused, table)
+	}
+	if strings.HasPrefix(schema, "pg_") || schema == "information_schema" {
+		return catalog.Ident{}, fmt.Errorf("%w: schema %q is the system's", ErrTargetRefused, schema)
+	}
+	return catalog.Ident{Schema: schema, Name: table}, nil
+}
+
+// target is o.target, refusing a schema other than public for a sender without the
+// fast path (PhoenixKit's): its paged pull imports by the sender's name, which is
+// read as a public table here.
+func (c *Client) target(ctx context.Context, table string, o TransferOptions) (catalog.Ident, error) {
+	target, err := o.target(table)
+	if err != nil || target.Schema == "public" {
+		return target, err
+	}
+	caps, err := c.Capabilities(ctx)
+	if err != nil {
+		return catalog.Ident{}, err
+	}
+	if !caps.Stream() {
+		return catalog.Ident{}, fmt.Errorf("%w: this sender has no stream.v1, so its tables are pulled into public only", ErrTargetRefused)
+	}
+	return target, nil
+}
+
 // Transfer copies one table from the sender into the local database: schema, then
 // every row through the fast path, imported with the strategy batch by batch (each
-// batch in one local transaction). On failure the result holds what was applied and
-// the last key, for resuming.
+// batch in one local transaction). The rows go to the table o.Schema names under the
+// sender's exact name (see TransferOptions.Schema). On failure the result holds what
+// was applied and the last key, for resuming.
 func (c *Client) Transfer(ctx context.Context, pool *pgxpool.Pool, table string, o TransferOptions) (Result, error) {
-	sch, err := c.GetSchema(ctx, table)
-	if err != nil {
-		return Result{Table: table}, err
-	}
 	res := Result{Table: table}
-	ok, err := catalog.Exists(ctx, pool, table)
+	target, err := c.target(ctx, table, o)
 	if err != nil {
 		return res, fmt.Errorf("transfer %s: %w", table, err)
 	}
-	if !ok {
-		if !o.CreateMissing {
-			return res, fmt.Errorf("transfer %s: the table does not exist here (set CreateMissing to create it)", table)
-		}
-		_, dr, err := createLocal(ctx, pool, table, sch)
-		res.Warnings = dr.Warnings
-		if err != nil {
-			return res, fmt.Errorf("transfer %s: %w", table, err)
-		}
-		res.TableCreated = true
+	sch, err := c.GetSchema(ctx, table)
+	if err != nil {
+		return res, err
 	}
-	return c.transferRows(ctx, pool, sch, res, o)
+	if _, err := ensureTable(ctx, pool, target, sch, &res, o); err != nil {
+		return res, err
+	}
+	return c.transferRows(ctx, pool, sch, target, res, o)
 }
 
-// targetName is where the table requested as table is created: the name the sender's
-// definition gives when it is one Resolve reads table as (public.table, or
-// schema.name split at the first dot), else the requested name itself — never a
-// name only the sender chose.
-func targetName(table string, sch *catalog.Schema) (schema, name string) {
-	if s, n, ok := strings.Cut(table, "."); ok {
-		if sch.Schema == "public" && sch.Name == table {
-			return "public", table
-		}
-		return s, n
+// ensureTable checks that target exists, or creates it from the sender's definition
+// when o.CreateMissing (res says so, with ddl's warnings), returning the definition
+// as created (nil when the table was there).
+func ensureTable(ctx context.Context, pool *pgxpool.Pool, target catalog.Ident, sch *catalog.Schema, res *Result, o TransferOptions) (*catalog.Schema, error) {
+	_, err := catalog.ResolveIn(ctx, pool, target.Schema, target.Name)
+	switch {
+	case err == nil:
+		return nil, nil
+	case !errors.Is(err, catalog.ErrUnknownTable):
+		return nil, fmt.Errorf("transfer %s: %w", res.Table, err)
+	case !o.CreateMissing:
+		return nil, fmt.Errorf("transfer %s: the table %s does not exist here (set CreateMissing to create it)", res.Table, target.Quoted())
 	}
-	return "public", table
+	local, dr, err := createLocal(ctx, pool, target, sch)
+	res.Warnings = append(res.Warnings, dr.Warnings...)
+	if err != nil {
+		return nil, fmt.Errorf("transfer %s: %w", res.Table, err)
+	}
+	res.TableCreated = true
+	return local, nil
 }
 
-// createLocal creates the requested table from the sender's definition, under the
-// requested name, and returns the definition as created.
-func createLocal(ctx context.Context, pool *pgxpool.Pool, table string, sch *catalog.Schema) (*catalog.Schema, ddl.Result, error) {
+// createLocal creates target from the sender's definition, which names the table
+// but never chooses where it goes, and returns the definition as created.
+func createLocal(ctx context.Context, pool *pgxpool.Pool, target catalog.Ident, sch *catalog.Schema) (*catalog.Schema, ddl.Result, error) {
 	local := *sch
-	local.Schema, local.Name = targetName(table, sch)
+	local.Schema, local.Name = target.Schema, target.Name
 	res, err := ddl.Create(ctx, pool, &local)
 	return &local, res, err
 }
 
-func (c *Client) transferRows(ctx context.Context, pool *pgxpool.Pool, sch *catalog.Schema, res Result, o TransferOptions) (Result, error) {
+// openImporter prepares the import into exactly target. importer.New reads a name as
+// catalog.Resolve does (public first, then split at a dot): the table it finds must be
+// target, or nothing is imported.
+func openImporter(ctx context.Context, pool *pgxpool.Pool, target catalog.Ident, o importer.Options) (*importer.Importer, error) {
+	name := target.Name
+	if target.Schema != "public" {
+		name = target.Schema + "." + target.Name
+	}
+	if err := resolvesTo(ctx, pool, name, target); err != nil {
+		return nil, err
+	}
+	im, err := importer.New(ctx, pool, name, o)
+	if err != nil {
+		return nil, err
+	}
+	if got := catalog.IdentOf(im.Schema()); !sameTable(got, target) {
+		return nil, fmt.Errorf("import %s: %w: the name resolves to %s here", target.Quoted(), ErrTargetRefused, got.Quoted())
+	}
+	return im, nil
+}
+
+func sameTable(a, b catalog.Ident) bool { return a.Schema == b.Schema && a.Name == b.Name }
+
+func (c *Client) transferRows(ctx context.Context, pool *pgxpool.Pool, sch *catalog.Schema, target catalog.Ident, res Result, o TransferOptions) (Result, error) {
 	start := time.Now()
 	caps, err := c.Capabilities(ctx)
 	if err != nil {
 		return res, fmt.Errorf("transfer %s: %w", res.Table, err)
 	}
 	if caps.Stream() {
-		res, err = c.streamRows(ctx, pool, sch, res, o, start)
-	} else {
+		res, err = c.streamRows(ctx, pool, sch, target, res, o, start)
+	} else if err = resolvesTo(ctx, pool, res.Table, target); err == nil {
 		res, err = c.pageRows(ctx, pool, sch, res, o, start) // a PhoenixKit sender
 	}
 	res.Duration = time.Since(start)
 	return res, err
 }
 
-func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalog.Schema, res Result, o TransferOptions, start time.Time) (Result, error) {
+// resolvesTo checks that target exists and that table, read here as catalog.Resolve
+// reads names (as importer.New and pageRows do), is exactly target.
+func resolvesTo(ctx context.Context, pool *pgxpool.Pool, table string, target catalog.Ident) error {
+	if _, err := catalog.ResolveIn(ctx, pool, target.Schema, target.Name); err != nil {
+		return fmt.Errorf("transfer %s: %w", table, err)
+	}
+	id, err := catalog.Resolve(ctx, pool, table)
+	if err != nil {
+		return fmt.Errorf("transfer %s: %w", table, err)
+	}
+	if !sameTable(id, target) {
+		return fmt.Errorf("transfer %s: %w: the name resolves to %s here, not %s", table, ErrTargetRefused, id.Quoted(), target.Quoted())
+	}
+	return nil
+}
+
+func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalog.Schema, target catalog.Ident, res Result, o TransferOptions, start time.Time) (Result, error) {
 	table := res.Table
 	if o.BatchSize <= 0 {
 		o.BatchSize = wire.DefaultBatchRows
@@ -130,7 +224,7 @@ func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalo
 	for _, col := range sch.Writable() {
 		cols = append(cols, col.Name)
 	}
-	im, err := importer.New(ctx, pool, table, importer.Options{Strategy: o.Strategy, Columns: cols, IgnoreUnknownColumns: o.IgnoreMissingColumns})
+	im, err := openImporter(ctx, pool, target, importer.Options{Strategy: o.Strategy, Columns: cols, IgnoreUnknownColumns: o.IgnoreMissingColumns})
 	if errors.Is(err, importer.ErrUnknownColumn) && !o.IgnoreMissingColumns {
 		return res, fmt.Errorf("transfer %s: %w (the local table lacks the sender's columns; set IgnoreMissingColumns — "+
 			"fiberkit-pull -ignore-missing-columns, pull ignore_missing_columns — to import without them)", table, err)
@@ -242,8 +336,10 @@ type TransferAllOptions struct {
 
 // TransferAll transfers several tables from the sender's one consistent snapshot:
 // tables are created first when missing (CreateMissing), filled in foreign-key order,
-// and given their foreign keys after all the data is in. It goes on past a failed
-// table and reports each table's outcome; the error is the first failure.
+// and given their foreign keys after all the data is in — only keys between tables
+// of this pull; one referencing any other local table is left out with a warning in
+// its table's result. It goes on past a failed table and reports each table's
+// outcome; the error is the first failure.
 func (c *Client) TransferAll(ctx context.Context, pool *pgxpool.Pool, o TransferAllOptions) (map[string]Result, error) {
 	tables := o.Tables
 	if len(tables) == 0 {
@@ -266,25 +362,23 @@ func (c *Client) TransferAll(ctx context.Context, pool *pgxpool.Pool, o Transfer
 		names[sch] = t
 	}
 	results := map[string]Result{}
+	pulled := ddl.Pulled{}
 	var created []*catalog.Schema
 	var first error
 	for _, sch := range catalog.SortByDependencies(schemas) {
 		name := names[sch]
 		res := Result{Table: name}
-		ok, err := catalog.Exists(ctx, pool, name)
-		if err == nil && !ok {
-			if !o.CreateMissing {
-				err = fmt.Errorf("transfer %s: the table does not exist here (set CreateMissing to create it)", name)
-			} else {
-				var local *catalog.Schema
-				var dr ddl.Result
-				local, dr, err = createLocal(ctx, pool, name, sch)
-				res.Warnings = dr.Warnings
-				if err == nil {
-					res.TableCreated = true
-					created = append(created, local)
-				}
-			}
+		target, err := c.target(ctx, name, o.TransferOptions)
+		if err != nil {
+			err = fmt.Errorf("transfer %s: %w", name, err)
+		}
+		var local *catalog.Schema
+		if err == nil {
+			local, err = ensureTable(ctx, pool, target, sch, &res, o.TransferOptions)
+		}
+		if local != nil {
+			created = append(created, local)
+			names[local] = name
 		}
 		if err == nil {
 			opts := o.TransferOptions
@@ -292,23 +386,35 @@ func (c *Client) TransferAll(ctx context.Context, pool *pgxpool.Pool, o Transfer
 			if s, ok := o.Strategies[name]; ok {
 				opts.Strategy = s
 			}
-			res, err = c.transferRows(ctx, pool, sch, res, opts)
+			res, err = c.transferRows(ctx, pool, sch, target, res, opts)
 		}
 		if err != nil {
 			res.Error = err.Error()
 			if first == nil {
 				first = err
 			}
+		} else {
+			pulled[catalog.IdentOf(sch)] = target
 		}
 		results[name] = res
 		if err != nil && !c.Connected() {
 			break // the sender is gone: the other tables cannot be read either
 		}
 	}
-	for _, sch := range created {
-		if err := ddl.AddForeignKeys(ctx, pool, sch); err != nil && first == nil {
-			first = err
+	for _, local := range created {
+		name := names[local]
+		fr, err := ddl.AddForeignKeysWithin(ctx, pool, local, pulled)
+		res := results[name]
+		res.Warnings = append(res.Warnings, fr.Warnings...)
+		if err != nil {
+			if res.Error == "" {
+				res.Error = err.Error()
+			}
+			if first == nil {
+				first = err
+			}
 		}
+		results[name] = res
 	}
 	return results, first
 }
@@ -323,15 +429,16 @@ type TableState struct {
 }
 
 // Compare tells, for each of the sender's tables, whether the local database lacks
-// it, holds different rows, or matches it.
+// it, holds different rows, or matches it. The local table is the one a transfer
+// writes: public's table of the sender's exact name.
 func (c *Client) Compare(ctx context.Context, pool *pgxpool.Pool, tables []catalog.Table) ([]TableState, error) {
 	out := make([]TableState, 0, len(tables))
 	for _, t := range tables {
 		st := TableState{Table: t.Name, Rows: t.Rows, State: "new"}
-		local, err := catalog.GetSchema(ctx, pool, t.Name)
+		local, err := catalog.GetSchemaIn(ctx, pool, "public", t.Name)
 		if err == nil {
 			st.State = "different"
-			if st.LocalRows, err = catalog.Count(ctx, pool, t.Name); err != nil {
+			if st.LocalRows, err = catalog.CountIn(ctx, pool, local.Schema, local.Name); err != nil {
 				return nil, err
 			}
 			if st.LocalRows == t.Rows {

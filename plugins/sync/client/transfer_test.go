@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -12,8 +13,9 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-// TestCreateUnderRequestedName checks that a missing table is created under the name
-// the receiver asked for, whatever name the sender's definition carries.
+// TestCreateUnderRequestedName checks that a missing table is created under the exact
+// name the sender listed, in public or the schema the receiving side named, whatever
+// name the sender's definition carries and whatever dots the listed name holds.
 func TestCreateUnderRequestedName(t *testing.T) {
 	ctx := context.Background()
 	pool, err := pgxpool.New(ctx, pgtest.NewDatabase(t))
@@ -24,19 +26,26 @@ func TestCreateUnderRequestedName(t *testing.T) {
 	cols := []catalog.Column{{Name: "id", Type: "integer"}}
 	for _, tc := range []struct {
 		requested   string
+		schema      string // TransferOptions.Schema
 		sentSchema  string
 		sentName    string
 		want        string // schema.name created
 		wantMissing string // a table that must not exist afterwards
 	}{
-		{"orders", "evil", "victim", "public.orders", "evil.victim"},
-		{"orders2", "public", "other", "public.orders2", "public.other"},
-		{"sales.t", "public", "t", "sales.t", "public.t"},
-		{"a.b", "public", "a.b", "public.a.b", "a.b"},
-		{"c.d", "c", "d", "c.d", "public.c.d"},
+		{"orders", "", "evil", "victim", "public.orders", "evil.victim"},
+		{"orders2", "", "public", "other", "public.orders2", "public.other"},
+		{"sales.t", "", "sales", "t", "public.sales.t", "sales.t"},
+		{"a.b", "", "public", "a.b", "public.a.b", "a.b"},
+		{"c.d", "", "c", "d", "public.c.d", "c.d"},
+		{"t", "sales", "public", "t", "sales.t", "public.t"},
+		{"e.f", "sales", "e", "f", "sales.e.f", "e.f"},
 	} {
 		sch := &catalog.Schema{Schema: tc.sentSchema, Name: tc.sentName, Columns: cols}
-		local, _, err := createLocal(ctx, pool, tc.requested, sch)
+		target, err := TransferOptions{Schema: tc.schema}.target(tc.requested)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.requested, err)
+		}
+		local, _, err := createLocal(ctx, pool, target, sch)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.requested, err)
 		}
@@ -48,7 +57,7 @@ func TestCreateUnderRequestedName(t *testing.T) {
 			WHERE n.nspname || '.' || c.relname = $1`, tc.wantMissing).Scan(&n); err != nil || n != 0 {
 			t.Errorf("%s: %s exists (%v)", tc.requested, tc.wantMissing, err)
 		}
-		if ok, err := catalog.Exists(ctx, pool, tc.requested); !ok || err != nil {
+		if _, err := catalog.ResolveIn(ctx, pool, target.Schema, target.Name); err != nil {
 			t.Errorf("%s: not found after creation (%v)", tc.requested, err)
 		}
 		if sch.Schema != tc.sentSchema || sch.Name != tc.sentName {
@@ -56,7 +65,10 @@ func TestCreateUnderRequestedName(t *testing.T) {
 		}
 	}
 	// A kit table name is refused even when requested.
-	if _, _, err := createLocal(ctx, pool, "fiberkit_settings", &catalog.Schema{Schema: "public", Name: "x", Columns: cols}); err == nil {
+	if _, err := (TransferOptions{}).target("fiberkit_settings"); !errors.Is(err, ErrTargetRefused) {
+		t.Errorf("fiberkit_settings: %v", err)
+	}
+	if _, _, err := createLocal(ctx, pool, catalog.Ident{Schema: "public", Name: "fiberkit_settings"}, &catalog.Schema{Schema: "public", Name: "x", Columns: cols}); err == nil {
 		t.Error("fiberkit_settings created")
 	}
 }

@@ -2,7 +2,8 @@
 // may come from another site): enum and domain types it needs, columns with exact
 // types, NOT NULL, defaults, identity, stored generated columns, primary key and
 // unique constraints. Foreign keys are added by a separate call once the data is in,
-// so tables can be filled in any order.
+// so tables can be filled in any order, and only between the tables of one pull
+// (AddForeignKeysWithin).
 //
 // # Definitions from a peer are hostile
 //
@@ -290,28 +291,60 @@ func createDomain(ctx context.Context, q Exec, tc *typeChecker, d catalog.Domain
 	return nil
 }
 
-// AddForeignKeys adds sch's foreign keys to the local table (after its data is in).
-// Keys whose referenced table is missing locally are reported, not added.
+// AddForeignKeys adds sch's foreign keys to the local table (after its data is in),
+// referencing the tables they name. A key referencing a kit table (fiberkit_*) is
+// never added. A receiver adding a peer's keys uses AddForeignKeysWithin, which also
+// keeps them inside the pull.
 func AddForeignKeys(ctx context.Context, q Exec, sch *catalog.Schema) error {
-	target := catalog.Ident{Schema: sch.Schema, Name: sch.Name}
+	_, err := addForeignKeys(ctx, q, sch, func(ref catalog.Ident) (catalog.Ident, bool) { return ref, true })
+	return err
+}
+
+// Pulled maps each table of one pull, by the sender's schema and name for it (as its
+// definition gives them; OID zero), to the local table it was written to.
+type Pulled map[catalog.Ident]catalog.Ident
+
+// AddForeignKeysWithin adds the foreign keys of sch (a peer's definition) to the local
+// table sch names, once the data is in, each referencing the local table that pulled
+// maps its referenced table to. A key referencing a table outside the pull — any
+// other local table, the kit's own included — is not added, and the result's Warnings
+// say so: a sender's schema never ties a receiver's other tables to its data.
+func AddForeignKeysWithin(ctx context.Context, q Exec, sch *catalog.Schema, pulled Pulled) (Result, error) {
+	return addForeignKeys(ctx, q, sch, func(ref catalog.Ident) (catalog.Ident, bool) {
+		local, ok := pulled[ref]
+		return local, ok
+	})
+}
+
+// addForeignKeys adds sch's foreign keys to the table sch names, each referencing the
+// local table refer maps the key's referenced table to; keys refer refuses, or that
+// reference a kit table, are left out with a warning.
+func addForeignKeys(ctx context.Context, q Exec, sch *catalog.Schema, refer func(catalog.Ident) (catalog.Ident, bool)) (Result, error) {
+	var res Result
+	target := catalog.IdentOf(sch)
 	for _, fk := range sch.ForeignKeys {
+		sent := catalog.Ident{Schema: fk.RefSchema, Name: fk.RefTable}
+		ref, ok := refer(sent)
+		if !ok || catalog.IsSecretTable(ref.Name) {
+			res.warn("foreign key %s: not added, it references %s, which is not a table of this pull", fk.Name, sent.Quoted())
+			continue
+		}
 		var exists bool
 		if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = $1::regclass AND conname = $2)`,
 			target.Quoted(), fk.Name).Scan(&exists); err != nil {
-			return fmt.Errorf("foreign key %s on %s: %w", fk.Name, target, err)
+			return res, fmt.Errorf("foreign key %s on %s: %w", fk.Name, target, err)
 		}
 		if exists {
 			continue
 		}
-		ref := catalog.Ident{Schema: fk.RefSchema, Name: fk.RefTable}
 		sql := fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s FOREIGN KEY (%s) REFERENCES %s (%s)%s",
 			target.Quoted(), pgx.Identifier{fk.Name}.Sanitize(), catalog.QuoteNames(fk.Columns), ref.Quoted(),
 			catalog.QuoteNames(fk.RefColumns), fkActions(fk.Definition))
 		if _, err := q.Exec(ctx, sql, oneStatement); err != nil {
-			return fmt.Errorf("foreign key %s on %s: %w", fk.Name, target, err)
+			return res, fmt.Errorf("foreign key %s on %s: %w", fk.Name, target, err)
 		}
 	}
-	return nil
+	return res, nil
 }
 
 var actionPattern = regexp.MustCompile(`ON (DELETE|UPDATE) (CASCADE|RESTRICT|SET NULL|SET DEFAULT|NO ACTION)|DEFERRABLE|INITIALLY (DEFERRED|IMMEDIATE)|MATCH FULL`)
