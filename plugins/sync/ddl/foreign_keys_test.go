@@ -15,8 +15,8 @@ import (
 // written to, and that a key to any other table (a kit table included) is left out
 // with a warning.
 func TestForeignKeysWithinPull(t *testing.T) {
-	ctx := context.Background()
 	db := newDB(t)
+	ctx := context.Background()
 	exec(t, db, `CREATE TABLE fiberkit_settings (id int PRIMARY KEY); CREATE TABLE accounts (id int PRIMARY KEY);
 		CREATE SCHEMA mirror; CREATE TABLE mirror.customers (id int PRIMARY KEY); CREATE TABLE mirror.orders (id int PRIMARY KEY, customer int, account int, setting int)`)
 	fk := func(name, col, refTable string) catalog.ForeignKey {
