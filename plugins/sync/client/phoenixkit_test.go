@@ -31,7 +31,6 @@ type phoenixKitSender struct {
 
 	mu      sync.Mutex
 	limits  []int // the limit of every request:records
-	noRefOK bool  // a request without a payload ref was answered (must stay false)
 }
 
 func newPhoenixKitSender(t *testing.T, schema map[string]any, rows []map[string]any) *phoenixKitSender {

@@ -26,7 +26,7 @@ var ErrNoResume = errors.New("this sender pages by offset (no stream.v1): a tran
 // order, each value turned into PostgreSQL text by the local column's type, each
 // page imported in one local transaction. A page shorter than asked, or an empty
 // one, ends it.
-func (c *Client) pageRows(ctx context.Context, pool *pgxpool.Pool, sch *catalog.Schema, res Result, o TransferOptions, start time.Time) (Result, error) {
+func (c *Client) pageRows(ctx context.Context, pool *pgxpool.Pool, target catalog.Ident, res Result, o TransferOptions, start time.Time) (Result, error) {
 	table := res.Table
 	if len(o.AfterKey) > 0 {
 		return res, fmt.Errorf("transfer %s: %w", table, ErrNoResume)
@@ -40,7 +40,7 @@ func (c *Client) pageRows(ctx context.Context, pool *pgxpool.Pool, sch *catalog.
 		return res, err
 	}
 	res.Requested = total
-	im, err := importer.New(ctx, pool, table, importer.Options{Strategy: o.Strategy, IgnoreUnknownColumns: o.IgnoreMissingColumns})
+	im, err := openImporter(ctx, pool, target, importer.Options{Strategy: o.Strategy, IgnoreUnknownColumns: o.IgnoreMissingColumns})
 	if err != nil {
 		return res, fmt.Errorf("transfer %s: %w", table, err)
 	}

@@ -86,24 +86,6 @@ func (o TransferOptions) target(table string) (catalog.Ident, error) {
 	return catalog.Ident{Schema: schema, Name: table}, nil
 }
 
-// target is o.target, refusing a schema other than public for a sender without the
-// fast path (PhoenixKit's): its paged pull imports by the sender's name, which is
-// read as a public table here.
-func (c *Client) target(ctx context.Context, table string, o TransferOptions) (catalog.Ident, error) {
-	target, err := o.target(table)
-	if err != nil || target.Schema == "public" {
-		return target, err
-	}
-	caps, err := c.Capabilities(ctx)
-	if err != nil {
-		return catalog.Ident{}, err
-	}
-	if !caps.Stream() {
-		return catalog.Ident{}, fmt.Errorf("%w: this sender has no stream.v1, so its tables are pulled into public only", ErrTargetRefused)
-	}
-	return target, nil
-}
-
 // Transfer copies one table from the sender into the local database: schema, then
 // every row through the fast path, imported with the strategy batch by batch (each
 // batch in one local transaction). The rows go to the table o.Schema names under the
@@ -111,7 +93,7 @@ func (c *Client) target(ctx context.Context, table string, o TransferOptions) (c
 // was applied and the last key, for resuming.
 func (c *Client) Transfer(ctx context.Context, pool *pgxpool.Pool, table string, o TransferOptions) (Result, error) {
 	res := Result{Table: table}
-	target, err := c.target(ctx, table, o)
+	target, err := o.target(table)
 	if err != nil {
 		return res, fmt.Errorf("transfer %s: %w", table, err)
 	}
@@ -187,8 +169,8 @@ func (c *Client) transferRows(ctx context.Context, pool *pgxpool.Pool, sch *cata
 	}
 	if caps.Stream() {
 		res, err = c.streamRows(ctx, pool, sch, target, res, o, start)
-	} else if err = resolvesTo(ctx, pool, res.Table, target); err == nil {
-		res, err = c.pageRows(ctx, pool, sch, res, o, start) // a PhoenixKit sender
+	} else {
+		res, err = c.pageRows(ctx, pool, target, res, o, start) // a PhoenixKit sender
 	}
 	res.Duration = time.Since(start)
 	return res, err
@@ -368,7 +350,7 @@ func (c *Client) TransferAll(ctx context.Context, pool *pgxpool.Pool, o Transfer
 	for _, sch := range catalog.SortByDependencies(schemas) {
 		name := names[sch]
 		res := Result{Table: name}
-		target, err := c.target(ctx, name, o.TransferOptions)
+		target, err := o.TransferOptions.target(name)
 		if err != nil {
 			err = fmt.Errorf("transfer %s: %w", name, err)
 		}
