@@ -52,8 +52,8 @@ func New(log *slog.Logger) *Server {
 		receiverIdle = d
 	}
 	s := &Server{log: log, tokenLimiter: ratelimit.New(10, time.Minute)}
-	s.sender = sender.New(log, s.state, receiverIdle)
-	s.admin = admin.New(log, s.state)
+	s.sender = sender.New(log, s.current, receiverIdle)
+	s.admin = admin.New(log, s.current)
 	return s
 }
 
@@ -61,14 +61,14 @@ func New(log *slog.Logger) *Server {
 func (s *Server) Module() sdk.Module {
 	mux := http.NewServeMux()
 	s.admin.Routes(mux)
-	tokenchange.Routes(mux, s.state, s.tokenLimiter)
+	tokenchange.Routes(mux, s.current, s.tokenLimiter)
 	return sdk.Module{
 		ID:         "sync",
 		Version:    "0.1.0",
 		Logger:     s.log,
 		HTTP:       mux,
 		WebSockets: map[string]sdk.WebSocketHandler{"/websocket": s.sender.Serve, "/live": s.admin.ServeLive},
-		Operations: ops.Operations(s.log, s.state),
+		Operations: ops.Operations(s.log, s.current),
 		Configure:  s.configure,
 	}
 }
@@ -105,8 +105,8 @@ func (s *Server) configure(ctx context.Context, env *sdk.Env) error {
 	return nil
 }
 
-// state returns the current site (a site.Current).
-func (s *Server) state() (*site.Site, error) {
+// current returns the current site (a site.Current).
+func (s *Server) current() (*site.Site, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.st == nil {
@@ -122,11 +122,11 @@ func (s *Server) state() (*site.Site, error) {
 func (s *Server) schedule(ctx context.Context, st *site.Site) {
 	st.Remotes.Schedule(ctx, remote.ScheduleOptions{
 		Active: func() bool {
-			cur, err := s.state()
+			cur, err := s.current()
 			return err == nil && cur.Settings.Enabled()
 		},
 	}, func(ctx context.Context, r remote.Remote, token string) error {
-		cur, err := s.state()
+		cur, err := s.current()
 		if err != nil {
 			return err
 		}

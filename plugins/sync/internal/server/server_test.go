@@ -42,7 +42,7 @@ func TestSchedulerFollowsTheDatabase(t *testing.T) {
 		if err := s.configure(ctx, env(db)); err != nil {
 			t.Fatal(err)
 		}
-		st, err := s.state()
+		st, err := s.current()
 		if err != nil {
 			t.Fatal(err)
 		}
