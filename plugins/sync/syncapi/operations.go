@@ -87,8 +87,11 @@ type ListTablesRequest struct {
 	Exclude []string `json:"exclude,omitempty"`
 	// IncludeKit lists the kit's own tables that hold no secrets too.
 	IncludeKit bool `json:"include_kit,omitempty"`
-	// Exact counts rows instead of reading the planner's estimate.
+	// Exact counts rows (the default); kept for callers that set it.
 	Exact bool `json:"exact,omitempty"`
+	// Estimate reads the planner's estimates instead of counting (fast on big
+	// tables, wrong after recent writes).
+	Estimate bool `json:"estimate,omitempty"`
 }
 
 // TableRequest names one local table (get_schema, get_count, table_exists).
@@ -113,8 +116,11 @@ type ImportRequest struct {
 	Records []map[string]*string `json:"records"`
 }
 
-// CreateTableRequest creates a local table from a definition as get_schema returns it.
+// CreateTableRequest creates a local table from a definition as get_schema returns it,
+// or as PhoenixKit's create_table(name, {columns, primary_key}) takes it: Table names
+// the table when the definition does not (or names it otherwise), in public.
 type CreateTableRequest struct {
+	Table  string  `json:"table,omitempty"`
 	Schema *Schema `json:"schema"`
 }
 
