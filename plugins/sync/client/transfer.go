@@ -168,7 +168,7 @@ func (c *Client) transferRows(ctx context.Context, pool *pgxpool.Pool, sch *cata
 		return res, fmt.Errorf("transfer %s: %w", res.Table, err)
 	}
 	if caps.Stream() {
-		res, err = c.streamRows(ctx, pool, sch, target, res, o, start)
+		res, _, err = c.streamRows(ctx, pool, sch, target, res, o, start, nil)
 	} else {
 		res, err = c.pageRows(ctx, pool, target, res, o, start) // a PhoenixKit sender
 	}
@@ -192,14 +192,37 @@ func resolvesTo(ctx context.Context, pool *pgxpool.Pool, table string, target ca
 	return nil
 }
 
-func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalog.Schema, target catalog.Ident, res Result, o TransferOptions, start time.Time) (Result, error) {
+// streamRows pulls a table through the fast path (stream.v1) into target. With g nil
+// each batch is imported in its own local transaction as it arrives, and the importer
+// is finished (its sequences moved) at the end. With a group each batch is staged in
+// g (in a temp table of its transaction, not in memory) and nothing is written: the
+// caller commits g and then finishes the importer it gets back.
+func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalog.Schema, target catalog.Ident, res Result, o TransferOptions,
+	start time.Time, g *importer.Group) (Result, *importer.Importer, error) {
+	res, im, err := c.streamBatches(ctx, pool, sch, target, res, o, start, g)
+	if err != nil || g != nil {
+		return res, im, err
+	}
+	if err := im.Finish(ctx); err != nil {
+		return res, im, err
+	}
+	if o.Progress != nil {
+		o.Progress(Progress{Table: res.Table, Rows: res.Rows, Total: res.Requested, Elapsed: time.Since(start), Done: true})
+	}
+	return res, im, nil
+}
+
+// streamBatches streams a table's rows and hands every batch to its importer, or
+// stages it in g when g is not nil (see streamRows).
+func (c *Client) streamBatches(ctx context.Context, pool *pgxpool.Pool, sch *catalog.Schema, target catalog.Ident, res Result, o TransferOptions,
+	start time.Time, g *importer.Group) (Result, *importer.Importer, error) {
 	table := res.Table
 	if o.BatchSize <= 0 {
 		o.BatchSize = wire.DefaultBatchRows
 	}
 	total, err := c.GetCount(ctx, table)
 	if err != nil {
-		return res, err
+		return res, nil, err
 	}
 	res.Requested = total
 	var cols []string
@@ -208,11 +231,11 @@ func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalo
 	}
 	im, err := openImporter(ctx, pool, target, importer.Options{Strategy: o.Strategy, Columns: cols, IgnoreUnknownColumns: o.IgnoreMissingColumns})
 	if errors.Is(err, importer.ErrUnknownColumn) && !o.IgnoreMissingColumns {
-		return res, fmt.Errorf("transfer %s: %w (the local table lacks the sender's columns; set IgnoreMissingColumns — "+
+		return res, nil, fmt.Errorf("transfer %s: %w (the local table lacks the sender's columns; set IgnoreMissingColumns — "+
 			"fiberkit-pull -ignore-missing-columns, pull ignore_missing_columns — to import without them)", table, err)
 	}
 	if err != nil {
-		return res, fmt.Errorf("transfer %s: %w", table, err)
+		return res, nil, fmt.Errorf("transfer %s: %w", table, err)
 	}
 	res.DroppedColumns = im.Dropped()
 	const credit = wire.DefaultCredit
@@ -232,7 +255,7 @@ func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalo
 	}
 	if _, err := c.request(ctx, c.topic, wire.StreamStart, wire.Start{Stream: sid, Table: table, AfterKey: o.AfterKey,
 		BatchRows: o.BatchSize, Compression: compression, Credit: credit}); err != nil {
-		return res, fmt.Errorf("transfer %s: %w", table, err)
+		return res, nil, fmt.Errorf("transfer %s: %w", table, err)
 	}
 	codec := wire.NewCodec()
 	defer codec.Close()
@@ -251,43 +274,42 @@ func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalo
 		select {
 		case m = <-msgs:
 		case <-ctx.Done():
-			return res, fmt.Errorf("transfer %s: %w", table, ctx.Err())
+			return res, nil, fmt.Errorf("transfer %s: %w", table, ctx.Err())
 		case <-c.done:
 			// Drain what already arrived before reporting the loss.
 			select {
 			case m = <-msgs:
 			default:
-				return res, fmt.Errorf("transfer %s: %w", table, c.closeErr())
+				return res, nil, fmt.Errorf("transfer %s: %w", table, c.closeErr())
 			}
 		}
 		switch {
 		case m.err != nil:
 			ended = true
-			return res, fmt.Errorf("transfer %s: %w", table, m.err)
+			return res, nil, fmt.Errorf("transfer %s: %w", table, m.err)
 		case m.end != nil:
 			ended = true
 			if m.end.Rows != res.Rows || m.end.Batches != seq {
-				return res, fmt.Errorf("transfer %s: sender sent %d rows in %d batches, received %d in %d", table, m.end.Rows, m.end.Batches, res.Rows, seq)
+				return res, nil, fmt.Errorf("transfer %s: sender sent %d rows in %d batches, received %d in %d", table, m.end.Rows, m.end.Batches, res.Rows, seq)
 			}
-			if err := im.Finish(ctx); err != nil {
-				return res, err
-			}
-			if o.Progress != nil {
-				o.Progress(Progress{Table: table, Rows: res.Rows, Total: total, Batches: int(seq), Elapsed: time.Since(start), Done: true})
-			}
-			return res, nil
+			return res, im, nil
 		}
 		res.Bytes += int64(len(m.batch))
 		b, err := codec.DecodeBatch(m.batch)
 		if err != nil {
-			return res, fmt.Errorf("transfer %s: batch %d: %w", table, seq+1, err)
+			return res, nil, fmt.Errorf("transfer %s: batch %d: %w", table, seq+1, err)
 		}
 		if b.Seq != seq+1 {
-			return res, fmt.Errorf("transfer %s: batch %d arrived after %d", table, b.Seq, seq)
+			return res, nil, fmt.Errorf("transfer %s: batch %d arrived after %d", table, b.Seq, seq)
 		}
-		r, err := im.ImportCopy(ctx, b.Data)
+		var r importer.Result
+		if g != nil {
+			err = g.Add(ctx, im, b.Data)
+		} else {
+			r, err = im.ImportCopy(ctx, b.Data)
+		}
 		if err != nil {
-			return res, err
+			return res, nil, err
 		}
 		seq = b.Seq
 		res.Created += r.Created
@@ -298,7 +320,7 @@ func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalo
 		res.Rows += int64(b.Rows)
 		res.LastKey = b.LastKey
 		if err := c.write(wire.New(nil, nil, c.topic, wire.StreamAck, wire.Ack{Stream: sid, Seq: seq, Credit: 1})); err != nil {
-			return res, fmt.Errorf("transfer %s: %w", table, err)
+			return res, nil, fmt.Errorf("transfer %s: %w", table, err)
 		}
 		if o.Progress != nil {
 			o.Progress(Progress{Table: table, Rows: res.Rows, Total: total, Batches: int(seq), Elapsed: time.Since(start)})
@@ -320,8 +342,11 @@ type TransferAllOptions struct {
 // tables are created first when missing (CreateMissing), filled in foreign-key order,
 // and given their foreign keys after all the data is in — only keys between tables
 // of this pull; one referencing any other local table is left out with a warning in
-// its table's result. It goes on past a failed table and reports each table's
-// outcome; the error is the first failure.
+// its table's result. The tables of a foreign-key cycle (catalog.Cycles: pagila's
+// store ↔ staff) are imported together through importer.Group when the sender has
+// the fast path, so new rows referring to each other across the cycle land in tables
+// that exist here, whose keys may be NOT NULL and not deferrable. It goes on past a
+// failed table and reports each table's outcome; the error is the first failure.
 func (c *Client) TransferAll(ctx context.Context, pool *pgxpool.Pool, o TransferAllOptions) (map[string]Result, error) {
 	tables := o.Tables
 	if len(tables) == 0 {
@@ -347,39 +372,66 @@ func (c *Client) TransferAll(ctx context.Context, pool *pgxpool.Pool, o Transfer
 	pulled := ddl.Pulled{}
 	var created []*catalog.Schema
 	var first error
-	for _, sch := range catalog.SortByDependencies(schemas) {
-		name := names[sch]
-		res := Result{Table: name}
-		target, err := o.TransferOptions.target(name)
+	done := func(p pending, err error) {
 		if err != nil {
-			err = fmt.Errorf("transfer %s: %w", name, err)
-		}
-		var local *catalog.Schema
-		if err == nil {
-			local, err = ensureTable(ctx, pool, target, sch, &res, o.TransferOptions)
-		}
-		if local != nil {
-			created = append(created, local)
-			names[local] = name
-		}
-		if err == nil {
-			opts := o.TransferOptions
-			opts.Strategy = o.Strategy
-			if s, ok := o.Strategies[name]; ok {
-				opts.Strategy = s
-			}
-			res, err = c.transferRows(ctx, pool, sch, target, res, opts)
-		}
-		if err != nil {
-			res.Error = err.Error()
+			p.res.Error = err.Error()
 			if first == nil {
 				first = err
 			}
 		} else {
-			pulled[catalog.IdentOf(sch)] = target
+			pulled[catalog.IdentOf(p.sch)] = p.target
 		}
-		results[name] = res
-		if err != nil && !c.Connected() {
+		results[p.res.Table] = p.res
+	}
+	for _, unit := range importUnits(schemas) {
+		var ready []pending
+		for _, sch := range unit {
+			p := pending{sch: sch, res: Result{Table: names[sch]}, opts: o.TransferOptions}
+			p.opts.Strategy = o.Strategy
+			if s, ok := o.Strategies[p.res.Table]; ok {
+				p.opts.Strategy = s
+			}
+			target, err := o.TransferOptions.target(p.res.Table)
+			if err != nil {
+				done(p, fmt.Errorf("transfer %s: %w", p.res.Table, err))
+				continue
+			}
+			p.target = target
+			local, err := ensureTable(ctx, pool, target, sch, &p.res, o.TransferOptions)
+			if local != nil {
+				created = append(created, local)
+				names[local] = p.res.Table
+			}
+			if err != nil {
+				done(p, err)
+				continue
+			}
+			ready = append(ready, p)
+		}
+		together := false
+		if len(ready) > 1 {
+			caps, err := c.Capabilities(ctx)
+			if err != nil {
+				for _, p := range ready {
+					done(p, fmt.Errorf("transfer %s: %w", p.res.Table, err))
+				}
+				ready = nil
+			}
+			together = caps.Stream()
+		}
+		if together {
+			errs := c.transferCycle(ctx, pool, ready)
+			for i, p := range ready {
+				done(p, errs[i])
+			}
+		} else {
+			for _, p := range ready {
+				var err error
+				p.res, err = c.transferRows(ctx, pool, p.sch, p.target, p.res, p.opts)
+				done(p, err)
+			}
+		}
+		if first != nil && !c.Connected() {
 			break // the sender is gone: the other tables cannot be read either
 		}
 	}
@@ -399,6 +451,126 @@ func (c *Client) TransferAll(ctx context.Context, pool *pgxpool.Pool, o Transfer
 		results[name] = res
 	}
 	return results, first
+}
+
+// pending is a table of TransferAll ready to be filled: the sender's definition, the
+// local table it goes to, its options and its result so far.
+type pending struct {
+	sch    *catalog.Schema
+	target catalog.Ident
+	opts   TransferOptions
+	res    Result
+}
+
+// importUnits orders schemas for import: the tables of each foreign-key cycle
+// (catalog.Cycles) form one unit, imported together, every other table a unit of its
+// own, and each unit comes after the units its tables reference.
+func importUnits(schemas []*catalog.Schema) [][]*catalog.Schema {
+	unitOf := map[*catalog.Schema]int{}
+	var units [][]*catalog.Schema
+	for _, cycle := range catalog.Cycles(schemas) {
+		for _, t := range cycle {
+			unitOf[t] = len(units)
+		}
+		units = append(units, cycle)
+	}
+	sorted := catalog.SortByDependencies(schemas)
+	for _, t := range sorted {
+		if _, ok := unitOf[t]; !ok {
+			unitOf[t] = len(units)
+			units = append(units, []*catalog.Schema{t})
+		}
+	}
+	byName := map[string]*catalog.Schema{}
+	for _, t := range schemas {
+		byName[t.Schema+"."+t.Name] = t
+	}
+	// The units and their references form no cycle: a depth-first walk orders them.
+	seen := make([]bool, len(units))
+	var out [][]*catalog.Schema
+	var visit func(u int)
+	visit = func(u int) {
+		if seen[u] {
+			return
+		}
+		seen[u] = true
+		for _, t := range units[u] {
+			for _, fk := range t.ForeignKeys {
+				if dep, ok := byName[fk.RefSchema+"."+fk.RefTable]; ok && unitOf[dep] != u {
+					visit(unitOf[dep])
+				}
+			}
+		}
+		out = append(out, units[u])
+	}
+	for _, t := range sorted {
+		visit(unitOf[t])
+	}
+	return out
+}
+
+// transferCycle imports the tables of one foreign-key cycle together through an
+// importer.Group: each table's rows streamed in turn and staged, batch by batch, in
+// temp tables of one local transaction (on the database server, not in memory), then
+// written with one statement and committed once. The results are filled in place;
+// the errors are the tables', in order. When one table fails nothing of the group is
+// written, and the others' results say so.
+func (c *Client) transferCycle(ctx context.Context, pool *pgxpool.Pool, tables []pending) []error {
+	errs := make([]error, len(tables))
+	failAll := func(err error, failed int) []error {
+		for i := range tables {
+			tables[i].res.LastKey = tables[i].opts.AfterKey // nothing was written
+			errs[i] = err
+			if i != failed {
+				errs[i] = fmt.Errorf("transfer %s: nothing imported: %s, of the same foreign-key cycle, failed: %w", tables[i].res.Table, tables[failed].res.Table, err)
+			}
+		}
+		return errs
+	}
+	g, err := importer.NewGroup(ctx, pool)
+	if err != nil {
+		return failAll(fmt.Errorf("transfer %s: %w", tables[0].res.Table, err), 0)
+	}
+	defer g.Close(ctx)
+	ims := make([]*importer.Importer, len(tables))
+	starts := make([]time.Time, len(tables))
+	for i := range tables {
+		p := &tables[i]
+		starts[i] = time.Now()
+		p.res, ims[i], err = c.streamRows(ctx, pool, p.sch, p.target, p.res, p.opts, starts[i], g)
+		p.res.Duration = time.Since(starts[i])
+		if err == nil {
+			// A table the sender sent no batch of joins the group too (with no rows),
+			// so Commit, answering in the order tables joined, answers for each in turn.
+			err = g.Add(ctx, ims[i], nil)
+		}
+		if err != nil {
+			return failAll(err, i)
+		}
+	}
+	results, err := g.Commit(ctx)
+	if err == nil && len(results) != len(tables) {
+		err = fmt.Errorf("group import: %d results for %d tables", len(results), len(tables))
+	}
+	if err != nil {
+		return failAll(fmt.Errorf("transfer %s: %w", tables[0].res.Table, err), 0)
+	}
+	for i, r := range results {
+		p := &tables[i]
+		p.res.Created += r.Created
+		p.res.Updated += r.Updated
+		p.res.Skipped += r.Skipped
+		p.res.Failed += r.Failed
+		p.res.Errors = append(p.res.Errors, r.Errors...)
+	}
+	for i := range tables {
+		p := &tables[i]
+		if errs[i] = ims[i].Finish(ctx); errs[i] == nil && p.opts.Progress != nil {
+			p.opts.Progress(Progress{Table: p.res.Table, Rows: p.res.Rows, Total: p.res.Requested, Elapsed: time.Since(starts[i]), Done: true})
+		}
+		p.res.Duration = time.Since(starts[i])
+	}
+	return errs
 }
 
 // TableState compares a sender's table with the local one.

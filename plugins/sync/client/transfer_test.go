@@ -8,10 +8,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fiberkit/fiberkit/host/devpg/pgtest"
+	"github.com/fiberkit/fiberkit/internal/testsupport"
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+// TestMain also removes the plugin binaries a test built (testsupport.Binary).
+func TestMain(m *testing.M) { testsupport.Main(m) }
 
 // TestCreateUnderRequestedName checks that a missing table is created under the exact
 // name the sender listed, in public or the schema the receiving side named, whatever
