@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"runtime"
 	"sync"
 	"time"
 
@@ -447,6 +448,7 @@ func (m *module) start(ctx context.Context) (*proc, error) {
 	cmd := exec.CommandContext(procCtx, m.man.Executable)
 	cmd.Dir = m.man.Dir
 	cmd.Env = m.kit.pluginEnv()
+	dieWithHost(cmd)
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  transport.Handshake(),
 		VersionedPlugins: transport.ClientPlugins(),
@@ -465,7 +467,7 @@ func (m *module) start(ctx context.Context) (*proc, error) {
 	}
 	stopWatch := context.AfterFunc(ctx, hardKill)
 	defer stopWatch()
-	proto, err := client.Client()
+	proto, err := startLocked(procCtx.Done(), client.Client)
 	if err != nil {
 		return fail(fmt.Errorf("start %s: %w", m.man.Executable, err))
 	}
@@ -502,4 +504,27 @@ func (m *module) start(ctx context.Context) (*proc, error) {
 	}
 	m.mu.Unlock()
 	return p, nil
+}
+
+// startLocked runs start, which forks the plugin process, on a goroutine locked to
+// its OS thread, and keeps that thread locked until done is closed (the process is
+// being killed). The parent-death signal (dieWithHost) belongs to the forking
+// thread, not to the host process: Go ends a thread when a goroutine locked to it
+// returns without unlocking, and while ours holds it no other goroutine runs there.
+// It costs one idle OS thread per plugin process.
+func startLocked[T any](done <-chan struct{}, start func() (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		v, err := start()
+		res <- result{v, err}
+		<-done
+	}()
+	r := <-res
+	return r.v, r.err
 }

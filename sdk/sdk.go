@@ -57,11 +57,20 @@ type Module struct {
 	Metrics prometheus.Gatherer
 }
 
-// Serve runs the module as a plugin process until the host stops it.
+// Serve runs the module as a plugin process until the host stops it. A process
+// whose host is gone — killed, or exited without stopping its plugins — exits too,
+// within a fraction of a second: it would otherwise keep its database pools and
+// schedules running beside the next host's plugins.
 func Serve(m Module) {
 	if m.Logger == nil {
 		m.Logger = Logger()
 	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go watchHost(ctx, hostCheckInterval, os.Getppid, func(was, now int) {
+		m.Logger.Error("host process gone; exiting", "host_pid", was, "parent_pid", now)
+		os.Exit(1)
+	})
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  transport.Handshake(),
 		VersionedPlugins: transport.ServerPlugins(newAdapter(m)),
