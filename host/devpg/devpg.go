@@ -5,6 +5,10 @@
 //
 // initdb refuses to run as root; when the process is root, the cluster is created and
 // run as the "postgres" system user (or "nobody" when there is none).
+//
+// A cluster does not outlive the process that started it: a watchdog process stops it
+// (immediate mode) and removes the directory Start made as soon as that process is
+// gone, however it ended — Stop, a panic, a test binary killed by -timeout, kill -9.
 package devpg
 
 import (
@@ -42,12 +46,14 @@ type Options struct {
 
 // Server is a running throwaway cluster. Connect as user "postgres" without a password.
 type Server struct {
-	dir     string
-	ownDir  bool
-	port    int
-	bin     string
-	cred    *syscall.Credential
-	stopped bool
+	dir      string
+	ownDir   bool
+	port     int
+	bin      string
+	cred     *syscall.Credential
+	stopped  bool
+	watchdog *exec.Cmd
+	lifeline *os.File // the watchdog's stdin; it acts when this end closes
 }
 
 // FindBinaries returns the directory holding initdb and pg_ctl: $PG_BIN, the PATH, or
@@ -138,8 +144,14 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if s.cred != nil {
 		_ = os.Chown(filepath.Join(data, "postgresql.auto.conf"), int(s.cred.Uid), int(s.cred.Gid))
 	}
+	// The watchdog starts first, so a process killed during pg_ctl start leaves
+	// nothing behind either.
+	if err := s.startWatchdog(); err != nil {
+		return nil, err
+	}
 	if out, err := s.run(ctx, "pg_ctl", "-D", data, "-l", filepath.Join(s.dir, "server.log"), "-w", "-t", "60", "start"); err != nil {
 		log, _ := os.ReadFile(filepath.Join(s.dir, "server.log"))
+		_ = s.Stop()
 		return nil, fmt.Errorf("devpg: pg_ctl start: %w: %s\n%s", err, out, log)
 	}
 	if err := s.waitReady(ctx); err != nil {
@@ -147,6 +159,41 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// watchdogScript waits for its stdin to end, then stops the cluster in data ($1) with
+// pg_ctl ($0) and removes dir ($2) if set. It ignores the signals a terminal or a
+// killed process group would send it (cat inherits that), so only the pipe ends it.
+const watchdogScript = `trap '' HUP INT TERM QUIT
+cat >/dev/null
+"$0" -D "$1" -m immediate -w -t 30 stop >/dev/null 2>&1
+if [ -n "$2" ]; then rm -rf "$2"; fi`
+
+// startWatchdog starts the process that stops the cluster once this one is gone. Its
+// stdin is a pipe whose write end only this process holds (close-on-exec, so no
+// child inherits it): the kernel closes it when this process exits, however it exits.
+func (s *Server) startWatchdog() error {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("devpg: watchdog pipe: %w", err)
+	}
+	defer r.Close()
+	remove := ""
+	if s.ownDir {
+		remove = s.dir
+	}
+	cmd := exec.Command("/bin/sh", "-c", watchdogScript, filepath.Join(s.bin, "pg_ctl"), filepath.Join(s.dir, "data"), remove)
+	cmd.Dir = "/"
+	cmd.Stdin = r
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	// Its own process group: Ctrl-C in a terminal, or a group kill, is not for it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: s.cred}
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return fmt.Errorf("devpg: start watchdog: %w", err)
+	}
+	s.watchdog, s.lifeline = cmd, w
+	return nil
 }
 
 func (s *Server) waitReady(ctx context.Context) error {
@@ -214,6 +261,11 @@ func (s *Server) Stop() error {
 	out, err := s.run(ctx, "pg_ctl", "-D", filepath.Join(s.dir, "data"), "-m", "fast", "-w", "stop")
 	if s.ownDir {
 		_ = os.RemoveAll(s.dir)
+	}
+	if s.watchdog != nil {
+		// Its turn now: it finds nothing left to stop or remove.
+		_ = s.lifeline.Close()
+		_ = s.watchdog.Wait()
 	}
 	if err != nil {
 		return fmt.Errorf("devpg: pg_ctl stop: %w: %s", err, out)
