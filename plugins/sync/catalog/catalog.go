@@ -1,7 +1,8 @@
 // Package catalog answers questions about a database's tables from pg_catalog: which
 // user tables exist and how many rows they hold, and each table's full definition
 // (columns with exact types, keys, unique constraints, foreign keys, the enums and
-// domains it uses). Every table name is resolved against the catalog first; SQL only
+// domains it uses, how it is partitioned). A partition is never listed as a table of
+// its own: its rows are read through its parent. Every table name is resolved against the catalog first; SQL only
 // ever sees the resolved, quoted identifier.
 package catalog
 

@@ -24,6 +24,10 @@ type (
 	Enum = syncapi.Enum
 	// Domain is a domain type a column uses (syncapi.Domain).
 	Domain = syncapi.Domain
+	// PartitionSpec is how a partitioned table is partitioned (syncapi.PartitionSpec).
+	PartitionSpec = syncapi.PartitionSpec
+	// Partition is one partition of a partitioned table (syncapi.Partition).
+	Partition = syncapi.Partition
 )
 
 // IdentOf returns the identifier of the table s defines.
@@ -148,7 +152,40 @@ ORDER BY con.contype, con.conname`, id.OID)
 			return nil, err
 		}
 	}
+	if s.Partition, err = partitionOf(ctx, q, id); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// partitionOf reads how the table id is partitioned — its key and its partitions
+// (direct children) with their bounds, by name — or returns nil for a plain table.
+func partitionOf(ctx context.Context, q Querier, id Ident) (*PartitionSpec, error) {
+	var key *string
+	if err := q.QueryRow(ctx, `SELECT pg_get_partkeydef($1)`, id.OID).Scan(&key); err != nil {
+		return nil, fmt.Errorf("partition key of %s: %w", id, err)
+	}
+	if key == nil {
+		return nil, nil
+	}
+	spec := &PartitionSpec{Key: *key, Partitions: []Partition{}}
+	rows, err := q.Query(ctx, `SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i
+		JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = $1 AND c.relispartition AND c.relkind IN ('r', 'p') ORDER BY c.relname`, id.OID)
+	if err != nil {
+		return nil, fmt.Errorf("partitions of %s: %w", id, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var p Partition
+		if err := rows.Scan(&p.Name, &p.Bound); err != nil {
+			return nil, fmt.Errorf("partitions of %s: %w", id, err)
+		}
+		spec.Partitions = append(spec.Partitions, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("partitions of %s: %w", id, err)
+	}
+	return spec, nil
 }
 
 // addType appends the enum or domain oid to s.Enums or s.Domains, after the types it

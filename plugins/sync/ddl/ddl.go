@@ -28,6 +28,11 @@
 // and array functions. Generation expressions may use the same, reading the table's
 // columns.
 //
+// A partitioned table's key and partition bounds are read the same way (a strict
+// grammar: RANGE, LIST or HASH over columns or such expressions; bounds of constants,
+// MINVALUE, MAXVALUE, MODULUS/REMAINDER or DEFAULT). A refused key creates the table
+// unpartitioned; a refused partition (bound, kit name, name taken here) is left out.
+//
 // An expression outside the subset is not an error: it is left out and the result's
 // Warnings say so, so the table is still created. A default or CHECK is then simply
 // missing; a generated column whose expression is left out is created as a plain,
@@ -85,8 +90,10 @@ func CreateTable(ctx context.Context, q Exec, sch *catalog.Schema) error {
 }
 
 // Create creates the table sch describes, named sch.Schema.sch.Name, and the enum and
-// domain types it uses when missing. The table must not exist. Parts of the
-// definition it does not recreate are listed in the result's Warnings.
+// domain types it uses when missing. The table must not exist. A partitioned table
+// (sch.Partition) is created partitioned, with its partitions beside it in sch.Schema
+// under their own names (see partition.go for what is read of the key and bounds).
+// Parts of the definition it does not recreate are listed in the result's Warnings.
 func Create(ctx context.Context, q Exec, sch *catalog.Schema) (Result, error) {
 	var res Result
 	target := catalog.IdentOf(sch)
@@ -165,9 +172,21 @@ func Create(ctx context.Context, q Exec, sch *catalog.Schema) (Result, error) {
 	for _, u := range sch.Unique {
 		defs = append(defs, "CONSTRAINT "+quoteIdent(u.Name)+" UNIQUE ("+catalog.QuoteNames(u.Columns)+")")
 	}
+	plan, err := planPartitions(ctx, q, tc, sch, readable, &res)
+	if err != nil {
+		return res, fmt.Errorf("create table %s: %w", target, err)
+	}
 	sql := "CREATE TABLE " + target.Quoted() + " (\n\t" + strings.Join(defs, ",\n\t") + "\n)"
+	if plan != nil {
+		sql += " PARTITION BY " + plan.key.sql
+	}
 	if _, err := q.Exec(ctx, sql, oneStatement); err != nil {
 		return res, fmt.Errorf("create table %s: %w", target, err)
+	}
+	if plan != nil {
+		if err := createPartitions(ctx, q, target, plan); err != nil {
+			return res, fmt.Errorf("create table %s: %w", target, err)
+		}
 	}
 	return res, nil
 }

@@ -13,6 +13,28 @@ type Schema struct {
 	ForeignKeys []ForeignKey `json:"foreign_keys"`
 	Enums       []Enum       `json:"enums,omitempty"`
 	Domains     []Domain     `json:"domains,omitempty"`
+	// Partition says how a partitioned table is partitioned (nil for a plain table).
+	// Its rows travel with the table: partitions are never listed as tables of their own.
+	Partition *PartitionSpec `json:"partition,omitempty"`
+}
+
+// PartitionSpec is how a partitioned table is partitioned, and its partitions.
+type PartitionSpec struct {
+	// Key is the partition key as pg_get_partkeydef prints it: "RANGE (payment_date)",
+	// "LIST (region)", "HASH (id)".
+	Key string `json:"key"`
+	// Partitions are the table's partitions (its direct children), by name.
+	Partitions []Partition `json:"partitions,omitempty"`
+}
+
+// Partition is one partition of a partitioned table.
+type Partition struct {
+	// Name is the partition's table name; it is created beside its parent.
+	Name string `json:"name"`
+	// Bound is pg_get_expr(relpartbound) of the partition: "FOR VALUES FROM ('2022-01-01')
+	// TO ('2022-02-01')", "FOR VALUES IN ('a', 'b')", "FOR VALUES WITH (modulus 4,
+	// remainder 0)" or "DEFAULT".
+	Bound string `json:"bound"`
 }
 
 // Column is one column.
