@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/fiberkit/fiberkit/plugins/sync/internal/admin"
 	"github.com/fiberkit/fiberkit/plugins/sync/internal/ops"
 	"github.com/fiberkit/fiberkit/plugins/sync/internal/pull"
@@ -21,6 +23,7 @@ import (
 	"github.com/fiberkit/fiberkit/plugins/sync/internal/site"
 	"github.com/fiberkit/fiberkit/plugins/sync/internal/tokenchange"
 	"github.com/fiberkit/fiberkit/plugins/sync/remote"
+	"github.com/fiberkit/fiberkit/plugins/sync/syncmetrics"
 	"github.com/fiberkit/fiberkit/sdk"
 )
 
@@ -38,6 +41,9 @@ type Server struct {
 	admin  *admin.Admin
 	// tokenLimiter limits the public token endpoint per client address.
 	tokenLimiter *ratelimit.Limiter
+	// registry holds the module's metrics (metrics), which the host gathers.
+	registry *prometheus.Registry
+	metrics  *syncmetrics.Metrics
 }
 
 // defaultReceiverIdle is three of the client's 30 s heartbeats.
@@ -51,7 +57,13 @@ func New(log *slog.Logger) *Server {
 	if d, err := time.ParseDuration(os.Getenv("FIBERKIT_SYNC_RECEIVER_IDLE")); err == nil && d > 0 {
 		receiverIdle = d
 	}
-	s := &Server{log: log, tokenLimiter: ratelimit.New(10, time.Minute)}
+	reg := prometheus.NewRegistry()
+	metrics, err := syncmetrics.New(reg)
+	if err != nil {
+		// The set is fixed: a clash is a programming error, seen in every test run.
+		panic(err)
+	}
+	s := &Server{log: log, tokenLimiter: ratelimit.New(10, time.Minute), registry: reg, metrics: metrics}
 	s.sender = sender.New(log, s.current, receiverIdle)
 	s.admin = admin.New(log, s.current)
 	return s
@@ -70,6 +82,7 @@ func (s *Server) Module() sdk.Module {
 		WebSockets: map[string]sdk.WebSocketHandler{"/websocket": s.sender.Serve, "/live": s.admin.ServeLive},
 		Operations: ops.Operations(s.log, s.current),
 		Configure:  s.configure,
+		Metrics:    s.registry,
 	}
 }
 
@@ -88,6 +101,7 @@ func (s *Server) configure(ctx context.Context, env *sdk.Env) error {
 	if err != nil {
 		return err
 	}
+	st.Metrics = s.metrics
 	s.mu.Lock()
 	old := s.st
 	stopOld := s.stopSchedule

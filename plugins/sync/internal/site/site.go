@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/fiberkit/fiberkit/plugins/sync/internal/urlguard"
 	"github.com/fiberkit/fiberkit/plugins/sync/remote"
 	"github.com/fiberkit/fiberkit/plugins/sync/session"
+	"github.com/fiberkit/fiberkit/plugins/sync/syncmetrics"
 	"github.com/fiberkit/fiberkit/sdk"
 )
 
@@ -33,6 +36,8 @@ type Site struct {
 	Public string
 	// AdminPrefix is where the host mounts this module's admin pages.
 	AdminPrefix string
+	// Metrics is the module's metric set (nil records nothing).
+	Metrics *syncmetrics.Metrics
 }
 
 // Current returns the Site as last configured, or ErrNotReady before that.
@@ -68,6 +73,33 @@ func (s *Site) With(env *sdk.Env) *Site {
 	next := *s
 	next.Settings, next.Host, next.Public, next.AdminPrefix = env.Settings, env.Host, env.PublicURL, env.AdminPrefix
 	return &next
+}
+
+// ExcludedPatterns are the excluded_tables setting's patterns: tables no code-based
+// request is ever served.
+func (s *Site) ExcludedPatterns() []string {
+	var out []string
+	for _, p := range strings.Split(s.Settings.String("excluded_tables"), ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Excluded reports whether the excluded_tables setting names table (by a name or a
+// pattern where * matches any run of characters; a name like "sales.t" matches as
+// a whole). A malformed pattern matches nothing but its exact text.
+func (s *Site) Excluded(table string) bool {
+	for _, p := range s.ExcludedPatterns() {
+		if p == table {
+			return true
+		}
+		if ok, err := path.Match(strings.ReplaceAll(p, "/", ""), strings.ReplaceAll(table, "/", "")); err == nil && ok {
+			return true
+		}
+	}
+	return false
 }
 
 // IncomingMode is how the site treats receivers: auto_accept, require_approval,
