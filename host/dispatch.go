@@ -206,19 +206,21 @@ func (m *module) proxy(c *fiber.Ctx, admin bool, rm *routeMetrics, route, rel st
 			head.Header.Set(csrfHeader, tok)
 		}
 	}
-	var src io.Reader
+	var body *requestBody
 	if s := c.Context().RequestBodyStream(); s != nil && c.Locals(bodyReadLocal) == nil {
-		src = s
+		// The server's read deadline counts from the request's first byte; a body
+		// streamed to the module gets it afresh at every read instead.
+		body = newRequestBody(s, c.Context().Conn(), c.App().Config().ReadTimeout)
 	} else {
 		// Small bodies arrive whole; copy, since fasthttp reuses the buffer.
-		src = bytes.NewReader(append([]byte(nil), c.Body()...)) // never blocks; EOF when done
+		body = newRequestBody(bytes.NewReader(append([]byte(nil), c.Body()...)), nil, 0) // never blocks; EOF when done
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	x := &exchange{
 		m: m, rel: rel, cancel: cancel, conn: c.Context().Conn(), rm: rm, start: start,
 		pw:       &pipeWriter{ctx: ctx, head: make(chan respHead, 1), body: make(chan chunk, 4)},
-		body:     newRequestBody(src),
+		body:     body,
 		finished: make(chan struct{}),
 	}
 	go func() {
@@ -373,12 +375,19 @@ type requestBody struct {
 	gone  bool
 	ended atomic.Bool  // r returned an error (io.EOF included)
 	last  atomic.Int64 // UnixNano of the last read, or of creation
+
+	// With readTimeout, each read of r, which reads conn, may wait that long.
+	conn        net.Conn
+	readTimeout time.Duration
+	cutting     atomic.Bool // cut is waking reads: no new deadline may undo that
 }
 
 var errBodyCut = errors.New("request body no longer available")
 
-func newRequestBody(r io.Reader) *requestBody {
-	b := &requestBody{r: r}
+// newRequestBody reads r; with conn and readTimeout, each read may wait readTimeout
+// for the client.
+func newRequestBody(r io.Reader, conn net.Conn, readTimeout time.Duration) *requestBody {
+	b := &requestBody{r: r, conn: conn, readTimeout: readTimeout}
 	b.last.Store(time.Now().UnixNano())
 	return b
 }
@@ -388,6 +397,14 @@ func (b *requestBody) Read(p []byte) (int, error) {
 	defer b.mu.Unlock()
 	if b.gone {
 		return 0, errBodyCut
+	}
+	if b.conn != nil && b.readTimeout > 0 {
+		_ = b.conn.SetReadDeadline(time.Now().Add(b.readTimeout))
+		// cut sets cutting before it expires the deadline: seen here, this read must
+		// not wait; not seen, cut's deadline comes after ours and wakes it.
+		if b.cutting.Load() {
+			return 0, errBodyCut
+		}
 	}
 	n, err := b.r.Read(p)
 	b.last.Store(time.Now().UnixNano())
@@ -404,6 +421,7 @@ func (b *requestBody) lastProgress() time.Time { return time.Unix(0, b.last.Load
 // which is right since its request body was not read to the end.
 func (b *requestBody) cut(conn net.Conn) {
 	if conn != nil && !b.ended.Load() {
+		b.cutting.Store(true)
 		_ = conn.SetReadDeadline(time.Now())
 	}
 	b.mu.Lock()

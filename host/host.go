@@ -89,10 +89,25 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// DefaultReadTimeout is FiberConfig's ReadTimeout: a client has that long to send a
+// request's head (and a body the app itself reads), so connections that send a
+// partial request, or nothing, are closed. A request body streamed to a module gets
+// it afresh at every read: a slow upload lasts as long as its bytes keep coming, one
+// that stalls that long is cut. It never limits a response (long-polls, server-sent
+// events) nor a WebSocket, whose connection has no deadline after the upgrade.
+const DefaultReadTimeout = 30 * time.Second
+
+// DefaultIdleTimeout is FiberConfig's IdleTimeout: how long a keep-alive connection
+// may wait for its next request.
+const DefaultIdleTimeout = 120 * time.Second
+
 // FiberConfig returns the fiber.Config settings the kit needs (request bodies are
-// streamed to plugins rather than buffered whole). Start from it when creating the app.
+// streamed to plugins rather than buffered whole) with DefaultReadTimeout and
+// DefaultIdleTimeout; there is no WriteTimeout, which would cut streamed responses.
+// Start from it when creating the app.
 func FiberConfig() fiber.Config {
-	return fiber.Config{StreamRequestBody: true, DisablePreParseMultipartForm: true, DisableStartupMessage: true}
+	return fiber.Config{StreamRequestBody: true, DisablePreParseMultipartForm: true, DisableStartupMessage: true,
+		ReadTimeout: DefaultReadTimeout, IdleTimeout: DefaultIdleTimeout}
 }
 
 // Kit runs a set of modules for one Fiber app.
