@@ -13,16 +13,12 @@ import (
 // paymentSender is pagila's payment in small on a sender: partitioned by range on
 // payment_date, monthly, 2500 rows over three partitions.
 const paymentSender = `
-CREATE TABLE payment (
-	payment_id serial NOT NULL,
-	customer_id integer NOT NULL,
-	amount numeric(5,2) NOT NULL,
-	payment_date timestamp with time zone NOT NULL,
-	PRIMARY KEY (payment_date, payment_id)
-) PARTITION BY RANGE (payment_date);
-CREATE TABLE payment_p2022_01 PARTITION OF payment FOR VALUES FROM ('2022-01-01 00:00:00+00') TO ('2022-02-01 00:00:00+00');
-CREATE TABLE payment_p2022_02 PARTITION OF payment FOR VALUES FROM ('2022-02-01 00:00:00+00') TO ('2022-03-01 00:00:00+00');
-CREATE TABLE payment_p2022_03 PARTITION OF payment FOR VALUES FROM ('2022-03-01 00:00:00+00') TO ('2022-04-01 00:00:00+00');
+CREATE TABLE payment (payment_id serial, customer_id integer NOT NULL, amount numeric(5,2) NOT NULL,
+	payment_date timestamp with time zone NOT NULL, PRIMARY KEY (payment_date, payment_id)) PARTITION BY RANGE (payment_date);
+DO $$ BEGIN FOR m IN 1..3 LOOP
+	EXECUTE format('CREATE TABLE %I PARTITION OF payment FOR VALUES FROM (%L) TO (%L)', 'payment_p2022_0' || m,
+		make_timestamptz(2022, m, 1, 0, 0, 0, 'UTC'), make_timestamptz(2022, m + 1, 1, 0, 0, 0, 'UTC'));
+END LOOP; END $$;
 INSERT INTO payment (customer_id, amount, payment_date)
 	SELECT i % 100, (i % 1000) / 100.0, '2022-01-01 00:00:00+00'::timestamptz + (i * interval '50 minutes') FROM generate_series(1, 2500) i;`
 
