@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/gofiber/fiber/v2/middleware/csrf"
 	"github.com/gofiber/fiber/v2/middleware/filesystem"
 
 	"github.com/fiberkit/fiberkit/host/settings"
@@ -33,20 +32,18 @@ const (
 	csrfCookie    = "fiberkit_csrf"
 	// maxFormTokenBody is the largest urlencoded body in which the CSRF token is
 	// looked for; larger bodies, multipart ones and bodies of unknown length must
-	// carry it in the X-Csrf-Token header (or the _csrf query parameter), so checking
-	// it never reads a body the kit then has to hold in memory.
+	// carry it in the X-Csrf-Token header, so checking it never reads a body the kit
+	// then has to hold in memory.
 	maxFormTokenBody = 64 << 10
 	// maxKitFormBody is the largest body the kit's own admin forms accept.
 	maxKitFormBody = 1 << 20
 )
 
-var errTokenNotInHeader = errors.New("missing CSRF token")
-
 // admin draws the kit's own admin pages: the module list and each module's settings.
 type admin struct {
-	kit  *Kit
-	tmpl *template.Template
-	csrf fiber.Handler
+	kit    *Kit
+	tmpl   *template.Template
+	tokens *csrfStore // the CSRF tokens (checkCSRF)
 }
 
 func newAdmin(k *Kit) (*admin, error) {
@@ -56,38 +53,16 @@ func newAdmin(k *Kit) (*admin, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &admin{kit: k, tmpl: t}
-	a.csrf = csrf.New(csrf.Config{
-		CookieName:     csrfCookie,
-		CookiePath:     "/",
-		CookieSameSite: "Strict",
-		CookieHTTPOnly: true,
-		Expiration:     4 * time.Hour,
-		ContextKey:     csrfLocal,
-		KeyGenerator:   randomToken,
-		Storage:        &csrfStore{pool: k.pool},
-		Extractor:      csrfToken,
-		ErrorHandler: func(c *fiber.Ctx, err error) error {
-			discardBody(c)
-			if errors.Is(err, errTokenNotInHeader) {
-				return c.Status(fiber.StatusForbidden).SendString("forbidden: missing CSRF token (send it in the X-Csrf-Token header; " +
-					"the _csrf form field is read only from small application/x-www-form-urlencoded bodies)")
-			}
-			return c.Status(fiber.StatusForbidden).SendString("forbidden: invalid or missing CSRF token")
-		},
-	})
-	return a, nil
+	return &admin{kit: k, tmpl: t, tokens: &csrfStore{pool: k.pool}}, nil
 }
 
-// csrfToken finds the CSRF token of an unsafe request: the X-Csrf-Token header, the
-// _csrf query parameter, or the _csrf field of a small urlencoded form. It reads the
-// body only in that last case; any other body (a multipart upload, say) stays unread,
-// so the proxy streams it to the module.
+// csrfToken finds the CSRF token of an unsafe request: the X-Csrf-Token header or
+// the _csrf field of a small urlencoded form — never the query string, which ends up
+// in logs, history and Referer headers. It reads the body only in the form's case;
+// any other body (a multipart upload, say) stays unread, so the proxy streams it to
+// the module.
 func csrfToken(c *fiber.Ctx) (string, error) {
 	if t := c.Get(csrfHeader); t != "" {
-		return t, nil
-	}
-	if t := string(c.Request().URI().QueryArgs().Peek(csrfField)); t != "" {
 		return t, nil
 	}
 	ct, _, _ := mime.ParseMediaType(c.Get(fiber.HeaderContentType))
@@ -143,7 +118,7 @@ func randomToken() string {
 func (a *admin) mount(app *fiber.App, guard []fiber.Handler) {
 	p := a.kit.cfg.AdminPrefix
 	chain := func(h fiber.Handler) []fiber.Handler {
-		return append(append(append([]fiber.Handler{}, guard...), a.csrf), h)
+		return append(append(append([]fiber.Handler{}, guard...), a.checkCSRF), h)
 	}
 	app.Use(p+"/assets", filesystem.New(filesystem.Config{Root: http.FS(staticFS), PathPrefix: "static"}))
 	app.Get(p, chain(a.list)...)
@@ -151,7 +126,7 @@ func (a *admin) mount(app *fiber.App, guard []fiber.Handler) {
 	app.Get(p+"/modules.json", chain(a.statusJSON)...)
 	app.Get(p+"/modules/:id", chain(a.settingsPage)...)
 	post := func(h fiber.Handler) []fiber.Handler {
-		return append(append(append([]fiber.Handler{}, guard...), smallForm, a.csrf), h)
+		return append(append(append([]fiber.Handler{}, guard...), smallForm, a.checkCSRF), h)
 	}
 	app.Post(p+"/modules/:id", post(a.saveSettings)...)
 	app.Post(p+"/modules/:id/toggle", post(a.toggle)...)

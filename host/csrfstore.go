@@ -9,8 +9,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// csrfStore keeps CSRF tokens in PostgreSQL (fiber.Storage), so a form served by one
-// replica of the host app can be posted to another.
+// csrfStore keeps CSRF tokens in PostgreSQL, each with the admin it was issued to, so
+// a form served by one replica of the host app can be posted to another.
 type csrfStore struct {
 	pool *pgxpool.Pool
 }
@@ -45,22 +45,3 @@ func (s *csrfStore) Set(key string, val []byte, exp time.Duration) error {
 		ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at`, key, val, expires)
 	return err
 }
-
-// Delete removes key.
-func (s *csrfStore) Delete(key string) error {
-	ctx, cancel := s.ctx()
-	defer cancel()
-	_, err := s.pool.Exec(ctx, `DELETE FROM fiberkit_csrf WHERE key = $1`, key)
-	return err
-}
-
-// Reset removes every key.
-func (s *csrfStore) Reset() error {
-	ctx, cancel := s.ctx()
-	defer cancel()
-	_, err := s.pool.Exec(ctx, `DELETE FROM fiberkit_csrf`)
-	return err
-}
-
-// Close does nothing: the pool belongs to the kit.
-func (s *csrfStore) Close() error { return nil }

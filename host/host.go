@@ -408,8 +408,8 @@ func (k *Kit) Mount(app *fiber.App) {
 		m := k.modules[id]
 		app.All(k.cfg.Prefix+"/"+id, m.dispatchPublic)
 		app.All(k.cfg.Prefix+"/"+id+"/*", m.dispatchPublic)
-		app.All(k.cfg.AdminPrefix+"/"+id, k.adminGuard, k.admin.csrf, m.dispatchAdmin)
-		app.All(k.cfg.AdminPrefix+"/"+id+"/*", k.adminGuard, k.admin.csrf, m.dispatchAdmin)
+		app.All(k.cfg.AdminPrefix+"/"+id, k.adminGuard, k.admin.checkCSRF, m.dispatchAdmin)
+		app.All(k.cfg.AdminPrefix+"/"+id+"/*", k.adminGuard, k.admin.checkCSRF, m.dispatchAdmin)
 	}
 }
 

@@ -39,6 +39,12 @@ func shortTimeouts(t *testing.T, s *site) string {
 	t.Helper()
 	cfg := host.FiberConfig()
 	cfg.ReadTimeout, cfg.IdleTimeout = time.Second, 2*time.Second
+	return serveOn(t, s, cfg)
+}
+
+// serveOn serves the kit of s on a second app made with cfg and returns its URL.
+func serveOn(t *testing.T, s *site, cfg fiber.Config) string {
+	t.Helper()
 	app := fiber.New(cfg)
 	s.kit.Mount(app)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
