@@ -199,23 +199,6 @@ func resolvesTo(ctx context.Context, pool *pgxpool.Pool, table string, target ca
 // caller commits g and then finishes the importer it gets back.
 func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalog.Schema, target catalog.Ident, res Result, o TransferOptions,
 	start time.Time, g *importer.Group) (Result, *importer.Importer, error) {
-	res, im, err := c.streamBatches(ctx, pool, sch, target, res, o, start, g)
-	if err != nil || g != nil {
-		return res, im, err
-	}
-	if err := im.Finish(ctx); err != nil {
-		return res, im, err
-	}
-	if o.Progress != nil {
-		o.Progress(Progress{Table: res.Table, Rows: res.Rows, Total: res.Requested, Elapsed: time.Since(start), Done: true})
-	}
-	return res, im, nil
-}
-
-// streamBatches streams a table's rows and hands every batch to its importer, or
-// stages it in g when g is not nil (see streamRows).
-func (c *Client) streamBatches(ctx context.Context, pool *pgxpool.Pool, sch *catalog.Schema, target catalog.Ident, res Result, o TransferOptions,
-	start time.Time, g *importer.Group) (Result, *importer.Importer, error) {
 	table := res.Table
 	if o.BatchSize <= 0 {
 		o.BatchSize = wire.DefaultBatchRows
@@ -291,6 +274,15 @@ func (c *Client) streamBatches(ctx context.Context, pool *pgxpool.Pool, sch *cat
 			ended = true
 			if m.end.Rows != res.Rows || m.end.Batches != seq {
 				return res, nil, fmt.Errorf("transfer %s: sender sent %d rows in %d batches, received %d in %d", table, m.end.Rows, m.end.Batches, res.Rows, seq)
+			}
+			if g != nil {
+				return res, im, nil
+			}
+			if err := im.Finish(ctx); err != nil {
+				return res, nil, err
+			}
+			if o.Progress != nil {
+				o.Progress(Progress{Table: table, Rows: res.Rows, Total: total, Batches: int(seq), Elapsed: time.Since(start), Done: true})
 			}
 			return res, im, nil
 		}
