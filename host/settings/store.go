@@ -269,7 +269,8 @@ func (s *Store) Snapshot(ctx context.Context, module string) (Snapshot, error) {
 
 // Set changes some of a module's settings, all or none, on behalf of actor. Values are
 // normalised for their type (manifest.Setting.Normalize). Secrets are given in plain
-// text and stored hashed; an empty secret leaves it unchanged. Refused fields are
+// text and stored hashed; an empty secret clears it (as ClearSecret; the admin form
+// leaves an untouched secret out of changes). Refused fields are
 // reported together in a *ValidationError (errors.Is(err, ErrLocked) when the config
 // file sets one). A successful Set bumps the module's revision and writes an audit
 // entry in the same transaction, then notifies subscribers here and on other replicas.
@@ -283,6 +284,7 @@ func (s *Store) Set(ctx context.Context, module string, changes map[string]strin
 	s.mu.RUnlock()
 	verr := &ValidationError{Module: module, Fields: map[string]string{}}
 	store := map[string]string{}
+	var clear []string
 	detail := map[string]any{}
 	keys := make([]string, 0, len(changes))
 	for k := range changes {
@@ -303,6 +305,8 @@ func (s *Store) Set(ctx context.Context, module string, changes map[string]strin
 		}
 		if st.Type == manifest.Secret {
 			if raw == "" {
+				clear = append(clear, key)
+				detail[key] = "cleared"
 				continue
 			}
 			h, err := secret.Hash(raw)
@@ -324,10 +328,15 @@ func (s *Store) Set(ctx context.Context, module string, changes map[string]strin
 	if len(verr.Fields) > 0 {
 		return verr
 	}
-	if len(store) == 0 {
+	if len(store) == 0 && len(clear) == 0 {
 		return nil
 	}
 	err = s.write(ctx, module, actor, "settings.set", detail, func(tx pgx.Tx) error {
+		for _, k := range clear {
+			if _, err := tx.Exec(ctx, `DELETE FROM fiberkit_settings WHERE module = $1 AND key = $2`, module, k); err != nil {
+				return err
+			}
+		}
 		for k, v := range store {
 			if _, err := tx.Exec(ctx, `INSERT INTO fiberkit_settings (module, key, value, updated_by) VALUES ($1, $2, $3, $4)
 				ON CONFLICT (module, key) DO UPDATE SET value = EXCLUDED.value, updated_at = now(), updated_by = EXCLUDED.updated_by`,

@@ -121,13 +121,6 @@ func TestSecretsAreHashedAndNeverStoredPlain(t *testing.T) {
 	if !v.IsSet || v.Value == plain || !secret.Verify(v.Value, plain) {
 		t.Fatalf("secret value %+v", v)
 	}
-	// An empty secret leaves it as it was.
-	if err := s.Set(ctx, "sync", map[string]string{"incoming_password": ""}, "alice"); err != nil {
-		t.Fatal(err)
-	}
-	if v2 := value(t, s, "incoming_password"); v2.Value != v.Value {
-		t.Fatal("empty secret changed the stored hash")
-	}
 	assertNowhere(t, s.pool, plain)
 	entries, err := audit.New(s.pool).Recent(ctx, "sync", 10)
 	if err != nil || len(entries) != 1 {
@@ -135,6 +128,20 @@ func TestSecretsAreHashedAndNeverStoredPlain(t *testing.T) {
 	}
 	if e := entries[0]; e.Actor != "alice" || e.Action != "settings.set" || !reflect.DeepEqual(e.Detail, map[string]any{"incoming_password": "changed"}) {
 		t.Fatalf("audit entry for a secret: %+v", e)
+	}
+	// An empty secret clears it (a module's SetSettings, the SDK's set_password("")),
+	// audited as cleared.
+	if err := s.Set(ctx, "sync", map[string]string{"incoming_password": ""}, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if v := value(t, s, "incoming_password"); v.IsSet {
+		t.Fatal("an empty secret left the secret set")
+	}
+	if entries, _ := audit.New(s.pool).Recent(ctx, "sync", 1); len(entries) != 1 || !reflect.DeepEqual(entries[0].Detail, map[string]any{"incoming_password": "cleared"}) {
+		t.Fatalf("audit entry for a cleared secret: %+v", entries)
+	}
+	if err := s.Set(ctx, "sync", map[string]string{"incoming_password": plain}, "alice"); err != nil {
+		t.Fatal(err)
 	}
 	if err := s.ClearSecret(ctx, "sync", "incoming_password", "alice"); err != nil {
 		t.Fatal(err)
@@ -216,6 +223,9 @@ func TestFileOverlayLocksAndExpandsEnv(t *testing.T) {
 	}
 	if err := s.ClearSecret(ctx, "sync", "incoming_password", "alice"); !errors.Is(err, ErrLocked) {
 		t.Fatalf("clearing a file-set secret: %v", err)
+	}
+	if err := s.Set(ctx, "sync", map[string]string{"incoming_password": ""}, "alice"); !errors.Is(err, ErrLocked) {
+		t.Fatalf("clearing a file-set secret with an empty value: %v", err)
 	}
 	if v := value(t, s, "incoming_mode"); v.Value != "require_password" {
 		t.Fatalf("a refused Set changed a locked value to %q", v.Value)

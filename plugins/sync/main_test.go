@@ -41,10 +41,13 @@ type site struct {
 }
 
 type siteOptions struct {
-	mode     string // incoming_mode
-	password string
-	db       string // share a database (replicas)
-	report   bool   // also load the sync-report example module
+	mode string // incoming_mode
+	// modeByAPI leaves incoming_mode out of the config file (so it is not locked:
+	// set_incoming_mode may change it; mode is then ignored).
+	modeByAPI bool
+	password  string
+	db        string // share a database (replicas)
+	report    bool   // also load the sync-report example module
 	// ssrfGuard keeps allow_internal_urls off.
 	ssrfGuard bool
 	// pluginEnv is added to the plugin's environment (host.Config.PluginEnv).
@@ -84,7 +87,10 @@ func startSite(t *testing.T, o siteOptions) *site {
 	}
 	cfg := filepath.Join(dir, "fiberkit.yaml")
 	// Both sites are on 127.0.0.1: they must be allowed to pull from internal URLs.
-	body := fmt.Sprintf("modules:\n  sync:\n    enabled: true\n    settings:\n      incoming_mode: %s\n      allow_internal_urls: %v\n", o.mode, !o.ssrfGuard)
+	body := fmt.Sprintf("modules:\n  sync:\n    enabled: true\n    settings:\n      allow_internal_urls: %v\n", !o.ssrfGuard)
+	if !o.modeByAPI {
+		body += "      incoming_mode: " + o.mode + "\n"
+	}
 	if o.password != "" {
 		body += "      incoming_password: " + o.password + "\n"
 	}

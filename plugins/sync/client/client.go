@@ -724,7 +724,7 @@ func (c *Client) GetSchema(ctx context.Context, table string) (*syncapi.Schema, 
 		return nil, fmt.Errorf("schema of %s: %w", table, err)
 	}
 	if !caps.Stream() {
-		if err := fromPhoenixKit(out.Schema, &sch); err != nil {
+		if err := syncapi.FromPhoenixKit(out.Schema, &sch); err != nil {
 			return nil, fmt.Errorf("schema of %s: %w", table, err)
 		}
 	}

@@ -53,10 +53,11 @@ const (
 	CodeTransferFailed = "transfer_failed" // the transfer failed before any table
 )
 
-// DefaultRecordsLimit is the page size export_records and request:records use when
-// the caller gives none; MaxRecordsLimit caps what they return.
+// DefaultRecordsLimit is the page size export_records uses when the caller gives
+// none (the seed's, and PhoenixKit's fetch_records', 100); MaxRecordsLimit caps
+// what it returns.
 const (
-	DefaultRecordsLimit = 500
+	DefaultRecordsLimit = 100
 	MaxRecordsLimit     = 5000
 )
 

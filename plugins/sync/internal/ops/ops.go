@@ -20,17 +20,18 @@ import (
 
 // handlers holds what the operations share.
 type handlers struct {
-	log *slog.Logger
+	log     *slog.Logger
+	current site.Current
 }
 
 // Operations returns the Sync module's operations, keyed by syncapi's names, each
 // answered on the site current returns.
 func Operations(log *slog.Logger, current site.Current) sdk.Operations {
-	h := handlers{log: log}
+	h := handlers{log: log, current: current}
 	return sdk.Operations{
 		syncapi.OpConfig:              op(current, config),
-		syncapi.OpSetIncomingMode:     op(current, setIncomingMode),
-		syncapi.OpSetPassword:         op(current, setPassword),
+		syncapi.OpSetIncomingMode:     op(current, h.setIncomingMode),
+		syncapi.OpSetPassword:         op(current, h.setPassword),
 		syncapi.OpValidatePassword:    op(current, validatePassword),
 		syncapi.OpListTables:          op(current, listTables),
 		syncapi.OpGetSchema:           op(current, getSchema),

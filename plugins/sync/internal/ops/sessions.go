@@ -3,6 +3,7 @@ package ops
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/fiberkit/fiberkit/plugins/sync/internal/site"
@@ -23,15 +24,55 @@ func config(ctx context.Context, st *site.Site, _ struct{}) (syncapi.Config, err
 		PasswordSet: st.Settings.SecretSet("incoming_password"), ActiveSessions: len(sessions)}, nil
 }
 
-func setIncomingMode(ctx context.Context, st *site.Site, in syncapi.ModeRequest) (bool, error) {
-	return done(st.Host.SetSettings(ctx, map[string]string{"incoming_mode": in.Mode}))
+func (h handlers) setIncomingMode(ctx context.Context, st *site.Site, in syncapi.ModeRequest) (bool, error) {
+	switch in.Mode {
+	case session.AutoAccept, session.RequireApproval, session.RequirePassword, session.DenyAll:
+	default:
+		return false, sdk.Errorf(sdk.CodeInvalidInput, "incoming mode %q (want %s, %s, %s or %s)", in.Mode,
+			session.AutoAccept, session.RequireApproval, session.RequirePassword, session.DenyAll)
+	}
+	return done(h.setSettings(ctx, st, map[string]string{"incoming_mode": in.Mode}))
 }
 
-func setPassword(ctx context.Context, st *site.Site, in syncapi.PasswordRequest) (bool, error) {
-	if in.Password == "" {
-		return false, sdk.Errorf(sdk.CodeInvalidInput, "password must not be empty")
+// setPassword sets the incoming password; "" clears it (the seed's
+// set_incoming_password(nil)): the host clears a secret set to "".
+func (h handlers) setPassword(ctx context.Context, st *site.Site, in syncapi.PasswordRequest) (bool, error) {
+	return done(h.setSettings(ctx, st, map[string]string{"incoming_password": in.Password}))
+}
+
+// configuredWait bounds how long a settings operation waits for the module to be
+// configured with what it saved.
+const configuredWait = 10 * time.Second
+
+// setSettings saves changes through the host and waits until the module runs with
+// them (the host configures it with the new revision), so what the caller does
+// next — validate_password, a receiver's connection — sees them. The change is
+// saved even when the wait runs out.
+func (h handlers) setSettings(ctx context.Context, st *site.Site, changes map[string]string) error {
+	if err := st.Host.SetSettings(ctx, changes); err != nil {
+		return err
 	}
-	return done(st.Host.SetSettings(ctx, map[string]string{"incoming_password": in.Password}))
+	_, rev, err := st.Host.Settings(ctx)
+	if err != nil {
+		return fmt.Errorf("read settings back: %w", err)
+	}
+	wait := time.NewTimer(configuredWait)
+	defer wait.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if cur, err := h.current(); err == nil && cur.Revision >= rev {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-wait.C:
+			h.log.Warn("settings saved, but the module was not configured with them in time", "revision", rev)
+			return nil
+		case <-tick.C:
+		}
+	}
 }
 
 func validatePassword(_ context.Context, st *site.Site, in syncapi.PasswordRequest) (bool, error) {

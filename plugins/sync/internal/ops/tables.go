@@ -2,6 +2,9 @@ package ops
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
 	"github.com/fiberkit/fiberkit/plugins/sync/ddl"
@@ -9,13 +12,13 @@ import (
 	"github.com/fiberkit/fiberkit/plugins/sync/importer"
 	"github.com/fiberkit/fiberkit/plugins/sync/internal/site"
 	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
-	"github.com/fiberkit/fiberkit/sdk"
 )
 
 // The operations on this site's tables: list, describe, count, read, write, create.
 
 func listTables(ctx context.Context, st *site.Site, in syncapi.ListTablesRequest) ([]catalog.Table, error) {
-	return catalog.ListTables(ctx, st.Pool, catalog.ListOptions{Schemas: in.Schemas, Exclude: in.Exclude, IncludeKit: in.IncludeKit, Exact: in.Exact})
+	return catalog.ListTables(ctx, st.Pool, catalog.ListOptions{Schemas: in.Schemas, Exclude: in.Exclude, IncludeKit: in.IncludeKit,
+		Exact: in.Exact, Estimate: in.Estimate})
 }
 
 func getSchema(ctx context.Context, st *site.Site, in syncapi.TableRequest) (*catalog.Schema, error) {
@@ -62,10 +65,45 @@ func importRecords(ctx context.Context, st *site.Site, in syncapi.ImportRequest)
 	return res, im.Finish(ctx)
 }
 
-func createTable(ctx context.Context, st *site.Site, in syncapi.CreateTableRequest) (ddl.Result, error) {
-	if in.Schema == nil {
-		return ddl.Result{}, sdk.Errorf(sdk.CodeInvalidInput, "schema is required")
+// createTableInput is create_table's request (syncapi.CreateTableRequest) with the
+// definition undecoded: PhoenixKit's shape says more of a column's type
+// (max_length, precision, element_type) than syncapi.Column holds.
+type createTableInput struct {
+	Table  string          `json:"table"`
+	Schema json.RawMessage `json:"schema"`
+}
+
+func createTable(ctx context.Context, st *site.Site, in createTableInput) (ddl.Result, error) {
+	sch, err := tableDefinition(in)
+	if err != nil {
+		return ddl.Result{}, invalid(err)
 	}
 	// Warnings name what of a peer's definition was not recreated.
-	return ddl.Create(ctx, st.Pool, in.Schema)
+	return ddl.Create(ctx, st.Pool, sch)
+}
+
+// tableDefinition is the table create_table makes: the definition as get_schema
+// returns it, or in the seed's (PhoenixKit's) shape — no schema named, columns as
+// information_schema spells their types — completed to ours in public. Table names
+// the table, over the definition's own name.
+func tableDefinition(in createTableInput) (*catalog.Schema, error) {
+	if len(in.Schema) == 0 || string(in.Schema) == "null" {
+		return nil, errors.New("schema is required")
+	}
+	var sch catalog.Schema
+	if err := json.Unmarshal(in.Schema, &sch); err != nil {
+		return nil, fmt.Errorf("decode schema: %w", err)
+	}
+	if sch.Schema == "" {
+		if err := syncapi.FromPhoenixKit(in.Schema, &sch); err != nil {
+			return nil, err
+		}
+	}
+	if in.Table != "" {
+		sch.Name = in.Table
+	}
+	if sch.Name == "" {
+		return nil, errors.New("table is required (the request's table or the schema's)")
+	}
+	return &sch, nil
 }

@@ -31,6 +31,8 @@ type Site struct {
 	Remotes  *remote.Store
 	History  *history.Log
 	Settings sdk.Settings
+	// Revision is the settings revision Settings are of.
+	Revision int64
 	Host     *sdk.Host
 	// Public is this site's public URL.
 	Public string
@@ -67,11 +69,11 @@ func Open(ctx context.Context, env *sdk.Env) (*Site, error) {
 	return s.With(env), nil
 }
 
-// With returns a copy of s that takes env's settings, host, public URL and admin
-// prefix (the database stays s's).
+// With returns a copy of s that takes env's settings (and their revision), host,
+// public URL and admin prefix (the database stays s's).
 func (s *Site) With(env *sdk.Env) *Site {
 	next := *s
-	next.Settings, next.Host, next.Public, next.AdminPrefix = env.Settings, env.Host, env.PublicURL, env.AdminPrefix
+	next.Settings, next.Revision, next.Host, next.Public, next.AdminPrefix = env.Settings, env.Revision, env.Host, env.PublicURL, env.AdminPrefix
 	return &next
 }
 

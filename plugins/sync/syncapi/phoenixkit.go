@@ -1,11 +1,9 @@
-package client
+package syncapi
 
 import (
 	"encoding/json"
 	"fmt"
 	"strings"
-
-	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
 )
 
 // phoenixKitColumn is what PhoenixKit's schema says of a column beyond our
@@ -19,12 +17,13 @@ type phoenixKitColumn struct {
 	Scale       *int    `json:"scale"`
 }
 
-// fromPhoenixKit completes a definition decoded from a PhoenixKit sender's
-// response:schema (raw): full type names from information_schema's data_type and
-// its length, precision and element type; nextval defaults as identity columns
-// (what PhoenixKit's own create_table makes of them: serials); base types and
-// whether a column has a default; the public schema when none is named.
-func fromPhoenixKit(raw json.RawMessage, sch *syncapi.Schema) error {
+// FromPhoenixKit completes a definition sch decoded from PhoenixKit's schema shape
+// raw (a PhoenixKit sender's response:schema, or the seed's create_table(name,
+// {columns, primary_key})): full type names from information_schema's data_type
+// and its length, precision and element type; nextval defaults as identity
+// columns (what PhoenixKit's own create_table makes of them: serials); base types
+// and whether a column has a default; the public schema when none is named.
+func FromPhoenixKit(raw json.RawMessage, sch *Schema) error {
 	var pk struct {
 		Columns []phoenixKitColumn `json:"columns"`
 	}
