@@ -139,10 +139,16 @@ ALTER TABLE fiberkit_sync_attempts ADD COLUMN repeats int NOT NULL DEFAULT 0;
 ALTER TABLE fiberkit_sync_attempts ADD COLUMN last_at timestamptz;
 ALTER TABLE fiberkit_sync_sessions ADD COLUMN receiver_left_at timestamptz;`
 
+// v3: which key derivation sealed a remote's token — 1, the secret's SHA-256 (every
+// token stored so far), or 2, HKDF-SHA256 (remote.Open re-encrypts the 1s once).
+const v3 = `
+ALTER TABLE fiberkit_sync_remotes ADD COLUMN key_version smallint NOT NULL DEFAULT 1;
+ALTER TABLE fiberkit_sync_remotes ALTER COLUMN key_version SET DEFAULT 2;`
+
 // list is Sync's schema versions in order: Steps[v] is version v. Never edit a
 // version that has shipped: append one, as plain DDL.
 func list() pgmigrate.List {
-	return pgmigrate.List{Table: "fiberkit_sync_migrations", Steps: []string{1: v1, 2: v2}}
+	return pgmigrate.List{Table: "fiberkit_sync_migrations", Steps: []string{1: v1, 2: v2, 3: v3}}
 }
 
 // Latest is the highest schema version this binary knows.

@@ -1,8 +1,9 @@
 // Package remote keeps the receiving side's permanent connections ("remotes"): a
 // sending site's URL and the token it issued, plus an optional schedule of pulls.
 // The token must be usable for scheduled pulls, so it is stored encrypted
-// (AES-256-GCM) with a key from the FIBERKIT_SECRET_KEY environment variable, never
-// in plain text; its SHA-256 is stored too, so a sending site's notice of a new token
+// (AES-256-GCM) with a key derived by HKDF-SHA256 from the FIBERKIT_SECRET_KEY
+// environment variable, never in plain text (tokens sealed before, with the secret's
+// plain SHA-256 as the key, are re-encrypted once when the store opens); its SHA-256 is stored too, so a sending site's notice of a new token
 // (which names the old one by its hash) finds the remote without decrypting any.
 // Due pulls are claimed with one UPDATE … FOR UPDATE SKIP LOCKED and run under an
 // advisory lock, so replicas sharing a database run each one once per interval and
@@ -16,6 +17,7 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -43,27 +45,114 @@ type Remote = syncapi.Remote
 
 // Store keeps remotes.
 type Store struct {
-	pool *pgxpool.Pool
-	aead cipher.AEAD // nil without a key
+	pool   *pgxpool.Pool
+	aead   cipher.AEAD // the key of keyVersion; nil without a secret
+	legacy cipher.AEAD // the key of version 1, to re-encrypt what it sealed; nil without a secret
+}
+
+// keyVersion is the key derivation tokens are sealed with (column key_version):
+// HKDF-SHA256 of the secret with keyInfo. Version 1 was the secret's SHA-256.
+const keyVersion = 2
+
+// keyInfo binds the derived key to its one use.
+const keyInfo = "fiberkit sync remote token key v2"
+
+// gcm returns AES-256-GCM with key (32 bytes).
+func gcm(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+// keys returns the AEADs of secret: keyVersion's, and version 1's.
+func keys(secret string) (current, legacy cipher.AEAD, err error) {
+	k, err := hkdf.Key(sha256.New, []byte(secret), nil, keyInfo, 32)
+	if err != nil {
+		return nil, nil, fmt.Errorf("derive token key: %w", err)
+	}
+	if current, err = gcm(k); err != nil {
+		return nil, nil, err
+	}
+	old := sha256.Sum256([]byte(secret))
+	if legacy, err = gcm(old[:]); err != nil {
+		return nil, nil, err
+	}
+	return current, legacy, nil
 }
 
 // Open brings Sync's tables to the current schema (migrate.Up), takes the token
-// key from FIBERKIT_SECRET_KEY and, with a key, fills in the token hashes of remotes
-// stored before they were kept.
+// key from FIBERKIT_SECRET_KEY and, with a key, re-encrypts tokens sealed with the
+// version 1 key and fills in the token hashes of remotes stored before they were
+// kept.
 func Open(ctx context.Context, pool *pgxpool.Pool) (*Store, error) {
 	if err := migrate.Up(ctx, pool); err != nil {
 		return nil, fmt.Errorf("remotes: %w", err)
 	}
 	s := &Store{pool: pool}
-	if key := os.Getenv(KeyEnv); key != "" {
-		k := sha256.Sum256([]byte(key))
-		block, _ := aes.NewCipher(k[:])
-		s.aead, _ = cipher.NewGCM(block)
+	if secret := os.Getenv(KeyEnv); secret != "" {
+		var err error
+		if s.aead, s.legacy, err = keys(secret); err != nil {
+			return nil, fmt.Errorf("remotes: %w", err)
+		}
+	}
+	if err := s.rekey(ctx); err != nil {
+		return nil, fmt.Errorf("remotes: re-encrypt tokens: %w", err)
 	}
 	if err := s.backfillHashes(ctx); err != nil {
 		return nil, fmt.Errorf("remotes: backfill token hashes: %w", err)
 	}
 	return s, nil
+}
+
+// sealedToken is a remote's stored token as sealedTokens reads it.
+type sealedToken struct {
+	id      string
+	sealed  []byte
+	version int
+}
+
+// sealedTokens returns the stored tokens of the remotes matching where.
+func (s *Store) sealedTokens(ctx context.Context, where string) ([]sealedToken, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id::text, token_enc, key_version FROM fiberkit_sync_remotes WHERE `+where)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (sealedToken, error) {
+		var t sealedToken
+		err := row.Scan(&t.id, &t.sealed, &t.version)
+		return t, err
+	})
+}
+
+// rekey re-encrypts, once, the tokens sealed with the version 1 key (the secret's
+// SHA-256) with the keyVersion key. A token another secret sealed is left as it is:
+// it cannot be used until that secret is back, and is re-encrypted then.
+func (s *Store) rekey(ctx context.Context) error {
+	if s.aead == nil {
+		return nil
+	}
+	todo, err := s.sealedTokens(ctx, `key_version < 2`)
+	if err != nil {
+		return err
+	}
+	for _, t := range todo {
+		token, err := s.open(t.sealed, t.version)
+		if err != nil {
+			continue
+		}
+		sealed, err := s.seal(token)
+		if err != nil {
+			return err
+		}
+		// Another replica opening at the same time may have done it already.
+		if _, err := s.pool.Exec(ctx, `UPDATE fiberkit_sync_remotes SET token_enc = $2, key_version = $3
+			WHERE id::text = $1 AND key_version = $4`, t.id, sealed, keyVersion, t.version); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // backfillHashes fills in token_hash for remotes stored before it existed (once;
@@ -72,29 +161,12 @@ func (s *Store) backfillHashes(ctx context.Context) error {
 	if s.aead == nil {
 		return nil
 	}
-	rows, err := s.pool.Query(ctx, `SELECT id::text, token_enc FROM fiberkit_sync_remotes WHERE token_hash IS NULL`)
+	todo, err := s.sealedTokens(ctx, `token_hash IS NULL`)
 	if err != nil {
 		return err
 	}
-	type row struct {
-		id     string
-		sealed []byte
-	}
-	var todo []row
-	for rows.Next() {
-		var r row
-		if err := rows.Scan(&r.id, &r.sealed); err != nil {
-			rows.Close()
-			return err
-		}
-		todo = append(todo, r)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
 	for _, r := range todo {
-		token, err := s.open(r.sealed)
+		token, err := s.open(r.sealed, r.version)
 		if err != nil {
 			continue // another key's token: it cannot be used (or found) until the key is back
 		}
@@ -124,15 +196,20 @@ func (s *Store) seal(plain string) ([]byte, error) {
 	return s.aead.Seal(nonce, nonce, []byte(plain), nil), nil
 }
 
-func (s *Store) open(sealed []byte) (string, error) {
+// open decrypts a token sealed with the key of version.
+func (s *Store) open(sealed []byte, version int) (string, error) {
 	if s.aead == nil {
 		return "", ErrNoKey
 	}
-	n := s.aead.NonceSize()
+	aead := s.aead
+	if version < keyVersion {
+		aead = s.legacy
+	}
+	n := aead.NonceSize()
 	if len(sealed) < n {
 		return "", errors.New("remote token is corrupt")
 	}
-	plain, err := s.aead.Open(nil, sealed[:n], sealed[n:], nil)
+	plain, err := aead.Open(nil, sealed[:n], sealed[n:], nil)
 	if err != nil {
 		return "", errors.New("remote token cannot be decrypted (was FIBERKIT_SECRET_KEY changed?)")
 	}
@@ -165,9 +242,9 @@ func (s *Store) Add(ctx context.Context, r Remote, token, by string) (Remote, er
 	if r.Tables == nil {
 		r.Tables = []string{}
 	}
-	out, err := scan(s.pool.QueryRow(ctx, `INSERT INTO fiberkit_sync_remotes (name, url, token_enc, token_hash, tables, strategy, interval_seconds, next_run_at, created_by)
-		VALUES ($1, $2, $3, $8, $4, $5, $6, CASE WHEN $6 > 0 THEN now() END, $7) RETURNING `+cols,
-		r.Name, r.URL, sealed, r.Tables, r.Strategy, r.Interval, by, tokenHash(token)))
+	out, err := scan(s.pool.QueryRow(ctx, `INSERT INTO fiberkit_sync_remotes (name, url, token_enc, token_hash, tables, strategy, interval_seconds, next_run_at, created_by, key_version)
+		VALUES ($1, $2, $3, $8, $4, $5, $6, CASE WHEN $6 > 0 THEN now() END, $7, $9) RETURNING `+cols,
+		r.Name, r.URL, sealed, r.Tables, r.Strategy, r.Interval, by, tokenHash(token), keyVersion))
 	if err != nil {
 		return Remote{}, fmt.Errorf("add remote: %w", err)
 	}
@@ -195,16 +272,17 @@ func (s *Store) List(ctx context.Context) ([]Remote, error) {
 // Get returns a remote and its token.
 func (s *Store) Get(ctx context.Context, id string) (Remote, string, error) {
 	var sealed []byte
+	var version int
 	var r Remote
-	err := s.pool.QueryRow(ctx, `SELECT `+cols+`, token_enc FROM fiberkit_sync_remotes WHERE id::text = $1`, id).
-		Scan(&r.ID, &r.Name, &r.URL, &r.Tables, &r.Strategy, &r.Interval, &r.NextRunAt, &r.LastRunAt, &r.LastStatus, &r.CreatedBy, &r.CreatedAt, &sealed)
+	err := s.pool.QueryRow(ctx, `SELECT `+cols+`, token_enc, key_version FROM fiberkit_sync_remotes WHERE id::text = $1`, id).
+		Scan(&r.ID, &r.Name, &r.URL, &r.Tables, &r.Strategy, &r.Interval, &r.NextRunAt, &r.LastRunAt, &r.LastStatus, &r.CreatedBy, &r.CreatedAt, &sealed, &version)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Remote{}, "", fmt.Errorf("remote %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
 		return Remote{}, "", fmt.Errorf("remote %s: %w", id, err)
 	}
-	token, err := s.open(sealed)
+	token, err := s.open(sealed, version)
 	return r, token, err
 }
 
@@ -409,8 +487,8 @@ func (s *Store) ReplaceToken(ctx context.Context, oldHash, newToken string) (boo
 	if err != nil {
 		return false, fmt.Errorf("replace token: %w", err)
 	}
-	tag, err := s.pool.Exec(ctx, `UPDATE fiberkit_sync_remotes SET token_enc = $2, token_hash = $3 WHERE token_hash = $1`,
-		want, sealed, tokenHash(newToken))
+	tag, err := s.pool.Exec(ctx, `UPDATE fiberkit_sync_remotes SET token_enc = $2, token_hash = $3, key_version = $4 WHERE token_hash = $1`,
+		want, sealed, tokenHash(newToken), keyVersion)
 	if err != nil {
 		return false, fmt.Errorf("replace token: %w", err)
 	}
