@@ -61,6 +61,62 @@ type Snapshot struct {
 	rowBytes map[string]int
 	// issued are the ctid keys handed out, per table, for tables without a key.
 	issued map[string]bool
+	// leftOut are, per table, the tables below it (partitions, inheritance
+	// children) whose rows a read of it leaves out (LeaveOut).
+	leftOut map[string][]uint32
+}
+
+// LeaveOut makes every later read of sch's table (batches, pages, checksums,
+// counts) leave out the rows that live in the tables oids — partitions or
+// inheritance children of it a receiver may not see. None: read them all again.
+func (s *Snapshot) LeaveOut(sch *catalog.Schema, oids []uint32) {
+	table := catalog.IdentOf(sch).Quoted()
+	if len(oids) == 0 {
+		delete(s.leftOut, table)
+		return
+	}
+	s.leftOut[table] = append([]uint32(nil), oids...)
+}
+
+// leftOutCond is the condition that keeps the rows of table that are not left
+// out (on column, the table's tableoid), or "" when none are.
+func (s *Snapshot) leftOutCond(table, column string) string {
+	oids := s.leftOut[table]
+	if len(oids) == 0 {
+		return ""
+	}
+	list := make([]string, len(oids))
+	for i, o := range oids {
+		list[i] = fmt.Sprint(o)
+	}
+	return column + " <> ALL ('{" + strings.Join(list, ",") + "}'::oid[])"
+}
+
+// addCond adds cond to a " WHERE …" clause (or makes one of it).
+func addCond(where, cond string) string {
+	switch {
+	case cond == "":
+		return where
+	case where == "":
+		return " WHERE " + cond
+	}
+	return where + " AND " + cond
+}
+
+// Count returns the number of rows of sch's table in the snapshot, those of the
+// tables LeaveOut names left out.
+func (s *Snapshot) Count(ctx context.Context, sch *catalog.Schema) (n int64, err error) {
+	err = s.Isolate(ctx, func() error {
+		if catalog.IsSecretTable(sch.Name) {
+			return fmt.Errorf("export: %w: %q", catalog.ErrUnknownTable, sch.Name)
+		}
+		table := catalog.IdentOf(sch).Quoted()
+		if err := s.tx.QueryRow(ctx, "SELECT count(*) FROM "+table+addCond("", s.leftOutCond(table, "tableoid"))).Scan(&n); err != nil {
+			return fmt.Errorf("export %s: count: %w", sch.Name, err)
+		}
+		return nil
+	})
+	return n, err
 }
 
 // Begin opens a snapshot. The snapshot is taken before Begin returns: rows committed
@@ -81,7 +137,7 @@ func Begin(ctx context.Context, pool *pgxpool.Pool) (*Snapshot, error) {
 		conn.Release()
 		return nil, fmt.Errorf("export: begin snapshot: %w", err)
 	}
-	return &Snapshot{conn: conn, tx: tx, rowBytes: map[string]int{}, issued: map[string]bool{}}, nil
+	return &Snapshot{conn: conn, tx: tx, rowBytes: map[string]int{}, issued: map[string]bool{}, leftOut: map[string][]uint32{}}, nil
 }
 
 // Querier returns the snapshot's transaction, for catalog look-ups inside it.
@@ -205,6 +261,7 @@ func (s *Snapshot) nextBatch(ctx context.Context, sch *catalog.Schema, after []s
 	if err != nil {
 		return Batch{}, err
 	}
+	where = addCond(where, s.leftOutCond(table, "tableoid"))
 	cols := sch.Writable()
 	// Ask for no more rows than the budget holds at the size rows had so far, so that
 	// little of what COPY sends beyond the budget is read only to be dropped.
@@ -472,6 +529,13 @@ func (s *Snapshot) records(ctx context.Context, sch *catalog.Schema, offset, lim
 func Checksum(ctx context.Context, q interface {
 	Conn() *pgx.Conn
 }, sch *catalog.Schema, columns []string) (string, error) {
+	return checksum(ctx, q, sch, columns, "")
+}
+
+// checksum is Checksum over the rows that meet filter (a condition; "" for all).
+func checksum(ctx context.Context, q interface {
+	Conn() *pgx.Conn
+}, sch *catalog.Schema, columns []string, filter string) (string, error) {
 	var cols []catalog.Column
 	if len(columns) == 0 {
 		cols = sch.Writable()
@@ -501,7 +565,7 @@ func Checksum(ctx context.Context, q interface {
 	}
 	exprs, _ := keyColumns(sch)
 	h := md5.New()
-	sql := fmt.Sprintf("COPY (SELECT %s FROM %s ORDER BY %s) TO STDOUT", catalog.QuotedColumns(cols), catalog.IdentOf(sch).Quoted(), strings.Join(exprs, ", "))
+	sql := fmt.Sprintf("COPY (SELECT %s FROM %s%s ORDER BY %s) TO STDOUT", catalog.QuotedColumns(cols), catalog.IdentOf(sch).Quoted(), addCond("", filter), strings.Join(exprs, ", "))
 	if _, err := conn.PgConn().CopyTo(ctx, h, sql); err != nil {
 		return "", fmt.Errorf("checksum %s: %w", sch.Name, err)
 	}
@@ -518,5 +582,5 @@ func (s *Snapshot) Checksum(ctx context.Context, sch *catalog.Schema) (sum strin
 }
 
 func (s *Snapshot) checksum(ctx context.Context, sch *catalog.Schema) (string, error) {
-	return Checksum(ctx, s.tx, sch, nil)
+	return checksum(ctx, s.tx, sch, nil, s.leftOutCond(catalog.IdentOf(sch).Quoted(), "tableoid"))
 }

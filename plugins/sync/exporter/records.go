@@ -118,8 +118,9 @@ func (s *Snapshot) pageQuery(ctx context.Context, sch *catalog.Schema, selectLis
 	if from != "" {
 		from = ", " + from
 	}
-	rows, err := s.tx.Query(ctx, fmt.Sprintf("SELECT %s FROM %s AS src%s ORDER BY %s OFFSET $1 LIMIT $2",
-		selectList, catalog.IdentOf(sch).Quoted(), from, strings.Join(order, ", ")), offset, limit+1)
+	table := catalog.IdentOf(sch).Quoted()
+	rows, err := s.tx.Query(ctx, fmt.Sprintf("SELECT %s FROM %s AS src%s%s ORDER BY %s OFFSET $1 LIMIT $2",
+		selectList, table, from, addCond("", s.leftOutCond(table, "src.tableoid")), strings.Join(order, ", ")), offset, limit+1)
 	if err != nil {
 		return nil, fmt.Errorf("export %s: %w", sch.Name, err)
 	}

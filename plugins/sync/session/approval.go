@@ -119,3 +119,15 @@ func (s *Store) WaitApproval(ctx context.Context, id string) error {
 		}
 	}
 }
+
+// Approved reports whether an admin approved a receiver of session id: a receiver
+// that rejoins such a session (Session.Rejoined) is not asked to wait again.
+func (s *Store) Approved(ctx context.Context, sessionID string) (bool, error) {
+	var ok bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM fiberkit_sync_approvals WHERE session_id::text = $1 AND status = 'approved')`,
+		sessionID).Scan(&ok)
+	if err != nil {
+		return false, fmt.Errorf("session %s: was it approved: %w", sessionID, err)
+	}
+	return ok, nil
+}

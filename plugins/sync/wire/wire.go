@@ -8,10 +8,13 @@ package wire
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
 	"io"
+	"strings"
 	"unicode/utf8"
+
+	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
 )
 
 // Protocol versions.
@@ -38,6 +41,12 @@ const (
 	// MaxCredit caps what a sender queues from acks.
 	DefaultCredit = 4
 	MaxCredit     = 16
+	// MaxStreams caps the fast-path streams running at once on one connection; a
+	// stream:start beyond it is refused with ErrTooManyStreams.
+	MaxStreams = 4
+	// PhoenixKitRecordsLimit is the page size PhoenixKit's own sender caps
+	// fetch_records at; ours serves up to MaxRecordsLimit.
+	PhoenixKitRecordsLimit = 1000
 )
 
 // Frame limits.
@@ -104,6 +113,8 @@ const (
 	ErrMalformedFrame   = "malformed_frame"
 	ErrNotJoined        = "not_joined"
 	ErrInternal         = "internal_error"
+	// ErrTooManyStreams refuses a stream:start while MaxStreams run on the connection.
+	ErrTooManyStreams = "too_many_streams"
 )
 
 // FrameError says why a frame was refused.
@@ -231,6 +242,54 @@ func (f Frame) Unpack(v any) error {
 // Join is the phx_join payload.
 type Join struct {
 	ReceiverInfo map[string]any `json:"receiver_info,omitempty"`
+	// Ref is the join's own payload ref. FiberKit clients put a ref in every
+	// payload, the join's included; PhoenixKit's receiver does not (its join is
+	// {"receiver_info": …} alone). A join with a payload ref gets FiberKit's
+	// reply ({"version", "awaiting_approval"}); one without gets exactly {} —
+	// what PhoenixKit's receiver waits for (see docs/protocol.md).
+	Ref json.RawMessage `json:"ref,omitempty"`
+}
+
+// SpeaksFiberKit reports whether the joining receiver reads FiberKit's join
+// reply (version, awaiting_approval): it sent a payload ref.
+func (j Join) SpeaksFiberKit() bool {
+	r := bytes.TrimSpace(j.Ref)
+	return len(r) > 0 && string(r) != "null"
+}
+
+// PayloadRef returns the "ref" member of a request's payload (a JSON string or
+// number, as sent), or nil when there is none or it is not a string or number.
+// PhoenixKit receivers match answers on it, so every answer echoes it.
+func PayloadRef(payload json.RawMessage) json.RawMessage {
+	var p struct {
+		Ref json.RawMessage `json:"ref"`
+	}
+	if json.Unmarshal(payload, &p) != nil || len(p.Ref) == 0 || len(p.Ref) > maxRef+2 {
+		return nil
+	}
+	if c := p.Ref[0]; c != '"' && c != '-' && (c < '0' || c > '9') {
+		return nil
+	}
+	return p.Ref
+}
+
+// Answer builds the answer to request f: the same join_ref, ref and topic, event,
+// payload v, with f's payload ref (PayloadRef) set as the payload's "ref" member.
+func Answer(f Frame, event string, v any) Frame {
+	a := New(f.JoinRef, f.Ref, f.Topic, event, v)
+	ref := PayloadRef(f.Payload)
+	if ref == nil {
+		return a
+	}
+	var members map[string]json.RawMessage
+	if json.Unmarshal(a.Payload, &members) != nil {
+		return a
+	}
+	members["ref"] = ref
+	if p, err := json.Marshal(members); err == nil {
+		a.Payload = p
+	}
+	return a
 }
 
 // Reply is the phx_reply payload.
@@ -239,13 +298,23 @@ type Reply struct {
 	Response map[string]any `json:"response"`
 }
 
-// Capabilities is the response:capabilities payload.
+// Capabilities is the response:capabilities payload: ours at the top level, and
+// PhoenixKit's object under "capabilities" for PhoenixKit receivers.
 type Capabilities struct {
 	Version      string   `json:"version"`
 	Features     []string `json:"features"`
 	Compression  []string `json:"compression"`
 	MaxBatchRows int      `json:"max_batch_rows"`
 	MaxRecords   int      `json:"max_records"`
+	// PhoenixKit is what a PhoenixKit sender would answer (PhoenixKitCaps).
+	PhoenixKit *PhoenixKitCapabilities `json:"capabilities,omitempty"`
+}
+
+// PhoenixKitCaps is the PhoenixKit capabilities object our sender answers with:
+// PhoenixKit's protocol version 1.0.0 and the three features it serves.
+func PhoenixKitCaps() *PhoenixKitCapabilities {
+	return &PhoenixKitCapabilities{Version: "1.0.0", PhoenixKitVersion: "fiberkit-" + Version,
+		Features: []string{"list_tables", "get_schema", "fetch_records"}}
 }
 
 // TablesResponse is the response:tables payload.
@@ -272,6 +341,15 @@ type RecordsResponse struct {
 	Records []map[string]*string `json:"records"`
 	Offset  int                  `json:"offset"`
 	HasMore bool                 `json:"has_more"`
+}
+
+// JSONRecordsResponse is the response:records payload for a receiver that did not
+// ask for EncodingText (PhoenixKit's): each record a JSON object of JSON-typed values.
+type JSONRecordsResponse struct {
+	Table   string            `json:"table"`
+	Records []json.RawMessage `json:"records"`
+	Offset  int               `json:"offset"`
+	HasMore bool              `json:"has_more"`
 }
 
 // ChecksumResponse is the response:checksum payload: the md5 of the table's rows
@@ -304,6 +382,46 @@ type TableRequest struct {
 	Table string `json:"table"`
 }
 
+// Validate refuses what no table is called, before any SQL sees it.
+func (r TableRequest) Validate() error { return ValidTableName(r.Table) }
+
+// MaxTableName bounds a requested table name: "schema.name", each at most
+// PostgreSQL's 63 bytes.
+const MaxTableName = 127
+
+// MaxKeyValues bounds the values of a resume key (PostgreSQL's index columns).
+const MaxKeyValues = 32
+
+// ValidTableName refuses a table name that cannot name a table: empty, too long,
+// not UTF-8, or holding a NUL or another control character.
+func ValidTableName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("table: required")
+	case len(name) > MaxTableName:
+		return fmt.Errorf("table: longer than %d bytes", MaxTableName)
+	case !utf8.ValidString(name):
+		return errors.New("table: not UTF-8")
+	case strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		return errors.New("table: contains a NUL or control character")
+	}
+	return nil
+}
+
+// validKey refuses a resume key no table has: too many values, or a value with
+// a NUL (PostgreSQL text never holds one).
+func validKey(key []string) error {
+	if len(key) > MaxKeyValues {
+		return fmt.Errorf("after_key: more than %d values", MaxKeyValues)
+	}
+	for _, v := range key {
+		if strings.IndexByte(v, 0) >= 0 || !utf8.ValidString(v) {
+			return errors.New("after_key: a value holds a NUL byte or is not UTF-8")
+		}
+	}
+	return nil
+}
+
 // RecordsRequest is the request:records payload.
 type RecordsRequest struct {
 	Table  string `json:"table"`
@@ -313,6 +431,20 @@ type RecordsRequest struct {
 	// exact text, what our client asks for) or "" (PhoenixKit's JSON-typed values:
 	// numbers, booleans, lists, objects, ISO 8601 strings, the base64 bytea wrapper).
 	Encoding string `json:"encoding,omitempty"`
+}
+
+// Validate refuses a malformed request before any SQL sees it.
+func (r RecordsRequest) Validate() error {
+	if err := ValidTableName(r.Table); err != nil {
+		return err
+	}
+	if r.Offset < 0 {
+		return errors.New("offset must be ≥ 0")
+	}
+	if r.Encoding != "" && r.Encoding != EncodingText {
+		return fmt.Errorf("encoding: %q or none", EncodingText)
+	}
+	return nil
 }
 
 // Value encodings of request:records.
@@ -347,6 +479,14 @@ type Start struct {
 	Compression string   `json:"compression,omitempty"` // "zstd" or "" (none)
 	// Credit is how many batches the sender may send before the next ack.
 	Credit int `json:"credit"`
+}
+
+// Validate refuses a malformed stream:start before any SQL sees it.
+func (s Start) Validate() error {
+	if err := ValidTableName(s.Table); err != nil {
+		return err
+	}
+	return validKey(s.AfterKey)
 }
 
 // Ack is the stream:ack payload: batches up to Seq are applied; Credit more may come.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
 	"github.com/fiberkit/fiberkit/plugins/sync/connection"
@@ -37,15 +38,13 @@ func (p *peer) admit(ctx context.Context, f wire.Frame) bool {
 		r.Table = body.Table
 	}
 	if r.Table != "" {
-		// Limits name tables as request:tables lists them; check the table the name
-		// resolves to, so another spelling of an excluded table is still excluded.
-		if id, err := catalog.Resolve(ctx, p.st.Pool, r.Table); err == nil && id.Schema == servedSchema {
-			r.Table = id.Name
-		}
+		r.Table = p.judgedName(ctx, r.Table)
 	}
+	p.st.Metrics.ConnectionRequest(p.connID)
 	if _, err := p.st.Conns.Admit(ctx, p.connID, r); err != nil {
 		var ref *connection.Refusal
 		if errors.As(err, &ref) {
+			p.st.Metrics.ConnectionRefused(p.connID, ref.Reason)
 			_ = p.fail(f, ref.Reason, ref.Detail)
 		} else {
 			p.srv.log.Error("admit", "err", err)
@@ -54,4 +53,38 @@ func (p *peer) admit(ctx context.Context, f wire.Frame) bool {
 		return false
 	}
 	return true
+}
+
+// judgedName is the name a connection's table lists judge a request for table by.
+// Lists name tables as request:tables lists them, and a table hangs with the
+// tables above it: the name resolves (another spelling of an excluded table is
+// still excluded), then a partition or inheritance child is judged as the
+// ancestor that excludes it, or — when the allow list names not it but an
+// ancestor — as that ancestor. A name that does not resolve is judged as sent.
+func (p *peer) judgedName(ctx context.Context, table string) string {
+	id, err := catalog.Resolve(ctx, p.st.Pool, table)
+	if err != nil || id.Schema != servedSchema {
+		return table
+	}
+	ups, err := catalog.Ancestors(ctx, p.st.Pool, id)
+	if err != nil {
+		return id.Name
+	}
+	r, err := p.rules(ctx)
+	if err != nil {
+		return id.Name
+	}
+	for _, t := range append([]catalog.Ident{id}, ups...) {
+		if r.conn != nil && slices.Contains(r.conn.ExcludedTables, t.String()) {
+			return t.String()
+		}
+	}
+	if !r.listed(id.Name) {
+		for _, u := range ups {
+			if r.listed(u.String()) {
+				return u.String()
+			}
+		}
+	}
+	return id.Name
 }

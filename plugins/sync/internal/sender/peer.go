@@ -65,7 +65,8 @@ func (p *peer) record(ctx context.Context, t history.Transfer) int64 {
 }
 
 // finish ends the connection's streams and snapshot, records the rows paged
-// through request:records, and marks the session done.
+// through request:records, marks the session done and notes that its receiver
+// left (it may rejoin within the session store's grace).
 func (p *peer) finish(ctx context.Context) {
 	p.cancel()
 	p.wg.Wait()
@@ -79,12 +80,17 @@ func (p *peer) finish(ctx context.Context) {
 	paged := p.paged
 	p.mu.Unlock()
 	for table, rows := range paged {
+		d := time.Since(p.pagedSince)
 		p.record(ctx, history.Transfer{Direction: "send", Peer: p.addr, Table: table, Strategy: "records",
-			Rows: rows, Duration: time.Since(p.pagedSince), Status: "done", StartedBy: p.startedBy()})
+			Rows: rows, Duration: d, Status: "done", StartedBy: p.startedBy()})
+		p.st.Metrics.TransferFinished("send", "records", d)
 	}
 	if p.sess.ID != "" {
 		if err := p.st.Sessions.Update(ctx, p.sess.ID, session.StatusDone, nil); err != nil {
 			p.srv.log.Warn("mark session done", "session", p.sess.ID, "err", err)
+		}
+		if err := p.st.Sessions.Left(ctx, p.sess.ID); err != nil {
+			p.srv.log.Warn("note the receiver left", "session", p.sess.ID, "err", err)
 		}
 	}
 }
@@ -138,8 +144,10 @@ func (p *peer) watchOwner(ctx context.Context) {
 
 func (p *peer) send(f wire.Frame) error { return p.c.WriteText(string(f.Encode())) }
 
+// reply answers request f with event and payload v, echoing f's ref and its
+// payload ref (PhoenixKit receivers match answers on the latter).
 func (p *peer) reply(f wire.Frame, event string, v any) error {
-	return p.send(wire.New(f.JoinRef, f.Ref, f.Topic, event, v))
+	return p.send(wire.Answer(f, event, v))
 }
 
 // ok answers f with an ok phx_reply carrying response.
@@ -147,8 +155,10 @@ func (p *peer) ok(f wire.Frame, response map[string]any) error {
 	return p.reply(f, wire.EventReply, wire.Reply{Status: "ok", Response: response})
 }
 
+// fail answers request f with response:error: code, msg, and the request's
+// payload ref (or, without one, its frame ref).
 func (p *peer) fail(f wire.Frame, code, msg string) error {
-	return p.send(wire.New(f.JoinRef, f.Ref, f.Topic, wire.ResponseError, wire.ErrorPayload{Error: code, Message: msg, Ref: f.Ref}))
+	return p.send(wire.Answer(f, wire.ResponseError, wire.ErrorPayload{Error: code, Message: msg, Ref: f.Ref}))
 }
 
 func (p *peer) push(event string, v any) error {
@@ -184,7 +194,8 @@ func (p *peer) loop(ctx context.Context) error {
 }
 
 // handle dispatches one frame: heartbeats, then join and leave, then — once the
-// receiver joined and the connection's limits admit it — the requests.
+// receiver joined — the requests (each handler validates its payload before the
+// connection's limits and any SQL see it).
 func (p *peer) handle(ctx context.Context, f wire.Frame) error {
 	if f.Topic == wire.TopicPhoenix {
 		if f.Event == wire.EventHeartbeat {
@@ -203,9 +214,6 @@ func (p *peer) handle(ctx context.Context, f wire.Frame) error {
 	p.mu.Unlock()
 	if !joined {
 		return p.fail(f, wire.ErrNotJoined, "join the topic first (and wait for approval if asked)")
-	}
-	if !p.admit(ctx, f) {
-		return nil
 	}
 	if h, ok := p.srv.joined[f.Event]; ok {
 		return h(p, ctx, f)

@@ -15,25 +15,57 @@ import (
 // servedSchema is the one schema whose tables a receiver may list and read.
 const servedSchema = "public"
 
-// capabilities answers request:capabilities.
+// capabilities answers request:capabilities: ours at the top level, PhoenixKit's
+// object under "capabilities".
 func (p *peer) capabilities(_ context.Context, f wire.Frame) error {
 	return p.reply(f, wire.ResponseCapabilities, wire.Capabilities{
 		Version: wire.Version, Features: []string{wire.RecordsFeature, wire.StreamFeature},
 		Compression: []string{"zstd"}, MaxBatchRows: wire.MaxBatchRows, MaxRecords: wire.MaxRecordsLimit,
+		PhoenixKit: wire.PhoenixKitCaps(),
 	})
 }
 
-// tables answers request:tables: the tables the receiver may see.
+// tables answers request:tables: the tables the receiver may see, each counted
+// without the rows of the tables below it that it may not see.
 func (p *peer) tables(ctx context.Context, f wire.Frame) error {
 	return p.withSnapshot(ctx, f, func(snap *exporter.Snapshot) (string, any, error) {
-		all, err := catalog.ListTables(ctx, snap.Querier(), catalog.ListOptions{})
+		q := snap.Querier()
+		all, err := catalog.ListTables(ctx, q, catalog.ListOptions{})
+		if err != nil {
+			return "", nil, err
+		}
+		r, err := p.rules(ctx)
+		if err != nil {
+			return "", nil, err
+		}
 		tables := []catalog.Table{}
 		for _, t := range all {
-			if p.tableAllowed(ctx, t.Name) {
-				tables = append(tables, t)
+			id, err := catalog.ResolveIn(ctx, q, t.Schema, t.Name)
+			if err != nil {
+				return "", nil, err
 			}
+			ups, err := catalog.Ancestors(ctx, q, id)
+			if err != nil {
+				return "", nil, err
+			}
+			if r.refusedBy(id, ups) != "" {
+				continue
+			}
+			hidden, err := r.hiddenBelow(ctx, q, id)
+			if err != nil {
+				return "", nil, err
+			}
+			if len(hidden) > 0 {
+				sch := &catalog.Schema{Schema: id.Schema, Name: id.Name}
+				snap.LeaveOut(sch, hidden)
+				if t.Rows, err = snap.Count(ctx, sch); err != nil {
+					return "", nil, err
+				}
+				t.Exact = true
+			}
+			tables = append(tables, t)
 		}
-		return wire.ResponseTables, wire.TablesResponse{Tables: tables}, err
+		return wire.ResponseTables, wire.TablesResponse{Tables: tables}, nil
 	})
 }
 
@@ -57,25 +89,32 @@ func (p *peer) schemaRequest(ctx context.Context, f wire.Frame, req wire.TableRe
 	})
 }
 
-// count answers request:count.
+// count answers request:count: the rows the receiver would read.
 func (p *peer) count(ctx context.Context, f wire.Frame, req wire.TableRequest) error {
 	return p.withSnapshot(ctx, f, func(snap *exporter.Snapshot) (string, any, error) {
-		if _, err := p.schema(ctx, snap, req.Table); err != nil {
+		sch, err := p.schema(ctx, snap, req.Table)
+		if err != nil {
 			return "", nil, err
 		}
-		n, err := catalog.Count(ctx, snap.Querier(), req.Table)
+		n, err := snap.Count(ctx, sch)
 		return wire.ResponseCount, wire.CountResponse{Table: req.Table, Count: n}, err
 	})
 }
 
-// records answers request:records: a page of rows in key order, taken from a
-// permanent connection's total before they are read.
+// records answers request:records: a page of rows in key order — PostgreSQL text
+// when the receiver asks for wire.EncodingText (ours does), else PhoenixKit's
+// JSON-typed values — at most the exporter's page bytes, taken from a permanent
+// connection's total before they are read (what a short page leaves is given back).
 func (p *peer) records(ctx context.Context, f wire.Frame, req wire.RecordsRequest) error {
-	if req.Limit <= 0 {
+	text := req.Encoding == wire.EncodingText
+	switch {
+	case req.Limit <= 0:
 		req.Limit = wire.DefaultRecordsLimit
-	}
-	if req.Offset < 0 || req.Limit > wire.MaxRecordsLimit {
-		return p.fail(f, wire.ErrBadRequest, fmt.Sprintf("offset must be ≥ 0 and limit at most %d", wire.MaxRecordsLimit))
+	case req.Limit > wire.MaxRecordsLimit && !text:
+		// A PhoenixKit receiver pages on has_more: serve it our largest page.
+		req.Limit = wire.MaxRecordsLimit
+	case req.Limit > wire.MaxRecordsLimit:
+		return p.fail(f, wire.ErrBadRequest, fmt.Sprintf("limit at most %d", wire.MaxRecordsLimit))
 	}
 	return p.withSnapshot(ctx, f, func(snap *exporter.Snapshot) (string, any, error) {
 		sch, err := p.schema(ctx, snap, req.Table)
@@ -91,19 +130,55 @@ func (p *peer) records(ctx context.Context, f wire.Frame, req wire.RecordsReques
 			}
 			limit = int(granted)
 		}
-		page, err := snap.Records(ctx, sch, req.Offset, limit)
-		if p.connID != "" {
-			p.release(ctx, limit-len(page.Records))
+		var resp any
+		var n, size int
+		if text {
+			page, err := snap.Records(ctx, sch, req.Offset, limit)
+			if err != nil {
+				p.releaseUnsent(ctx, limit, 0)
+				return "", nil, err
+			}
+			for _, rec := range page.Records {
+				for _, v := range rec {
+					if v != nil {
+						size += len(*v)
+					}
+				}
+			}
+			n, resp = len(page.Records), wire.RecordsResponse{Table: req.Table, Records: page.Records, Offset: page.Offset, HasMore: page.HasMore}
+		} else {
+			page, err := snap.RecordsJSON(ctx, sch, req.Offset, limit)
+			if err != nil {
+				p.releaseUnsent(ctx, limit, 0)
+				return "", nil, err
+			}
+			for _, rec := range page.Records {
+				size += len(rec)
+			}
+			n, resp = len(page.Records), wire.JSONRecordsResponse{Table: req.Table, Records: page.Records, Offset: page.Offset, HasMore: page.HasMore}
 		}
-		if err == nil && len(page.Records) > 0 {
+		p.releaseUnsent(ctx, limit, n)
+		if n > 0 {
 			// withSnapshot holds p.mu.
 			if p.paged == nil {
 				p.paged, p.pagedSince = map[string]int64{}, time.Now()
 			}
-			p.paged[sch.Name] += int64(len(page.Records))
+			if _, seen := p.paged[sch.Name]; !seen {
+				p.st.Metrics.TransferStarted("send", "records")
+			}
+			p.paged[sch.Name] += int64(n)
+			p.st.Metrics.Moved("send", int64(n), int64(size))
 		}
-		return wire.ResponseRecords, wire.RecordsResponse{Table: req.Table, Records: page.Records, Offset: page.Offset, HasMore: page.HasMore}, err
+		return wire.ResponseRecords, resp, nil
 	})
+}
+
+// releaseUnsent gives back to a permanent connection's total the rows of reserved
+// that a page did not hold (sent of them).
+func (p *peer) releaseUnsent(ctx context.Context, reserved, sent int) {
+	if p.connID != "" && reserved > sent {
+		p.release(ctx, reserved-sent)
+	}
 }
 
 // release gives rows reserved from a permanent connection's total but not sent
@@ -114,33 +189,43 @@ func (p *peer) release(ctx context.Context, rows int) {
 	}
 }
 
-// tableAllowed says whether the receiver may see a table at all.
-func (p *peer) tableAllowed(ctx context.Context, table string) bool {
-	if p.connID == "" {
-		return true
-	}
-	c, err := p.st.Conns.Get(ctx, p.connID)
-	return err == nil && connection.TableAllowed(c.Limits, table)
-}
-
-// schema resolves a table the receiver may read: never the kit's secret tables.
+// schema resolves a table the receiver may read (see visible) inside the
+// snapshot, under a savepoint so that a failed look-up leaves the snapshot usable,
+// and sets the snapshot to leave out the rows of the tables below it the receiver
+// may not see. Partitions it may not see are not described either.
 func (p *peer) schema(ctx context.Context, snap *exporter.Snapshot, table string) (*catalog.Schema, error) {
-	id, err := catalog.Resolve(ctx, snap.Querier(), table)
-	if err != nil {
-		return nil, err
-	}
-	// Judge the table the name resolved to, not the spelling the receiver sent:
-	// "public.products" must meet the same limits as "products". Only what
-	// request:tables lists (the public schema, never the kit's own tables) is served.
-	if id.Schema != servedSchema || catalog.IsSecretTable(id.Name) || !p.tableAllowed(ctx, id.Name) {
-		return nil, fmt.Errorf("%w: %q", catalog.ErrUnknownTable, table)
-	}
-	return catalog.GetSchema(ctx, snap.Querier(), table)
+	var sch *catalog.Schema
+	err := snap.Isolate(ctx, func() error {
+		id, hidden, err := p.visible(ctx, snap.Querier(), table)
+		if err != nil {
+			return err
+		}
+		if sch, err = catalog.GetSchemaIn(ctx, snap.Querier(), id.Schema, id.Name); err != nil {
+			return err
+		}
+		if sch.Partition != nil && len(hidden) > 0 {
+			r, err := p.rules(ctx)
+			if err != nil {
+				return err
+			}
+			kept := sch.Partition.Partitions[:0]
+			for _, part := range sch.Partition.Partitions {
+				if !r.excluded(part.Name) {
+					kept = append(kept, part)
+				}
+			}
+			sch.Partition.Partitions = kept
+		}
+		snap.LeaveOut(sch, hidden)
+		return nil
+	})
+	return sch, err
 }
 
 // withSnapshot runs fn against the connection's snapshot (begun on first use, so
-// every table the receiver reads comes from one consistent view) and replies with
-// the event and payload fn returns, or the error it failed with.
+// every table the receiver reads comes from one consistent view), under a
+// savepoint so that a request failing in SQL does not break the requests after it,
+// and replies with the event and payload fn returns, or the error it failed with.
 func (p *peer) withSnapshot(ctx context.Context, f wire.Frame, fn func(*exporter.Snapshot) (string, any, error)) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -152,19 +237,30 @@ func (p *peer) withSnapshot(ctx context.Context, f wire.Frame, fn func(*exporter
 		}
 		p.snap = snap
 	}
-	event, v, err := fn(p.snap)
+	var event string
+	var v any
+	err := p.snap.Isolate(ctx, func() (err error) {
+		event, v, err = fn(p.snap)
+		return err
+	})
 	if err != nil {
-		var ref *connection.Refusal
-		if errors.As(err, &ref) {
-			return p.fail(f, ref.Reason, ref.Detail)
-		}
-		if errors.Is(err, catalog.ErrUnknownTable) {
-			return p.fail(f, wire.ErrUnknownTable, err.Error())
-		}
-		p.srv.log.Error("request failed", "event", f.Event, "err", err)
-		return p.fail(f, wire.ErrInternal, "the request failed on the sending site")
+		return p.failWith(f, err)
 	}
 	return p.reply(f, event, v)
+}
+
+// failWith answers f with the error a request failed with: a connection's
+// refusal, unknown_table, or internal_error (logged).
+func (p *peer) failWith(f wire.Frame, err error) error {
+	var ref *connection.Refusal
+	switch {
+	case errors.As(err, &ref):
+		return p.fail(f, ref.Reason, ref.Detail)
+	case errors.Is(err, catalog.ErrUnknownTable):
+		return p.fail(f, wire.ErrUnknownTable, err.Error())
+	}
+	p.srv.log.Error("request failed", "event", f.Event, "err", err)
+	return p.fail(f, wire.ErrInternal, "the request failed on the sending site")
 }
 
 // writableNames lists the columns a receiver writes, in order.

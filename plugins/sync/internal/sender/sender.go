@@ -45,8 +45,8 @@ func New(log *slog.Logger, current site.Current, receiverIdle time.Duration) *Se
 			wire.EventLeave: (*peer).leave,
 		},
 		joined: map[string]handler{
-			wire.RequestCapabilities: (*peer).capabilities,
-			wire.RequestTables:       (*peer).tables,
+			wire.RequestCapabilities: admitted((*peer).capabilities),
+			wire.RequestTables:       admitted((*peer).tables),
 			wire.RequestChecksum:     payload((*peer).checksum),
 			wire.RequestSchema:       payload((*peer).schemaRequest),
 			wire.RequestCount:        payload((*peer).count),
@@ -57,15 +57,36 @@ func New(log *slog.Logger, current site.Current, receiverIdle time.Duration) *Se
 		}}
 }
 
-// payload makes a handler of fn, which takes the frame's payload decoded as a T;
-// a payload that does not decode is answered with bad_request.
+// payload makes a handler of fn, which takes the frame's payload decoded as a T:
+// a payload that does not decode, or that its Validate method (when T has one)
+// refuses, is answered with bad_request before anything reaches the database;
+// then the connection's limits must admit the request.
 func payload[T any](fn func(p *peer, ctx context.Context, f wire.Frame, req T) error) handler {
 	return func(p *peer, ctx context.Context, f wire.Frame) error {
 		var req T
 		if err := f.Unpack(&req); err != nil {
 			return p.fail(f, wire.ErrBadRequest, err.Error())
 		}
+		if v, ok := any(req).(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				return p.fail(f, wire.ErrBadRequest, err.Error())
+			}
+		}
+		if !p.admit(ctx, f) {
+			return nil
+		}
 		return fn(p, ctx, f, req)
+	}
+}
+
+// admitted makes a handler of fn that runs once the connection's limits admit
+// the request.
+func admitted(fn handler) handler {
+	return func(p *peer, ctx context.Context, f wire.Frame) error {
+		if !p.admit(ctx, f) {
+			return nil
+		}
+		return fn(p, ctx, f)
 	}
 }
 
@@ -132,12 +153,16 @@ func (s *Sender) Serve(ctx context.Context, c *sdk.Conn) error {
 			status, reason := redeemError(err)
 			if status == http.StatusInternalServerError {
 				s.log.Error("redeem code", "err", err)
+			} else {
+				st.Metrics.AttemptRefused(reason)
 			}
 			return c.Reject(status, reason)
 		}
 		p.sess, p.topic = sess, "transfer:"+code
 	}
 	defer p.codec.Close()
+	st.Metrics.SessionOpened("send")
+	defer st.Metrics.SessionClosed("send")
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	p.cancel = cancel

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,11 +19,69 @@ import (
 
 // liveStream is one running fast-path stream.
 type liveStream struct {
-	credits chan int
-	cancel  context.CancelFunc
+	cancel context.CancelFunc
 	// byReceiver is set when the receiver sent stream:cancel, so the history says
 	// so even if its connection closes before the stream notices.
 	byReceiver atomic.Bool
+
+	// Credit is tied to sequence numbers: only an ack of a batch sent and not yet
+	// acknowledged adds credit, and the batches in flight plus the credit never
+	// pass wire.MaxCredit, however many acks come.
+	mu     sync.Mutex
+	credit int    // batches that may still be sent
+	sent   uint32 // the last batch's seq
+	acked  uint32 // the highest seq acknowledged
+	// more wakes the streamer when credit came (one slot: the queue is bounded).
+	more chan struct{}
+}
+
+// grant applies an ack of batches up to seq with credit n, and reports whether it
+// added any: an ack of a seq not sent, or not past the last one acknowledged, adds
+// nothing.
+func (ls *liveStream) grant(seq uint32, n int) bool {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if seq <= ls.acked || seq > ls.sent || n <= 0 {
+		return false
+	}
+	ls.acked = seq
+	inFlight := int(ls.sent - ls.acked)
+	ls.credit = min(ls.credit+min(n, wire.MaxCredit), wire.MaxCredit-inFlight)
+	select {
+	case ls.more <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take waits for credit and uses one: the caller sends batch seq next.
+func (ls *liveStream) take(ctx context.Context) (seq uint32, err error) {
+	for {
+		ls.mu.Lock()
+		if ls.credit > 0 {
+			ls.credit--
+			ls.sent++
+			seq = ls.sent
+			ls.mu.Unlock()
+			return seq, nil
+		}
+		ls.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-ls.more:
+		}
+	}
+}
+
+// unsend gives back the credit of batch seq when it turned out empty.
+func (ls *liveStream) unsend(seq uint32) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if ls.sent == seq {
+		ls.sent--
+		ls.credit++
+	}
 }
 
 // errCancelled is how the history words a stream the receiver cancelled.
@@ -47,6 +106,10 @@ func (p *peer) startStream(ctx context.Context, f wire.Frame, req wire.Start) er
 		p.mu.Unlock()
 		return p.fail(f, wire.ErrBadRequest, "stream id in use")
 	}
+	if len(p.streams) >= wire.MaxStreams {
+		p.mu.Unlock()
+		return p.fail(f, wire.ErrTooManyStreams, fmt.Sprintf("at most %d streams at once per connection; start another when one ends", wire.MaxStreams))
+	}
 	if p.snap == nil {
 		if p.snap, err = exporter.Begin(ctx, p.st.Pool); err != nil {
 			p.mu.Unlock()
@@ -56,14 +119,10 @@ func (p *peer) startStream(ctx context.Context, f wire.Frame, req wire.Start) er
 	sch, err = p.schema(ctx, p.snap, req.Table)
 	if err != nil {
 		p.mu.Unlock()
-		if errors.Is(err, catalog.ErrUnknownTable) {
-			return p.fail(f, wire.ErrUnknownTable, err.Error())
-		}
-		return p.fail(f, wire.ErrInternal, "could not read the table")
+		return p.failWith(f, err)
 	}
-	credits := make(chan int, wire.MaxCredit)
 	sctx, scancel := context.WithCancel(ctx)
-	ls := &liveStream{credits: credits, cancel: scancel}
+	ls := &liveStream{cancel: scancel, credit: req.Credit, more: make(chan struct{}, 1)}
 	p.streams[req.Stream] = ls
 	p.mu.Unlock()
 	if err := p.ok(f, map[string]any{"stream": req.Stream, "columns": writableNames(sch)}); err != nil {
@@ -88,7 +147,8 @@ func (p *peer) startStream(ctx context.Context, f wire.Frame, req wire.Start) er
 // outcome in the history and tells the receiver why a stream failed.
 func (p *peer) runStream(ctx, sctx context.Context, ls *liveStream, sch *catalog.Schema, req wire.Start) {
 	started := time.Now()
-	rows, bytes, err := p.stream(sctx, sch, req, ls.credits)
+	p.st.Metrics.TransferStarted("send", "")
+	rows, bytes, err := p.stream(sctx, sch, req, ls)
 	cancelled := err != nil && (ls.byReceiver.Load() || sctx.Err() != nil && ctx.Err() == nil)
 	if cancelled {
 		err = errCancelled
@@ -98,8 +158,12 @@ func (p *peer) runStream(ctx, sctx context.Context, ls *liveStream, sch *catalog
 	switch {
 	case cancelled:
 		rec.Status, rec.Error = "cancelled", err.Error()
+		p.st.Metrics.TransferCancelled("send", "", rec.Duration)
 	case err != nil:
 		rec.Status, rec.Error = "failed", err.Error()
+		p.st.Metrics.TransferFailed("send", "", rec.Duration)
+	default:
+		p.st.Metrics.TransferFinished("send", "", rec.Duration)
 	}
 	rctx, rcancel := detached(ctx)
 	p.record(rctx, rec)
@@ -118,16 +182,14 @@ func (p *peer) runStream(ctx, sctx context.Context, ls *liveStream, sch *catalog
 	}
 }
 
-// ack answers stream:ack: the receiver's credit goes to its stream.
+// ack answers stream:ack: the receiver's credit goes to its stream when the ack
+// acknowledges a batch sent and not acknowledged before (see liveStream.grant).
 func (p *peer) ack(_ context.Context, f wire.Frame, ack wire.Ack) error {
 	p.mu.Lock()
 	ls, ok := p.streams[ack.Stream]
 	p.mu.Unlock()
-	if ok && ack.Credit > 0 {
-		select {
-		case ls.credits <- min(ack.Credit, wire.MaxCredit):
-		default: // the streamer has plenty of credit queued
-		}
+	if ok {
+		ls.grant(ack.Seq, ack.Credit)
 	}
 	return nil
 }
@@ -156,19 +218,14 @@ func (p *peer) progress(ctx context.Context, progress map[string]any) {
 
 // stream sends the table's batches after req.AfterKey while the receiver grants
 // credit, then stream:end.
-func (p *peer) stream(ctx context.Context, sch *catalog.Schema, req wire.Start, credits chan int) (rows, sent int64, err error) {
-	credit := req.Credit
+func (p *peer) stream(ctx context.Context, sch *catalog.Schema, req wire.Start, ls *liveStream) (rows, sent int64, err error) {
 	after := req.AfterKey
 	var seq uint32
 	var frame []byte
 	for {
-		for credit == 0 {
-			select {
-			case <-ctx.Done():
-				return rows, sent, ctx.Err()
-			case n := <-credits:
-				credit += n
-			}
+		next, err := ls.take(ctx)
+		if err != nil {
+			return rows, sent, err
 		}
 		size := req.BatchRows
 		if p.connID != "" {
@@ -197,8 +254,10 @@ func (p *peer) stream(ctx context.Context, sch *catalog.Schema, req wire.Start, 
 		if err != nil {
 			return rows, sent, err
 		}
-		if b.Rows > 0 {
-			seq++
+		if b.Rows == 0 {
+			ls.unsend(next)
+		} else {
+			seq = next
 			frame, err = p.codec.EncodeBatch(frame[:0], wire.Batch{Stream: req.Stream, Seq: seq, Rows: uint32(b.Rows), LastKey: b.LastKey, Data: b.Data}, req.Compression == "zstd")
 			if err != nil {
 				return rows, sent, err
@@ -206,9 +265,9 @@ func (p *peer) stream(ctx context.Context, sch *catalog.Schema, req wire.Start, 
 			if err := p.c.WriteMessage(sdk.BinaryMessage, frame); err != nil {
 				return rows, sent, err
 			}
-			credit--
 			rows += int64(b.Rows)
 			sent += int64(len(frame))
+			p.st.Metrics.Moved("send", int64(b.Rows), int64(len(frame)))
 			p.progress(ctx, map[string]any{"table": req.Table, "rows": rows})
 		}
 		after = b.LastKey
