@@ -99,15 +99,15 @@ func TestPhoenixKitStyleClientListsTablesAndFetchesRecords(t *testing.T) {
 	r.sendRaw(`["1","3",` + topic + `,"request:records",{"table":"customers","offset":1990,"limit":100}]`)
 	f = r.next()
 	var page struct {
-		Records []map[string]*string `json:"records"`
-		Offset  int                  `json:"offset"`
-		HasMore bool                 `json:"has_more"`
+		Records []map[string]any `json:"records"` // JSON-typed: no encoding asked for
+		Offset  int              `json:"offset"`
+		HasMore bool             `json:"has_more"`
 	}
 	if err := json.Unmarshal(f[4], &page); err != nil || str(f[3]) != "response:records" {
 		t.Fatalf("records reply %s", f)
 	}
-	if len(page.Records) != 10 || page.Offset != 1990 || page.HasMore || *page.Records[0]["email"] != "customer1991@example.com" {
-		t.Fatalf("page: %d records, offset %d, has_more %v, first email %v", len(page.Records), page.Offset, page.HasMore, *page.Records[0]["email"])
+	if len(page.Records) != 10 || page.Offset != 1990 || page.HasMore || page.Records[0]["email"] != "customer1991@example.com" {
+		t.Fatalf("page: %d records, offset %d, has_more %v, first email %v", len(page.Records), page.Offset, page.HasMore, page.Records[0]["email"])
 	}
 	// An unknown or hostile table is an error reply echoing the ref, not a crash.
 	r.sendRaw(`["1","4",` + topic + `,"request:count",{"table":"customers; DROP TABLE customers"}]`)
