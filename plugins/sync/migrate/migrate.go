@@ -145,10 +145,21 @@ const v3 = `
 ALTER TABLE fiberkit_sync_remotes ADD COLUMN key_version smallint NOT NULL DEFAULT 1;
 ALTER TABLE fiberkit_sync_remotes ALTER COLUMN key_version SET DEFAULT 2;`
 
+// v4: a pull is recorded before it moves rows — an entry per table with status
+// running under the pull's id, its rows and last key applied updated as batches
+// land — so a receiver that dies mid-pull keeps the record, which its restart marks
+// interrupted. fresh_target says the local table was missing or empty when the pull
+// began (its greatest key is then the last one applied).
+const v4 = `
+ALTER TABLE fiberkit_sync_transfers ADD COLUMN pull_id uuid;
+ALTER TABLE fiberkit_sync_transfers ADD COLUMN last_key text[];
+ALTER TABLE fiberkit_sync_transfers ADD COLUMN fresh_target boolean NOT NULL DEFAULT false;
+CREATE INDEX fiberkit_sync_transfers_unfinished ON fiberkit_sync_transfers (pull_id) WHERE status IN ('running', 'interrupted');`
+
 // list is Sync's schema versions in order: Steps[v] is version v. Never edit a
 // version that has shipped: append one, as plain DDL.
 func list() pgmigrate.List {
-	return pgmigrate.List{Table: "fiberkit_sync_migrations", Steps: []string{1: v1, 2: v2, 3: v3}}
+	return pgmigrate.List{Table: "fiberkit_sync_migrations", Steps: []string{1: v1, 2: v2, 3: v3, 4: v4}}
 }
 
 // Latest is the highest schema version this binary knows.

@@ -143,7 +143,11 @@ ALTER TABLE fiberkit_sync_attempts ADD COLUMN repeats int NOT NULL DEFAULT 0;
 ALTER TABLE fiberkit_sync_attempts ADD COLUMN last_at timestamptz;
 ALTER TABLE fiberkit_sync_sessions ADD COLUMN receiver_left_at timestamptz;
 ALTER TABLE fiberkit_sync_remotes ADD COLUMN key_version smallint NOT NULL DEFAULT 1;
-ALTER TABLE fiberkit_sync_remotes ALTER COLUMN key_version SET DEFAULT 2;`)
+ALTER TABLE fiberkit_sync_remotes ALTER COLUMN key_version SET DEFAULT 2;
+ALTER TABLE fiberkit_sync_transfers ADD COLUMN pull_id uuid;
+ALTER TABLE fiberkit_sync_transfers ADD COLUMN last_key text[];
+ALTER TABLE fiberkit_sync_transfers ADD COLUMN fresh_target boolean NOT NULL DEFAULT false;
+CREATE INDEX fiberkit_sync_transfers_unfinished ON fiberkit_sync_transfers (pull_id) WHERE status IN ('running', 'interrupted');`)
 	if f, o := layout(t, pool), layout(t, old); f != o {
 		t.Fatalf("fresh layout differs from the previous release's:\nfresh:\n%s\nprevious:\n%s", f, o)
 	}
