@@ -218,7 +218,10 @@ func (m *module) proxy(c *fiber.Ctx, admin bool, rm *routeMetrics, route, rel st
 
 	ctx, cancel := context.WithCancel(context.Background())
 	x := &exchange{
-		m: m, rel: rel, cancel: cancel, conn: c.Context().Conn(), rm: rm, start: start,
+		// rel is a view of the fiber.Ctx's path buffer, which the next request on any
+		// connection reuses once the handler returned; the exchange logs it later,
+		// from fasthttp's response body reads.
+		m: m, rel: strings.Clone(rel), cancel: cancel, conn: c.Context().Conn(), rm: rm, start: start,
 		pw:       &pipeWriter{ctx: ctx, head: make(chan respHead, 1), body: make(chan chunk, 4)},
 		body:     body,
 		finished: make(chan struct{}),
