@@ -75,6 +75,8 @@ websockets:
   - path: /ws-not-served
 operations:
   - name: whoami
+  - name: whoami-guarded
+    callers: [a]
   - name: call
   - name: set
 `

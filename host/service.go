@@ -79,6 +79,9 @@ func (k *Kit) call(ctx context.Context, caller transport.Caller, target, op stri
 	if !ok {
 		return nil, errUnknownModule(target)
 	}
+	if caller.Plugin != "" && !m.man.MayCall(op, caller.Plugin) {
+		return nil, transport.Errorf(transport.CodeForbidden, "module %s may not call %s.%s (its module.yaml lists the modules that may)", caller.Plugin, target, op)
+	}
 	start := time.Now()
 	rpc, err := m.client()
 	var out []byte

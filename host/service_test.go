@@ -50,6 +50,32 @@ func TestPluginCallsAnotherThroughTheHost(t *testing.T) {
 	}
 }
 
+// An operation whose manifest lists its callers answers only those modules (and
+// the host app's own code); any other module is refused before it is reached.
+func TestOperationCallersListedInTheManifest(t *testing.T) {
+	s := startSite(t, kitOptions{ids: []string{"a", "b"}, enabled: []string{"a", "b"}})
+	ctx := context.Background()
+	out, err := s.kit.Call(ctx, "tester", "a", "call", []byte(`{"Target":"b","Op":"whoami-guarded"}`))
+	if err != nil {
+		t.Fatalf("a, a listed caller: %v", err)
+	}
+	var seen sdk.Caller
+	if err := json.Unmarshal(out, &seen); err != nil || seen.Plugin != "a" {
+		t.Fatalf("b saw %+v (%v)", seen, err)
+	}
+	_, err = s.kit.Call(ctx, "tester", "b", "call", []byte(`{"Target":"a","Op":"whoami-guarded"}`))
+	if !errors.Is(err, sdk.ErrForbidden) || !strings.Contains(err.Error(), "may not call a.whoami-guarded") {
+		t.Fatalf("b, not listed: %v, want ErrForbidden naming the operation", err)
+	}
+	// Other operations stay open to every module, and the host app may call all.
+	if _, err := s.kit.Call(ctx, "tester", "b", "call", []byte(`{"Target":"a","Op":"whoami"}`)); err != nil {
+		t.Fatalf("an operation without a callers list: %v", err)
+	}
+	if _, err := s.kit.Call(ctx, "alice", "a", "whoami-guarded", nil); err != nil {
+		t.Fatalf("the host app: %v", err)
+	}
+}
+
 // The audit log records the plugin that wrote an entry, whatever actor it claims.
 func TestPluginAuditActorIsThePlugin(t *testing.T) {
 	s := startSite(t, kitOptions{enabled: []string{"tm"}})

@@ -77,6 +77,26 @@ type WebSocket struct {
 type Operation struct {
 	Name string `yaml:"name,omitempty"`
 	Help string `yaml:"help,omitempty"`
+	// Callers, when given, lists the modules that may call the operation through
+	// the SDK; an empty list means none (only the host app's own code and admin).
+	// Absent, any enabled module may call it.
+	Callers *[]string `yaml:"callers,omitempty"`
+}
+
+// MayCall reports whether module caller may call operation op of m through the
+// SDK: an operation whose Callers list leaves caller out may not be; any other may.
+func (m *Manifest) MayCall(op, caller string) bool {
+	for _, o := range m.Operations {
+		if o.Name == op && o.Callers != nil {
+			for _, c := range *o.Callers {
+				if c == caller {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	return true
 }
 
 // Error lists every problem found in one manifest.
@@ -269,6 +289,13 @@ func Parse(data []byte, file, dir, hostVersion string) (*Manifest, error) {
 			bad(f+".name", "duplicate operation %q", o.Name)
 		}
 		ops[o.Name] = true
+		if o.Callers != nil {
+			for j, c := range *o.Callers {
+				if !idPattern.MatchString(c) {
+					bad(fmt.Sprintf("%s.callers[%d]", f, j), "%q is not a module id", c)
+				}
+			}
+		}
 	}
 	if len(p) > 0 {
 		return nil, &Error{File: file, Problems: p}

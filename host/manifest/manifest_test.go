@@ -91,6 +91,7 @@ func TestBadManifestsNameTheProblem(t *testing.T) {
 		{"secret with default", "    type: secret", `settings[1].default: a secret cannot have a default`},
 		{"NaN default", `default: "10"`, `settings[2].default: invalid value: "NaN" is not a number`},
 		{"options on a string", "    type: secret", `settings[1].options: only enum settings have options`},
+		{"bad caller", "  - name: list_tables", `operations[0].callers[1]: "Not An Id" is not a module id`},
 	}
 	repl := map[string]string{
 		"unknown type":         "type: colour",
@@ -113,6 +114,7 @@ func TestBadManifestsNameTheProblem(t *testing.T) {
 		"secret with default":  "    type: secret\n    default: hunter2",
 		"NaN default":          `default: "NaN"`,
 		"options on a string":  "    type: secret\n    options: [a]",
+		"bad caller":           "  - name: list_tables\n    callers: [report, Not An Id]",
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -128,6 +130,23 @@ func TestBadManifestsNameTheProblem(t *testing.T) {
 				t.Fatalf("error %q does not contain %q", err, c.want)
 			}
 		})
+	}
+}
+
+func TestMayCall(t *testing.T) {
+	dir := t.TempDir()
+	writeExe(t, dir)
+	m, err := Parse([]byte(good+"    callers: [report]\n  - name: pull\n    callers: []\n"), "module.yaml", dir, "0.1.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		op, caller string
+		want       bool
+	}{{"list_tables", "report", true}, {"list_tables", "other", false}, {"pull", "report", false}, {"unlisted_op", "other", true}} {
+		if got := m.MayCall(c.op, c.caller); got != c.want {
+			t.Errorf("MayCall(%s, %s) = %v, want %v", c.op, c.caller, got, c.want)
+		}
 	}
 }
 

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 
 	"github.com/fasthttp/websocket"
 
+	"github.com/fiberkit/fiberkit/host/manifest"
 	"github.com/fiberkit/fiberkit/internal/testsupport"
 	"github.com/fiberkit/fiberkit/plugins/sync/client"
 	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
@@ -235,3 +237,30 @@ func TestSyncAPICoversEveryOperation(t *testing.T) {
 }
 
 func ptr(s string) *string { return &s }
+
+// Sync's manifest keeps the operations that change settings or connections, or
+// write data into the site, to the host app: another module reading tables or
+// making a code is fine, one pulling data into the site or setting the password is
+// not (unless the app lists it).
+func TestManifestKeepsWritingOperationsToTheHost(t *testing.T) {
+	data, err := os.ReadFile("../../module.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = []byte(strings.Replace(string(data), "executable: bin/fiberkit-sync", "executable: "+testsupport.Binary(t, pluginPackage), 1))
+	m, err := manifest.Parse(data, "module.yaml", ".", "0.1.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range []string{syncapi.OpPull, syncapi.OpSetPassword, syncapi.OpSetIncomingMode, syncapi.OpCreateConnection,
+		syncapi.OpImportRecords, syncapi.OpCreateTable, syncapi.OpApprove, syncapi.OpAddRemote, syncapi.OpRunRemote} {
+		if m.MayCall(op, "sync-report") {
+			t.Errorf("any module may call %s", op)
+		}
+	}
+	for _, op := range []string{syncapi.OpListTables, syncapi.OpCreateSession, syncapi.OpGetSchema, syncapi.OpExportRecords} {
+		if !m.MayCall(op, "sync-report") {
+			t.Errorf("modules may not call %s", op)
+		}
+	}
+}

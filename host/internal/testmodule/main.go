@@ -161,6 +161,8 @@ func main() {
 		},
 		Operations: sdk.Operations{
 			"whoami": sdk.Op(func(ctx context.Context, _ struct{}) (sdk.Caller, error) { return sdk.CallerFrom(ctx), nil }),
+			// whoami-guarded is whoami behind a callers list in the manifest.
+			"whoami-guarded": sdk.Op(func(ctx context.Context, _ struct{}) (sdk.Caller, error) { return sdk.CallerFrom(ctx), nil }),
 			"call": sdk.Op(func(ctx context.Context, in struct{ Target, Op string }) (json.RawMessage, error) {
 				var out json.RawMessage
 				err := st.getHost().Call(ctx, in.Target, in.Op, struct{}{}, &out)
