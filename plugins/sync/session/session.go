@@ -77,6 +77,9 @@ type Limits struct {
 	// with the code it already redeemed, from the same address (a client's automatic
 	// reconnect). Default 30s.
 	RejoinGrace time.Duration
+	// OnLockout, when set, is called once per lockout: when the attempt that finds
+	// an address newly locked out is refused (syncmetrics' LockedOut).
+	OnLockout func()
 }
 
 func (l Limits) withDefaults() Limits {
@@ -447,6 +450,7 @@ func (s *Store) reserve(ctx context.Context, a Attempt) (int64, error) {
 	}
 	var id int64
 	var until *time.Time
+	var started bool
 	info := capInfo(a.ReceiverInfo)
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('fiberkit_sync_attempts'), hashtext($1))`, key); err != nil {
@@ -469,6 +473,7 @@ func (s *Store) reserve(ctx context.Context, a Attempt) (int64, error) {
 			if !errors.Is(err, pgx.ErrNoRows) {
 				return err
 			}
+			started = true // no refusal row yet: this one starts the lockout
 		}
 		outcome, failed := outcomeChecking, true
 		if until != nil {
@@ -490,6 +495,9 @@ func (s *Store) reserve(ctx context.Context, a Attempt) (int64, error) {
 		return 0, fmt.Errorf("rate limit: %w", err)
 	}
 	if until != nil {
+		if started && s.limits.OnLockout != nil {
+			s.limits.OnLockout()
+		}
 		s.mu.Lock()
 		if l := s.lockouts[key]; l == nil || l.row != id {
 			s.lockouts[key] = &lockout{until: *until, row: id, flushed: time.Now()}

@@ -22,9 +22,17 @@ type Transfer struct {
 	Failed    int           `json:"failed"`
 	Bytes     int64         `json:"bytes"`
 	Duration  time.Duration `json:"duration"`
-	Status    string        `json:"status"` // done | failed | cancelled
-	Error     string        `json:"error,omitempty"`
-	StartedBy string        `json:"started_by,omitempty"`
+	// Status is done, failed or cancelled; a receiving pull's tables are running
+	// while it moves rows, interrupted when the receiving plugin stopped mid-pull
+	// (found so by its restart), and resumed once a later pull took over.
+	Status    string `json:"status"`
+	Error     string `json:"error,omitempty"`
+	StartedBy string `json:"started_by,omitempty"`
+	// PullID groups the tables of one receiving pull.
+	PullID string `json:"pull_id,omitempty"`
+	// LastKey is the key of the last row applied, as far as it is known: resume
+	// after it (a running or interrupted pull's is updated as batches land).
+	LastKey []string `json:"last_key,omitempty"`
 }
 
 // HistoryFilter selects history entries; empty fields match everything.

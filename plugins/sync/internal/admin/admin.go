@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/fiberkit/fiberkit/plugins/sync/history"
+	"github.com/fiberkit/fiberkit/plugins/sync/internal/pull"
 	"github.com/fiberkit/fiberkit/plugins/sync/internal/site"
 	"github.com/fiberkit/fiberkit/plugins/sync/session"
 	"github.com/fiberkit/fiberkit/sdk"
@@ -64,6 +65,8 @@ type pageData struct {
 	Owner       string
 	SiteURL     string
 	Error       string
+	// Interrupted are the pulls this site's plugin stopped in the middle of (Receive).
+	Interrupted []pull.Interrupted
 }
 
 // render writes page name from d; call pageHeaders first when setting a status.
@@ -103,7 +106,12 @@ func (a *Admin) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /{$}", a.withSite(a.overview))
 	mux.HandleFunc("GET /send", a.withSite(a.sendPage))
 	mux.HandleFunc("GET /receive", a.withSite(func(w http.ResponseWriter, r *http.Request, st *site.Site) {
-		a.render(w, "receive.html", base(r, st, "Receive data", "receive"))
+		d := base(r, st, "Receive data", "receive")
+		var err error
+		if d.Interrupted, err = pull.Interrupts(r.Context(), a.log, st); err != nil {
+			a.log.Warn("receive page: interrupted pulls", "err", err)
+		}
+		a.render(w, "receive.html", d)
 	}))
 	a.connectionRoutes(mux)
 }

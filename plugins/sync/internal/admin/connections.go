@@ -213,6 +213,9 @@ func (a *Admin) connectionRoutes(mux *http.ServeMux) {
 			a.connectionPage(w, r, st, id, d, http.StatusUnprocessableEntity)
 			return
 		}
+		if r.FormValue("status") == connection.Revoked {
+			st.Metrics.ForgetConnection(id) // a revoked connection asks for nothing more
+		}
 		http.Redirect(w, r, st.AdminPrefix+"/connections/"+id, http.StatusSeeOther)
 	}))
 	mux.HandleFunc("POST /connections/{id}/token", a.withSite(func(w http.ResponseWriter, r *http.Request, st *site.Site) {

@@ -27,6 +27,8 @@ type liveMsg struct {
 	Strategy      string            `json:"strategy,omitempty"`
 	Strategies    map[string]string `json:"strategies,omitempty"`
 	CreateMissing bool              `json:"create_missing,omitempty"`
+	// Pull names the interrupted pull to resume (resume).
+	Pull string `json:"pull,omitempty"`
 }
 
 // ServeLive is the admin pages' socket (/live): the Send page's live list of

@@ -43,7 +43,9 @@ func (a *Admin) liveReceive(ctx context.Context, c *sdk.Conn, st *site.Site, job
 			}
 			switch m.Op {
 			case "connect":
-				a.connectJob(context.WithoutCancel(ctx), st, j, m)
+				a.connectJob(context.WithoutCancel(ctx), st, j, m, nil)
+			case "resume":
+				a.resumeJob(context.WithoutCancel(ctx), st, j, m, actor)
 			case "start":
 				a.startJob(context.WithoutCancel(ctx), st, j, m, actor)
 			case "cancel":
@@ -58,8 +60,8 @@ func (a *Admin) liveReceive(ctx context.Context, c *sdk.Conn, st *site.Site, job
 }
 
 // connectJob connects the job to the sender m names and compares its tables with
-// this site's; the page then picks what to pull.
-func (a *Admin) connectJob(ctx context.Context, st *site.Site, j *job, m liveMsg) {
+// this site's; the page then picks what to pull (or ready, when set, goes on).
+func (a *Admin) connectJob(ctx context.Context, st *site.Site, j *job, m liveMsg, ready func()) {
 	j.mu.Lock()
 	busy := j.view.State == "connecting" || j.view.State == "waiting_approval" || j.view.State == "transferring"
 	old := j.client
@@ -100,6 +102,9 @@ func (a *Admin) connectJob(ctx context.Context, st *site.Site, j *job, m liveMsg
 				j.mu.Unlock()
 				j.update(func(v *receiveView) { v.State, v.Tables = "ready", tables })
 				go a.watchClient(ctx, j, c)
+				if ready != nil {
+					ready()
+				}
 				return
 			}
 		}
@@ -144,18 +149,40 @@ func (a *Admin) watchClient(ctx context.Context, j *job, c *client.Client) {
 	}
 }
 
-// startJob pulls the tables m picked over the job's connection, showing the
-// progress. A plan naming an unknown strategy is refused: the job stays ready and
-// the page says why.
+// startJob pulls the tables m picked over the job's connection (runPlan).
 func (a *Admin) startJob(ctx context.Context, st *site.Site, j *job, m liveMsg, user string) {
+	a.runPlan(ctx, st, j, pull.Plan{Tables: m.Tables, Strategy: m.Strategy, Strategies: m.Strategies, CreateMissing: m.CreateMissing, StartedBy: user})
+}
+
+// resumeJob resumes the interrupted pull m names: it connects to that pull's
+// sender with m's new code and pulls its tables again, each after its last key.
+func (a *Admin) resumeJob(ctx context.Context, st *site.Site, j *job, m liveMsg, user string) {
+	in, err := pull.Find(ctx, a.log, st, m.Pull)
+	if err != nil {
+		j.update(func(v *receiveView) { v.Error, v.Message = "not_found", "Not resumed: "+err.Error()+"." })
+		return
+	}
+	plan := in.Plan(user)
+	if len(plan.Tables) == 0 {
+		j.update(func(v *receiveView) {
+			v.Error, v.Message = sdk.CodeInvalidInput, "Not resumed: every table of that pull appends, and resuming would add its rows twice."
+		})
+		return
+	}
+	m.URL = in.Sender
+	a.connectJob(ctx, st, j, m, func() { a.runPlan(ctx, st, j, plan) })
+}
+
+// runPlan pulls plan over the job's connection, showing the progress. A plan naming
+// an unknown strategy is refused: the job stays ready and the page says why.
+func (a *Admin) runPlan(ctx context.Context, st *site.Site, j *job, plan pull.Plan) {
 	j.mu.Lock()
 	c := j.client
 	ready := j.view.State == "ready"
 	j.mu.Unlock()
-	if c == nil || !ready || len(m.Tables) == 0 {
+	if c == nil || !ready || len(plan.Tables) == 0 {
 		return
 	}
-	plan := pull.Plan{Tables: m.Tables, Strategy: m.Strategy, Strategies: m.Strategies, CreateMissing: m.CreateMissing, StartedBy: user}
 	if err := plan.Check(); err != nil {
 		j.update(func(v *receiveView) { v.Error, v.Message = sdk.CodeInvalidInput, "Not started: "+err.Error()+"." })
 		return
@@ -169,7 +196,7 @@ func (a *Admin) startJob(ctx context.Context, st *site.Site, j *job, m liveMsg, 
 	sender := j.view.Sender
 	j.mu.Unlock()
 	progress := map[string]tableProgress{}
-	for _, t := range m.Tables {
+	for _, t := range plan.Tables {
 		total += totals[t]
 		progress[t] = tableProgress{Total: totals[t]}
 	}

@@ -38,7 +38,13 @@ func getConnection(ctx context.Context, st *site.Site, in syncapi.ConnectionRef)
 }
 
 func setConnectionStatus(ctx context.Context, st *site.Site, in syncapi.ConnectionStatusRequest) (bool, error) {
-	return done(connErr(st.Conns.SetStatus(ctx, in.ID, in.Status, owner(ctx, ""))))
+	if err := st.Conns.SetStatus(ctx, in.ID, in.Status, owner(ctx, "")); err != nil {
+		return false, connErr(err)
+	}
+	if in.Status == connection.Revoked {
+		st.Metrics.ForgetConnection(in.ID) // a revoked connection asks for nothing more
+	}
+	return true, nil
 }
 
 func setConnectionLimits(ctx context.Context, st *site.Site, in syncapi.ConnectionLimitsRequest) (bool, error) {
@@ -99,7 +105,12 @@ const (
 	maxHistoryLimit     = 1000
 )
 
-func transferHistory(ctx context.Context, st *site.Site, in syncapi.HistoryRequest) ([]history.Transfer, error) {
+// transferHistory answers from the history as it is, pulls a stopped plugin left
+// running marked interrupted first (pull.Recover).
+func (h handlers) transferHistory(ctx context.Context, st *site.Site, in syncapi.HistoryRequest) ([]history.Transfer, error) {
+	if err := pull.Recover(ctx, h.log, st); err != nil {
+		h.log.Warn("transfer history", "err", err)
+	}
 	if in.Limit <= 0 || in.Limit > maxHistoryLimit {
 		in.Limit = defaultHistoryLimit
 	}

@@ -62,7 +62,7 @@ func Operations(log *slog.Logger, current site.Current) sdk.Operations {
 		syncapi.OpRunRemote:           op(current, h.runRemote),
 		syncapi.OpUpdateRemote:        op(current, updateRemote),
 		syncapi.OpDeleteRemote:        op(current, deleteRemote),
-		syncapi.OpTransferHistory:     op(current, transferHistory),
+		syncapi.OpTransferHistory:     op(current, h.transferHistory),
 		syncapi.OpPull:                op(current, h.pull),
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/fiberkit/fiberkit/plugins/sync/internal/site"
 	"github.com/fiberkit/fiberkit/plugins/sync/internal/urlguard"
 	"github.com/fiberkit/fiberkit/plugins/sync/remote"
+	"github.com/fiberkit/fiberkit/plugins/sync/syncmetrics"
 )
 
 // Target is the sender a pull connects to, and as whom.
@@ -51,6 +52,12 @@ type Plan struct {
 	Progress func(client.Progress)
 	// StartedBy names who started the pull in the history.
 	StartedBy string
+	// AfterKeys resume tables after these keys (an interrupted pull's last keys:
+	// see Interrupted and Resume).
+	AfterKeys map[string][]string
+	// Resumes is the id of the interrupted pull this one takes over: once it ran,
+	// that pull's entries say resumed.
+	Resumes string
 }
 
 // strategies is a plan's strategies, checked.
@@ -103,7 +110,8 @@ func (e *ConnectError) Error() string { return e.Err.Error() }
 func (e *ConnectError) Unwrap() error { return e.Err }
 
 // Connect connects to t's sender from st, guarded by st.Outgoing: a refused URL
-// matches urlguard.Refused.
+// matches urlguard.Refused. The connection counts as a receiving session in the
+// metrics while it is up.
 func Connect(ctx context.Context, st *site.Site, t Target) (*client.Client, error) {
 	info := map[string]any{"site": st.Public, "via": t.Via}
 	if t.Caller != "" {
@@ -114,24 +122,98 @@ func Connect(ctx context.Context, st *site.Site, t Target) (*client.Client, erro
 	if err != nil {
 		return nil, err
 	}
-	return client.Connect(ctx, t.URL, t.Code, opts)
+	c, err := client.Connect(ctx, t.URL, t.Code, opts)
+	if err != nil {
+		return nil, err
+	}
+	st.Metrics.SessionOpened(syncmetrics.Receive)
+	go func() {
+		// The client says when it is closed or dropped only by Connected.
+		tick := time.NewTicker(sessionPoll)
+		defer tick.Stop()
+		for range tick.C {
+			if !c.Connected() {
+				st.Metrics.SessionClosed(syncmetrics.Receive)
+				return
+			}
+		}
+	}()
+	return c, nil
 }
 
-// Transfer pulls p's tables over c, connected to sender, into st's database, and
-// records a history row per table. The results carry a result for every table
+// sessionPoll is how often Connect looks whether its connection is still up.
+const sessionPoll = 250 * time.Millisecond
+
+// Transfer pulls p's tables over c, connected to sender, into st's database. Before
+// rows move, the pull is recorded in the history as running (a table each), and
+// how far each table got is recorded as batches land, so a receiver that dies
+// mid-pull keeps the record (see Recover); at the end each table's outcome is
+// recorded, and counted in the metrics. The results carry a result for every table
 // transferred, a failed one saying why, even when an error ends the pull.
 func Transfer(ctx context.Context, log *slog.Logger, st *site.Site, c *client.Client, sender string, p Plan) (map[string]client.Result, error) {
 	s, err := p.strategies()
 	if err != nil {
 		return nil, err
 	}
-	res, err := c.TransferAll(ctx, st.Pool, client.TransferAllOptions{
-		Tables: p.Tables, Strategy: s.def, Strategies: s.perTable,
+	tables := p.Tables
+	if len(tables) == 0 {
+		list, err := c.ListTables(ctx)
+		if err != nil {
+			recordFailure(ctx, log, st, sender, p.StartedBy, s, err)
+			return nil, err
+		}
+		for _, t := range list {
+			tables = append(tables, t.Name)
+		}
+	}
+	rec := begin(ctx, log, st, sender, p, s, tables)
+	opts := client.TransferAllOptions{Strategy: s.def, Strategies: s.perTable,
 		TransferOptions: client.TransferOptions{CreateMissing: p.CreateMissing, BatchSize: p.BatchSize,
-			IgnoreMissingColumns: p.IgnoreMissingColumns, Progress: p.Progress},
-	})
-	record(ctx, log, st, sender, p.StartedBy, s, res, err)
+			IgnoreMissingColumns: p.IgnoreMissingColumns, Progress: rec.progress(p.Progress)}}
+	res, err := transferAll(ctx, st, c, tables, p.AfterKeys, opts)
+	rec.finish(ctx, res, err)
+	if p.Resumes != "" && len(res) > 0 {
+		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), historyTimeout)
+		if herr := st.History.MarkResumed(hctx, p.Resumes); herr != nil {
+			log.Error("mark the interrupted pull resumed", "pull", p.Resumes, "err", herr)
+		}
+		cancel()
+	}
 	return res, err
+}
+
+// transferAll transfers tables with o: those afterKeys names one table at a time,
+// each resumed after its key, once the others went together.
+func transferAll(ctx context.Context, st *site.Site, c *client.Client, tables []string, afterKeys map[string][]string, o client.TransferAllOptions) (map[string]client.Result, error) {
+	var whole, resumed []string
+	for _, t := range tables {
+		if len(afterKeys[t]) > 0 {
+			resumed = append(resumed, t)
+		} else {
+			whole = append(whole, t)
+		}
+	}
+	results := map[string]client.Result{}
+	var first error
+	run := func(tables []string, after []string) {
+		if len(tables) == 0 || (first != nil && !c.Connected()) {
+			return
+		}
+		o := o
+		o.Tables, o.AfterKey = tables, after
+		res, err := c.TransferAll(ctx, st.Pool, o)
+		for t, r := range res {
+			results[t] = r
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	run(whole, nil)
+	for _, t := range resumed {
+		run([]string{t}, afterKeys[t])
+	}
+	return results, first
 }
 
 // Run is a whole pull: check the plan, connect, transfer, close. A connection that
@@ -147,7 +229,7 @@ func Run(ctx context.Context, log *slog.Logger, st *site.Site, t Target, p Plan)
 		if urlguard.Refused(err) {
 			return nil, err
 		}
-		record(ctx, log, st, t.URL, p.StartedBy, s, nil, err)
+		recordFailure(ctx, log, st, t.URL, p.StartedBy, s, err)
 		return nil, &ConnectError{Err: err}
 	}
 	defer c.Close()

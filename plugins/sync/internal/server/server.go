@@ -97,11 +97,10 @@ func (s *Server) configure(ctx context.Context, env *sdk.Env) error {
 		return nil
 	}
 	s.mu.Unlock()
-	st, err := site.Open(ctx, env)
+	st, err := site.Open(ctx, env, s.metrics)
 	if err != nil {
 		return err
 	}
-	st.Metrics = s.metrics
 	s.mu.Lock()
 	old := s.st
 	stopOld := s.stopSchedule
@@ -110,6 +109,7 @@ func (s *Server) configure(ctx context.Context, env *sdk.Env) error {
 	s.st, s.dbURL, s.stopSchedule = st, env.DatabaseURL, stop
 	s.mu.Unlock()
 	go s.schedule(sctx, st)
+	go s.recover(sctx, st)
 	if stopOld != nil {
 		stopOld() // a pull in progress is cancelled and gives its connections back
 	}
@@ -117,6 +117,19 @@ func (s *Server) configure(ctx context.Context, env *sdk.Env) error {
 		old.Pool.Close()
 	}
 	return nil
+}
+
+// recoverTimeout bounds looking for pulls a previous process left running.
+const recoverTimeout = time.Minute
+
+// recover marks interrupted the pulls a previous process of this module (or a
+// replica since gone) left running when it stopped mid-pull.
+func (s *Server) recover(ctx context.Context, st *site.Site) {
+	ctx, cancel := context.WithTimeout(ctx, recoverTimeout)
+	defer cancel()
+	if err := pull.Recover(ctx, s.log, st); err != nil {
+		s.log.Warn("recover interrupted pulls", "err", err)
+	}
 }
 
 // current returns the current site (a site.Current).

@@ -48,14 +48,15 @@ type Current func() (*Site, error)
 // ErrNotReady is returned before the first Configure.
 var ErrNotReady = errors.New("sync: not configured yet")
 
-// Open connects to env's database and opens the stores on it.
-func Open(ctx context.Context, env *sdk.Env) (*Site, error) {
+// Open connects to env's database and opens the stores on it; they report to
+// metrics (nil: nowhere).
+func Open(ctx context.Context, env *sdk.Env, metrics *syncmetrics.Metrics) (*Site, error) {
 	pool, err := pgxpool.New(ctx, env.DatabaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("sync: connect database: %w", err)
 	}
-	s := &Site{Pool: pool}
-	if s.Sessions, err = session.Open(ctx, pool, session.Limits{}); err == nil {
+	s := &Site{Pool: pool, Metrics: metrics}
+	if s.Sessions, err = session.Open(ctx, pool, session.Limits{OnLockout: metrics.LockedOut}); err == nil {
 		if s.History, err = history.Open(ctx, pool); err == nil {
 			if s.Conns, err = connection.Open(ctx, pool); err == nil {
 				s.Remotes, err = remote.Open(ctx, pool)

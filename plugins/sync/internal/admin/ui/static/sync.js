@@ -205,6 +205,17 @@
       $('message').hidden = true; $('status').textContent = statusText.connecting;
       send({ op: 'connect', url: $('url').value, code: $('code-input').value, password: $('password').value });
     });
+    // An interrupted pull resumes over a new connection to its sender, with a new code.
+    document.querySelectorAll('form.resume').forEach(function (f) {
+      f.addEventListener('submit', function (ev) {
+        ev.preventDefault();
+        $('url').value = f.getAttribute('data-url');
+        document.body.setAttribute('data-state', 'connecting');
+        $('message').hidden = true; $('status').textContent = statusText.connecting;
+        send({ op: 'resume', pull: f.getAttribute('data-pull'), code: f.elements.code.value, password: f.elements.password.value });
+        f.closest('.card').hidden = true;
+      });
+    });
     $('all').onclick = function () { document.querySelectorAll('.pick').forEach(function (c) { c.checked = true; }); };
     $('none').onclick = function () { document.querySelectorAll('.pick').forEach(function (c) { c.checked = false; }); };
     $('start').onclick = function () {

@@ -1,0 +1,81 @@
+package testsupport
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// Metrics is one parsed scrape of a metrics handler, by family name.
+type Metrics map[string]*dto.MetricFamily
+
+// Scrape reads h (a kit's MetricsHTTPHandler) as Prometheus would and parses it.
+func Scrape(t testing.TB, h http.Handler) Metrics {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("metrics: status %d: %s", rec.Code, rec.Body)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(rec.Body.String()))
+	if err != nil {
+		t.Fatalf("parse metrics: %v", err)
+	}
+	return fams
+}
+
+// Value sums the series of family name whose labels include every one of want
+// ("k=v"): counters and gauges by value, histograms by sample count; 0 when none
+// matches.
+func (m Metrics) Value(name string, want ...string) float64 {
+	var sum float64
+	for _, s := range m[name].GetMetric() {
+		have := map[string]string{}
+		for _, l := range s.GetLabel() {
+			have[l.GetName()] = l.GetValue()
+		}
+		match := true
+		for _, w := range want {
+			k, v, _ := strings.Cut(w, "=")
+			match = match && have[k] == v
+		}
+		if !match {
+			continue
+		}
+		switch {
+		case s.Counter != nil:
+			sum += s.GetCounter().GetValue()
+		case s.Gauge != nil:
+			sum += s.GetGauge().GetValue()
+		case s.Histogram != nil:
+			sum += float64(s.GetHistogram().GetSampleCount())
+		default:
+			sum += s.GetUntyped().GetValue()
+		}
+	}
+	return sum
+}
+
+// Moved is how much Value(name, want...) moved from before to m.
+func (m Metrics) Moved(before Metrics, name string, want ...string) float64 {
+	return m.Value(name, want...) - before.Value(name, want...)
+}
+
+// Eventually fails t unless cond holds within 15 s (looked at every 25 ms).
+func Eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
