@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/fiberkit/fiberkit/host"
 	"github.com/fiberkit/fiberkit/internal/testsupport"
@@ -18,8 +21,8 @@ import (
 // restarted plugin finds it without a live owner and marks it interrupted, with the
 // key of the last row applied (the local table's greatest, here, as the table was
 // created by the pull); the transfer_history operation and the Receive page show
-// it, the page offering to resume; resuming with a new code pulls the rest after
-// that key, and the interrupted entry then says resumed.
+// it, the page offering to resume; resuming from the page (in a browser) with a new
+// code pulls the rest after that key, and the interrupted entry then says resumed.
 func TestReceiverKilledMidPullKeepsItsRecordAndResumes(t *testing.T) {
 	a := bigSender(t)
 	b := startSite(t, siteOptions{})
@@ -84,14 +87,24 @@ func TestReceiverKilledMidPullKeepsItsRecordAndResumes(t *testing.T) {
 		}
 	}
 
-	// Resuming with a new code pulls the rest, after the key.
-	lc := liveSocket(t, b, map[string]any{"op": "hello", "page": "receive", "job": ""})
-	lc.receiveState(t, "idle")
-	lc.send(t, map[string]any{"op": "resume", "pull": e.PullID, "code": a.newCode(t).Code})
-	done := lc.receiveState(t, "done")
-	res, _ := done["results"].(map[string]any)["big"].(map[string]any)
-	if res == nil || res["error"] != nil || int64(res["rows"].(float64)) != 60000-here {
-		t.Fatalf("resumed pull: %v (want %d rows after key %s)", done["results"], 60000-here, maxKey)
+	// Resuming from the page with a new code pulls the rest, after the key.
+	tab, _ := browserTabs(t)
+	form := `form.resume[data-pull="` + e.PullID + `"]`
+	if err := chromedp.Run(tab,
+		chromedp.Navigate(b.url+"/admin/fiberkit/sync/receive"),
+		chromedp.WaitVisible(form+` input[name="code"]`, chromedp.ByQuery),
+		chromedp.SendKeys(form+` input[name="code"]`, a.newCode(t).Code, chromedp.ByQuery),
+		chromedp.Click(form+` button[type="submit"]`, chromedp.ByQuery),
+	); err != nil {
+		t.Fatalf("resume form: %v", err)
+	}
+	waitState(t, tab, "done")
+	var created string
+	if err := chromedp.Run(tab, chromedp.Text(`#results tr[data-table="big"] .created`, &created, chromedp.ByQuery)); err != nil {
+		t.Fatal(err)
+	}
+	if want := strconv.FormatInt(60000-here, 10); strings.ReplaceAll(created, ",", "") != want {
+		t.Fatalf("the resumed pull created %s rows, want %s (after key %s)", created, want, maxKey)
 	}
 	sameTable(t, a, b, "big", "id", "after the resume")
 	var after []syncapi.Transfer
