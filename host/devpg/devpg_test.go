@@ -4,8 +4,9 @@ import (
 	"context"
 	"testing"
 
-	"github.com/fiberkit/fiberkit/host/devpg/pgtest"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/fiberkit/fiberkit/host/devpg/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

@@ -7,8 +7,6 @@
 package catalog
 
 import (
-	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
-
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +15,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
 )
 
 // Querier is what this package needs of a connection, pool or transaction.

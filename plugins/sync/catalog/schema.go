@@ -1,12 +1,12 @@
 package catalog
 
 import (
-	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
-
 	"context"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
 )
 
 // The table definition types are syncapi's: they travel as JSON between sites and

@@ -29,8 +29,8 @@ type phoenixKitSender struct {
 	schema map[string]any
 	rows   []map[string]any
 
-	mu      sync.Mutex
-	limits  []int // the limit of every request:records
+	mu     sync.Mutex
+	limits []int // the limit of every request:records
 }
 
 func newPhoenixKitSender(t *testing.T, schema map[string]any, rows []map[string]any) *phoenixKitSender {

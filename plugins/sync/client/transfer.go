@@ -1,8 +1,6 @@
 package client
 
 import (
-	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
-
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +13,7 @@ import (
 	"github.com/fiberkit/fiberkit/plugins/sync/ddl"
 	"github.com/fiberkit/fiberkit/plugins/sync/exporter"
 	"github.com/fiberkit/fiberkit/plugins/sync/importer"
+	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
 	"github.com/fiberkit/fiberkit/plugins/sync/wire"
 )
 

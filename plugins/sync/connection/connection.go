@@ -7,10 +7,6 @@
 package connection
 
 import (
-	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
-	"github.com/fiberkit/fiberkit/plugins/sync/migrate"
-	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
-
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -24,6 +20,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
+	"github.com/fiberkit/fiberkit/plugins/sync/migrate"
+	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
 )
 
 // Statuses.

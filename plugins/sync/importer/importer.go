@@ -37,8 +37,6 @@
 package importer
 
 import (
-	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
-
 	"bytes"
 	"context"
 	"errors"
@@ -50,6 +48,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
+	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
 )
 
 // Strategy says what to do with an incoming row whose key exists (syncapi.Strategy).

@@ -11,9 +11,6 @@
 package remote
 
 import (
-	"github.com/fiberkit/fiberkit/plugins/sync/migrate"
-	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
-
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -29,6 +26,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/fiberkit/fiberkit/plugins/sync/migrate"
+	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
 )
 
 // KeyEnv names the environment variable holding the key that encrypts stored tokens.

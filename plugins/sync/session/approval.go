@@ -1,14 +1,14 @@
 package session
 
 import (
-	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
-
 	"context"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
 )
 
 // approvalChannel carries decided approvals' ids between replicas.
