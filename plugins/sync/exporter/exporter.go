@@ -487,27 +487,18 @@ func (s *Snapshot) records(ctx context.Context, sch *catalog.Schema, offset, lim
 	for i, c := range cols {
 		sel[i] = "src." + pgx.Identifier{c.Name}.Sanitize() + "::text"
 	}
-	rows, err := s.pageQuery(ctx, sch, strings.Join(sel, ", "), "", offset, limit)
-	if err != nil {
-		return Page{}, err
-	}
-	defer rows.Close()
 	p := Page{Offset: offset, Records: []map[string]*string{}}
-	size := 0
-	for rows.Next() {
-		if len(p.Records) == limit || size > s.pageBytes() {
-			p.HasMore = true
-			break
-		}
+	more, err := s.page(ctx, sch, strings.Join(sel, ", "), "", offset, limit, func(rows pgx.Rows) (int, error) {
 		vals := make([]*string, len(cols))
 		dest := make([]any, len(cols))
 		for i := range vals {
 			dest[i] = &vals[i]
 		}
 		if err := rows.Scan(dest...); err != nil {
-			return Page{}, fmt.Errorf("export %s: %w", sch.Name, err)
+			return 0, err
 		}
 		rec := make(map[string]*string, len(cols))
+		size := 0
 		for i, c := range cols {
 			rec[c.Name] = vals[i]
 			if vals[i] != nil {
@@ -515,10 +506,12 @@ func (s *Snapshot) records(ctx context.Context, sch *catalog.Schema, offset, lim
 			}
 		}
 		p.Records = append(p.Records, rec)
+		return size, nil
+	})
+	if err != nil {
+		return Page{}, err
 	}
-	if err := rows.Err(); err != nil {
-		return Page{}, fmt.Errorf("export %s: %w", sch.Name, err)
-	}
+	p.HasMore = more
 	return p, nil
 }
 

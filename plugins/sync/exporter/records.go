@@ -67,28 +67,19 @@ func (s *Snapshot) recordsJSON(ctx context.Context, sch *catalog.Schema, offset,
 	for i, c := range cols {
 		sel[i] = jsonExpr(c) + " AS " + pgx.Identifier{c.Name}.Sanitize()
 	}
-	rows, err := s.pageQuery(ctx, sch, "to_jsonb(x)::text", "LATERAL (SELECT "+strings.Join(sel, ", ")+") AS x", offset, limit)
+	p := JSONPage{Offset: offset, Records: []json.RawMessage{}}
+	more, err := s.page(ctx, sch, "to_jsonb(x)::text", "LATERAL (SELECT "+strings.Join(sel, ", ")+") AS x", offset, limit, func(rows pgx.Rows) (int, error) {
+		var rec string
+		if err := rows.Scan(&rec); err != nil {
+			return 0, err
+		}
+		p.Records = append(p.Records, json.RawMessage(rec))
+		return len(rec), nil
+	})
 	if err != nil {
 		return JSONPage{}, err
 	}
-	defer rows.Close()
-	p := JSONPage{Offset: offset, Records: []json.RawMessage{}}
-	size := 0
-	for rows.Next() {
-		if len(p.Records) == limit || size > s.pageBytes() {
-			p.HasMore = true
-			break
-		}
-		var rec string
-		if err := rows.Scan(&rec); err != nil {
-			return JSONPage{}, fmt.Errorf("export %s: %w", sch.Name, err)
-		}
-		size += len(rec)
-		p.Records = append(p.Records, json.RawMessage(rec))
-	}
-	if err := rows.Err(); err != nil {
-		return JSONPage{}, fmt.Errorf("export %s: %w", sch.Name, err)
-	}
+	p.HasMore = more
 	return p, nil
 }
 
@@ -99,15 +90,21 @@ func (s *Snapshot) pageBytes() int {
 	return DefaultPageBytes
 }
 
-// pageQuery runs the records API's query: selectList over the table (as src, with
-// from joined) in key order from offset, one row more than limit so the caller
-// knows whether more follow.
-func (s *Snapshot) pageQuery(ctx context.Context, sch *catalog.Schema, selectList, from string, offset, limit int) (pgx.Rows, error) {
+// pageCursor is the cursor a page is read through.
+const pageCursor = "fiberkit_page"
+
+// page reads a page of the records API: selectList over the table (as src, with
+// from joined) in key order from offset, rows handed to each (which returns their
+// size) until limit rows or until the page passed PageBytes. It reads through a
+// cursor, a few rows at a time sized on the rows seen so far, so that no more rows
+// than the page holds (and one to know whether more follow) leave the database,
+// however large they are. It reports whether more rows follow.
+func (s *Snapshot) page(ctx context.Context, sch *catalog.Schema, selectList, from string, offset, limit int, each func(pgx.Rows) (int, error)) (more bool, err error) {
 	if offset < 0 || limit <= 0 {
-		return nil, fmt.Errorf("export %s: offset must be ≥ 0 and limit > 0", sch.Name)
+		return false, fmt.Errorf("export %s: offset must be ≥ 0 and limit > 0", sch.Name)
 	}
 	if catalog.IsSecretTable(sch.Name) {
-		return nil, fmt.Errorf("export: %w: %q", catalog.ErrUnknownTable, sch.Name)
+		return false, fmt.Errorf("export: %w: %q", catalog.ErrUnknownTable, sch.Name)
 	}
 	exprs, _ := keyColumns(sch)
 	// Order by the table's own columns (src.…), not outputs of the same name.
@@ -119,10 +116,46 @@ func (s *Snapshot) pageQuery(ctx context.Context, sch *catalog.Schema, selectLis
 		from = ", " + from
 	}
 	table := catalog.IdentOf(sch).Quoted()
-	rows, err := s.tx.Query(ctx, fmt.Sprintf("SELECT %s FROM %s AS src%s%s ORDER BY %s OFFSET $1 LIMIT $2",
-		selectList, table, from, addCond("", s.leftOutCond(table, "src.tableoid")), strings.Join(order, ", ")), offset, limit+1)
-	if err != nil {
-		return nil, fmt.Errorf("export %s: %w", sch.Name, err)
+	if _, err := s.tx.Exec(ctx, fmt.Sprintf("DECLARE %s NO SCROLL CURSOR FOR SELECT %s FROM %s AS src%s%s ORDER BY %s OFFSET %d LIMIT %d",
+		pageCursor, selectList, table, from, addCond("", s.leftOutCond(table, "src.tableoid")), strings.Join(order, ", "), offset, limit+1)); err != nil {
+		return false, fmt.Errorf("export %s: %w", sch.Name, err)
 	}
-	return rows, nil
+	budget := s.pageBytes()
+	n, size := 0, 0
+	for {
+		want := 1 // the first row tells how large rows are
+		if n > 0 {
+			want = max(1, min(limit+1-n, (budget-size)/max(1, size/n)+1))
+		}
+		// Simple protocol: the same FETCH text returns other columns for another page.
+		rows, err := s.tx.Query(ctx, fmt.Sprintf("FETCH %d FROM %s", want, pageCursor), pgx.QueryExecModeSimpleProtocol)
+		if err != nil {
+			return false, fmt.Errorf("export %s: %w", sch.Name, err)
+		}
+		got := 0
+		for rows.Next() {
+			got++
+			if n == limit || size > budget {
+				more = true
+				break
+			}
+			sz, err := each(rows)
+			if err != nil {
+				rows.Close()
+				return false, fmt.Errorf("export %s: %w", sch.Name, err)
+			}
+			n, size = n+1, size+sz
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return false, fmt.Errorf("export %s: %w", sch.Name, err)
+		}
+		if more || got < want {
+			break
+		}
+	}
+	if _, err := s.tx.Exec(ctx, "CLOSE "+pageCursor); err != nil {
+		return false, fmt.Errorf("export %s: %w", sch.Name, err)
+	}
+	return more, nil
 }

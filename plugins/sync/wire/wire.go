@@ -274,22 +274,37 @@ func PayloadRef(payload json.RawMessage) json.RawMessage {
 }
 
 // Answer builds the answer to request f: the same join_ref, ref and topic, event,
-// payload v, with f's payload ref (PayloadRef) set as the payload's "ref" member.
+// payload v, with f's payload ref (PayloadRef) added as the payload's "ref"
+// member. v must not have a "ref" member of its own (ErrorAnswer sets it instead).
 func Answer(f Frame, event string, v any) Frame {
 	a := New(f.JoinRef, f.Ref, f.Topic, event, v)
 	ref := PayloadRef(f.Payload)
 	if ref == nil {
 		return a
 	}
-	var members map[string]json.RawMessage
-	if json.Unmarshal(a.Payload, &members) != nil {
-		return a
+	p := bytes.TrimRight(a.Payload, " \t\r\n")
+	body := bytes.TrimSpace(p[1 : len(p)-1])
+	out := make([]byte, 0, len(p)+len(ref)+8)
+	out = append(out, `{"ref":`...)
+	out = append(out, ref...)
+	if len(body) > 0 {
+		out = append(out, ',')
+		out = append(out, body...)
 	}
-	members["ref"] = ref
-	if p, err := json.Marshal(members); err == nil {
-		a.Payload = p
-	}
+	a.Payload = append(out, '}')
 	return a
+}
+
+// ErrorAnswer builds the response:error answer to request f: its payload's ref
+// is f's payload ref (a number as its digits), or without one f's frame ref.
+func ErrorAnswer(f Frame, code, message string) Frame {
+	e := ErrorPayload{Error: code, Message: message, Ref: f.Ref}
+	if ref := PayloadRef(f.Payload); ref != nil {
+		s := string(ref)
+		_ = json.Unmarshal(ref, &s) // a string; a number stays as sent
+		e.Ref = &s
+	}
+	return New(f.JoinRef, f.Ref, f.Topic, ResponseError, e)
 }
 
 // Reply is the phx_reply payload.

@@ -158,7 +158,7 @@ func (p *peer) ok(f wire.Frame, response map[string]any) error {
 // fail answers request f with response:error: code, msg, and the request's
 // payload ref (or, without one, its frame ref).
 func (p *peer) fail(f wire.Frame, code, msg string) error {
-	return p.send(wire.Answer(f, wire.ResponseError, wire.ErrorPayload{Error: code, Message: msg, Ref: f.Ref}))
+	return p.send(wire.ErrorAnswer(f, code, msg))
 }
 
 func (p *peer) push(event string, v any) error {

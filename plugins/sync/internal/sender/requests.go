@@ -2,6 +2,7 @@ package sender
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -133,7 +134,7 @@ func (p *peer) records(ctx context.Context, f wire.Frame, req wire.RecordsReques
 		var resp any
 		var n, size int
 		if text {
-			page, err := snap.Records(ctx, sch, req.Offset, limit)
+			page, err := p.textPage(ctx, snap, sch, req, limit)
 			if err != nil {
 				p.releaseUnsent(ctx, limit, 0)
 				return "", nil, err
@@ -172,6 +173,33 @@ func (p *peer) records(ctx context.Context, f wire.Frame, req wire.RecordsReques
 		return wire.ResponseRecords, resp, nil
 	})
 }
+
+// textPage reads a page of text records for a FiberKit client, which refuses
+// frames over wire.MaxFrameSize: the page is cut by bytes at half a frame, and
+// halved again while its answer would not fit (escapes can make JSON text larger
+// than the values). A single row too large for a frame is refused: such a table
+// moves through stream.v1.
+func (p *peer) textPage(ctx context.Context, snap *exporter.Snapshot, sch *catalog.Schema, req wire.RecordsRequest, limit int) (exporter.Page, error) {
+	snap.PageBytes = wire.MaxFrameSize / 2
+	defer func() { snap.PageBytes = 0 }()
+	for {
+		page, err := snap.Records(ctx, sch, req.Offset, limit)
+		if err != nil {
+			return page, err
+		}
+		b, err := json.Marshal(wire.RecordsResponse{Table: req.Table, Records: page.Records, Offset: page.Offset, HasMore: page.HasMore})
+		if err != nil || len(b) <= wire.MaxFrameSize-4096 {
+			return page, err
+		}
+		if len(page.Records) <= 1 {
+			return page, errRowTooLarge
+		}
+		limit = len(page.Records) / 2
+	}
+}
+
+// errRowTooLarge refuses a text page whose one row does not fit in a frame.
+var errRowTooLarge = errors.New("a row is larger than a frame holds; read this table through stream.v1")
 
 // releaseUnsent gives back to a permanent connection's total the rows of reserved
 // that a page did not hold (sent of them).
@@ -258,6 +286,8 @@ func (p *peer) failWith(f wire.Frame, err error) error {
 		return p.fail(f, ref.Reason, ref.Detail)
 	case errors.Is(err, catalog.ErrUnknownTable):
 		return p.fail(f, wire.ErrUnknownTable, err.Error())
+	case errors.Is(err, errRowTooLarge):
+		return p.fail(f, wire.ErrBadRequest, err.Error())
 	}
 	p.srv.log.Error("request failed", "event", f.Event, "err", err)
 	return p.fail(f, wire.ErrInternal, "the request failed on the sending site")
