@@ -77,6 +77,10 @@ operations:
   - name: whoami
   - name: whoami-guarded
     callers: [a]
+  - name: enable_system
+    callers: [a]
+  - name: disable_system
+    callers: [a]
   - name: call
   - name: set
 `

@@ -79,6 +79,10 @@ func (k *Kit) call(ctx context.Context, caller transport.Caller, target, op stri
 	if !ok {
 		return nil, errUnknownModule(target)
 	}
+	switch op {
+	case OpEnableSystem, OpDisableSystem, OpEnabled:
+		return k.systemCall(ctx, caller, m, op)
+	}
 	if caller.Plugin != "" && !m.man.MayCall(op, caller.Plugin) {
 		return nil, transport.Errorf(transport.CodeForbidden, "module %s may not call %s.%s (its module.yaml lists the modules that may)", caller.Plugin, target, op)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/fiberkit/fiberkit/host"
 	"github.com/fiberkit/fiberkit/sdk"
 )
 
@@ -74,6 +75,43 @@ func TestOperationCallersListedInTheManifest(t *testing.T) {
 	if _, err := s.kit.Call(ctx, "alice", "a", "whoami-guarded", nil); err != nil {
 		t.Fatalf("the host app: %v", err)
 	}
+}
+
+// A module may turn another on or off (PhoenixKit's enable_system / disable_system)
+// only when that module's manifest lists it; whether a module is on, any may ask.
+// The host answers these itself: a disabled module has no process to answer.
+func TestModulesToggleOthersOnlyWhenListed(t *testing.T) {
+	s := startSite(t, kitOptions{ids: []string{"a", "b", "c"}, enabled: []string{"a", "b"}})
+	ctx := context.Background()
+	call := func(from, target, op string) (string, error) {
+		out, err := s.kit.Call(ctx, "tester", from, "call", []byte(`{"Target":"`+target+`","Op":"`+op+`"}`))
+		return string(out), err
+	}
+	if out, err := call("b", "c", "enabled"); err != nil || out != "false" {
+		t.Fatalf("b asks whether c is on: %s, %v", out, err)
+	}
+	if _, err := call("b", "c", "enable_system"); !errors.Is(err, sdk.ErrForbidden) {
+		t.Fatalf("b, not listed, enables c: %v", err)
+	}
+	if out, err := call("a", "c", "enable_system"); err != nil || out != "true" {
+		t.Fatalf("a enables c: %s, %v", out, err)
+	}
+	s.waitState(t, "c", host.StateRunning)
+	if out, _ := call("b", "c", "enabled"); out != "true" {
+		t.Fatalf("c after enable_system: enabled = %s", out)
+	}
+	if _, err := call("b", "c", "disable_system"); !errors.Is(err, sdk.ErrForbidden) {
+		t.Fatalf("b disables c: %v", err)
+	}
+	if _, err := call("a", "c", "disable_system"); err != nil {
+		t.Fatalf("a disables c: %v", err)
+	}
+	s.waitState(t, "c", host.StateDisabled)
+	// The host app's own code may always.
+	if _, err := s.kit.Call(ctx, "alice", "c", "enable_system", nil); err != nil {
+		t.Fatalf("the host app enables c: %v", err)
+	}
+	s.waitState(t, "c", host.StateRunning)
 }
 
 // The audit log records the plugin that wrote an entry, whatever actor it claims.

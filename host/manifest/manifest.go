@@ -83,6 +83,16 @@ type Operation struct {
 	Callers *[]string `yaml:"callers,omitempty"`
 }
 
+// Declares reports whether m lists operation op.
+func (m *Manifest) Declares(op string) bool {
+	for _, o := range m.Operations {
+		if o.Name == op {
+			return true
+		}
+	}
+	return false
+}
+
 // MayCall reports whether module caller may call operation op of m through the
 // SDK: an operation whose Callers list leaves caller out may not be; any other may.
 func (m *Manifest) MayCall(op, caller string) bool {

@@ -42,9 +42,10 @@ type site struct {
 
 type siteOptions struct {
 	mode string // incoming_mode
-	// modeByAPI leaves incoming_mode out of the config file (so it is not locked:
-	// set_incoming_mode may change it; mode is then ignored).
-	modeByAPI bool
+	// unlocked leaves enabled and incoming_mode out of the config file (so they are
+	// not locked: the operations may change them); Sync is enabled through the
+	// settings store instead.
+	unlocked bool
 	password  string
 	db        string // share a database (replicas)
 	report    bool   // also load the sync-report example module
@@ -87,8 +88,12 @@ func startSite(t *testing.T, o siteOptions) *site {
 	}
 	cfg := filepath.Join(dir, "fiberkit.yaml")
 	// Both sites are on 127.0.0.1: they must be allowed to pull from internal URLs.
-	body := fmt.Sprintf("modules:\n  sync:\n    enabled: true\n    settings:\n      allow_internal_urls: %v\n", !o.ssrfGuard)
-	if !o.modeByAPI {
+	enabled := "    enabled: true\n"
+	if o.unlocked {
+		enabled = ""
+	}
+	body := fmt.Sprintf("modules:\n  sync:\n%s    settings:\n      allow_internal_urls: %v\n", enabled, !o.ssrfGuard)
+	if !o.unlocked {
 		body += "      incoming_mode: " + o.mode + "\n"
 	}
 	if o.password != "" {
@@ -107,18 +112,29 @@ func startSite(t *testing.T, o siteOptions) *site {
 		}
 	})
 	s := &site{kit: ts.Kit, url: ts.URL, pool: testsupport.Pool(t, ts.DB), db: ts.DB, cfg: cfg, app: ts.App, logs: ts.Logs}
+	if o.unlocked {
+		if err := s.kit.SetEnabled(context.Background(), "sync", true, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.waitState(t, host.StateRunning)
+	return s
+}
+
+// waitState waits up to 15 s for the Sync module to reach state want.
+func (s *site) waitState(t *testing.T, want host.State) {
+	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		st, _ := s.kit.Module("sync")
-		if st.State == host.StateRunning {
-			break
+		if st.State == want {
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("sync module %s: %s", st.State, st.LastError)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return s
 }
 
 // seeded starts a site whose database holds the sample data.

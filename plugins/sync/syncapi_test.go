@@ -11,6 +11,7 @@ import (
 
 	"github.com/fasthttp/websocket"
 
+	"github.com/fiberkit/fiberkit/host"
 	"github.com/fiberkit/fiberkit/host/manifest"
 	"github.com/fiberkit/fiberkit/internal/testsupport"
 	"github.com/fiberkit/fiberkit/plugins/sync/client"
@@ -75,7 +76,7 @@ func (k kitCaller) Call(ctx context.Context, target, op string, in, out any) err
 // clearing the password).
 func TestSyncAPICoversEveryOperation(t *testing.T) {
 	t.Setenv("FIBERKIT_SECRET_KEY", "sync-api-test-key-for-remote-tokens")
-	s := seeded(t, siteOptions{modeByAPI: true})
+	s := seeded(t, siteOptions{unlocked: true})
 	ctx := context.Background()
 	m := syncapi.Via(kitCaller{s})
 	must := func(what string, err error) {
@@ -85,7 +86,20 @@ func TestSyncAPICoversEveryOperation(t *testing.T) {
 		}
 	}
 
-	// Settings.
+	// On and off (answered by the host), then settings.
+	if on, err := m.Enabled(ctx); !on || err != nil {
+		t.Fatalf("enabled: %v %v", on, err)
+	}
+	must("disable", m.DisableSystem(ctx))
+	if on, err := m.Enabled(ctx); on || err != nil {
+		t.Fatalf("enabled after disable_system: %v %v", on, err)
+	}
+	if _, err := m.Config(ctx); !errors.Is(err, sdk.ErrModuleDisabled) {
+		t.Fatalf("config of a disabled Sync: %v", err)
+	}
+	s.waitState(t, host.StateDisabled)
+	must("enable", m.EnableSystem(ctx))
+	s.waitState(t, host.StateRunning)
 	must("set mode", m.SetIncomingMode(ctx, "require_password"))
 	must("set password", m.SetPassword(ctx, "s3cret"))
 	cfg, err := m.Config(ctx)
@@ -252,7 +266,7 @@ func TestManifestKeepsWritingOperationsToTheHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, op := range []string{syncapi.OpPull, syncapi.OpSetPassword, syncapi.OpSetIncomingMode, syncapi.OpCreateConnection,
+	for _, op := range []string{syncapi.OpEnableSystem, syncapi.OpDisableSystem, syncapi.OpPull, syncapi.OpSetPassword, syncapi.OpSetIncomingMode, syncapi.OpCreateConnection,
 		syncapi.OpImportRecords, syncapi.OpCreateTable, syncapi.OpApprove, syncapi.OpAddRemote, syncapi.OpRunRemote} {
 		if m.MayCall(op, "sync-report") {
 			t.Errorf("any module may call %s", op)

@@ -141,3 +141,19 @@ func (m *Module) UpdateRemote(ctx context.Context, r UpdateRemoteRequest) (Remot
 func (m *Module) DeleteRemote(ctx context.Context, id string) error {
 	return m.call(ctx, OpDeleteRemote, RemoteRef{ID: id}, nil)
 }
+
+// EnableSystem turns Sync on (the host answers; Sync's manifest says which modules may).
+func (m *Module) EnableSystem(ctx context.Context) error {
+	return m.call(ctx, OpEnableSystem, nil, nil)
+}
+
+// DisableSystem turns Sync off: every Sync route, socket and operation stops.
+func (m *Module) DisableSystem(ctx context.Context) error {
+	return m.call(ctx, OpDisableSystem, nil, nil)
+}
+
+// Enabled reports whether Sync is on.
+func (m *Module) Enabled(ctx context.Context) (bool, error) {
+	var on bool
+	return on, m.call(ctx, OpEnabled, nil, &on)
+}

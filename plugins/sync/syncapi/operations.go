@@ -5,6 +5,12 @@ const (
 	// Module is the Sync module's id: the target of every operation.
 	ModuleID = "sync"
 
+	// The system operations, answered by the host for every module (so they work
+	// while Sync is off): turn it on, off, and whether it is on.
+	OpEnableSystem  = "enable_system"  // → bool
+	OpDisableSystem = "disable_system" // → bool
+	OpEnabled       = "enabled"        // → bool
+
 	OpConfig              = "config"                // → Config
 	OpSetIncomingMode     = "set_incoming_mode"     // ModeRequest → bool
 	OpSetPassword         = "set_password"          // PasswordRequest → bool
