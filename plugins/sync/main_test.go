@@ -46,9 +46,9 @@ type siteOptions struct {
 	// not locked: the operations may change them); Sync is enabled through the
 	// settings store instead.
 	unlocked bool
-	password  string
-	db        string // share a database (replicas)
-	report    bool   // also load the sync-report example module
+	password string
+	db       string // share a database (replicas)
+	report   bool   // also load the sync-report example module
 	// ssrfGuard keeps allow_internal_urls off.
 	ssrfGuard bool
 	// pluginEnv is added to the plugin's environment (host.Config.PluginEnv).
