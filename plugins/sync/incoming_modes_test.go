@@ -3,9 +3,12 @@ package main_test
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fasthttp/websocket"
 
 	"github.com/fiberkit/fiberkit/plugins/sync/client"
 )
@@ -122,5 +125,26 @@ func TestRefusedAttemptRecordsReceiverInfo(t *testing.T) {
 	}
 	if who != "nightly job" || outcome == "" {
 		t.Fatalf("attempt recorded as who=%q outcome=%q", who, outcome)
+	}
+}
+
+// The password may come in the query string (?password=, for PhoenixKit-style
+// clients) as well as the X-Sync-Password header; either way it is accepted and
+// never written to a log.
+func TestPasswordInTheQueryIsAcceptedAndNeverLogged(t *testing.T) {
+	const secret = "Query-Pw-7f3a91"
+	a := startSite(t, siteOptions{mode: "require_password", password: secret})
+	base := "ws" + strings.TrimPrefix(a.url, "http") + "/fiberkit/sync/websocket?vsn=2.0.0&code="
+	conn, resp, err := websocket.DefaultDialer.Dial(base+a.newCode(t).Code+"&password="+secret, nil)
+	if err != nil {
+		t.Fatalf("right password in the query: %v (%v)", err, resp)
+	}
+	conn.Close()
+	if _, resp, err := websocket.DefaultDialer.Dial(base+a.newCode(t).Code+"&password=wrong-"+secret, nil); err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("wrong password in the query: %v (%v)", err, resp)
+	}
+	time.Sleep(300 * time.Millisecond) // let the plugin's log lines reach the host
+	if strings.Contains(a.logs.String(), secret) {
+		t.Fatal("the password from the query string was logged")
 	}
 }
