@@ -286,7 +286,7 @@ func TestAdminPagesInBrowser(t *testing.T) {
 		t.Fatalf("flash %q", flash)
 	}
 	browsertest.Screenshot(t, ctx, "admin-settings.png")
-	eventually(t, "plugin sees the new greeting", func() bool {
+	testsupport.Eventually(t, "plugin sees the new greeting", func() bool {
 		_, v := pluginSettings(t, s, "tm")
 		return v["greeting"] == "bonjour" && v["mode"] == "b"
 	})
@@ -402,7 +402,7 @@ func TestKilledPluginRestartShownInAdmin(t *testing.T) {
 	}
 	var sawJSON, sawHTML bool
 	var during row
-	eventually(t, "running again after the kill", func() bool {
+	testsupport.Eventually(t, "running again after the kill", func() bool {
 		r := statusJSON()
 		if r.State == "restarting" {
 			if !sawJSON {

@@ -13,85 +13,23 @@ import (
 
 	"github.com/fasthttp/websocket"
 	"github.com/gofiber/fiber/v2"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/fiberkit/fiberkit/host"
 	"github.com/fiberkit/fiberkit/internal/testsupport"
 )
 
 // scrape is one parsed answer of the kit's metrics handler.
-type scrape map[string]*dto.MetricFamily
+type scrape = testsupport.Metrics
 
 // scrapeKit reads the kit's metrics through MetricsHTTPHandler, as Prometheus would.
 func scrapeKit(t *testing.T, kit *host.Kit) scrape {
 	t.Helper()
-	rec := httptest.NewRecorder()
-	kit.MetricsHTTPHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	if rec.Code != http.StatusOK {
-		t.Fatalf("metrics: status %d: %s", rec.Code, rec.Body)
-	}
-	return parseMetrics(t, rec.Body.String())
-}
-
-func parseMetrics(t *testing.T, text string) scrape {
-	t.Helper()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(strings.NewReader(text))
-	if err != nil {
-		t.Fatalf("parse metrics: %v\n%s", err, text)
-	}
-	return fams
-}
-
-// series finds the series of family name whose labels include want ("k=v" pairs);
-// nil if there is none.
-func (s scrape) series(name string, want ...string) *dto.Metric {
-	for _, m := range s[name].GetMetric() {
-		have := map[string]string{}
-		for _, l := range m.GetLabel() {
-			have[l.GetName()] = l.GetValue()
-		}
-		match := true
-		for _, w := range want {
-			k, v, _ := strings.Cut(w, "=")
-			if got, ok := have[k]; !ok || got != v {
-				match = false
-			}
-		}
-		if match {
-			return m
-		}
-	}
-	return nil
-}
-
-// value is a counter's, gauge's or untyped series' value, or a histogram's count; 0
-// when the series does not exist.
-func (s scrape) value(name string, want ...string) float64 {
-	m := s.series(name, want...)
-	switch {
-	case m == nil:
-		return 0
-	case m.Counter != nil:
-		return m.GetCounter().GetValue()
-	case m.Gauge != nil:
-		return m.GetGauge().GetValue()
-	case m.Histogram != nil:
-		return float64(m.GetHistogram().GetSampleCount())
-	}
-	return m.GetUntyped().GetValue()
-}
-
-// moved reports the difference of a series between two scrapes.
-func moved(before, after scrape, name string, want ...string) float64 {
-	return after.value(name, want...) - before.value(name, want...)
+	return testsupport.Scrape(t, kit.MetricsHTTPHandler())
 }
 
 func expectMoved(t *testing.T, before, after scrape, by float64, name string, want ...string) {
 	t.Helper()
-	if got := moved(before, after, name, want...); got != by {
+	if got := after.Moved(before, name, want...); got != by {
 		t.Errorf("%s%v moved by %v, want %v", name, want, got, by)
 	}
 }
@@ -165,26 +103,26 @@ func TestMetricsCountRequestsOperationsAndWebSockets(t *testing.T) {
 
 	// The module's own metrics carry its id; its own "module" label is kept apart.
 	expectMoved(t, before, during, 5, "testmodule_counted_total", "module=tm", "exported_module=mine")
-	if during.series("testmodule_counted_total", "module=tm2") != nil {
+	if len(during.Series("testmodule_counted_total", "module=tm2")) != 0 {
 		t.Error("tm2 reports tm's counter")
 	}
-	if v := during.value("fiberkit_module_metrics_up", "module=tm"); v != 1 {
+	if v := during.Value("fiberkit_module_metrics_up", "module=tm"); v != 1 {
 		t.Errorf("fiberkit_module_metrics_up{module=tm} = %v, want 1", v)
 	}
 	// Its process's runtime metrics come along; a name of the kit's is not taken over.
-	if during.series("go_goroutines", "module=tm") == nil || during.series("process_resident_memory_bytes", "module=tm2") == nil {
+	if len(during.Series("go_goroutines", "module=tm")) == 0 || len(during.Series("process_resident_memory_bytes", "module=tm2")) == 0 {
 		t.Error("no runtime metrics of the plugin processes")
 	}
-	if v := during.value("fiberkit_module_restarts_total", "module=tm"); v != 0 || !strings.Contains(s.logs.String(), "module metric dropped") {
+	if v := during.Value("fiberkit_module_restarts_total", "module=tm"); v != 0 || !strings.Contains(s.logs.String(), "module metric dropped") {
 		t.Errorf("fiberkit_module_restarts_total{module=tm} = %v: the module's own metric of that name was not dropped and logged", v)
 	}
-	if during.value("fiberkit_module_state", "module=tm", "state=running") != 1 || during.value("fiberkit_module_state", "module=tm", "state=crashed") != 0 {
+	if during.Value("fiberkit_module_state", "module=tm", "state=running") != 1 || during.Value("fiberkit_module_state", "module=tm", "state=crashed") != 0 {
 		t.Error("fiberkit_module_state does not say tm is running")
 	}
 
 	c.Close()
-	eventually(t, "the WebSocket gauge to come down", func() bool {
-		return scrapeKit(t, s.kit).value("fiberkit_websockets_open", "module=tm") == 0
+	testsupport.Eventually(t, "the WebSocket gauge to come down", func() bool {
+		return scrapeKit(t, s.kit).Value("fiberkit_websockets_open", "module=tm") == 0
 	})
 }
 
@@ -215,7 +153,7 @@ func TestMetricsHandlerMountedBehindAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := parseMetrics(t, string(body)).value("fiberkit_module_state", "module=tm", "state=running"); got != 1 {
+	if got := testsupport.ParseMetrics(t, string(body)).Value("fiberkit_module_state", "module=tm", "state=running"); got != 1 {
 		t.Fatalf("fiberkit_module_state{module=tm,state=running} = %v", got)
 	}
 }
@@ -224,7 +162,7 @@ func TestMetricsHandlerMountedBehindAuth(t *testing.T) {
 func TestMetricsCountARestartAfterKill(t *testing.T) {
 	s := startSite(t, kitOptions{enabled: []string{"tm"}})
 	before := scrapeKit(t, s.kit)
-	if v := before.value("fiberkit_module_last_crash_timestamp_seconds", "module=tm"); v != 0 {
+	if v := before.Value("fiberkit_module_last_crash_timestamp_seconds", "module=tm"); v != 0 {
 		t.Fatalf("last crash %v before any crash", v)
 	}
 	pid := s.waitState(t, "tm", host.StateRunning).PID
@@ -232,21 +170,21 @@ func TestMetricsCountARestartAfterKill(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a restarted process", func() bool {
+	testsupport.Eventually(t, "a restarted process", func() bool {
 		st, _ := s.kit.Module("tm")
 		return st.State == host.StateRunning && st.PID != pid
 	})
 	after := scrapeKit(t, s.kit)
 	expectMoved(t, before, after, 1, "fiberkit_module_restarts_total", "module=tm")
-	crash := after.value("fiberkit_module_last_crash_timestamp_seconds", "module=tm")
+	crash := after.Value("fiberkit_module_last_crash_timestamp_seconds", "module=tm")
 	if at := time.Unix(0, int64(crash*1e9)); at.Before(killed.Add(-time.Second)) || at.After(time.Now()) {
 		t.Errorf("last crash at %s, killed at %s", at, killed)
 	}
-	if after.value("fiberkit_module_state", "module=tm", "state=running") != 1 {
+	if after.Value("fiberkit_module_state", "module=tm", "state=running") != 1 {
 		t.Error("not running again according to fiberkit_module_state")
 	}
 	// The new process reports its own metrics again.
-	if after.value("fiberkit_module_metrics_up", "module=tm") != 1 || after.series("go_goroutines", "module=tm") == nil {
+	if after.Value("fiberkit_module_metrics_up", "module=tm") != 1 || len(after.Series("go_goroutines", "module=tm")) == 0 {
 		t.Error("the restarted module's own metrics are missing")
 	}
 }
@@ -257,16 +195,16 @@ func TestMetricsCountARestartAfterKill(t *testing.T) {
 func TestMetricsSkipModulesWithoutMetrics(t *testing.T) {
 	s := startRawSite(t, false)
 	got := scrapeKit(t, s.kit)
-	if v := got.value("fiberkit_module_state", "module=rm", "state=running"); v != 1 {
+	if v := got.Value("fiberkit_module_state", "module=rm", "state=running"); v != 1 {
 		t.Fatalf("fiberkit_module_state{module=rm,state=running} = %v", v)
 	}
-	if v := got.series("fiberkit_module_metrics_up", "module=rm"); v == nil || v.GetGauge().GetValue() != 0 {
+	if v := got.Series("fiberkit_module_metrics_up", "module=rm"); len(v) != 1 || v[0].GetGauge().GetValue() != 0 {
 		t.Errorf("fiberkit_module_metrics_up{module=rm} = %v, want 0", v)
 	}
-	if got.series("go_goroutines", "module=rm") != nil {
+	if len(got.Series("go_goroutines", "module=rm")) != 0 {
 		t.Error("the raw module reported runtime metrics it does not have")
 	}
-	if got.series("go_goroutines") == nil {
+	if len(got.Series("go_goroutines")) == 0 {
 		t.Error("the host's own runtime metrics are missing")
 	}
 	if strings.Contains(s.logs.String(), "module metrics not gathered") {
@@ -275,10 +213,10 @@ func TestMetricsSkipModulesWithoutMetrics(t *testing.T) {
 
 	d := startSite(t, kitOptions{ids: []string{"tm", "off"}, enabled: []string{"tm"}})
 	got = scrapeKit(t, d.kit)
-	if got.value("fiberkit_module_state", "module=off", "state=disabled") != 1 || got.value("fiberkit_module_metrics_up", "module=off") != 0 {
+	if got.Value("fiberkit_module_state", "module=off", "state=disabled") != 1 || got.Value("fiberkit_module_metrics_up", "module=off") != 0 {
 		t.Error("the disabled module is not shown as disabled without metrics")
 	}
-	if got.value("fiberkit_module_metrics_up", "module=tm") != 1 {
+	if got.Value("fiberkit_module_metrics_up", "module=tm") != 1 {
 		t.Error("the enabled module's metrics are missing")
 	}
 }

@@ -13,17 +13,6 @@ import (
 	"github.com/fiberkit/fiberkit/internal/testsupport"
 )
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
 func processAlive(pid int) bool { return pid > 0 && syscall.Kill(pid, 0) == nil }
 
 // startSupervised starts a site with module tm enabled and the given health interval.
@@ -71,7 +60,7 @@ func TestDisableStopsProcessAndRoutesThenEnableBringsThemBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.waitState(t, "tm", host.StateDisabled)
-	eventually(t, "plugin process gone", func() bool { return !processAlive(pid) })
+	testsupport.Eventually(t, "plugin process gone", func() bool { return !processAlive(pid) })
 	if code, _ := testsupport.Get(t, s.url+"/fiberkit/tm/ping"); code != 404 {
 		t.Fatalf("disabled module route answered %d, want 404", code)
 	}
@@ -93,7 +82,7 @@ func TestKilledPluginIsRestarted(t *testing.T) {
 	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "restart", func() bool {
+	testsupport.Eventually(t, "restart", func() bool {
 		now, _ := s.kit.Module("tm")
 		return now.State == host.StateRunning && now.PID != st.PID && now.Restarts == st.Restarts+1
 	})

@@ -69,7 +69,7 @@ func TestSettingsChangeReachesPlugin(t *testing.T) {
 	if err := s.kit.Settings().Set(context.Background(), "tm", map[string]string{"greeting": "hej", "mode": "b"}, "test"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "new settings in plugin", func() bool {
+	testsupport.Eventually(t, "new settings in plugin", func() bool {
 		rev, v := pluginSettings(t, s, "tm")
 		return v["greeting"] == "hej" && v["mode"] == "b" && rev > rev0
 	})
@@ -103,7 +103,7 @@ func TestConfigFileLocksValuesAndTogglesEnabledOnReload(t *testing.T) {
 	if _, err := s.kit.Call(ctx, "tester", "tm", "set", []byte(`{"mode":"b"}`)); err != nil {
 		t.Fatalf("SDK set of an unlocked value: %v", err)
 	}
-	eventually(t, "mode b", func() bool { _, v := pluginSettings(t, s, "tm"); return v["mode"] == "b" })
+	testsupport.Eventually(t, "mode b", func() bool { _, v := pluginSettings(t, s, "tm"); return v["mode"] == "b" })
 
 	// Reload: the file turns the module off.
 	writeConfig(t, cfg, "modules:\n  tm:\n    enabled: false\n")
@@ -131,7 +131,7 @@ func TestSecretIsNeverStoredOrShownInPlainText(t *testing.T) {
 		t.Fatal(err)
 	}
 	var hash string
-	eventually(t, "password hash in plugin", func() bool {
+	testsupport.Eventually(t, "password hash in plugin", func() bool {
 		_, v := pluginSettings(t, s, "tm")
 		hash = v["password"]
 		return hash != ""
@@ -247,7 +247,7 @@ func TestSecretFromFormConfigFileAndSDKNeverAppearsInPlainText(t *testing.T) {
 	if code != http.StatusSeeOther {
 		t.Fatalf("saving the secret through the form: %d", code)
 	}
-	eventually(t, "the module gets the form's secret as a verifying hash", verifies("tm", formPlain))
+	testsupport.Eventually(t, "the module gets the form's secret as a verifying hash", verifies("tm", formPlain))
 	if h := settingValue(t, s, "tm", "password").Value; h == "" || h == formPlain {
 		t.Fatalf("stored form secret %q", h)
 	}
@@ -257,7 +257,7 @@ func TestSecretFromFormConfigFileAndSDKNeverAppearsInPlainText(t *testing.T) {
 	}
 
 	// 2. The config file's ${TM2_PASSWORD}: locked, hashed in memory, never stored.
-	eventually(t, "tm2 gets the config file's secret as a verifying hash", verifies("tm2", envPlain))
+	testsupport.Eventually(t, "tm2 gets the config file's secret as a verifying hash", verifies("tm2", envPlain))
 	if v := settingValue(t, s, "tm2", "password"); !v.Locked || v.Value == envPlain {
 		t.Fatalf("config-file secret: locked %v, value is the plain one: %v", v.Locked, v.Value == envPlain)
 	}
@@ -269,7 +269,7 @@ func TestSecretFromFormConfigFileAndSDKNeverAppearsInPlainText(t *testing.T) {
 		t.Fatalf("SDK SetSettings of the secret: %s %v", out, err)
 	}
 	seen = append(seen, "op set: "+string(out))
-	eventually(t, "the module gets the SDK's secret as a verifying hash", verifies("tm", sdkPlain))
+	testsupport.Eventually(t, "the module gets the SDK's secret as a verifying hash", verifies("tm", sdkPlain))
 	if verifies("tm", formPlain)() {
 		t.Fatalf("the old form secret still verifies after the SDK replaced it")
 	}

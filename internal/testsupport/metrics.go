@@ -23,19 +23,24 @@ func Scrape(t testing.TB, h http.Handler) Metrics {
 	if rec.Code != http.StatusOK {
 		t.Fatalf("metrics: status %d: %s", rec.Code, rec.Body)
 	}
+	return ParseMetrics(t, rec.Body.String())
+}
+
+// ParseMetrics parses a scrape in Prometheus's text format.
+func ParseMetrics(t testing.TB, text string) Metrics {
+	t.Helper()
 	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(strings.NewReader(rec.Body.String()))
+	fams, err := p.TextToMetricFamilies(strings.NewReader(text))
 	if err != nil {
-		t.Fatalf("parse metrics: %v", err)
+		t.Fatalf("parse metrics: %v\n%s", err, text)
 	}
 	return fams
 }
 
-// Value sums the series of family name whose labels include every one of want
-// ("k=v"): counters and gauges by value, histograms by sample count; 0 when none
-// matches.
-func (m Metrics) Value(name string, want ...string) float64 {
-	var sum float64
+// Series returns the series of family name whose labels include every one of want
+// ("k=v").
+func (m Metrics) Series(name string, want ...string) []*dto.Metric {
+	var out []*dto.Metric
 	for _, s := range m[name].GetMetric() {
 		have := map[string]string{}
 		for _, l := range s.GetLabel() {
@@ -44,11 +49,22 @@ func (m Metrics) Value(name string, want ...string) float64 {
 		match := true
 		for _, w := range want {
 			k, v, _ := strings.Cut(w, "=")
-			match = match && have[k] == v
+			if got, ok := have[k]; !ok || got != v {
+				match = false
+			}
 		}
-		if !match {
-			continue
+		if match {
+			out = append(out, s)
 		}
+	}
+	return out
+}
+
+// Value sums the series Series(name, want...) finds: counters and gauges by value,
+// histograms by sample count; 0 when none matches.
+func (m Metrics) Value(name string, want ...string) float64 {
+	var sum float64
+	for _, s := range m.Series(name, want...) {
 		switch {
 		case s.Counter != nil:
 			sum += s.GetCounter().GetValue()

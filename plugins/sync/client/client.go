@@ -164,9 +164,8 @@ type Client struct {
 	heartbeatEvery time.Duration
 	idle           time.Duration // 0: no idle check
 
-	capsOnce sync.Once
-	caps     Capabilities
-	capsErr  error
+	capsMu sync.Mutex
+	caps   *Capabilities // the sender's answer, once it gave one
 }
 
 type streamMsg struct {
@@ -685,16 +684,24 @@ type Capabilities struct {
 // Stream reports whether the sender offers the fast path (stream.v1).
 func (c Capabilities) Stream() bool { return slices.Contains(c.Features, wire.StreamFeature) }
 
-// Capabilities asks what the sender supports. The answer is asked once per
-// connection and kept.
+// Capabilities asks what the sender supports. The first answer is kept for the
+// connection.
 func (c *Client) Capabilities(ctx context.Context) (Capabilities, error) {
-	c.capsOnce.Do(func() {
-		c.capsErr = c.call(ctx, wire.RequestCapabilities, struct{}{}, &c.caps)
-		if c.capsErr == nil && c.caps.Version == "" && c.caps.PhoenixKit != nil {
-			c.caps.Version, c.caps.Features = c.caps.PhoenixKit.Version, c.caps.PhoenixKit.Features
-		}
-	})
-	return c.caps, c.capsErr
+	c.capsMu.Lock()
+	defer c.capsMu.Unlock()
+	if c.caps != nil {
+		return *c.caps, nil
+	}
+	// A failed ask (a cancelled ctx, say) is not kept: the next call asks again.
+	var caps Capabilities
+	if err := c.call(ctx, wire.RequestCapabilities, struct{}{}, &caps); err != nil {
+		return caps, err
+	}
+	if caps.Version == "" && caps.PhoenixKit != nil {
+		caps.Version, caps.Features = caps.PhoenixKit.Version, caps.PhoenixKit.Features
+	}
+	c.caps = &caps
+	return caps, nil
 }
 
 // ListTables lists the sender's tables with row counts.

@@ -115,6 +115,7 @@ type Store struct {
 	// lockout's row now and then.
 	mu       sync.Mutex
 	lockouts map[string]*lockout
+	pruned   time.Time // when ended lockouts were last forgotten
 }
 
 // lockout is a locked-out rate key as this process knows it.
@@ -517,9 +518,12 @@ func (s *Store) refuseLocked(ctx context.Context, key string) bool {
 	now := time.Now()
 	if l == nil || !now.Before(l.until) {
 		delete(s.lockouts, key)
-		for k, o := range s.lockouts { // forget ended lockouts as they are met
-			if !now.Before(o.until) {
-				delete(s.lockouts, k)
+		if now.Sub(s.pruned) > time.Minute { // forget other ended lockouts now and then
+			s.pruned = now
+			for k, o := range s.lockouts {
+				if !now.Before(o.until) {
+					delete(s.lockouts, k)
+				}
 			}
 		}
 		s.mu.Unlock()
