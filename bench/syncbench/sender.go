@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/fiberkit/fiberkit/host"
+)
+
+// sender is the sender host child process (this program re-executed with -sender).
+// It reads commands on stdin and answers one line each on stdout.
+type sender struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Reader
+	url string
+}
+
+func startSender(dbURL, pluginBin, root string) (*sender, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, "-sender", dbURL, "-plugin", pluginBin, "-root", root)
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &sender{cmd: cmd, in: in, out: bufio.NewReader(out)}
+	line, err := s.out.ReadString('\n')
+	if err != nil {
+		_ = s.cmd.Wait()
+		return nil, fmt.Errorf("sender host did not start: %w", err)
+	}
+	s.url = strings.TrimSpace(line)
+	return s, nil
+}
+
+func (s *sender) ask(cmd string) (string, error) {
+	if _, err := fmt.Fprintln(s.in, cmd); err != nil {
+		return "", err
+	}
+	line, err := s.out.ReadString('\n')
+	return strings.TrimSpace(line), err
+}
+
+// code returns a fresh one-time connection code, as the sender's admin page shows one.
+func (s *sender) code() (string, error) {
+	c, err := s.ask("code")
+	if err == nil && (c == "" || c == "error") {
+		err = fmt.Errorf("sender host gave no code")
+	}
+	return c, err
+}
+
+// pids returns the sender host's and its Sync plugin's process ids.
+func (s *sender) pids() (hostPID, pluginPID int, err error) {
+	line, err := s.ask("pids")
+	if err != nil {
+		return 0, 0, err
+	}
+	_, err = fmt.Sscanf(line, "%d %d", &hostPID, &pluginPID)
+	if err == nil && pluginPID <= 0 {
+		err = fmt.Errorf("the Sync plugin is not running")
+	}
+	return hostPID, pluginPID, err
+}
+
+func (s *sender) stop() {
+	_ = s.in.Close()
+	_ = s.cmd.Wait()
+}
+
+// runSender is the child: a host app with the Sync module enabled on the sender
+// site's database, as an app developer embeds it, serving HTTP on a free port.
+func runSender(dbURL, pluginBin, root string) error {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "syncbench-sender-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	manifest, err := os.ReadFile(filepath.Join(root, "module.yaml"))
+	if err != nil {
+		return err
+	}
+	m := strings.Replace(string(manifest), "executable: bin/fiberkit-sync", "executable: "+pluginBin, 1)
+	if m == string(manifest) {
+		return fmt.Errorf("module.yaml names no executable bin/fiberkit-sync")
+	}
+	mpath := filepath.Join(dir, "module.yaml")
+	cfg := filepath.Join(dir, "fiberkit.yaml")
+	if err := os.WriteFile(mpath, []byte(m), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(cfg, []byte("modules:\n  sync:\n    enabled: true\n    settings:\n      incoming_mode: auto_accept\n"), 0o644); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	kit, err := host.New(ctx, host.Config{DatabaseURL: dbURL, ConfigFile: cfg, Manifests: []string{mpath}, InsecureDevAdmin: true,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		return err
+	}
+	defer kit.Close()
+	app := fiber.New(host.FiberConfig())
+	kit.Mount(app)
+	go func() { _ = app.Listener(ln) }()
+	defer func() { _ = app.Shutdown() }()
+	fmt.Println("http://" + ln.Addr().String())
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		switch sc.Text() {
+		case "code":
+			out, err := kit.Call(ctx, "bench", "sync", "create_session", []byte(`{}`))
+			var s struct {
+				Code string `json:"code"`
+			}
+			if err == nil {
+				err = json.Unmarshal(out, &s)
+			}
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "syncbench sender: create_session:", err)
+				fmt.Println("error")
+				continue
+			}
+			fmt.Println(s.Code)
+		case "pids":
+			st, _ := kit.Module("sync")
+			fmt.Printf("%d %d\n", os.Getpid(), st.PID)
+		default:
+			fmt.Println("error")
+		}
+	}
+	return nil
+}
