@@ -206,8 +206,12 @@ func (m *module) proxy(c *fiber.Ctx, admin bool, rm *routeMetrics, route, rel st
 			head.Header.Set(csrfHeader, tok)
 		}
 	}
+	streamed := c.Context().RequestBodyStream() != nil && c.Locals(bodyReadLocal) == nil
+	if !streamed && rpc.CanExchange() {
+		return m.proxyExchange(c, rpc, head, rm, start)
+	}
 	var body *requestBody
-	if s := c.Context().RequestBodyStream(); s != nil && c.Locals(bodyReadLocal) == nil {
+	if s := c.Context().RequestBodyStream(); streamed {
 		// The server's read deadline counts from the request's first byte; a body
 		// streamed to the module gets it afresh at every read instead.
 		body = newRequestBody(s, c.Context().Conn(), c.App().Config().ReadTimeout)
@@ -268,6 +272,129 @@ func (m *module) proxy(c *fiber.Ctx, admin bool, rm *routeMetrics, route, rel st
 }
 
 var errHeadTimeout = errors.New("module did not answer in time")
+
+// proxyExchange serves a request whose body fasthttp holds whole over a pooled
+// Exchange stream, on this goroutine: the request goes up in one message, and a
+// response the module finished at once comes back in one and is answered with its
+// length. A longer or flushed response is streamed to the client by exchangeBody,
+// which reads the stream only as fasthttp asks for more. Once StartExchange
+// returned, nothing of the request is read again, so fasthttp may recycle it.
+func (m *module) proxyExchange(c *fiber.Ctx, rpc *transport.Client, head transport.RequestHead, rm *routeMetrics, start time.Time) error {
+	x, err := rpc.StartExchange(head, c.Body())
+	if err != nil {
+		m.kit.log.Warn("module request failed", "module", m.man.ID, "path", head.Path, "err", err)
+		err = unavailable(c, err)
+		rm.observe(answeredStatus(c, err), time.Since(start))
+		return err
+	}
+	var timedOut atomic.Bool
+	t := time.AfterFunc(time.Duration(headTimeout.Load()), func() {
+		timedOut.Store(true)
+		x.Abort()
+	})
+	p, err := x.Next()
+	t.Stop()
+	if err == nil && !p.HasHead {
+		x.Abort()
+		err = errBodyBeforeHead
+	}
+	if err != nil {
+		if timedOut.Load() {
+			rm.observe(fiber.StatusGatewayTimeout, time.Since(start))
+			m.kit.log.Warn("module did not answer in time", "module", m.man.ID, "path", head.Path, "timeout", time.Duration(headTimeout.Load()))
+			return c.Status(fiber.StatusGatewayTimeout).SendString("module did not answer in time")
+		}
+		if !errors.Is(err, transport.ErrUnimplemented) {
+			m.kit.log.Warn("module request failed", "module", m.man.ID, "path", head.Path, "err", err)
+		}
+		err = unavailable(c, err)
+		rm.observe(answeredStatus(c, err), time.Since(start))
+		return err
+	}
+	if p.Status < 200 || p.Status > 999 {
+		x.Abort()
+		rm.observe(fiber.StatusBadGateway, time.Since(start))
+		m.kit.log.Warn("module sent an invalid status", "module", m.man.ID, "path", head.Path, "status", p.Status)
+		return c.Status(fiber.StatusBadGateway).SendString("module error")
+	}
+	c.Status(p.Status)
+	for k, vs := range p.Header {
+		if hopByHop[http.CanonicalHeaderKey(k)] {
+			continue
+		}
+		for _, v := range vs {
+			c.Response().Header.Add(k, v)
+		}
+	}
+	if p.End {
+		// The whole response: sent with its length, no chunked encoding.
+		c.Response().SetBodyRaw(p.Body)
+		rm.observe(p.Status, time.Since(start))
+		return nil
+	}
+	// head.Path is a view of the fiber.Ctx's path buffer, which the next request
+	// reuses once the handler returned; the body logs it later.
+	c.Context().Response.SetBodyStream(&exchangeBody{m: m, x: x, rm: rm, rel: strings.Clone(head.Path),
+		status: p.Status, start: start, cur: p.Body}, -1)
+	return nil
+}
+
+// exchangeBody streams the rest of an Exchange response to fasthttp; each Read is
+// written to the client as one chunk and flushed. fasthttp closes it when it is done,
+// read whole or not (client gone, HEAD request): an exchange not over by then is
+// aborted, which cancels the handler in the module.
+type exchangeBody struct {
+	m      *module
+	x      *transport.Exchange
+	rm     *routeMetrics
+	rel    string
+	status int
+	start  time.Time
+	cur    []byte
+	done   bool // the response ended, or failed
+	once   sync.Once
+}
+
+func (b *exchangeBody) Read(p []byte) (int, error) {
+	for len(b.cur) == 0 {
+		if b.done {
+			return 0, io.EOF
+		}
+		part, err := b.x.Next()
+		if err == nil && part.HasHead {
+			b.x.Abort()
+			err = errSecondHead
+		}
+		if err != nil {
+			b.done = true
+			b.end()
+			b.m.kit.log.Warn("module response cut short", "module", b.m.man.ID, "path", b.rel, "err", err)
+			// Failing the read ends the chunked body without its last chunk, so the
+			// client sees a truncated response, not a complete one.
+			return 0, fmt.Errorf("module response cut short: %w", err)
+		}
+		b.cur = part.Body
+		if part.End {
+			b.done = true
+			b.end()
+		}
+	}
+	n := copy(p, b.cur)
+	b.cur = b.cur[n:]
+	return n, nil
+}
+
+// Close is called by fasthttp when it is done with the body.
+func (b *exchangeBody) Close() error {
+	b.x.Abort()
+	b.end()
+	return nil
+}
+
+// end counts the request once.
+func (b *exchangeBody) end() {
+	b.once.Do(func() { b.rm.observe(b.status, time.Since(b.start)) })
+}
 
 // exchange is one proxied request in flight.
 type exchange struct {

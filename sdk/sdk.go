@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"runtime/pprof"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -71,11 +72,38 @@ func Serve(m Module) {
 		m.Logger.Error("host process gone; exiting", "host_pid", was, "parent_pid", now)
 		os.Exit(1)
 	})
+	if path := os.Getenv(CPUProfileEnv); path != "" {
+		if stopProfile, err := startCPUProfile(path); err != nil {
+			m.Logger.Warn("cpu profile not started", "path", path, "err", err)
+		} else {
+			defer stopProfile()
+		}
+	}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  transport.Handshake(),
 		VersionedPlugins: transport.ServerPlugins(newAdapter(m)),
 		GRPCServer:       transport.NewServer,
 	})
+}
+
+// CPUProfileEnv names an environment variable that, when the host passes it to the
+// module process (host.Config.PluginEnv), makes Serve write a CPU profile of the
+// process to that file until the host stops the module.
+const CPUProfileEnv = "FIBERKIT_CPUPROFILE"
+
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}, nil
 }
 
 // Logger returns a logger writing JSON lines to stderr in the form go-plugin

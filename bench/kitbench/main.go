@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strings"
@@ -38,6 +39,7 @@ import (
 
 	"github.com/fiberkit/fiberkit/bench/internal/measure"
 	"github.com/fiberkit/fiberkit/host"
+	"github.com/fiberkit/fiberkit/sdk"
 )
 
 const manifest = `id: tm
@@ -55,12 +57,16 @@ func main() {
 	requests := flag.Int("requests", 20000, "HTTP requests per target")
 	concurrency := flag.Int("concurrency", 8, "concurrent HTTP clients")
 	messages := flag.Int("messages", 50000, "WebSocket messages per target")
+	flag.StringVar(&cpuProfile, "cpuprofile", "", "write CPU profiles of the host (`PREFIX`.host.pprof) and of the module process (PREFIX.plugin.pprof) over the measured loads")
 	flag.Parse()
 	if err := run(*requests, *concurrency, *messages); err != nil {
 		fmt.Fprintln(os.Stderr, "kitbench:", err)
 		os.Exit(1)
 	}
 }
+
+// cpuProfile is the -cpuprofile prefix; empty means no profiles.
+var cpuProfile string
 
 func run(requests, concurrency, messages int) error {
 	ctx := context.Background()
@@ -86,7 +92,15 @@ func run(requests, concurrency, messages int) error {
 	if err := os.WriteFile(mpath, []byte(fmt.Sprintf(manifest, bin)), 0o644); err != nil {
 		return err
 	}
-	kit, err := host.New(ctx, host.Config{DatabaseURL: db, Manifests: []string{mpath}, InsecureDevAdmin: true,
+	var pluginEnv []string
+	if cpuProfile != "" {
+		abs, err := filepath.Abs(cpuProfile + ".plugin.pprof")
+		if err != nil {
+			return err
+		}
+		pluginEnv = append(pluginEnv, sdk.CPUProfileEnv+"="+abs)
+	}
+	kit, err := host.New(ctx, host.Config{DatabaseURL: db, Manifests: []string{mpath}, InsecureDevAdmin: true, PluginEnv: pluginEnv,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		return err
@@ -125,6 +139,17 @@ func run(requests, concurrency, messages int) error {
 	}
 	defer direct.Shutdown()
 
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile + ".host.pprof")
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	// Latency one request at a time (what a plugin adds to each request), then
 	// throughput with concurrent clients (where the 2 cores are shared with the plugin).
 	hp, err := httpLoad(pluginURL+"/fiberkit/tm/ping", requests/2, 1)

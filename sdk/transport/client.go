@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -17,6 +18,11 @@ import (
 type Client struct {
 	rpc    pb.PluginClient
 	broker *plugin.GRPCBroker
+
+	// What the module said it serves, from Describe.
+	exchange atomic.Bool
+	wsBatch  atomic.Bool
+	pool     streamPool // idle Exchange streams
 }
 
 // Describe asks the module what it is.
@@ -25,6 +31,8 @@ func (c *Client) Describe(ctx context.Context) (Description, error) {
 	if err != nil {
 		return Description{}, fromStatus(err)
 	}
+	c.exchange.Store(r.GetExchange())
+	c.wsBatch.Store(r.GetWebsocketBatch())
 	return Description{ID: r.GetId(), Version: r.GetVersion(), HTTP: r.GetHttp(), WebSocket: r.GetWebsocket(), Operations: r.GetOperations()}, nil
 }
 
@@ -70,11 +78,7 @@ func (c *Client) ServeHTTP(ctx context.Context, head RequestHead, body io.Reader
 	if err != nil {
 		return fromStatus(err)
 	}
-	err = stream.Send(&pb.HTTPRequestPart{Part: &pb.HTTPRequestPart_Head{Head: &pb.HTTPRequestHead{
-		Method: head.Method, Path: head.Path, RawQuery: head.RawQuery, Headers: headerToPB(head.Header),
-		RemoteAddr: head.RemoteAddr, Host: head.Host, Tls: head.TLS, Caller: callerToPB(head.Caller),
-		Route: head.Route, Params: head.Params,
-	}}})
+	err = stream.Send(&pb.HTTPRequestPart{Part: &pb.HTTPRequestPart_Head{Head: requestHeadToPB(head)}})
 	if err != nil {
 		return fromStatus(recvErr(stream, err))
 	}
@@ -175,19 +179,28 @@ func (c *Client) OpenWebSocket(ctx context.Context, open WebSocketOpen) (ClientS
 	}
 	err = stream.Send(&pb.WebSocketFrame{Frame: &pb.WebSocketFrame_Open{Open: &pb.WebSocketOpen{
 		Id: open.ID, Path: open.Path, Route: open.Route, Params: open.Params, RawQuery: open.RawQuery,
-		Headers: headerToPB(open.Header), Caller: callerToPB(open.Caller),
+		Headers: headerToPB(open.Header), Caller: callerToPB(open.Caller), Batch: true,
 	}}})
 	if err != nil {
 		return nil, fromStatus(err)
 	}
-	return &clientSocket{stream: stream}, nil
+	s := &clientSocket{stream: stream, recv: wsReceiver{recv: stream.Recv}}
+	if c.wsBatch.Load() {
+		s.batch = newWSSender(stream.Context(), func(f *pb.WebSocketFrame) error { return fromStatus(stream.Send(f)) })
+	}
+	return s, nil
 }
 
 type clientSocket struct {
 	stream pb.Plugin_ServeWebSocketClient
+	batch  *wsSender // nil when the module reads no batches
+	recv   wsReceiver
 }
 
 func (s *clientSocket) Send(m Message) error {
+	if s.batch != nil {
+		return s.batch.Send(m)
+	}
 	f := messageToPB(m)
 	if f == nil {
 		return Errorf(CodeInvalidInput, "unknown message kind %d", m.Kind)
@@ -196,18 +209,20 @@ func (s *clientSocket) Send(m Message) error {
 }
 
 func (s *clientSocket) Recv() (Message, error) {
-	for {
-		f, err := s.stream.Recv()
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return Message{}, io.EOF
-			}
-			return Message{}, fromStatus(err)
+	m, err := s.recv.next()
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return Message{}, io.EOF
 		}
-		if m, ok := messageFromPB(f); ok {
-			return m, nil
-		}
+		return Message{}, fromStatus(err)
 	}
+	return m, nil
 }
 
-func (s *clientSocket) CloseSend() error { return s.stream.CloseSend() }
+// CloseSend sends what is queued, then says the host will send nothing more.
+func (s *clientSocket) CloseSend() error {
+	if s.batch != nil {
+		_ = s.batch.flush()
+	}
+	return s.stream.CloseSend()
+}

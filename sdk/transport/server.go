@@ -45,7 +45,8 @@ func (s *server) Describe(ctx context.Context, _ *pb.DescribeRequest) (*pb.Descr
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.DescribeResponse{Id: d.ID, Version: d.Version, Http: d.HTTP, Websocket: d.WebSocket, Operations: d.Operations}, nil
+	return &pb.DescribeResponse{Id: d.ID, Version: d.Version, Http: d.HTTP, Websocket: d.WebSocket, Operations: d.Operations,
+		Exchange: true, WebsocketBatch: true}, nil
 }
 
 // hostClient dials the host service once per broker id; the host brokers it once
@@ -110,11 +111,7 @@ func (s *server) ServeHTTP(stream pb.Plugin_ServeHTTPServer) error {
 	if h == nil {
 		return toStatus(Errorf(CodeInvalidInput, "http stream must start with a request head"))
 	}
-	head := RequestHead{
-		Method: h.GetMethod(), Path: h.GetPath(), RawQuery: h.GetRawQuery(),
-		Header: headerFromPB(h.GetHeaders()), RemoteAddr: h.GetRemoteAddr(), Host: h.GetHost(), TLS: h.GetTls(),
-		Caller: callerFromPB(h.GetCaller()), Route: h.GetRoute(), Params: h.GetParams(),
-	}
+	head := requestHeadFromPB(h)
 	w := &streamResponseWriter{stream: stream}
 	err = s.impl.ServeHTTP(stream.Context(), head, &streamBody{stream: stream}, w)
 	if err == nil {
@@ -228,14 +225,30 @@ func (s *server) ServeWebSocket(stream pb.Plugin_ServeWebSocketServer) error {
 		ID: o.GetId(), Path: o.GetPath(), Route: o.GetRoute(), Params: o.GetParams(), RawQuery: o.GetRawQuery(),
 		Header: headerFromPB(o.GetHeaders()), Caller: callerFromPB(o.GetCaller()),
 	}
-	return toStatus(s.impl.ServeWebSocket(stream.Context(), open, &serverSocket{stream: stream}))
+	sock := &serverSocket{stream: stream, recv: wsReceiver{recv: stream.Recv}}
+	if o.GetBatch() {
+		sock.batch = newWSSender(stream.Context(), stream.Send)
+	}
+	err = s.impl.ServeWebSocket(stream.Context(), open, sock)
+	if sock.batch != nil {
+		// What the handler queued goes out before the stream ends.
+		if ferr := sock.batch.flush(); err == nil && ferr != nil && stream.Context().Err() == nil {
+			err = ferr
+		}
+	}
+	return toStatus(err)
 }
 
 type serverSocket struct {
 	stream pb.Plugin_ServeWebSocketServer
+	batch  *wsSender // nil when the host reads no batches
+	recv   wsReceiver
 }
 
 func (s *serverSocket) Send(m Message) error {
+	if s.batch != nil {
+		return s.batch.Send(m)
+	}
 	f := messageToPB(m)
 	if f == nil {
 		return Errorf(CodeInvalidInput, "unknown message kind %d", m.Kind)
@@ -243,14 +256,4 @@ func (s *serverSocket) Send(m Message) error {
 	return s.stream.Send(f)
 }
 
-func (s *serverSocket) Recv() (Message, error) {
-	for {
-		f, err := s.stream.Recv()
-		if err != nil {
-			return Message{}, err
-		}
-		if m, ok := messageFromPB(f); ok {
-			return m, nil
-		}
-	}
-}
+func (s *serverSocket) Recv() (Message, error) { return s.recv.next() }

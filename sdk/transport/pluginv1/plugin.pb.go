@@ -135,14 +135,19 @@ func (*DescribeRequest) Descriptor() ([]byte, []int) {
 }
 
 type DescribeResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Version       string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
-	Http          bool                   `protobuf:"varint,3,opt,name=http,proto3" json:"http,omitempty"`
-	Websocket     bool                   `protobuf:"varint,4,opt,name=websocket,proto3" json:"websocket,omitempty"`
-	Operations    []string               `protobuf:"bytes,5,rep,name=operations,proto3" json:"operations,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Id         string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Version    string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	Http       bool                   `protobuf:"varint,3,opt,name=http,proto3" json:"http,omitempty"`
+	Websocket  bool                   `protobuf:"varint,4,opt,name=websocket,proto3" json:"websocket,omitempty"`
+	Operations []string               `protobuf:"bytes,5,rep,name=operations,proto3" json:"operations,omitempty"`
+	// exchange says the plugin serves the Exchange call.
+	Exchange bool `protobuf:"varint,6,opt,name=exchange,proto3" json:"exchange,omitempty"`
+	// websocket_batch says the plugin reads WebSocketBatch frames, and sends them when
+	// the host's WebSocketOpen says it reads them too.
+	WebsocketBatch bool `protobuf:"varint,7,opt,name=websocket_batch,json=websocketBatch,proto3" json:"websocket_batch,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *DescribeResponse) Reset() {
@@ -208,6 +213,20 @@ func (x *DescribeResponse) GetOperations() []string {
 		return x.Operations
 	}
 	return nil
+}
+
+func (x *DescribeResponse) GetExchange() bool {
+	if x != nil {
+		return x.Exchange
+	}
+	return false
+}
+
+func (x *DescribeResponse) GetWebsocketBatch() bool {
+	if x != nil {
+		return x.WebsocketBatch
+	}
+	return false
 }
 
 type ConfigureRequest struct {
@@ -789,6 +808,195 @@ func (*HTTPResponsePart_Head) isHTTPResponsePart_Part() {}
 
 func (*HTTPResponsePart_Body) isHTTPResponsePart_Part() {}
 
+// ExchangeRequest is one whole HTTP request on an Exchange stream.
+type ExchangeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Head          *HTTPRequestHead       `protobuf:"bytes,1,opt,name=head,proto3" json:"head,omitempty"`
+	Body          []byte                 `protobuf:"bytes,2,opt,name=body,proto3" json:"body,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExchangeRequest) Reset() {
+	*x = ExchangeRequest{}
+	mi := &file_plugin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExchangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExchangeRequest) ProtoMessage() {}
+
+func (x *ExchangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExchangeRequest.ProtoReflect.Descriptor instead.
+func (*ExchangeRequest) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ExchangeRequest) GetHead() *HTTPRequestHead {
+	if x != nil {
+		return x.Head
+	}
+	return nil
+}
+
+func (x *ExchangeRequest) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+// ExchangeError is why an exchange failed without a response (e.g. the module serves
+// no HTTP): code is an OpError code, or "unimplemented".
+type ExchangeError struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExchangeError) Reset() {
+	*x = ExchangeError{}
+	mi := &file_plugin_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExchangeError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExchangeError) ProtoMessage() {}
+
+func (x *ExchangeError) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExchangeError.ProtoReflect.Descriptor instead.
+func (*ExchangeError) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ExchangeError) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *ExchangeError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// ExchangeResponse is a part of the response to the current exchange: the head comes
+// with the first part (alone or with body), and the last part has end set. A
+// response the plugin finished before it filled a chunk is one part: head, body, end.
+type ExchangeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Head  *HTTPResponseHead      `protobuf:"bytes,1,opt,name=head,proto3" json:"head,omitempty"`
+	Body  []byte                 `protobuf:"bytes,2,opt,name=body,proto3" json:"body,omitempty"`
+	// flush asks the host to push everything so far to the client now.
+	Flush bool `protobuf:"varint,3,opt,name=flush,proto3" json:"flush,omitempty"`
+	// end closes the exchange: the stream is free for the next one.
+	End bool `protobuf:"varint,4,opt,name=end,proto3" json:"end,omitempty"`
+	// error, with end, says the exchange failed; any head sent before stands.
+	Error         *ExchangeError `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExchangeResponse) Reset() {
+	*x = ExchangeResponse{}
+	mi := &file_plugin_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExchangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExchangeResponse) ProtoMessage() {}
+
+func (x *ExchangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExchangeResponse.ProtoReflect.Descriptor instead.
+func (*ExchangeResponse) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ExchangeResponse) GetHead() *HTTPResponseHead {
+	if x != nil {
+		return x.Head
+	}
+	return nil
+}
+
+func (x *ExchangeResponse) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *ExchangeResponse) GetFlush() bool {
+	if x != nil {
+		return x.Flush
+	}
+	return false
+}
+
+func (x *ExchangeResponse) GetEnd() bool {
+	if x != nil {
+		return x.End
+	}
+	return false
+}
+
+func (x *ExchangeResponse) GetError() *ExchangeError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
 type WebSocketOpen struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Path     string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
@@ -798,14 +1006,16 @@ type WebSocketOpen struct {
 	Headers  map[string]*Values     `protobuf:"bytes,5,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Caller   *Caller                `protobuf:"bytes,6,opt,name=caller,proto3" json:"caller,omitempty"`
 	// id identifies the connection within the host process.
-	Id            string `protobuf:"bytes,7,opt,name=id,proto3" json:"id,omitempty"`
+	Id string `protobuf:"bytes,7,opt,name=id,proto3" json:"id,omitempty"`
+	// batch says the host reads WebSocketBatch frames.
+	Batch         bool `protobuf:"varint,8,opt,name=batch,proto3" json:"batch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WebSocketOpen) Reset() {
 	*x = WebSocketOpen{}
-	mi := &file_plugin_proto_msgTypes[11]
+	mi := &file_plugin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -817,7 +1027,7 @@ func (x *WebSocketOpen) String() string {
 func (*WebSocketOpen) ProtoMessage() {}
 
 func (x *WebSocketOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[11]
+	mi := &file_plugin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -830,7 +1040,7 @@ func (x *WebSocketOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebSocketOpen.ProtoReflect.Descriptor instead.
 func (*WebSocketOpen) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{11}
+	return file_plugin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WebSocketOpen) GetPath() string {
@@ -882,6 +1092,59 @@ func (x *WebSocketOpen) GetId() string {
 	return ""
 }
 
+func (x *WebSocketOpen) GetBatch() bool {
+	if x != nil {
+		return x.Batch
+	}
+	return false
+}
+
+// WebSocketBatch is several data messages in one frame, in order, sent when more than
+// one is ready at once; each stays its own WebSocket message.
+type WebSocketBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []*WebSocketData       `protobuf:"bytes,1,rep,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WebSocketBatch) Reset() {
+	*x = WebSocketBatch{}
+	mi := &file_plugin_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebSocketBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebSocketBatch) ProtoMessage() {}
+
+func (x *WebSocketBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebSocketBatch.ProtoReflect.Descriptor instead.
+func (*WebSocketBatch) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *WebSocketBatch) GetData() []*WebSocketData {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 type WebSocketData struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Binary        bool                   `protobuf:"varint,1,opt,name=binary,proto3" json:"binary,omitempty"`
@@ -892,7 +1155,7 @@ type WebSocketData struct {
 
 func (x *WebSocketData) Reset() {
 	*x = WebSocketData{}
-	mi := &file_plugin_proto_msgTypes[12]
+	mi := &file_plugin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -904,7 +1167,7 @@ func (x *WebSocketData) String() string {
 func (*WebSocketData) ProtoMessage() {}
 
 func (x *WebSocketData) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[12]
+	mi := &file_plugin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -917,7 +1180,7 @@ func (x *WebSocketData) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebSocketData.ProtoReflect.Descriptor instead.
 func (*WebSocketData) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{12}
+	return file_plugin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WebSocketData) GetBinary() bool {
@@ -944,7 +1207,7 @@ type WebSocketClose struct {
 
 func (x *WebSocketClose) Reset() {
 	*x = WebSocketClose{}
-	mi := &file_plugin_proto_msgTypes[13]
+	mi := &file_plugin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -956,7 +1219,7 @@ func (x *WebSocketClose) String() string {
 func (*WebSocketClose) ProtoMessage() {}
 
 func (x *WebSocketClose) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[13]
+	mi := &file_plugin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -969,7 +1232,7 @@ func (x *WebSocketClose) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebSocketClose.ProtoReflect.Descriptor instead.
 func (*WebSocketClose) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{13}
+	return file_plugin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WebSocketClose) GetCode() int32 {
@@ -998,7 +1261,7 @@ type WebSocketReject struct {
 
 func (x *WebSocketReject) Reset() {
 	*x = WebSocketReject{}
-	mi := &file_plugin_proto_msgTypes[14]
+	mi := &file_plugin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1010,7 +1273,7 @@ func (x *WebSocketReject) String() string {
 func (*WebSocketReject) ProtoMessage() {}
 
 func (x *WebSocketReject) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[14]
+	mi := &file_plugin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1023,7 +1286,7 @@ func (x *WebSocketReject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebSocketReject.ProtoReflect.Descriptor instead.
 func (*WebSocketReject) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{14}
+	return file_plugin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WebSocketReject) GetStatus() int32 {
@@ -1053,6 +1316,7 @@ type WebSocketFrame struct {
 	//	*WebSocketFrame_Pong
 	//	*WebSocketFrame_Accept
 	//	*WebSocketFrame_Reject
+	//	*WebSocketFrame_Batch
 	Frame         isWebSocketFrame_Frame `protobuf_oneof:"frame"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1060,7 +1324,7 @@ type WebSocketFrame struct {
 
 func (x *WebSocketFrame) Reset() {
 	*x = WebSocketFrame{}
-	mi := &file_plugin_proto_msgTypes[15]
+	mi := &file_plugin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1072,7 +1336,7 @@ func (x *WebSocketFrame) String() string {
 func (*WebSocketFrame) ProtoMessage() {}
 
 func (x *WebSocketFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[15]
+	mi := &file_plugin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1085,7 +1349,7 @@ func (x *WebSocketFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebSocketFrame.ProtoReflect.Descriptor instead.
 func (*WebSocketFrame) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{15}
+	return file_plugin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WebSocketFrame) GetFrame() isWebSocketFrame_Frame {
@@ -1158,6 +1422,15 @@ func (x *WebSocketFrame) GetReject() *WebSocketReject {
 	return nil
 }
 
+func (x *WebSocketFrame) GetBatch() *WebSocketBatch {
+	if x != nil {
+		if x, ok := x.Frame.(*WebSocketFrame_Batch); ok {
+			return x.Batch
+		}
+	}
+	return nil
+}
+
 type isWebSocketFrame_Frame interface {
 	isWebSocketFrame_Frame()
 }
@@ -1190,6 +1463,10 @@ type WebSocketFrame_Reject struct {
 	Reject *WebSocketReject `protobuf:"bytes,7,opt,name=reject,proto3,oneof"`
 }
 
+type WebSocketFrame_Batch struct {
+	Batch *WebSocketBatch `protobuf:"bytes,8,opt,name=batch,proto3,oneof"`
+}
+
 func (*WebSocketFrame_Open) isWebSocketFrame_Frame() {}
 
 func (*WebSocketFrame_Data) isWebSocketFrame_Frame() {}
@@ -1204,6 +1481,8 @@ func (*WebSocketFrame_Accept) isWebSocketFrame_Frame() {}
 
 func (*WebSocketFrame_Reject) isWebSocketFrame_Frame() {}
 
+func (*WebSocketFrame_Batch) isWebSocketFrame_Frame() {}
+
 type CallRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Operation string                 `protobuf:"bytes,1,opt,name=operation,proto3" json:"operation,omitempty"`
@@ -1216,7 +1495,7 @@ type CallRequest struct {
 
 func (x *CallRequest) Reset() {
 	*x = CallRequest{}
-	mi := &file_plugin_proto_msgTypes[16]
+	mi := &file_plugin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1228,7 +1507,7 @@ func (x *CallRequest) String() string {
 func (*CallRequest) ProtoMessage() {}
 
 func (x *CallRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[16]
+	mi := &file_plugin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1241,7 +1520,7 @@ func (x *CallRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallRequest.ProtoReflect.Descriptor instead.
 func (*CallRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{16}
+	return file_plugin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CallRequest) GetOperation() string {
@@ -1275,7 +1554,7 @@ type CallResponse struct {
 
 func (x *CallResponse) Reset() {
 	*x = CallResponse{}
-	mi := &file_plugin_proto_msgTypes[17]
+	mi := &file_plugin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1287,7 +1566,7 @@ func (x *CallResponse) String() string {
 func (*CallResponse) ProtoMessage() {}
 
 func (x *CallResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[17]
+	mi := &file_plugin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1300,7 +1579,7 @@ func (x *CallResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallResponse.ProtoReflect.Descriptor instead.
 func (*CallResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{17}
+	return file_plugin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CallResponse) GetPayload() []byte {
@@ -1318,7 +1597,7 @@ type MetricsRequest struct {
 
 func (x *MetricsRequest) Reset() {
 	*x = MetricsRequest{}
-	mi := &file_plugin_proto_msgTypes[18]
+	mi := &file_plugin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1330,7 +1609,7 @@ func (x *MetricsRequest) String() string {
 func (*MetricsRequest) ProtoMessage() {}
 
 func (x *MetricsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[18]
+	mi := &file_plugin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1343,7 +1622,7 @@ func (x *MetricsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricsRequest.ProtoReflect.Descriptor instead.
 func (*MetricsRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{18}
+	return file_plugin_proto_rawDescGZIP(), []int{22}
 }
 
 type MetricsResponse struct {
@@ -1358,7 +1637,7 @@ type MetricsResponse struct {
 
 func (x *MetricsResponse) Reset() {
 	*x = MetricsResponse{}
-	mi := &file_plugin_proto_msgTypes[19]
+	mi := &file_plugin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1370,7 +1649,7 @@ func (x *MetricsResponse) String() string {
 func (*MetricsResponse) ProtoMessage() {}
 
 func (x *MetricsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[19]
+	mi := &file_plugin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1383,7 +1662,7 @@ func (x *MetricsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricsResponse.ProtoReflect.Descriptor instead.
 func (*MetricsResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{19}
+	return file_plugin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *MetricsResponse) GetFamilies() [][]byte {
@@ -1401,7 +1680,7 @@ type GetSettingsRequest struct {
 
 func (x *GetSettingsRequest) Reset() {
 	*x = GetSettingsRequest{}
-	mi := &file_plugin_proto_msgTypes[20]
+	mi := &file_plugin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1413,7 +1692,7 @@ func (x *GetSettingsRequest) String() string {
 func (*GetSettingsRequest) ProtoMessage() {}
 
 func (x *GetSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[20]
+	mi := &file_plugin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1426,7 +1705,7 @@ func (x *GetSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSettingsRequest.ProtoReflect.Descriptor instead.
 func (*GetSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{20}
+	return file_plugin_proto_rawDescGZIP(), []int{24}
 }
 
 type GetSettingsResponse struct {
@@ -1439,7 +1718,7 @@ type GetSettingsResponse struct {
 
 func (x *GetSettingsResponse) Reset() {
 	*x = GetSettingsResponse{}
-	mi := &file_plugin_proto_msgTypes[21]
+	mi := &file_plugin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1451,7 +1730,7 @@ func (x *GetSettingsResponse) String() string {
 func (*GetSettingsResponse) ProtoMessage() {}
 
 func (x *GetSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[21]
+	mi := &file_plugin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1464,7 +1743,7 @@ func (x *GetSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSettingsResponse.ProtoReflect.Descriptor instead.
 func (*GetSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{21}
+	return file_plugin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetSettingsResponse) GetRevision() int64 {
@@ -1490,7 +1769,7 @@ type SetSettingsRequest struct {
 
 func (x *SetSettingsRequest) Reset() {
 	*x = SetSettingsRequest{}
-	mi := &file_plugin_proto_msgTypes[22]
+	mi := &file_plugin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1502,7 +1781,7 @@ func (x *SetSettingsRequest) String() string {
 func (*SetSettingsRequest) ProtoMessage() {}
 
 func (x *SetSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[22]
+	mi := &file_plugin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1515,7 +1794,7 @@ func (x *SetSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSettingsRequest.ProtoReflect.Descriptor instead.
 func (*SetSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{22}
+	return file_plugin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SetSettingsRequest) GetSettings() map[string]string {
@@ -1533,7 +1812,7 @@ type SetSettingsResponse struct {
 
 func (x *SetSettingsResponse) Reset() {
 	*x = SetSettingsResponse{}
-	mi := &file_plugin_proto_msgTypes[23]
+	mi := &file_plugin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1545,7 +1824,7 @@ func (x *SetSettingsResponse) String() string {
 func (*SetSettingsResponse) ProtoMessage() {}
 
 func (x *SetSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[23]
+	mi := &file_plugin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1558,7 +1837,7 @@ func (x *SetSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSettingsResponse.ProtoReflect.Descriptor instead.
 func (*SetSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{23}
+	return file_plugin_proto_rawDescGZIP(), []int{27}
 }
 
 type CallPluginRequest struct {
@@ -1572,7 +1851,7 @@ type CallPluginRequest struct {
 
 func (x *CallPluginRequest) Reset() {
 	*x = CallPluginRequest{}
-	mi := &file_plugin_proto_msgTypes[24]
+	mi := &file_plugin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1584,7 +1863,7 @@ func (x *CallPluginRequest) String() string {
 func (*CallPluginRequest) ProtoMessage() {}
 
 func (x *CallPluginRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[24]
+	mi := &file_plugin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1597,7 +1876,7 @@ func (x *CallPluginRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallPluginRequest.ProtoReflect.Descriptor instead.
 func (*CallPluginRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{24}
+	return file_plugin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CallPluginRequest) GetTarget() string {
@@ -1632,7 +1911,7 @@ type PublishRequest struct {
 
 func (x *PublishRequest) Reset() {
 	*x = PublishRequest{}
-	mi := &file_plugin_proto_msgTypes[25]
+	mi := &file_plugin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1644,7 +1923,7 @@ func (x *PublishRequest) String() string {
 func (*PublishRequest) ProtoMessage() {}
 
 func (x *PublishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[25]
+	mi := &file_plugin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1657,7 +1936,7 @@ func (x *PublishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
 func (*PublishRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{25}
+	return file_plugin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PublishRequest) GetRoute() string {
@@ -1683,7 +1962,7 @@ type PublishResponse struct {
 
 func (x *PublishResponse) Reset() {
 	*x = PublishResponse{}
-	mi := &file_plugin_proto_msgTypes[26]
+	mi := &file_plugin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1695,7 +1974,7 @@ func (x *PublishResponse) String() string {
 func (*PublishResponse) ProtoMessage() {}
 
 func (x *PublishResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[26]
+	mi := &file_plugin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1708,7 +1987,7 @@ func (x *PublishResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishResponse.ProtoReflect.Descriptor instead.
 func (*PublishResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{26}
+	return file_plugin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PublishResponse) GetDelivered() int32 {
@@ -1730,7 +2009,7 @@ type AuditRequest struct {
 
 func (x *AuditRequest) Reset() {
 	*x = AuditRequest{}
-	mi := &file_plugin_proto_msgTypes[27]
+	mi := &file_plugin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1742,7 +2021,7 @@ func (x *AuditRequest) String() string {
 func (*AuditRequest) ProtoMessage() {}
 
 func (x *AuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[27]
+	mi := &file_plugin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1755,7 +2034,7 @@ func (x *AuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRequest.ProtoReflect.Descriptor instead.
 func (*AuditRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{27}
+	return file_plugin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AuditRequest) GetAction() string {
@@ -1787,7 +2066,7 @@ type AuditResponse struct {
 
 func (x *AuditResponse) Reset() {
 	*x = AuditResponse{}
-	mi := &file_plugin_proto_msgTypes[28]
+	mi := &file_plugin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1799,7 +2078,7 @@ func (x *AuditResponse) String() string {
 func (*AuditResponse) ProtoMessage() {}
 
 func (x *AuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[28]
+	mi := &file_plugin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1812,7 +2091,7 @@ func (x *AuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditResponse.ProtoReflect.Descriptor instead.
 func (*AuditResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{28}
+	return file_plugin_proto_rawDescGZIP(), []int{32}
 }
 
 var File_plugin_proto protoreflect.FileDescriptor
@@ -1826,7 +2105,7 @@ const file_plugin_proto_rawDesc = "" +
 	"\vremote_addr\x18\x03 \x01(\tR\n" +
 	"remoteAddr\x12\x14\n" +
 	"\x05admin\x18\x04 \x01(\bR\x05admin\"\x11\n" +
-	"\x0fDescribeRequest\"\x8e\x01\n" +
+	"\x0fDescribeRequest\"\xd3\x01\n" +
 	"\x10DescribeResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x12\n" +
@@ -1834,7 +2113,9 @@ const file_plugin_proto_rawDesc = "" +
 	"\twebsocket\x18\x04 \x01(\bR\twebsocket\x12\x1e\n" +
 	"\n" +
 	"operations\x18\x05 \x03(\tR\n" +
-	"operations\"\xa9\x03\n" +
+	"operations\x12\x1a\n" +
+	"\bexchange\x18\x06 \x01(\bR\bexchange\x12'\n" +
+	"\x0fwebsocket_batch\x18\a \x01(\bR\x0ewebsocketBatch\"\xa9\x03\n" +
 	"\x10ConfigureRequest\x12\x1b\n" +
 	"\tmodule_id\x18\x01 \x01(\tR\bmoduleId\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\x12N\n" +
@@ -1887,7 +2168,19 @@ const file_plugin_proto_rawDesc = "" +
 	"\x10HTTPResponsePart\x12:\n" +
 	"\x04head\x18\x01 \x01(\v2$.fiberkit.plugin.v1.HTTPResponseHeadH\x00R\x04head\x123\n" +
 	"\x04body\x18\x02 \x01(\v2\x1d.fiberkit.plugin.v1.BodyChunkH\x00R\x04bodyB\x06\n" +
-	"\x04part\"\xbe\x03\n" +
+	"\x04part\"^\n" +
+	"\x0fExchangeRequest\x127\n" +
+	"\x04head\x18\x01 \x01(\v2#.fiberkit.plugin.v1.HTTPRequestHeadR\x04head\x12\x12\n" +
+	"\x04body\x18\x02 \x01(\fR\x04body\"=\n" +
+	"\rExchangeError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xc1\x01\n" +
+	"\x10ExchangeResponse\x128\n" +
+	"\x04head\x18\x01 \x01(\v2$.fiberkit.plugin.v1.HTTPResponseHeadR\x04head\x12\x12\n" +
+	"\x04body\x18\x02 \x01(\fR\x04body\x12\x14\n" +
+	"\x05flush\x18\x03 \x01(\bR\x05flush\x12\x10\n" +
+	"\x03end\x18\x04 \x01(\bR\x03end\x127\n" +
+	"\x05error\x18\x05 \x01(\v2!.fiberkit.plugin.v1.ExchangeErrorR\x05error\"\xd4\x03\n" +
 	"\rWebSocketOpen\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x14\n" +
 	"\x05route\x18\x02 \x01(\tR\x05route\x12E\n" +
@@ -1895,13 +2188,16 @@ const file_plugin_proto_rawDesc = "" +
 	"\traw_query\x18\x04 \x01(\tR\brawQuery\x12H\n" +
 	"\aheaders\x18\x05 \x03(\v2..fiberkit.plugin.v1.WebSocketOpen.HeadersEntryR\aheaders\x122\n" +
 	"\x06caller\x18\x06 \x01(\v2\x1a.fiberkit.plugin.v1.CallerR\x06caller\x12\x0e\n" +
-	"\x02id\x18\a \x01(\tR\x02id\x1a9\n" +
+	"\x02id\x18\a \x01(\tR\x02id\x12\x14\n" +
+	"\x05batch\x18\b \x01(\bR\x05batch\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aV\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x120\n" +
-	"\x05value\x18\x02 \x01(\v2\x1a.fiberkit.plugin.v1.ValuesR\x05value:\x028\x01\"A\n" +
+	"\x05value\x18\x02 \x01(\v2\x1a.fiberkit.plugin.v1.ValuesR\x05value:\x028\x01\"G\n" +
+	"\x0eWebSocketBatch\x125\n" +
+	"\x04data\x18\x01 \x03(\v2!.fiberkit.plugin.v1.WebSocketDataR\x04data\"A\n" +
 	"\rWebSocketData\x12\x16\n" +
 	"\x06binary\x18\x01 \x01(\bR\x06binary\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\"<\n" +
@@ -1910,7 +2206,7 @@ const file_plugin_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"A\n" +
 	"\x0fWebSocketReject\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\x05R\x06status\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xcc\x02\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x88\x03\n" +
 	"\x0eWebSocketFrame\x127\n" +
 	"\x04open\x18\x01 \x01(\v2!.fiberkit.plugin.v1.WebSocketOpenH\x00R\x04open\x127\n" +
 	"\x04data\x18\x02 \x01(\v2!.fiberkit.plugin.v1.WebSocketDataH\x00R\x04data\x12:\n" +
@@ -1918,7 +2214,8 @@ const file_plugin_proto_rawDesc = "" +
 	"\x04ping\x18\x04 \x01(\fH\x00R\x04ping\x12\x14\n" +
 	"\x04pong\x18\x05 \x01(\fH\x00R\x04pong\x12\x18\n" +
 	"\x06accept\x18\x06 \x01(\bH\x00R\x06accept\x12=\n" +
-	"\x06reject\x18\a \x01(\v2#.fiberkit.plugin.v1.WebSocketRejectH\x00R\x06rejectB\a\n" +
+	"\x06reject\x18\a \x01(\v2#.fiberkit.plugin.v1.WebSocketRejectH\x00R\x06reject\x12:\n" +
+	"\x05batch\x18\b \x01(\v2\".fiberkit.plugin.v1.WebSocketBatchH\x00R\x05batchB\a\n" +
 	"\x05frame\"y\n" +
 	"\vCallRequest\x12\x1c\n" +
 	"\toperation\x18\x01 \x01(\tR\toperation\x12\x18\n" +
@@ -1955,11 +2252,12 @@ const file_plugin_proto_rawDesc = "" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x14\n" +
 	"\x05actor\x18\x02 \x01(\tR\x05actor\x12\x16\n" +
 	"\x06detail\x18\x03 \x01(\fR\x06detail\"\x0f\n" +
-	"\rAuditResponse2\x92\x04\n" +
+	"\rAuditResponse2\xed\x04\n" +
 	"\x06Plugin\x12U\n" +
 	"\bDescribe\x12#.fiberkit.plugin.v1.DescribeRequest\x1a$.fiberkit.plugin.v1.DescribeResponse\x12X\n" +
 	"\tConfigure\x12$.fiberkit.plugin.v1.ConfigureRequest\x1a%.fiberkit.plugin.v1.ConfigureResponse\x12Z\n" +
-	"\tServeHTTP\x12#.fiberkit.plugin.v1.HTTPRequestPart\x1a$.fiberkit.plugin.v1.HTTPResponsePart(\x010\x01\x12\\\n" +
+	"\tServeHTTP\x12#.fiberkit.plugin.v1.HTTPRequestPart\x1a$.fiberkit.plugin.v1.HTTPResponsePart(\x010\x01\x12Y\n" +
+	"\bExchange\x12#.fiberkit.plugin.v1.ExchangeRequest\x1a$.fiberkit.plugin.v1.ExchangeResponse(\x010\x01\x12\\\n" +
 	"\x0eServeWebSocket\x12\".fiberkit.plugin.v1.WebSocketFrame\x1a\".fiberkit.plugin.v1.WebSocketFrame(\x010\x01\x12I\n" +
 	"\x04Call\x12\x1f.fiberkit.plugin.v1.CallRequest\x1a .fiberkit.plugin.v1.CallResponse\x12R\n" +
 	"\aMetrics\x12\".fiberkit.plugin.v1.MetricsRequest\x1a#.fiberkit.plugin.v1.MetricsResponse2\xbf\x03\n" +
@@ -1983,7 +2281,7 @@ func file_plugin_proto_rawDescGZIP() []byte {
 	return file_plugin_proto_rawDescData
 }
 
-var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_plugin_proto_goTypes = []any{
 	(*Caller)(nil),              // 0: fiberkit.plugin.v1.Caller
 	(*DescribeRequest)(nil),     // 1: fiberkit.plugin.v1.DescribeRequest
@@ -1996,84 +2294,95 @@ var file_plugin_proto_goTypes = []any{
 	(*HTTPRequestPart)(nil),     // 8: fiberkit.plugin.v1.HTTPRequestPart
 	(*HTTPResponseHead)(nil),    // 9: fiberkit.plugin.v1.HTTPResponseHead
 	(*HTTPResponsePart)(nil),    // 10: fiberkit.plugin.v1.HTTPResponsePart
-	(*WebSocketOpen)(nil),       // 11: fiberkit.plugin.v1.WebSocketOpen
-	(*WebSocketData)(nil),       // 12: fiberkit.plugin.v1.WebSocketData
-	(*WebSocketClose)(nil),      // 13: fiberkit.plugin.v1.WebSocketClose
-	(*WebSocketReject)(nil),     // 14: fiberkit.plugin.v1.WebSocketReject
-	(*WebSocketFrame)(nil),      // 15: fiberkit.plugin.v1.WebSocketFrame
-	(*CallRequest)(nil),         // 16: fiberkit.plugin.v1.CallRequest
-	(*CallResponse)(nil),        // 17: fiberkit.plugin.v1.CallResponse
-	(*MetricsRequest)(nil),      // 18: fiberkit.plugin.v1.MetricsRequest
-	(*MetricsResponse)(nil),     // 19: fiberkit.plugin.v1.MetricsResponse
-	(*GetSettingsRequest)(nil),  // 20: fiberkit.plugin.v1.GetSettingsRequest
-	(*GetSettingsResponse)(nil), // 21: fiberkit.plugin.v1.GetSettingsResponse
-	(*SetSettingsRequest)(nil),  // 22: fiberkit.plugin.v1.SetSettingsRequest
-	(*SetSettingsResponse)(nil), // 23: fiberkit.plugin.v1.SetSettingsResponse
-	(*CallPluginRequest)(nil),   // 24: fiberkit.plugin.v1.CallPluginRequest
-	(*PublishRequest)(nil),      // 25: fiberkit.plugin.v1.PublishRequest
-	(*PublishResponse)(nil),     // 26: fiberkit.plugin.v1.PublishResponse
-	(*AuditRequest)(nil),        // 27: fiberkit.plugin.v1.AuditRequest
-	(*AuditResponse)(nil),       // 28: fiberkit.plugin.v1.AuditResponse
-	nil,                         // 29: fiberkit.plugin.v1.ConfigureRequest.SettingsEntry
-	nil,                         // 30: fiberkit.plugin.v1.HTTPRequestHead.HeadersEntry
-	nil,                         // 31: fiberkit.plugin.v1.HTTPRequestHead.ParamsEntry
-	nil,                         // 32: fiberkit.plugin.v1.HTTPResponseHead.HeadersEntry
-	nil,                         // 33: fiberkit.plugin.v1.WebSocketOpen.ParamsEntry
-	nil,                         // 34: fiberkit.plugin.v1.WebSocketOpen.HeadersEntry
-	nil,                         // 35: fiberkit.plugin.v1.GetSettingsResponse.SettingsEntry
-	nil,                         // 36: fiberkit.plugin.v1.SetSettingsRequest.SettingsEntry
+	(*ExchangeRequest)(nil),     // 11: fiberkit.plugin.v1.ExchangeRequest
+	(*ExchangeError)(nil),       // 12: fiberkit.plugin.v1.ExchangeError
+	(*ExchangeResponse)(nil),    // 13: fiberkit.plugin.v1.ExchangeResponse
+	(*WebSocketOpen)(nil),       // 14: fiberkit.plugin.v1.WebSocketOpen
+	(*WebSocketBatch)(nil),      // 15: fiberkit.plugin.v1.WebSocketBatch
+	(*WebSocketData)(nil),       // 16: fiberkit.plugin.v1.WebSocketData
+	(*WebSocketClose)(nil),      // 17: fiberkit.plugin.v1.WebSocketClose
+	(*WebSocketReject)(nil),     // 18: fiberkit.plugin.v1.WebSocketReject
+	(*WebSocketFrame)(nil),      // 19: fiberkit.plugin.v1.WebSocketFrame
+	(*CallRequest)(nil),         // 20: fiberkit.plugin.v1.CallRequest
+	(*CallResponse)(nil),        // 21: fiberkit.plugin.v1.CallResponse
+	(*MetricsRequest)(nil),      // 22: fiberkit.plugin.v1.MetricsRequest
+	(*MetricsResponse)(nil),     // 23: fiberkit.plugin.v1.MetricsResponse
+	(*GetSettingsRequest)(nil),  // 24: fiberkit.plugin.v1.GetSettingsRequest
+	(*GetSettingsResponse)(nil), // 25: fiberkit.plugin.v1.GetSettingsResponse
+	(*SetSettingsRequest)(nil),  // 26: fiberkit.plugin.v1.SetSettingsRequest
+	(*SetSettingsResponse)(nil), // 27: fiberkit.plugin.v1.SetSettingsResponse
+	(*CallPluginRequest)(nil),   // 28: fiberkit.plugin.v1.CallPluginRequest
+	(*PublishRequest)(nil),      // 29: fiberkit.plugin.v1.PublishRequest
+	(*PublishResponse)(nil),     // 30: fiberkit.plugin.v1.PublishResponse
+	(*AuditRequest)(nil),        // 31: fiberkit.plugin.v1.AuditRequest
+	(*AuditResponse)(nil),       // 32: fiberkit.plugin.v1.AuditResponse
+	nil,                         // 33: fiberkit.plugin.v1.ConfigureRequest.SettingsEntry
+	nil,                         // 34: fiberkit.plugin.v1.HTTPRequestHead.HeadersEntry
+	nil,                         // 35: fiberkit.plugin.v1.HTTPRequestHead.ParamsEntry
+	nil,                         // 36: fiberkit.plugin.v1.HTTPResponseHead.HeadersEntry
+	nil,                         // 37: fiberkit.plugin.v1.WebSocketOpen.ParamsEntry
+	nil,                         // 38: fiberkit.plugin.v1.WebSocketOpen.HeadersEntry
+	nil,                         // 39: fiberkit.plugin.v1.GetSettingsResponse.SettingsEntry
+	nil,                         // 40: fiberkit.plugin.v1.SetSettingsRequest.SettingsEntry
 }
 var file_plugin_proto_depIdxs = []int32{
-	29, // 0: fiberkit.plugin.v1.ConfigureRequest.settings:type_name -> fiberkit.plugin.v1.ConfigureRequest.SettingsEntry
-	30, // 1: fiberkit.plugin.v1.HTTPRequestHead.headers:type_name -> fiberkit.plugin.v1.HTTPRequestHead.HeadersEntry
+	33, // 0: fiberkit.plugin.v1.ConfigureRequest.settings:type_name -> fiberkit.plugin.v1.ConfigureRequest.SettingsEntry
+	34, // 1: fiberkit.plugin.v1.HTTPRequestHead.headers:type_name -> fiberkit.plugin.v1.HTTPRequestHead.HeadersEntry
 	0,  // 2: fiberkit.plugin.v1.HTTPRequestHead.caller:type_name -> fiberkit.plugin.v1.Caller
-	31, // 3: fiberkit.plugin.v1.HTTPRequestHead.params:type_name -> fiberkit.plugin.v1.HTTPRequestHead.ParamsEntry
+	35, // 3: fiberkit.plugin.v1.HTTPRequestHead.params:type_name -> fiberkit.plugin.v1.HTTPRequestHead.ParamsEntry
 	6,  // 4: fiberkit.plugin.v1.HTTPRequestPart.head:type_name -> fiberkit.plugin.v1.HTTPRequestHead
 	7,  // 5: fiberkit.plugin.v1.HTTPRequestPart.body:type_name -> fiberkit.plugin.v1.BodyChunk
-	32, // 6: fiberkit.plugin.v1.HTTPResponseHead.headers:type_name -> fiberkit.plugin.v1.HTTPResponseHead.HeadersEntry
+	36, // 6: fiberkit.plugin.v1.HTTPResponseHead.headers:type_name -> fiberkit.plugin.v1.HTTPResponseHead.HeadersEntry
 	9,  // 7: fiberkit.plugin.v1.HTTPResponsePart.head:type_name -> fiberkit.plugin.v1.HTTPResponseHead
 	7,  // 8: fiberkit.plugin.v1.HTTPResponsePart.body:type_name -> fiberkit.plugin.v1.BodyChunk
-	33, // 9: fiberkit.plugin.v1.WebSocketOpen.params:type_name -> fiberkit.plugin.v1.WebSocketOpen.ParamsEntry
-	34, // 10: fiberkit.plugin.v1.WebSocketOpen.headers:type_name -> fiberkit.plugin.v1.WebSocketOpen.HeadersEntry
-	0,  // 11: fiberkit.plugin.v1.WebSocketOpen.caller:type_name -> fiberkit.plugin.v1.Caller
-	11, // 12: fiberkit.plugin.v1.WebSocketFrame.open:type_name -> fiberkit.plugin.v1.WebSocketOpen
-	12, // 13: fiberkit.plugin.v1.WebSocketFrame.data:type_name -> fiberkit.plugin.v1.WebSocketData
-	13, // 14: fiberkit.plugin.v1.WebSocketFrame.close:type_name -> fiberkit.plugin.v1.WebSocketClose
-	14, // 15: fiberkit.plugin.v1.WebSocketFrame.reject:type_name -> fiberkit.plugin.v1.WebSocketReject
-	0,  // 16: fiberkit.plugin.v1.CallRequest.caller:type_name -> fiberkit.plugin.v1.Caller
-	35, // 17: fiberkit.plugin.v1.GetSettingsResponse.settings:type_name -> fiberkit.plugin.v1.GetSettingsResponse.SettingsEntry
-	36, // 18: fiberkit.plugin.v1.SetSettingsRequest.settings:type_name -> fiberkit.plugin.v1.SetSettingsRequest.SettingsEntry
-	12, // 19: fiberkit.plugin.v1.PublishRequest.data:type_name -> fiberkit.plugin.v1.WebSocketData
-	5,  // 20: fiberkit.plugin.v1.HTTPRequestHead.HeadersEntry.value:type_name -> fiberkit.plugin.v1.Values
-	5,  // 21: fiberkit.plugin.v1.HTTPResponseHead.HeadersEntry.value:type_name -> fiberkit.plugin.v1.Values
-	5,  // 22: fiberkit.plugin.v1.WebSocketOpen.HeadersEntry.value:type_name -> fiberkit.plugin.v1.Values
-	1,  // 23: fiberkit.plugin.v1.Plugin.Describe:input_type -> fiberkit.plugin.v1.DescribeRequest
-	3,  // 24: fiberkit.plugin.v1.Plugin.Configure:input_type -> fiberkit.plugin.v1.ConfigureRequest
-	8,  // 25: fiberkit.plugin.v1.Plugin.ServeHTTP:input_type -> fiberkit.plugin.v1.HTTPRequestPart
-	15, // 26: fiberkit.plugin.v1.Plugin.ServeWebSocket:input_type -> fiberkit.plugin.v1.WebSocketFrame
-	16, // 27: fiberkit.plugin.v1.Plugin.Call:input_type -> fiberkit.plugin.v1.CallRequest
-	18, // 28: fiberkit.plugin.v1.Plugin.Metrics:input_type -> fiberkit.plugin.v1.MetricsRequest
-	20, // 29: fiberkit.plugin.v1.Host.GetSettings:input_type -> fiberkit.plugin.v1.GetSettingsRequest
-	22, // 30: fiberkit.plugin.v1.Host.SetSettings:input_type -> fiberkit.plugin.v1.SetSettingsRequest
-	24, // 31: fiberkit.plugin.v1.Host.CallPlugin:input_type -> fiberkit.plugin.v1.CallPluginRequest
-	25, // 32: fiberkit.plugin.v1.Host.Publish:input_type -> fiberkit.plugin.v1.PublishRequest
-	27, // 33: fiberkit.plugin.v1.Host.Audit:input_type -> fiberkit.plugin.v1.AuditRequest
-	2,  // 34: fiberkit.plugin.v1.Plugin.Describe:output_type -> fiberkit.plugin.v1.DescribeResponse
-	4,  // 35: fiberkit.plugin.v1.Plugin.Configure:output_type -> fiberkit.plugin.v1.ConfigureResponse
-	10, // 36: fiberkit.plugin.v1.Plugin.ServeHTTP:output_type -> fiberkit.plugin.v1.HTTPResponsePart
-	15, // 37: fiberkit.plugin.v1.Plugin.ServeWebSocket:output_type -> fiberkit.plugin.v1.WebSocketFrame
-	17, // 38: fiberkit.plugin.v1.Plugin.Call:output_type -> fiberkit.plugin.v1.CallResponse
-	19, // 39: fiberkit.plugin.v1.Plugin.Metrics:output_type -> fiberkit.plugin.v1.MetricsResponse
-	21, // 40: fiberkit.plugin.v1.Host.GetSettings:output_type -> fiberkit.plugin.v1.GetSettingsResponse
-	23, // 41: fiberkit.plugin.v1.Host.SetSettings:output_type -> fiberkit.plugin.v1.SetSettingsResponse
-	17, // 42: fiberkit.plugin.v1.Host.CallPlugin:output_type -> fiberkit.plugin.v1.CallResponse
-	26, // 43: fiberkit.plugin.v1.Host.Publish:output_type -> fiberkit.plugin.v1.PublishResponse
-	28, // 44: fiberkit.plugin.v1.Host.Audit:output_type -> fiberkit.plugin.v1.AuditResponse
-	34, // [34:45] is the sub-list for method output_type
-	23, // [23:34] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	6,  // 9: fiberkit.plugin.v1.ExchangeRequest.head:type_name -> fiberkit.plugin.v1.HTTPRequestHead
+	9,  // 10: fiberkit.plugin.v1.ExchangeResponse.head:type_name -> fiberkit.plugin.v1.HTTPResponseHead
+	12, // 11: fiberkit.plugin.v1.ExchangeResponse.error:type_name -> fiberkit.plugin.v1.ExchangeError
+	37, // 12: fiberkit.plugin.v1.WebSocketOpen.params:type_name -> fiberkit.plugin.v1.WebSocketOpen.ParamsEntry
+	38, // 13: fiberkit.plugin.v1.WebSocketOpen.headers:type_name -> fiberkit.plugin.v1.WebSocketOpen.HeadersEntry
+	0,  // 14: fiberkit.plugin.v1.WebSocketOpen.caller:type_name -> fiberkit.plugin.v1.Caller
+	16, // 15: fiberkit.plugin.v1.WebSocketBatch.data:type_name -> fiberkit.plugin.v1.WebSocketData
+	14, // 16: fiberkit.plugin.v1.WebSocketFrame.open:type_name -> fiberkit.plugin.v1.WebSocketOpen
+	16, // 17: fiberkit.plugin.v1.WebSocketFrame.data:type_name -> fiberkit.plugin.v1.WebSocketData
+	17, // 18: fiberkit.plugin.v1.WebSocketFrame.close:type_name -> fiberkit.plugin.v1.WebSocketClose
+	18, // 19: fiberkit.plugin.v1.WebSocketFrame.reject:type_name -> fiberkit.plugin.v1.WebSocketReject
+	15, // 20: fiberkit.plugin.v1.WebSocketFrame.batch:type_name -> fiberkit.plugin.v1.WebSocketBatch
+	0,  // 21: fiberkit.plugin.v1.CallRequest.caller:type_name -> fiberkit.plugin.v1.Caller
+	39, // 22: fiberkit.plugin.v1.GetSettingsResponse.settings:type_name -> fiberkit.plugin.v1.GetSettingsResponse.SettingsEntry
+	40, // 23: fiberkit.plugin.v1.SetSettingsRequest.settings:type_name -> fiberkit.plugin.v1.SetSettingsRequest.SettingsEntry
+	16, // 24: fiberkit.plugin.v1.PublishRequest.data:type_name -> fiberkit.plugin.v1.WebSocketData
+	5,  // 25: fiberkit.plugin.v1.HTTPRequestHead.HeadersEntry.value:type_name -> fiberkit.plugin.v1.Values
+	5,  // 26: fiberkit.plugin.v1.HTTPResponseHead.HeadersEntry.value:type_name -> fiberkit.plugin.v1.Values
+	5,  // 27: fiberkit.plugin.v1.WebSocketOpen.HeadersEntry.value:type_name -> fiberkit.plugin.v1.Values
+	1,  // 28: fiberkit.plugin.v1.Plugin.Describe:input_type -> fiberkit.plugin.v1.DescribeRequest
+	3,  // 29: fiberkit.plugin.v1.Plugin.Configure:input_type -> fiberkit.plugin.v1.ConfigureRequest
+	8,  // 30: fiberkit.plugin.v1.Plugin.ServeHTTP:input_type -> fiberkit.plugin.v1.HTTPRequestPart
+	11, // 31: fiberkit.plugin.v1.Plugin.Exchange:input_type -> fiberkit.plugin.v1.ExchangeRequest
+	19, // 32: fiberkit.plugin.v1.Plugin.ServeWebSocket:input_type -> fiberkit.plugin.v1.WebSocketFrame
+	20, // 33: fiberkit.plugin.v1.Plugin.Call:input_type -> fiberkit.plugin.v1.CallRequest
+	22, // 34: fiberkit.plugin.v1.Plugin.Metrics:input_type -> fiberkit.plugin.v1.MetricsRequest
+	24, // 35: fiberkit.plugin.v1.Host.GetSettings:input_type -> fiberkit.plugin.v1.GetSettingsRequest
+	26, // 36: fiberkit.plugin.v1.Host.SetSettings:input_type -> fiberkit.plugin.v1.SetSettingsRequest
+	28, // 37: fiberkit.plugin.v1.Host.CallPlugin:input_type -> fiberkit.plugin.v1.CallPluginRequest
+	29, // 38: fiberkit.plugin.v1.Host.Publish:input_type -> fiberkit.plugin.v1.PublishRequest
+	31, // 39: fiberkit.plugin.v1.Host.Audit:input_type -> fiberkit.plugin.v1.AuditRequest
+	2,  // 40: fiberkit.plugin.v1.Plugin.Describe:output_type -> fiberkit.plugin.v1.DescribeResponse
+	4,  // 41: fiberkit.plugin.v1.Plugin.Configure:output_type -> fiberkit.plugin.v1.ConfigureResponse
+	10, // 42: fiberkit.plugin.v1.Plugin.ServeHTTP:output_type -> fiberkit.plugin.v1.HTTPResponsePart
+	13, // 43: fiberkit.plugin.v1.Plugin.Exchange:output_type -> fiberkit.plugin.v1.ExchangeResponse
+	19, // 44: fiberkit.plugin.v1.Plugin.ServeWebSocket:output_type -> fiberkit.plugin.v1.WebSocketFrame
+	21, // 45: fiberkit.plugin.v1.Plugin.Call:output_type -> fiberkit.plugin.v1.CallResponse
+	23, // 46: fiberkit.plugin.v1.Plugin.Metrics:output_type -> fiberkit.plugin.v1.MetricsResponse
+	25, // 47: fiberkit.plugin.v1.Host.GetSettings:output_type -> fiberkit.plugin.v1.GetSettingsResponse
+	27, // 48: fiberkit.plugin.v1.Host.SetSettings:output_type -> fiberkit.plugin.v1.SetSettingsResponse
+	21, // 49: fiberkit.plugin.v1.Host.CallPlugin:output_type -> fiberkit.plugin.v1.CallResponse
+	30, // 50: fiberkit.plugin.v1.Host.Publish:output_type -> fiberkit.plugin.v1.PublishResponse
+	32, // 51: fiberkit.plugin.v1.Host.Audit:output_type -> fiberkit.plugin.v1.AuditResponse
+	40, // [40:52] is the sub-list for method output_type
+	28, // [28:40] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_plugin_proto_init() }
@@ -2089,7 +2398,7 @@ func file_plugin_proto_init() {
 		(*HTTPResponsePart_Head)(nil),
 		(*HTTPResponsePart_Body)(nil),
 	}
-	file_plugin_proto_msgTypes[15].OneofWrappers = []any{
+	file_plugin_proto_msgTypes[19].OneofWrappers = []any{
 		(*WebSocketFrame_Open)(nil),
 		(*WebSocketFrame_Data)(nil),
 		(*WebSocketFrame_Close)(nil),
@@ -2097,6 +2406,7 @@ func file_plugin_proto_init() {
 		(*WebSocketFrame_Pong)(nil),
 		(*WebSocketFrame_Accept)(nil),
 		(*WebSocketFrame_Reject)(nil),
+		(*WebSocketFrame_Batch)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2104,7 +2414,7 @@ func file_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugin_proto_rawDesc), len(file_plugin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   37,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -28,6 +28,7 @@ const (
 	Plugin_Describe_FullMethodName       = "/fiberkit.plugin.v1.Plugin/Describe"
 	Plugin_Configure_FullMethodName      = "/fiberkit.plugin.v1.Plugin/Configure"
 	Plugin_ServeHTTP_FullMethodName      = "/fiberkit.plugin.v1.Plugin/ServeHTTP"
+	Plugin_Exchange_FullMethodName       = "/fiberkit.plugin.v1.Plugin/Exchange"
 	Plugin_ServeWebSocket_FullMethodName = "/fiberkit.plugin.v1.Plugin/ServeWebSocket"
 	Plugin_Call_FullMethodName           = "/fiberkit.plugin.v1.Plugin/Call"
 	Plugin_Metrics_FullMethodName        = "/fiberkit.plugin.v1.Plugin/Metrics"
@@ -46,6 +47,14 @@ type PluginClient interface {
 	// ServeHTTP carries one HTTP exchange: request head then body chunks up;
 	// response head then body chunks down, each forwarded as soon as it is written.
 	ServeHTTP(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[HTTPRequestPart, HTTPResponsePart], error)
+	// Exchange carries HTTP exchanges whose request body the host holds whole, one
+	// after another on a long-lived stream that the host keeps in a pool: one
+	// ExchangeRequest up per exchange; ExchangeResponse parts down, the last one with
+	// end set, after which the stream carries the next exchange. The host cancels the
+	// stream (and so the handler's context) to abandon an exchange, and never reuses
+	// that stream. A plugin that says exchange in its DescribeResponse serves it;
+	// requests whose body is streamed still use ServeHTTP.
+	Exchange(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExchangeRequest, ExchangeResponse], error)
 	// ServeWebSocket carries one WebSocket connection: an Open first, then frames
 	// both ways until a Close.
 	ServeWebSocket(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WebSocketFrame, WebSocketFrame], error)
@@ -98,9 +107,22 @@ func (c *pluginClient) ServeHTTP(ctx context.Context, opts ...grpc.CallOption) (
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Plugin_ServeHTTPClient = grpc.BidiStreamingClient[HTTPRequestPart, HTTPResponsePart]
 
+func (c *pluginClient) Exchange(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExchangeRequest, ExchangeResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Plugin_ServiceDesc.Streams[1], Plugin_Exchange_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExchangeRequest, ExchangeResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Plugin_ExchangeClient = grpc.BidiStreamingClient[ExchangeRequest, ExchangeResponse]
+
 func (c *pluginClient) ServeWebSocket(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WebSocketFrame, WebSocketFrame], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Plugin_ServiceDesc.Streams[1], Plugin_ServeWebSocket_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Plugin_ServiceDesc.Streams[2], Plugin_ServeWebSocket_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -144,6 +166,14 @@ type PluginServer interface {
 	// ServeHTTP carries one HTTP exchange: request head then body chunks up;
 	// response head then body chunks down, each forwarded as soon as it is written.
 	ServeHTTP(grpc.BidiStreamingServer[HTTPRequestPart, HTTPResponsePart]) error
+	// Exchange carries HTTP exchanges whose request body the host holds whole, one
+	// after another on a long-lived stream that the host keeps in a pool: one
+	// ExchangeRequest up per exchange; ExchangeResponse parts down, the last one with
+	// end set, after which the stream carries the next exchange. The host cancels the
+	// stream (and so the handler's context) to abandon an exchange, and never reuses
+	// that stream. A plugin that says exchange in its DescribeResponse serves it;
+	// requests whose body is streamed still use ServeHTTP.
+	Exchange(grpc.BidiStreamingServer[ExchangeRequest, ExchangeResponse]) error
 	// ServeWebSocket carries one WebSocket connection: an Open first, then frames
 	// both ways until a Close.
 	ServeWebSocket(grpc.BidiStreamingServer[WebSocketFrame, WebSocketFrame]) error
@@ -171,6 +201,9 @@ func (UnimplementedPluginServer) Configure(context.Context, *ConfigureRequest) (
 }
 func (UnimplementedPluginServer) ServeHTTP(grpc.BidiStreamingServer[HTTPRequestPart, HTTPResponsePart]) error {
 	return status.Errorf(codes.Unimplemented, "method ServeHTTP not implemented")
+}
+func (UnimplementedPluginServer) Exchange(grpc.BidiStreamingServer[ExchangeRequest, ExchangeResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method Exchange not implemented")
 }
 func (UnimplementedPluginServer) ServeWebSocket(grpc.BidiStreamingServer[WebSocketFrame, WebSocketFrame]) error {
 	return status.Errorf(codes.Unimplemented, "method ServeWebSocket not implemented")
@@ -245,6 +278,13 @@ func _Plugin_ServeHTTP_Handler(srv interface{}, stream grpc.ServerStream) error 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Plugin_ServeHTTPServer = grpc.BidiStreamingServer[HTTPRequestPart, HTTPResponsePart]
 
+func _Plugin_Exchange_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(PluginServer).Exchange(&grpc.GenericServerStream[ExchangeRequest, ExchangeResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Plugin_ExchangeServer = grpc.BidiStreamingServer[ExchangeRequest, ExchangeResponse]
+
 func _Plugin_ServeWebSocket_Handler(srv interface{}, stream grpc.ServerStream) error {
 	return srv.(PluginServer).ServeWebSocket(&grpc.GenericServerStream[WebSocketFrame, WebSocketFrame]{ServerStream: stream})
 }
@@ -316,6 +356,12 @@ var Plugin_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "ServeHTTP",
 			Handler:       _Plugin_ServeHTTP_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Exchange",
+			Handler:       _Plugin_Exchange_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
 		},

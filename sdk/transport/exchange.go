@@ -1,0 +1,309 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	pb "github.com/fiberkit/fiberkit/sdk/transport/pluginv1"
+)
+
+// The Exchange call carries HTTP exchanges whose request body the host holds whole
+// on long-lived streams that the host pools: opening a gRPC stream per request (a
+// HEADERS frame each way, trailers, a goroutine on the plugin's side) cost more than
+// the request itself. Requests with a streamed body keep using ServeHTTP.
+
+// Exchange is the plugin's side of an Exchange stream: exchanges one after another,
+// each served by impl on this goroutine.
+func (s *server) Exchange(stream pb.Plugin_ExchangeServer) error {
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		h := req.GetHead()
+		if h == nil {
+			return toStatus(Errorf(CodeInvalidInput, "exchange request without a head"))
+		}
+		head := requestHeadFromPB(h)
+		w := &exchangeWriter{stream: stream}
+		err = s.impl.ServeHTTP(stream.Context(), head, bytes.NewReader(req.GetBody()), w)
+		if err := w.finish(err); err != nil {
+			return err
+		}
+		if err := stream.Context().Err(); err != nil {
+			return err
+		}
+	}
+}
+
+func requestHeadFromPB(h *pb.HTTPRequestHead) RequestHead {
+	return RequestHead{
+		Method: h.GetMethod(), Path: h.GetPath(), RawQuery: h.GetRawQuery(),
+		Header: headerFromPB(h.GetHeaders()), RemoteAddr: h.GetRemoteAddr(), Host: h.GetHost(), TLS: h.GetTls(),
+		Caller: callerFromPB(h.GetCaller()), Route: h.GetRoute(), Params: h.GetParams(),
+	}
+}
+
+func requestHeadToPB(head RequestHead) *pb.HTTPRequestHead {
+	return &pb.HTTPRequestHead{
+		Method: head.Method, Path: head.Path, RawQuery: head.RawQuery, Headers: headerToPB(head.Header),
+		RemoteAddr: head.RemoteAddr, Host: head.Host, Tls: head.TLS, Caller: callerToPB(head.Caller),
+		Route: head.Route, Params: head.Params,
+	}
+}
+
+// exchangeWriter buffers the response as net/http does: the head and body go out
+// together when the handler flushes, fills a chunk or returns, so a small response is
+// one message.
+type exchangeWriter struct {
+	stream   pb.Plugin_ExchangeServer
+	head     *pb.HTTPResponseHead // set by WriteHead until it is sent
+	headSent bool
+	buf      []byte
+}
+
+func (w *exchangeWriter) WriteHead(status int, header http.Header) error {
+	if w.head != nil || w.headSent {
+		return nil
+	}
+	w.head = &pb.HTTPResponseHead{Status: int32(status), Headers: headerToPB(header)}
+	return nil
+}
+
+func (w *exchangeWriter) Write(p []byte) (int, error) {
+	if w.head == nil && !w.headSent {
+		_ = w.WriteHead(200, nil)
+	}
+	n := len(p)
+	for len(p) > 0 {
+		take := min(chunkSize-len(w.buf), len(p))
+		w.buf = append(w.buf, p[:take]...)
+		p = p[take:]
+		if len(w.buf) == chunkSize {
+			if err := w.send(&pb.ExchangeResponse{}); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (w *exchangeWriter) Flush() error {
+	if w.head == nil && !w.headSent {
+		_ = w.WriteHead(200, nil)
+	}
+	return w.send(&pb.ExchangeResponse{Flush: true})
+}
+
+// send sends m with the pending head and body.
+func (w *exchangeWriter) send(m *pb.ExchangeResponse) error {
+	if w.head != nil {
+		m.Head, w.head, w.headSent = w.head, nil, true
+	}
+	m.Body = w.buf
+	// Send encodes the message before returning, so the buffer can be reused.
+	err := w.stream.Send(m)
+	w.buf = w.buf[:0]
+	return err
+}
+
+// finish ends the exchange: what is pending, then end, with the handler's error if
+// it failed. Only a failure to send is returned: the stream is then unusable.
+func (w *exchangeWriter) finish(herr error) error {
+	m := &pb.ExchangeResponse{End: true}
+	if herr != nil {
+		// A failed response is cut short: what was not sent yet is dropped, and the
+		// host answers in the module's place if no head went out.
+		m.Error = exchangeErrorToPB(herr)
+		w.head, w.buf = nil, w.buf[:0]
+	} else if w.head == nil && !w.headSent {
+		_ = w.WriteHead(200, nil)
+	}
+	return w.send(m)
+}
+
+// codeUnimplemented is the ExchangeError code of ErrUnimplemented.
+const codeUnimplemented = "unimplemented"
+
+func exchangeErrorToPB(err error) *pb.ExchangeError {
+	if errors.Is(err, ErrUnimplemented) {
+		return &pb.ExchangeError{Code: codeUnimplemented, Message: err.Error()}
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return &pb.ExchangeError{Code: CodeInternal, Message: err.Error()}
+	}
+	var op *OpError
+	if !errors.As(err, &op) {
+		op = &OpError{Code: CodeInternal, Message: err.Error()}
+	}
+	return &pb.ExchangeError{Code: op.Code, Message: op.Message}
+}
+
+func exchangeErrorFromPB(e *pb.ExchangeError) error {
+	if e.GetCode() == codeUnimplemented {
+		return ErrUnimplemented
+	}
+	return &OpError{Code: e.GetCode(), Message: e.GetMessage()}
+}
+
+// ResponsePart is a piece of a module's response to an Exchange.
+type ResponsePart struct {
+	// HasHead says Status and Header are set: the first part of a response has them.
+	HasHead bool
+	Status  int
+	Header  http.Header
+	// Body is the next piece of the body; the caller may keep it.
+	Body []byte
+	// Flush asks for everything so far to be pushed to the client.
+	Flush bool
+	// End says the response is complete; Next returns no more parts.
+	End bool
+}
+
+// maxIdleStreams is how many idle Exchange streams a Client keeps; more are opened
+// when more exchanges run at once, and closed when they finish beyond this.
+const maxIdleStreams = 64
+
+// idleStreamTTL is how long an idle Exchange stream is kept before it is closed.
+const idleStreamTTL = time.Minute
+
+// exchangeStream is a pooled Exchange stream.
+type exchangeStream struct {
+	stream pb.Plugin_ExchangeClient
+	cancel context.CancelFunc
+	idle   time.Time
+}
+
+// streamPool keeps idle Exchange streams for reuse, newest last.
+type streamPool struct {
+	mu   sync.Mutex
+	idle []*exchangeStream
+}
+
+func (p *streamPool) get() *exchangeStream {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	// Streams idle too long are closed; the oldest are first.
+	for len(p.idle) > 0 && now.Sub(p.idle[0].idle) > idleStreamTTL {
+		p.idle[0].cancel()
+		p.idle = p.idle[1:]
+	}
+	if n := len(p.idle); n > 0 {
+		s := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		return s
+	}
+	return nil
+}
+
+func (p *streamPool) put(s *exchangeStream) {
+	s.idle = time.Now()
+	p.mu.Lock()
+	if len(p.idle) < maxIdleStreams {
+		p.idle = append(p.idle, s)
+		s = nil
+	}
+	p.mu.Unlock()
+	if s != nil {
+		s.cancel()
+	}
+}
+
+// Exchange is one HTTP exchange in flight on a pooled stream. Next and Abort may be
+// called from different goroutines; Next from one at a time.
+type Exchange struct {
+	c     *Client
+	s     *exchangeStream
+	mu    sync.Mutex
+	ended bool // the response ended: the stream went back to the pool
+	abort bool // Abort was called: the stream was cancelled
+}
+
+// CanExchange reports whether the module serves Exchange (known once Describe
+// answered); without it, use ServeHTTP.
+func (c *Client) CanExchange() bool { return c.exchange.Load() }
+
+// StartExchange sends a request whose body is held whole to the module on a pooled
+// stream. Read the response with Next until a part says End, or Abort.
+func (c *Client) StartExchange(head RequestHead, body []byte) (*Exchange, error) {
+	req := &pb.ExchangeRequest{Head: requestHeadToPB(head), Body: body}
+	// A pooled stream may have been broken while idle (the module restarted its
+	// server, say): the send or the first receive shows it; one fresh stream is tried
+	// then. A fresh stream that fails is the module's failure.
+	for {
+		s := c.pool.get()
+		fresh := s == nil
+		if fresh {
+			ctx, cancel := context.WithCancel(context.Background())
+			stream, err := c.rpc.Exchange(ctx)
+			if err != nil {
+				cancel()
+				return nil, fromStatus(err)
+			}
+			s = &exchangeStream{stream: stream, cancel: cancel}
+		}
+		if err := s.stream.Send(req); err != nil {
+			s.cancel()
+			if fresh {
+				return nil, fromStatus(recvErr(s.stream, err))
+			}
+			continue
+		}
+		return &Exchange{c: c, s: s}, nil
+	}
+}
+
+// Next returns the next part of the response. After a part with End, or an error,
+// the exchange is over. An error after Abort is context.Canceled.
+func (x *Exchange) Next() (ResponsePart, error) {
+	m, err := x.s.stream.Recv()
+	if err != nil {
+		x.drop()
+		if errors.Is(err, io.EOF) {
+			return ResponsePart{}, Errorf(CodeInternal, "module ended the exchange stream")
+		}
+		return ResponsePart{}, fromStatus(err)
+	}
+	p := ResponsePart{Body: m.GetBody(), Flush: m.GetFlush(), End: m.GetEnd()}
+	if h := m.GetHead(); h != nil {
+		p.HasHead, p.Status, p.Header = true, int(h.GetStatus()), headerFromPB(h.GetHeaders())
+	}
+	if p.End {
+		x.mu.Lock()
+		reuse := !x.abort && !x.ended
+		x.ended = true
+		x.mu.Unlock()
+		if reuse {
+			x.c.pool.put(x.s)
+		}
+		if e := m.GetError(); e != nil {
+			return p, exchangeErrorFromPB(e)
+		}
+	}
+	return p, nil
+}
+
+// Abort abandons the exchange: the stream is cancelled, which cancels the handler's
+// context in the module, and a Next waiting returns. It does nothing once the
+// response ended.
+func (x *Exchange) Abort() { x.drop() }
+
+func (x *Exchange) drop() {
+	x.mu.Lock()
+	cancel := !x.ended && !x.abort
+	x.abort = true
+	x.mu.Unlock()
+	if cancel {
+		x.s.cancel()
+	}
+}
