@@ -416,6 +416,8 @@ func (m *module) bridge(conn *fws.Conn, p *pendingSocket) {
 	}
 	ping := time.NewTicker(pingInterval)
 	defer ping.Stop()
+	var batch []transport.Message
+	var frames []byte
 	// This loop is the only writer to the client.
 	for {
 		// A kick (disable, restart, too slow) goes before whatever is queued.
@@ -428,6 +430,30 @@ func (m *module) bridge(conn *fws.Conn, p *pendingSocket) {
 		}
 		select {
 		case msg := <-lc.out:
+			if isData(msg) && len(lc.out) > 0 {
+				// More are queued: the data messages ready now go out in one write.
+				var ok bool
+				batch = append(batch[:0], msg)
+				var rest *transport.Message
+				for len(lc.out) > 0 && len(batch) < 64 {
+					next := <-lc.out
+					if !isData(next) {
+						rest = &next
+						break
+					}
+					batch = append(batch, next)
+				}
+				frames, ok = writeFrames(conn, frames, batch)
+				if !ok {
+					cancel()
+					_ = conn.SetReadDeadline(time.Now())
+					return
+				}
+				if rest != nil && send(*rest) {
+					return
+				}
+				continue
+			}
 			if send(msg) {
 				return
 			}
@@ -483,6 +509,35 @@ func (m *module) bridge(conn *fws.Conn, p *pendingSocket) {
 			}
 		}
 	}
+}
+
+func isData(m transport.Message) bool {
+	return (m.Kind == transport.Text || m.Kind == transport.Binary) && len(m.Data) <= 16<<10
+}
+
+// writeFrames writes data messages to the client as one write of whole frames (a
+// server's frames are unmasked, RFC 6455 §5.2). One Write call on the connection is
+// never interleaved with another, such as a control frame the reader answers.
+func writeFrames(conn *fws.Conn, buf []byte, msgs []transport.Message) ([]byte, bool) {
+	buf = buf[:0]
+	for _, m := range msgs {
+		op := byte(websocket.TextMessage)
+		if m.Kind == transport.Binary {
+			op = websocket.BinaryMessage
+		}
+		buf = append(buf, 0x80|op)
+		switch n := len(m.Data); {
+		case n < 126:
+			buf = append(buf, byte(n))
+		default:
+			buf = append(buf, 126, byte(n>>8), byte(n))
+		}
+		buf = append(buf, m.Data...)
+	}
+	nc := conn.NetConn()
+	_ = nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_, err := nc.Write(buf)
+	return buf, err == nil
 }
 
 // kindToWS is the WebSocket frame type of a message kind, or -1 for kinds that are

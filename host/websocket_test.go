@@ -1,6 +1,7 @@
 package host_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -342,5 +343,48 @@ func TestWebSocketTheModuleDoesNotServeIs404(t *testing.T) {
 	// The module is unharmed.
 	if code, body := testsupport.Get(t, s.url+"/fiberkit/tm/ping"); code != 200 || body != "pong" {
 		t.Fatalf("after unserved websocket: %d %q", code, body)
+	}
+}
+
+// Pipelined messages of every frame-length class (7-bit, 16-bit, 64-bit lengths) and
+// both types come back whole, typed and in order through the bridge, which sends
+// queued small messages to the module as batches and writes those queued for the
+// client in one write.
+func TestWebSocketBatchedMessagesKeepBoundariesTypesAndOrder(t *testing.T) {
+	s := startSite(t, kitOptions{enabled: []string{"tm"}})
+	c := dialWS(t, wsURL(s, "/fiberkit/tm/ws"), nil)
+	sizes := []int{1, 125, 126, 127, 1000, 16 << 10, 16<<10 + 1, 65535, 65536, 70000}
+	type msg struct {
+		typ  int
+		data []byte
+	}
+	var want []msg
+	for round := 0; round < 30; round++ {
+		for i, n := range sizes {
+			typ := websocket.TextMessage
+			if (round+i)%3 == 0 {
+				typ = websocket.BinaryMessage
+			}
+			want = append(want, msg{typ, bytes.Repeat([]byte{byte('a' + (round+i)%26)}, n)})
+		}
+		for i := 0; i < 20; i++ {
+			want = append(want, msg{websocket.TextMessage, []byte("m" + strconv.Itoa(round*20+i))})
+		}
+	}
+	go func() {
+		for _, m := range want {
+			if err := c.WriteMessage(m.typ, m.data); err != nil {
+				return
+			}
+		}
+	}()
+	for i, w := range want {
+		typ, data, err := c.ReadMessage()
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if typ != w.typ || !bytes.Equal(data, w.data) {
+			t.Fatalf("message %d: got type %d, %d bytes; want type %d, %d bytes", i, typ, len(data), w.typ, len(w.data))
+		}
 	}
 }
