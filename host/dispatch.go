@@ -175,7 +175,10 @@ var hopByHop = map[string]bool{
 	"Te": true, "Trailer": true, "Upgrade": true, "Content-Length": true,
 }
 
-// proxy streams the request to the plugin and the response back. The response body
+// proxy hands the request to the plugin and the response back. A request whose body
+// fasthttp holds whole goes over a pooled Exchange stream (proxyExchange); one whose
+// body is streamed, or to a plugin without Exchange, over a ServeHTTP stream of its
+// own, as follows. The response body
 // is handed from the gRPC stream to fasthttp chunk by chunk through a channel of a
 // few chunks, so neither a large body nor a slow client grows memory.
 //
