@@ -61,7 +61,8 @@
 //   - sender host and sender plugin: /proc/<pid>/stat utime+stime before and after,
 //     VmHWM reset at the start and sampled;
 //   - the client: the CLI's or each psql's rusage from wait4 (ru_maxrss, user+system
-//     time); for the PhoenixKit-style path this process's own.
+//     time); for the PhoenixKit-style path this process's own;
+//   - with -link-mbit, the proxy's CPU (this process's) goes to the JSON as link_proxy.
 //
 // The table gives the median wall seconds, the ratio to the binary pipe's median and,
 // per process, the median CPU seconds and the largest peak RSS over the reps ("—"
@@ -131,6 +132,7 @@ const (
 	pPsqlOut    = "psql_out"
 	pPsqlIn     = "psql_in"
 	pReceiverPG = "receiver_pg"
+	pLink       = "link_proxy" // this process, relaying the throttled link (JSON only)
 )
 
 // runResult is one timed run of a method.
@@ -288,7 +290,15 @@ func run(cfg config) error {
 	}
 	if b.lnk != nil {
 		all = append(all, &method{Key: "link", Name: fmt.Sprintf("fiberkit-pull, skip, %g Mbit/s link", cfg.linkMbit), Rows: cfg.rows, prep: empty,
-			run: func() (runResult, error) { return b.pull("http://" + b.lnk.addr()) }})
+			run: func() (runResult, error) {
+				cpu0 := selfCPU()
+				r, err := b.pull("http://" + b.lnk.addr())
+				if err == nil {
+					// The proxy runs in this process: its CPU is this process's.
+					r.Procs[pLink] = measure.Usage{CPU: selfCPU() - cpu0}
+				}
+				return r, err
+			}})
 	}
 	all = append(all, &method{Key: "phoenixkit", Name: "PhoenixKit-style (OFFSET JSON pages, row INSERTs)", Rows: cfg.pkRows, prep: empty,
 		run: b.phoenixKit})
@@ -660,14 +670,14 @@ func report(b *bench, methods []*method) {
 	fmt.Printf("\n%d rows, %.0f MiB; median of %d; per process: median CPU s / largest peak RSS MB\n", b.cfg.rows, b.tableMiB, b.cfg.reps)
 	cols := []string{pSenderPG, pPlugin, pHost, pClient, pReceiverPG}
 	heads := []string{"sender PG", "sender plugin", "sender host", "client", "receiver PG"}
-	fmt.Printf("| %-52s | %8s | %8s |", "method", "median s", "× binary")
+	fmt.Printf("| %-62s | %8s | %8s |", "method", "median s", "× binary")
 	for _, h := range heads {
-		fmt.Printf(" %-14s |", h)
+		fmt.Printf(" %-17s |", h)
 	}
 	fmt.Printf(" %9s |\n", "total CPU")
-	fmt.Printf("|%s|%s|%s|", strings.Repeat("-", 54), strings.Repeat("-", 10), strings.Repeat("-", 10))
+	fmt.Printf("|%s|%s|%s|", strings.Repeat("-", 64), strings.Repeat("-", 10), strings.Repeat("-", 10))
 	for range heads {
-		fmt.Printf("%s|", strings.Repeat("-", 16))
+		fmt.Printf("%s|", strings.Repeat("-", 19))
 	}
 	fmt.Printf("%s|\n", strings.Repeat("-", 11))
 	for _, m := range methods {
@@ -675,7 +685,7 @@ func report(b *bench, methods []*method) {
 		if m.Rows != b.cfg.rows {
 			name = fmt.Sprintf("%s, %d rows", m.Name, m.Rows)
 		}
-		fmt.Printf("| %-52s | %8.2f | %8.2f |", name, m.Median, m.Ratio)
+		fmt.Printf("| %-62s | %8.2f | %8.2f |", name, m.Median, m.Ratio)
 		total := 0.0
 		for _, c := range cols {
 			u, ok := m.Procs[c]
@@ -686,15 +696,15 @@ func report(b *bench, methods []*method) {
 				u, ok = measure.Usage{CPU: o.CPU + i.CPU, PeakMB: max(o.PeakMB, i.PeakMB)}, ok1 && ok2
 			}
 			if !ok {
-				fmt.Printf(" %-14s |", "—")
+				fmt.Printf(" %-17s |", "—")
 				continue
 			}
 			total += u.CPU
 			cell := fmt.Sprintf("%.2f / %.0f", u.CPU, u.PeakMB)
 			if c == pClient && m.Procs[pPsqlOut] != (measure.Usage{}) {
-				cell += " (psql×2)"
+				cell += " (2 psql)"
 			}
-			fmt.Printf(" %-14s |", cell)
+			fmt.Printf(" %-17s |", cell)
 		}
 		fmt.Printf(" %9.2f |\n", total)
 	}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -129,6 +130,15 @@ func runSender(dbURL, pluginBin, root string) error {
 	kit.Mount(app)
 	go func() { _ = app.Listener(ln) }()
 	defer func() { _ = app.Shutdown() }()
+	// A sending session lives as long as its owner renews it (the admin page polls
+	// while it shows the code): renew ours well within the lease.
+	go func() {
+		for range time.Tick(5 * time.Second) {
+			if _, err := kit.Call(ctx, "bench", "sync", "touch_sessions", []byte(`{}`)); err != nil {
+				fmt.Fprintln(os.Stderr, "syncbench sender: touch_sessions:", err)
+			}
+		}
+	}()
 	fmt.Println("http://" + ln.Addr().String())
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
