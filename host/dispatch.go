@@ -210,7 +210,7 @@ func (m *module) proxy(c *fiber.Ctx, admin bool, rm *routeMetrics, route, rel st
 		}
 	}
 	streamed := c.Context().RequestBodyStream() != nil && c.Locals(bodyReadLocal) == nil
-	if !streamed && rpc.CanExchange() {
+	if !streamed && len(c.Body()) <= exchangeBodyMax && rpc.CanExchange() {
 		return m.proxyExchange(c, rpc, head, rm, start)
 	}
 	var body *requestBody
@@ -275,6 +275,11 @@ func (m *module) proxy(c *fiber.Ctx, admin bool, rm *routeMetrics, route, rel st
 }
 
 var errHeadTimeout = errors.New("module did not answer in time")
+
+// exchangeBodyMax is the largest request body sent whole in one Exchange message; a
+// larger one (an app whose Fiber config buffers big bodies) is sent in chunks over
+// ServeHTTP.
+const exchangeBodyMax = 1 << 20
 
 // proxyExchange serves a request whose body fasthttp holds whole over a pooled
 // Exchange stream, on this goroutine: the request goes up in one message, and a
