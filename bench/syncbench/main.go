@@ -11,9 +11,9 @@
 // full_page_writes off, autovacuum off so no background vacuum lands in a
 // measurement): A is the sender, B the receiver. A holds a realistic table "items" —
 // bigint primary key, uuid, unique email text, text, int, numeric(12,2), bool,
-// text[], jsonb, timestamptz, 200 incompressible bytea bytes, nullable text (a
-// sentence on most rows, ~2 KB on one in twenty) — generated in SQL, about 440 MiB
-// for the default 1M rows. B has the same table, created from the same DDL.
+// text[], jsonb, timestamptz, 200 incompressible bytea bytes, nullable text (NULL
+// on a third of the rows, a sentence on most, ~2 KB on one in a hundred) — generated
+// in SQL, about 470 MiB for the default 1M rows. B has the same table, created from the same DDL.
 //
 // The plugin (./plugins/sync) and the CLI (./plugins/sync/cmd/fiberkit-pull) are built
 // with `go build` at the start of every run, so the current code is measured. The
@@ -57,7 +57,9 @@
 //     (utime+stime+cutime+cstime, the last two holding the backends it reaped) plus its
 //     live children's utime+stime. Peak RSS is the largest VmHWM of any one of its
 //     processes, sampled every 100 ms (reset at the start of each run); it counts the
-//     shared buffers a process touched;
+//     shared buffers a process has mapped, so the checkpointer's sets a floor near
+//     shared_buffers. The JSON also gives peak_private_mb: the largest RssAnon sampled,
+//     a process's own memory without the shared buffers;
 //   - sender host and sender plugin: /proc/<pid>/stat utime+stime before and after,
 //     VmHWM reset at the start and sampled;
 //   - the client: the CLI's or each psql's rusage from wait4 (ru_maxrss, user+system
@@ -652,12 +654,13 @@ func report(b *bench, methods []*method) {
 		}
 		for n := range names {
 			var cpu []float64
-			var peak float64
+			var peak, priv float64
 			for _, r := range m.Runs {
 				cpu = append(cpu, r.Procs[n].CPU)
 				peak = max(peak, r.Procs[n].PeakMB)
+				priv = max(priv, r.Procs[n].PrivateMB)
 			}
-			m.Procs[n] = measure.Usage{CPU: measure.Round(measure.Median(cpu)), PeakMB: measure.Round(peak)}
+			m.Procs[n] = measure.Usage{CPU: measure.Round(measure.Median(cpu)), PeakMB: measure.Round(peak), PrivateMB: measure.Round(priv)}
 		}
 	}
 	for _, m := range methods {

@@ -80,15 +80,18 @@ func Same(ctx context.Context, src, dst *pgxpool.Pool, table string) error {
 func ResetPeak() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
 
 // PeakMB returns the peak RSS (VmHWM) of process pid ("self" for this one) in MiB.
-func PeakMB(pid string) float64 {
+func PeakMB(pid string) float64 { return statusMB(pid, "VmHWM:") }
+
+// statusMB returns the field (a size in kB) of /proc/<pid>/status in MiB.
+func statusMB(pid, field string) float64 {
 	b, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmHWM:") {
+		if strings.HasPrefix(line, field) {
 			var kb float64
-			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmHWM:")), "%f", &kb)
+			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, field)), "%f", &kb)
 			return kb / 1024
 		}
 	}

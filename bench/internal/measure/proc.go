@@ -94,6 +94,9 @@ type Proc struct {
 type Usage struct {
 	CPU    float64 `json:"cpu_s"`       // user+system seconds
 	PeakMB float64 `json:"peak_rss_mb"` // largest VmHWM seen (MiB)
+	// PrivateMB is the largest RssAnon sampled (MiB): the process's own memory,
+	// without the shared memory (PostgreSQL's shared buffers) VmHWM counts.
+	PrivateMB float64 `json:"peak_private_mb,omitempty"`
 }
 
 // Watch measures the CPU seconds and peak RSS of long-lived processes over an interval.
@@ -104,6 +107,7 @@ type Watch struct {
 	cpu0  map[string]float64
 	mu    sync.Mutex
 	peak  map[string]float64
+	priv  map[string]float64
 	stop  chan struct{}
 	done  chan struct{}
 }
@@ -111,7 +115,7 @@ type Watch struct {
 // StartWatch resets the peak RSS of procs (children included for trees), notes their
 // CPU times and samples their peak RSS every `every` until Stop.
 func StartWatch(procs map[string]Proc, every time.Duration) *Watch {
-	w := &Watch{procs: procs, cpu0: map[string]float64{}, peak: map[string]float64{},
+	w := &Watch{procs: procs, cpu0: map[string]float64{}, peak: map[string]float64{}, priv: map[string]float64{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	kids := parents()
 	for name, p := range procs {
@@ -164,14 +168,16 @@ func (w *Watch) sample() {
 		}
 	}
 	for name, p := range w.procs {
-		m := PeakMB(strconv.Itoa(p.PID))
+		m, a := PeakMB(strconv.Itoa(p.PID)), statusMB(strconv.Itoa(p.PID), "RssAnon:")
 		if p.Tree {
 			for _, c := range kids[p.PID] {
 				m = max(m, PeakMB(strconv.Itoa(c)))
+				a = max(a, statusMB(strconv.Itoa(c), "RssAnon:"))
 			}
 		}
 		w.mu.Lock()
 		w.peak[name] = max(w.peak[name], m)
+		w.priv[name] = max(w.priv[name], a)
 		w.mu.Unlock()
 	}
 }
@@ -184,7 +190,7 @@ func (w *Watch) Stop() map[string]Usage {
 	kids := parents()
 	out := make(map[string]Usage, len(w.procs))
 	for name, p := range w.procs {
-		out[name] = Usage{CPU: max(0, cpuOf(p, kids)-w.cpu0[name]), PeakMB: w.peak[name]}
+		out[name] = Usage{CPU: max(0, cpuOf(p, kids)-w.cpu0[name]), PeakMB: w.peak[name], PrivateMB: w.priv[name]}
 	}
 	return out
 }
