@@ -335,13 +335,38 @@ func (m *module) bridge(conn *fws.Conn, p *pendingSocket) {
 	// It is also the only sender on sock: the ping and pong handlers run inside
 	// ReadMessage, on the reader goroutine.
 	conn.SetReadLimit(m.kit.cfg.MaxFrameSize)
+	// What the reader answers the client (a pong for a ping, the reply to a close)
+	// is written by the writer loop below, the only writer: every write to the
+	// client sets its own deadline just before it, so none shortens another's — a
+	// batch of frames is written straight to the connection, outside the websocket
+	// library's lock, and a pong's short deadline would otherwise cut it off.
+	replies := make(chan transport.Message, 4)
+	reply := func(msg transport.Message) {
+		for {
+			select {
+			case replies <- msg:
+				return
+			default:
+			}
+			// The writer is behind (a client not reading): the oldest answer goes, as
+			// a pong may answer only the latest ping (RFC 6455 §5.5.3). This
+			// goroutine is the only sender, so there is room after one is taken.
+			select {
+			case <-replies:
+			default:
+			}
+		}
+	}
 	conn.SetPingHandler(func(data string) error {
-		// Answer at once (WriteControl may run alongside the writer), and tell the
-		// plugin.
-		// As the default handler does, a pong that cannot be written is not an error
-		// of the read: the writer notices a broken connection.
-		_ = conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+		// The writer answers, and the plugin is told.
+		reply(transport.Message{Kind: transport.Pong, Data: []byte(data)})
 		_ = sock.Send(transport.Message{Kind: transport.Ping, Data: []byte(data)})
+		return nil
+	})
+	conn.SetCloseHandler(func(code int, _ string) error {
+		// The close frame is echoed (RFC 6455 §5.5.1) by the writer; ReadMessage
+		// then returns the close error and the reader tells the plugin.
+		reply(transport.Message{Kind: transport.Close, Code: code})
 		return nil
 	})
 	conn.SetPongHandler(func(data string) error {
@@ -478,9 +503,30 @@ func (m *module) bridge(conn *fws.Conn, p *pendingSocket) {
 				writeClose(conn, code, "module closed the connection")
 				return
 			}
+		case r := <-replies:
+			if r.Kind == transport.Close {
+				echoClose(conn, r.Code)
+				continue
+			}
+			if send(r) {
+				return
+			}
 		case cm := <-clientGone:
-			// The client closed or vanished. Give the plugin a moment to answer with
-			// its own close frame, then end.
+			// The client closed or vanished: the reply to its close frame, if the
+			// writer has not sent it yet, goes first.
+		replied:
+			for {
+				select {
+				case r := <-replies:
+					if r.Kind == transport.Close {
+						echoClose(conn, r.Code)
+						break replied
+					}
+				default:
+					break replied
+				}
+			}
+			// Give the plugin a moment to answer with its own close frame, then end.
 			t := time.NewTimer(2 * time.Second)
 			defer t.Stop()
 			for {
@@ -516,8 +562,10 @@ func isData(m transport.Message) bool {
 }
 
 // writeFrames writes data messages to the client as one write of whole frames (a
-// server's frames are unmasked, RFC 6455 §5.2). One Write call on the connection is
-// never interleaved with another, such as a control frame the reader answers.
+// server's frames are unmasked, RFC 6455 §5.2), with a deadline of its own. Only the
+// bridge's writer loop calls it, and that loop makes every other write to the client
+// too (the pongs and close replies the reader asks for included), so nothing else
+// writes, or moves the write deadline, while it runs.
 func writeFrames(conn *fws.Conn, buf []byte, msgs []transport.Message) ([]byte, bool) {
 	buf = buf[:0]
 	for _, m := range msgs {
@@ -556,6 +604,12 @@ func kindToWS(k transport.MessageKind) int {
 		return websocket.PongMessage
 	}
 	return -1
+}
+
+// echoClose answers a client's close frame with its code, as the websocket library's
+// default close handler does. Later writes fail: the close was sent.
+func echoClose(conn *fws.Conn, code int) {
+	_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(time.Second))
 }
 
 // writeClose sends a close frame and makes the reader return soon: on a hijacked

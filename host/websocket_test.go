@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -386,5 +387,75 @@ func TestWebSocketBatchedMessagesKeepBoundariesTypesAndOrder(t *testing.T) {
 		if typ != w.typ || !bytes.Equal(data, w.data) {
 			t.Fatalf("message %d: got type %d, %d bytes; want type %d, %d bytes", i, typ, len(data), w.typ, len(w.data))
 		}
+	}
+}
+
+// A slow client that pings while the bridge is blocked writing a batch of frames to
+// it still gets every message. Every write to the client, the pong included, is made
+// by the bridge's writer loop with its own deadline; when the reader wrote the pong
+// itself, with a 1 s deadline, that deadline also applied to the batched write in
+// flight and cut the client off after 1 s.
+func TestWebSocketPongDoesNotCutOffABatchedWriteToASlowClient(t *testing.T) {
+	s := startSite(t, kitOptions{enabled: []string{"tm"}})
+	// A small receive buffer, set before connecting (the window it allows is then
+	// advertised from the start): the bridge's writes block until the client reads.
+	nd := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var err error
+		if cerr := rc.Control(func(fd uintptr) {
+			err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 8<<10)
+		}); cerr != nil {
+			return cerr
+		}
+		return err
+	}}
+	d := websocket.Dialer{NetDialContext: nd.DialContext}
+	c, _, err := d.Dial(wsURL(s, "/fiberkit/tm/ws"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	pongs := make(chan string, 4)
+	c.SetPongHandler(func(d string) error {
+		select {
+		case pongs <- d:
+		default:
+		}
+		return nil
+	})
+	// 4 MiB in messages small enough to be written in batches.
+	const n, size = 256, 16 << 10
+	if err := c.WriteMessage(websocket.TextMessage, []byte(fmt.Sprintf("burst:%d:%d", n, size))); err != nil {
+		t.Fatal(err)
+	}
+	// The bridge is soon blocked writing to the client, which reads nothing yet.
+	time.Sleep(300 * time.Millisecond)
+	if err := c.WriteControl(websocket.PingMessage, []byte("while-blocked"), time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2500 * time.Millisecond) // well past the pong's old 1 s deadline
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for i := 0; i < n; i++ {
+		typ, data, err := c.ReadMessage()
+		if err != nil {
+			t.Fatalf("message %d of %d: %v (the write to the slow client was cut off)", i, n, err)
+		}
+		if typ != websocket.BinaryMessage || len(data) != size || data[0] != byte(i) || data[size-1] != byte(i) {
+			t.Fatalf("message %d: type %d, %d bytes, first %d", i, typ, len(data), data[0])
+		}
+	}
+	// The pong came among them or comes before the echo of a later message.
+	if err := c.WriteMessage(websocket.TextMessage, []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	if _, data, err := c.ReadMessage(); err != nil || string(data) != "after" {
+		t.Fatalf("after the burst: %q %v", data, err)
+	}
+	select {
+	case p := <-pongs:
+		if p != "while-blocked" {
+			t.Fatalf("pong %q", p)
+		}
+	default:
+		t.Fatal("the ping was not answered")
 	}
 }

@@ -275,6 +275,21 @@ func (st *state) echo(ctx context.Context, c *sdk.Conn) error {
 			close(start)
 			wg.Wait()
 			_ = c.WriteText(fmt.Sprintf("concurrent-done:%d", maxInFlight.Load()))
+		case t == sdk.TextMessage && strings.HasPrefix(msg, "burst:"):
+			// burst:N:SIZE sends N binary messages of SIZE bytes, each filled with
+			// byte(i), as fast as the host takes them.
+			parts := strings.SplitN(msg, ":", 3)
+			n, _ := strconv.Atoi(parts[1])
+			size, _ := strconv.Atoi(parts[2])
+			buf := make([]byte, size)
+			for i := 0; i < n; i++ {
+				for j := range buf {
+					buf[j] = byte(i)
+				}
+				if err := c.WriteMessage(sdk.BinaryMessage, buf); err != nil {
+					return nil
+				}
+			}
 		case t == sdk.TextMessage && strings.HasPrefix(msg, "flood:"):
 			// Send until the host stops taking messages. GET /flood reports how many it
 			// took and how the flood ended; the test watches the host's memory.
