@@ -340,6 +340,11 @@ func (m *module) proxyExchange(c *fiber.Ctx, rpc *transport.Client, head transpo
 		rm.observe(p.Status, time.Since(start))
 		return nil
 	}
+	if len(p.Body) == 0 {
+		// The head came alone: the handler answered and then waits (a long-poll), or
+		// flushed its head. The client gets it now, not with the first piece of body.
+		c.Context().Response.ImmediateHeaderFlush = true
+	}
 	// head.Path is a view of the fiber.Ctx's path buffer, which the next request
 	// reuses once the handler returned; the body logs it later.
 	c.Context().Response.SetBodyStream(&exchangeBody{m: m, x: x, rm: rm, rel: strings.Clone(head.Path),

@@ -57,6 +57,7 @@ routes:
   - path: /sse-gate
     methods: [POST]
   - path: /headers
+  - path: /longpoll
   - path: /status/:code
   - path: /panic
   - path: /settings

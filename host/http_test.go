@@ -10,7 +10,9 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/fiberkit/fiberkit/host"
 	"github.com/fiberkit/fiberkit/internal/testsupport"
 )
 
@@ -212,5 +214,35 @@ func TestUndeclaredRoutesAndMethodsAreRefused(t *testing.T) {
 	// An admin route is not reachable on the public prefix.
 	if code, _ := testsupport.Get(t, s.url+"/fiberkit/tm/admin-page"); code != 404 {
 		t.Fatalf("admin route on public prefix: %d", code)
+	}
+}
+
+// A long-poll that writes its status at once and its body seconds later: the client
+// gets the status when the handler wrote it, not a 504 after the head timeout nor the
+// status only with the body.
+func TestHTTPLongPollStatusArrivesBeforeItsBody(t *testing.T) {
+	defer host.SetHeadTimeout(700 * time.Millisecond)()
+	s := startSite(t, kitOptions{enabled: []string{"tm"}})
+	client := &http.Client{Timeout: 15 * time.Second}
+	for i := 0; i < 2; i++ { // a fresh Exchange stream, then a pooled one
+		start := time.Now()
+		resp, err := client.Get(s.url + "/fiberkit/tm/longpoll?wait=2s")
+		if err != nil {
+			t.Fatal(err)
+		}
+		headAfter := time.Since(start)
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		bodyAfter := time.Since(start)
+		if resp.StatusCode != http.StatusAccepted || resp.Header.Get("X-Answered") == "" {
+			t.Fatalf("long-poll: %d %q, want 202 from the module", resp.StatusCode, body)
+		}
+		if err != nil || string(body) != "done" {
+			t.Fatalf("long-poll body: %q %v", body, err)
+		}
+		t.Logf("long-poll: status after %v, body after %v", headAfter, bodyAfter)
+		if headAfter > 1500*time.Millisecond || bodyAfter < 1900*time.Millisecond {
+			t.Fatalf("long-poll: status after %v, body after %v; want the status at once, the body after 2 s", headAfter, bodyAfter)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -20,6 +21,9 @@ import (
 // Exchange is the plugin's side of an Exchange stream: exchanges one after another,
 // each served by impl on this goroutine.
 func (s *server) Exchange(stream pb.Plugin_ExchangeServer) error {
+	// One writer per stream, reset for each exchange: its head timer is reused.
+	w := &exchangeWriter{stream: stream, delay: cmp.Or(s.headDelay, defaultHeadDelay)}
+	defer w.stop()
 	for {
 		req, err := stream.Recv()
 		if err != nil {
@@ -33,7 +37,7 @@ func (s *server) Exchange(stream pb.Plugin_ExchangeServer) error {
 			return toStatus(Errorf(CodeInvalidInput, "exchange request without a head"))
 		}
 		head := requestHeadFromPB(h)
-		w := &exchangeWriter{stream: stream}
+		w.start()
 		err = s.impl.ServeHTTP(stream.Context(), head, bytes.NewReader(req.GetBody()), w)
 		if err := w.finish(err); err != nil {
 			return err
@@ -60,27 +64,92 @@ func requestHeadToPB(head RequestHead) *pb.HTTPRequestHead {
 	}
 }
 
+// defaultHeadDelay is how long a response head the handler wrote may wait for the
+// rest of the response before it is sent without it (with what body is buffered). A
+// handler that writes its head and then waits (a long-poll that answers 200 at once,
+// then blocks) is seen to have answered: the host stops its head timeout and the
+// client gets the status. A handler that finishes within it still sends its whole
+// response in one message.
+const defaultHeadDelay = 5 * time.Millisecond
+
 // exchangeWriter buffers the response as net/http does: the head and body go out
 // together when the handler flushes, fills a chunk or returns, so a small response is
-// one message.
+// one message; a head left waiting for delay goes out without waiting for more.
+// One exchangeWriter serves the exchanges of one stream, one after another.
 type exchangeWriter struct {
-	stream   pb.Plugin_ExchangeServer
+	stream pb.Plugin_ExchangeServer
+	delay  time.Duration
+
+	// mu guards the fields below and sending on the stream: the head timer sends
+	// from its own goroutine.
+	mu       sync.Mutex
 	head     *pb.HTTPResponseHead // set by WriteHead until it is sent
 	headSent bool
+	headDue  time.Time // when a pending head is sent by the timer
 	buf      []byte
+	err      error       // a send failed: the stream is broken
+	timer    *time.Timer // runs sendLateHead; reused across exchanges
+}
+
+// start readies the writer for the next exchange on its stream.
+func (w *exchangeWriter) start() {
+	w.mu.Lock()
+	w.head, w.headSent, w.headDue, w.buf = nil, false, time.Time{}, w.buf[:0]
+	w.mu.Unlock()
+}
+
+// stop stops the head timer when the stream ends.
+func (w *exchangeWriter) stop() {
+	w.mu.Lock()
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+	w.head = nil
+	w.mu.Unlock()
 }
 
 func (w *exchangeWriter) WriteHead(status int, header http.Header) error {
-	if w.head != nil || w.headSent {
-		return nil
-	}
-	w.head = &pb.HTTPResponseHead{Status: int32(status), Headers: headerToPB(header)}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.writeHead(status, header)
 	return nil
 }
 
+// writeHead sets the pending head, unless one was written, and arms the timer that
+// sends it if the handler goes quiet. w.mu is held.
+func (w *exchangeWriter) writeHead(status int, header http.Header) {
+	if w.head != nil || w.headSent {
+		return
+	}
+	w.head = &pb.HTTPResponseHead{Status: int32(status), Headers: headerToPB(header)}
+	// A timer callback of an earlier exchange may still run: it sends nothing
+	// before headDue.
+	w.headDue = time.Now().Add(w.delay)
+	if w.timer == nil {
+		w.timer = time.AfterFunc(w.delay, w.sendLateHead)
+	} else {
+		w.timer.Reset(w.delay)
+	}
+}
+
+// sendLateHead sends a head that waited w.delay, with the body buffered so far.
+func (w *exchangeWriter) sendLateHead() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.head == nil || w.err != nil || time.Now().Before(w.headDue) {
+		return
+	}
+	_ = w.send(&pb.ExchangeResponse{})
+}
+
 func (w *exchangeWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.head == nil && !w.headSent {
-		_ = w.WriteHead(200, nil)
+		w.writeHead(200, nil)
+	}
+	if w.err != nil {
+		return 0, w.err
 	}
 	n := len(p)
 	for len(p) > 0 {
@@ -97,13 +166,18 @@ func (w *exchangeWriter) Write(p []byte) (int, error) {
 }
 
 func (w *exchangeWriter) Flush() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.head == nil && !w.headSent {
-		_ = w.WriteHead(200, nil)
+		w.writeHead(200, nil)
+	}
+	if w.err != nil {
+		return w.err
 	}
 	return w.send(&pb.ExchangeResponse{Flush: true})
 }
 
-// send sends m with the pending head and body.
+// send sends m with the pending head and body. w.mu is held.
 func (w *exchangeWriter) send(m *pb.ExchangeResponse) error {
 	if w.head != nil {
 		m.Head, w.head, w.headSent = w.head, nil, true
@@ -112,12 +186,23 @@ func (w *exchangeWriter) send(m *pb.ExchangeResponse) error {
 	// Send encodes the message before returning, so the buffer can be reused.
 	err := w.stream.Send(m)
 	w.buf = w.buf[:0]
+	if err != nil && w.err == nil {
+		w.err = err
+	}
 	return err
 }
 
 // finish ends the exchange: what is pending, then end, with the handler's error if
 // it failed. Only a failure to send is returned: the stream is then unusable.
 func (w *exchangeWriter) finish(herr error) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.timer != nil && w.head != nil {
+		w.timer.Stop()
+	}
+	if w.err != nil {
+		return w.err
+	}
 	m := &pb.ExchangeResponse{End: true}
 	if herr != nil {
 		// A failed response is cut short: what was not sent yet is dropped, and the
@@ -125,7 +210,7 @@ func (w *exchangeWriter) finish(herr error) error {
 		m.Error = exchangeErrorToPB(herr)
 		w.head, w.buf = nil, w.buf[:0]
 	} else if w.head == nil && !w.headSent {
-		_ = w.WriteHead(200, nil)
+		w.head = &pb.HTTPResponseHead{Status: 200}
 	}
 	return w.send(m)
 }

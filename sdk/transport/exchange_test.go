@@ -22,6 +22,8 @@ import (
 type fakeModule struct {
 	mu   sync.Mutex
 	ctxs []context.Context // the context of each HTTP exchange, in order
+
+	release chan struct{} // /late-head and /late-body wait on it
 }
 
 func (f *fakeModule) Describe(context.Context) (Description, error) {
@@ -59,6 +61,21 @@ func (f *fakeModule) ServeHTTP(ctx context.Context, head RequestHead, body io.Re
 	case "/hang":
 		<-ctx.Done()
 		return ctx.Err()
+	case "/late-head", "/late-body":
+		// A long-poll: the head (and a first piece of body) at once, the rest later.
+		if err := w.WriteHead(202, http.Header{"X-Late": {"yes"}}); err != nil {
+			return err
+		}
+		if head.Path == "/late-body" {
+			_, _ = w.Write([]byte("partial "))
+		}
+		select {
+		case <-f.release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		_, err := w.Write([]byte("done"))
+		return err
 	case "/fail":
 		_, _ = w.Write([]byte("lost"))
 		return Errorf(CodeInvalidInput, "bad")
@@ -82,15 +99,22 @@ func (f *fakeModule) ServeWebSocket(ctx context.Context, open WebSocketOpen, s S
 }
 
 // startFake serves a fakeModule over gRPC on loopback and returns the host's client.
-func startFake(t *testing.T) (*Client, *fakeModule) {
+// A head the handler wrote waits for the rest of the response as long as it takes
+// (the tests of whole responses do not depend on timing); startFakeDelay sets that.
+func startFake(t testing.TB) (*Client, *fakeModule) {
+	t.Helper()
+	return startFakeDelay(t, time.Hour)
+}
+
+func startFakeDelay(t testing.TB, headDelay time.Duration) (*Client, *fakeModule) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeModule{}
+	f := &fakeModule{release: make(chan struct{})}
 	srv := grpc.NewServer()
-	pb.RegisterPluginServer(srv, &server{impl: f})
+	pb.RegisterPluginServer(srv, &server{impl: f, headDelay: headDelay})
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(srv.Stop)
 	cc, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -178,6 +202,63 @@ func TestExchangeStreamsLargeAndFlushedResponses(t *testing.T) {
 	}
 	if len(parts) != 2 || !first.Flush || first.End || string(first.Body) != "first" || string(body) != "firstsecond" || first.Status != 200 {
 		t.Fatalf("flushed response: %+v", parts)
+	}
+}
+
+// A handler that writes its head and then waits (a long-poll) has its head, and what
+// body it buffered, sent after the head delay without waiting for the handler: the
+// host sees an answer before its head timeout. The rest follows when the handler
+// writes again; the stream then serves whole responses in one part as before.
+func TestExchangeSendsAHeadLeftWaiting(t *testing.T) {
+	c, f := startFakeDelay(t, defaultHeadDelay)
+	for _, path := range []string{"/late-head", "/late-body"} {
+		x, err := c.StartExchange(RequestHead{Method: "GET", Path: path}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		first, err := x.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantBody := ""
+		if path == "/late-body" {
+			wantBody = "partial "
+		}
+		if !first.HasHead || first.End || first.Status != 202 || first.Header.Get("X-Late") != "yes" || string(first.Body) != wantBody {
+			t.Fatalf("%s: first part %+v", path, first)
+		}
+		t.Logf("%s: head after %v", path, time.Since(start))
+		f.release <- struct{}{}
+		_, parts, body, err := readAll(t, x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(body) != "done" || parts[0].HasHead || !parts[len(parts)-1].End {
+			t.Fatalf("%s: rest %+v", path, parts)
+		}
+	}
+	// A handler preempted for longer than the delay between its head and its return
+	// sends two parts, which is correct too: most must still be one part.
+	single := 0
+	for i := 0; i < 20; i++ {
+		x, err := c.StartExchange(RequestHead{Method: "POST", Path: "/echo"}, []byte("whole"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, parts, body, err := readAll(t, x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !first.HasHead || first.Status != 201 || string(body) != "whole" || !parts[len(parts)-1].End {
+			t.Fatalf("whole response %d after late heads: %+v", i, parts)
+		}
+		if len(parts) == 1 {
+			single++
+		}
+	}
+	if single < 10 {
+		t.Fatalf("only %d of 20 whole responses after late heads came in one part", single)
 	}
 }
 
@@ -321,5 +402,21 @@ func TestWSSenderBatchesWhatIsQueued(t *testing.T) {
 	}
 	if _, err := r.next(); !errors.Is(err, io.EOF) {
 		t.Fatalf("after the last message: %v", err)
+	}
+}
+
+// A small request answered whole, one exchange at a time (what kitbench's route p50
+// measures, without HTTP around it).
+func BenchmarkExchangeWholeResponse(b *testing.B) {
+	c, _ := startFakeDelay(b, defaultHeadDelay)
+	body := []byte("hello")
+	for b.Loop() {
+		x, err := c.StartExchange(RequestHead{Method: "POST", Path: "/echo"}, body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if p, err := x.Next(); err != nil || !p.End {
+			b.Fatalf("%+v %v", p, err)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -33,6 +34,8 @@ type server struct {
 	pb.UnimplementedPluginServer
 	impl   Module
 	broker *plugin.GRPCBroker
+	// headDelay overrides defaultHeadDelay when set (tests).
+	headDelay time.Duration
 
 	mu       sync.Mutex
 	hostID   uint32

@@ -99,6 +99,19 @@ func main() {
 		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
 		st.open(r.URL.Query().Get("gate"), n)
 	})
+	// A long-poll: the status at once (X-Answered says when, as UnixNano), the body
+	// after wait.
+	mux.HandleFunc("GET /longpoll", func(w http.ResponseWriter, r *http.Request) {
+		wait, _ := time.ParseDuration(r.URL.Query().Get("wait"))
+		w.Header().Set("X-Answered", strconv.FormatInt(time.Now().UnixNano(), 10))
+		w.WriteHeader(http.StatusAccepted)
+		select {
+		case <-time.After(wait):
+		case <-r.Context().Done():
+			return
+		}
+		io.WriteString(w, "done")
+	})
 	mux.HandleFunc("GET /headers", func(w http.ResponseWriter, r *http.Request) {
 		http.SetCookie(w, &http.Cookie{Name: "a", Value: "1", Path: "/"})
 		http.SetCookie(w, &http.Cookie{Name: "b", Value: "2", Path: "/"})
