@@ -6,11 +6,14 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gofiber/fiber/v2"
 
 	"github.com/fiberkit/fiberkit/host"
 	"github.com/fiberkit/fiberkit/internal/testsupport"
@@ -214,6 +217,49 @@ func TestUndeclaredRoutesAndMethodsAreRefused(t *testing.T) {
 	// An admin route is not reachable on the public prefix.
 	if code, _ := testsupport.Get(t, s.url+"/fiberkit/tm/admin-page"); code != 404 {
 		t.Fatalf("admin route on public prefix: %d", code)
+	}
+}
+
+// Request bodies of every size reach the module's handler intact, whether the app
+// streams them (FiberConfig: StreamRequestBody) or holds them whole (an app made
+// without it). A whole body of up to 1 MiB goes over a pooled Exchange stream in one
+// message; a larger one is sent in chunks over ServeHTTP, as a streamed one is.
+func TestHTTPRequestBodiesOfEverySizeReachTheModule(t *testing.T) {
+	s := startSite(t, kitOptions{enabled: []string{"tm"}})
+	// The same kit mounted on a second app, one that reads request bodies whole.
+	app := fiber.New(fiber.Config{BodyLimit: 16 << 20, DisableStartupMessage: true})
+	s.kit.Mount(app)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = app.Listener(ln) }()
+	t.Cleanup(func() { _ = app.ShutdownWithTimeout(5 * time.Second) })
+	apps := []struct{ name, url string }{{"StreamRequestBody", s.url}, {"whole bodies", "http://" + ln.Addr().String()}}
+	for _, a := range apps {
+		for _, size := range []int64{0, 1000, 1 << 20, 1<<20 + 1, 5<<20 + 3} {
+			want := sha256.New()
+			_, _ = io.Copy(want, &patternReader{left: size})
+			req, _ := http.NewRequest("POST", a.url+"/fiberkit/tm/upload", &patternReader{left: size})
+			req.ContentLength = size
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatalf("%s, %d bytes: %v", a.name, size, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("%s, %d bytes: %d %s", a.name, size, resp.StatusCode, body)
+			}
+			var up struct {
+				Bytes  int64  `json:"bytes"`
+				SHA256 string `json:"sha256"`
+			}
+			decodeJSON(t, string(body), &up)
+			if up.Bytes != size || up.SHA256 != hex.EncodeToString(want.Sum(nil)) {
+				t.Fatalf("%s: a body of %d bytes arrived as %d bytes sha %s", a.name, size, up.Bytes, up.SHA256)
+			}
+		}
 	}
 }
 
