@@ -135,48 +135,33 @@ func newDB(ctx context.Context, admin, name string) (*pgxpool.Pool, string, erro
 	return pool, u, err
 }
 
-// syncTable moves the table the way Sync does: keyset batches from one snapshot,
-// exported and imported concurrently (two batches in flight at most).
+// syncTable moves the table the way Sync does: one COPY of the snapshot cut into
+// batches (TableStream), in COPY binary, each imported as it comes with
+// ImportCopyDeferred (one batch in flight: the export waits for the import).
 func syncTable(ctx context.Context, src, dst *pgxpool.Pool, sch *catalog.Schema, strategy importer.Strategy, batch int) (string, error) {
 	snap, err := exporter.Begin(ctx, src)
 	if err != nil {
 		return "", err
 	}
 	defer snap.Close(ctx)
-	batches := make(chan exporter.Batch, 1)
-	errc := make(chan error, 1)
-	go func() {
-		defer close(batches)
-		var after []string
-		for {
-			b, err := snap.NextBatch(ctx, sch, after, batch)
-			if err != nil {
-				errc <- err
-				return
-			}
-			batches <- b
-			if b.Done {
-				errc <- nil
-				return
-			}
-			after = b.LastKey
-		}
-	}()
-	var im *importer.Importer
-	var res importer.Result
-	for b := range batches {
-		if im == nil {
-			if im, err = importer.New(ctx, dst, table, importer.Options{Strategy: strategy, Columns: b.Columns}); err != nil {
-				return "", err
-			}
-		}
-		r, err := im.ImportCopy(ctx, b.Data)
-		if err != nil {
-			return "", err
-		}
-		res.Add(r)
+	ts, err := snap.Stream(ctx, sch, nil, true)
+	if err != nil {
+		return "", err
 	}
-	if err := <-errc; err != nil {
+	im, err := importer.New(ctx, dst, table, importer.Options{Strategy: strategy, Columns: ts.Columns()})
+	if err != nil {
+		return "", err
+	}
+	var res importer.Result
+	err = ts.Run(ctx, src, exporter.StreamOptions{BatchRows: batch}, func(b exporter.Batch) error {
+		r, _, err := im.ImportCopyDeferred(ctx, b.Data, b.Binary)
+		res.Add(r)
+		return err
+	})
+	if err == nil {
+		err = im.Finish(ctx)
+	}
+	if err != nil {
 		return "", err
 	}
 	return fmt.Sprintf("created %d updated %d skipped %d failed %d", res.Created, res.Updated, res.Skipped, res.Failed), nil

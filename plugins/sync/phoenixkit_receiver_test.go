@@ -3,6 +3,7 @@ package main_test
 import (
 	"encoding/base64"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -104,7 +105,7 @@ func TestPhoenixKitReceiverPullsFromOurSender(t *testing.T) {
 	whole, _ := json.Marshal(p)
 	_ = json.Unmarshal(whole, &caps)
 	if event != "response:capabilities" || caps.Capabilities.Version != "1.0.0" || caps.Capabilities.PhoenixKitVersion == "" ||
-		len(caps.Capabilities.Features) != 3 || caps.Capabilities.Features[2] != "fetch_records" || caps.Version != "2.0.0" || len(caps.Features) != 2 {
+		len(caps.Capabilities.Features) != 3 || caps.Capabilities.Features[2] != "fetch_records" || caps.Version != "2.0.0" || !slices.Contains(caps.Features, "stream.v1") || !slices.Contains(caps.Features, "records.v1") {
 		t.Fatalf("capabilities %s %s", event, whole)
 	}
 

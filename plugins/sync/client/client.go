@@ -490,12 +490,16 @@ func (c *Client) readLoop() {
 		// peer returns at once) rather than at Close.
 		_ = c.conn.NetConn().Close()
 	}()
+	hint := 64 << 10 // the size of the last binary message: batches come alike
 	for {
 		var t int
 		var data []byte
-		t, data, err = c.conn.ReadMessage()
+		t, data, err = c.readMessage(hint)
 		if err != nil {
 			return
+		}
+		if t == websocket.BinaryMessage {
+			hint = max(64<<10, len(data)+len(data)/8)
 		}
 		if t == websocket.BinaryMessage {
 			c.routeBatch(data)
@@ -507,6 +511,18 @@ func (c *Client) readLoop() {
 		}
 		c.route(f)
 	}
+}
+
+// readMessage reads the next message into a buffer of hint bytes to start with,
+// so that a batch of megabytes is not copied over and over as it grows.
+func (c *Client) readMessage(hint int) (int, []byte, error) {
+	t, r, err := c.conn.NextReader()
+	if err != nil {
+		return t, nil, err
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, hint))
+	_, err = buf.ReadFrom(r)
+	return t, buf.Bytes(), err
 }
 
 func (c *Client) routeBatch(data []byte) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,7 +21,8 @@ import (
 
 // Progress reports a transfer's advance, after every batch.
 type Progress struct {
-	Table   string        `json:"table"`
+	Table string `json:"table"`
+	// Rows are the rows applied (committed) so far.
 	Rows    int64         `json:"rows"`
 	Total   int64         `json:"total"`
 	Batches int           `json:"batches"`
@@ -44,8 +47,10 @@ type TransferOptions struct {
 	// IgnoreMissingColumns imports a table without the sender's columns the local
 	// table lacks (Result.DroppedColumns lists them) instead of failing it.
 	IgnoreMissingColumns bool
-	// NoCompression turns zstd off (it is on by default).
-	NoCompression bool
+	// Compression of the batches: "" or wire.CompressionAuto (the default: none
+	// while the link keeps up, zstd once it is what holds the transfer back),
+	// wire.CompressionZstd (always) or wire.CompressionNone.
+	Compression string
 	// AfterKey resumes after this key (Result.LastKey of an interrupted transfer).
 	AfterKey []string
 	// Progress, when set, is called after every batch.
@@ -197,7 +202,7 @@ func resolvesTo(ctx context.Context, pool *pgxpool.Pool, table string, target ca
 // g (in a temp table of its transaction, not in memory) and nothing is written: the
 // caller commits g and then finishes the importer it gets back.
 func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalog.Schema, target catalog.Ident, res Result, o TransferOptions,
-	start time.Time, g *importer.Group) (Result, *importer.Importer, error) {
+	start time.Time, g *importer.Group) (out Result, _ *importer.Importer, err error) {
 	table := res.Table
 	if o.BatchSize <= 0 {
 		o.BatchSize = wire.DefaultBatchRows
@@ -231,39 +236,88 @@ func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalo
 		delete(c.streams, sid)
 		c.mu.Unlock()
 	}()
-	compression := "zstd"
-	if o.NoCompression {
-		compression = ""
+	compression, err := c.compression(ctx, o.Compression)
+	if err != nil {
+		return res, nil, fmt.Errorf("transfer %s: %w", table, err)
+	}
+	meter := newLinkMeter(compression == wire.CompressionAuto)
+	encoding := ""
+	if g == nil && len(im.Dropped()) == 0 && binaryCompatible(sch, im.Schema()) {
+		if caps, err := c.Capabilities(ctx); err == nil && slices.Contains(caps.Features, wire.BinaryFeature) {
+			encoding = wire.EncodingBinary
+		}
 	}
 	if _, err := c.request(ctx, c.topic, wire.StreamStart, wire.Start{Stream: sid, Table: table, AfterKey: o.AfterKey,
-		BatchRows: o.BatchSize, Compression: compression, Credit: credit}); err != nil {
+		BatchRows: o.BatchSize, Compression: compression, Encoding: encoding, Credit: credit}); err != nil {
 		return res, nil, fmt.Errorf("transfer %s: %w", table, err)
 	}
 	codec := wire.NewCodec()
 	defer codec.Close()
-	// Leaving before the stream ended (cancelled, an import failed): tell the sender
-	// to stop, so it does not hold the stream waiting for credit.
+	// Batches imported into a transaction still open (ImportCopyDeferred) count in
+	// res only once it commits, so that res — LastKey above all — says exactly what
+	// was applied.
+	var pending Result
+	var commit func()
+	// Leaving before the stream ended (cancelled, refused, the sender gone, an
+	// import failed): tell the sender to stop, so it does not hold the stream waiting
+	// for credit. The batches imported and not yet committed are whole and checked:
+	// they are committed (and counted) unless their import is what failed, in which
+	// case ImportCopyDeferred rolled them back already.
 	ended := false
 	defer func() {
 		if !ended {
 			_ = c.write(wire.New(nil, nil, c.topic, wire.StreamCancel, wire.StreamRef{Stream: sid}))
 		}
+		if err == nil || g != nil {
+			return // a group's batches are the caller's to commit or not
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if cerr := im.Commit(cctx); cerr != nil {
+			im.Rollback()
+			err = errors.Join(err, cerr)
+			return
+		}
+		commit()
+		out = res
 	}()
 	res.LastKey = o.AfterKey
+	commit = func() {
+		res.Created += pending.Created
+		res.Updated += pending.Updated
+		res.Skipped += pending.Skipped
+		res.Failed += pending.Failed
+		res.Errors = append(res.Errors, pending.Errors...)
+		res.Rows += pending.Rows
+		if pending.LastKey != nil {
+			res.LastKey = pending.LastKey
+		}
+		pending = Result{}
+	}
 	var seq uint32
 	for {
 		var m streamMsg
+		got := false
 		select {
 		case m = <-msgs:
-		case <-ctx.Done():
-			return res, nil, fmt.Errorf("transfer %s: %w", table, ctx.Err())
-		case <-c.done:
-			// Drain what already arrived before reporting the loss.
+			got = true
+		default:
+		}
+		if !got {
+			meter.waitStart()
 			select {
 			case m = <-msgs:
-			default:
-				return res, nil, fmt.Errorf("transfer %s: %w", table, c.closeErr())
+			case <-ctx.Done():
+				return res, nil, fmt.Errorf("transfer %s: %w", table, ctx.Err())
+			case <-c.done:
+				// Drain what already arrived before reporting the loss.
+				select {
+				case m = <-msgs:
+				default:
+					return res, nil, fmt.Errorf("transfer %s: %w", table, c.closeErr())
+				}
 			}
+			meter.waitEnd()
 		}
 		switch {
 		case m.err != nil:
@@ -271,12 +325,17 @@ func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalo
 			return res, nil, fmt.Errorf("transfer %s: %w", table, m.err)
 		case m.end != nil:
 			ended = true
-			if m.end.Rows != res.Rows || m.end.Batches != seq {
-				return res, nil, fmt.Errorf("transfer %s: sender sent %d rows in %d batches, received %d in %d", table, m.end.Rows, m.end.Batches, res.Rows, seq)
+			if got := res.Rows + pending.Rows; m.end.Rows != got || m.end.Batches != seq {
+				return res, nil, fmt.Errorf("transfer %s: sender sent %d rows in %d batches, received %d in %d", table, m.end.Rows, m.end.Batches, got, seq)
 			}
 			if g != nil {
+				commit()
 				return res, im, nil
 			}
+			if err := im.Commit(ctx); err != nil {
+				return res, nil, err
+			}
+			commit()
 			if err := im.Finish(ctx); err != nil {
 				return res, nil, err
 			}
@@ -290,27 +349,38 @@ func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalo
 		if err != nil {
 			return res, nil, fmt.Errorf("transfer %s: batch %d: %w", table, seq+1, err)
 		}
+		if b.Binary != (encoding == wire.EncodingBinary) {
+			return res, nil, fmt.Errorf("transfer %s: batch %d: %w", table, b.Seq, errors.New("not in the encoding asked for"))
+		}
 		if b.Seq != seq+1 {
 			return res, nil, fmt.Errorf("transfer %s: batch %d arrived after %d", table, b.Seq, seq)
 		}
 		var r importer.Result
+		committed := true
 		if g != nil {
 			err = g.Add(ctx, im, b.Data)
 		} else {
-			r, err = im.ImportCopy(ctx, b.Data)
+			// A batch under way is finished even when ctx ends meanwhile (a cancel, a
+			// Ctrl-C): cutting its COPY would roll back the batches before it too.
+			r, committed, err = im.ImportCopyDeferred(context.WithoutCancel(ctx), b.Data, b.Binary)
 		}
 		if err != nil {
 			return res, nil, err
 		}
 		seq = b.Seq
-		res.Created += r.Created
-		res.Updated += r.Updated
-		res.Skipped += r.Skipped
-		res.Failed += r.Failed
-		res.Errors = append(res.Errors, r.Errors...)
-		res.Rows += int64(b.Rows)
-		res.LastKey = b.LastKey
-		if err := c.write(wire.New(nil, nil, c.topic, wire.StreamAck, wire.Ack{Stream: sid, Seq: seq, Credit: 1})); err != nil {
+		pending.Created += r.Created
+		pending.Updated += r.Updated
+		pending.Skipped += r.Skipped
+		pending.Failed += r.Failed
+		pending.Errors = append(pending.Errors, r.Errors...)
+		pending.Rows += int64(b.Rows)
+		pending.LastKey = b.LastKey
+		if committed {
+			commit()
+		}
+		meter.batch(len(m.batch), len(b.Data))
+		ack := wire.Ack{Stream: sid, Seq: seq, Credit: 1, Compression: meter.decide()}
+		if err := c.write(wire.New(nil, nil, c.topic, wire.StreamAck, ack)); err != nil {
 			return res, nil, fmt.Errorf("transfer %s: %w", table, err)
 		}
 		if o.Progress != nil {
@@ -607,4 +677,63 @@ func (c *Client) Compare(ctx context.Context, pool *pgxpool.Pool, tables []catal
 		out = append(out, st)
 	}
 	return out, nil
+}
+
+// compression is the stream:start compression for the option asked (see
+// TransferOptions.Compression): auto falls back to none with a sender that does
+// not offer it.
+func (c *Client) compression(ctx context.Context, asked string) (string, error) {
+	switch asked {
+	case wire.CompressionNone:
+		return "", nil
+	case wire.CompressionZstd:
+		return wire.CompressionZstd, nil
+	case "", wire.CompressionAuto:
+		caps, err := c.Capabilities(ctx)
+		if err != nil {
+			return "", err
+		}
+		if slices.Contains(caps.Compression, wire.CompressionAuto) {
+			return wire.CompressionAuto, nil
+		}
+		return "", nil
+	}
+	return "", fmt.Errorf("unknown compression %q (auto, zstd or none)", asked)
+}
+
+// binaryTypes are the base types whose COPY binary form is the same on every
+// PostgreSQL server: built-in types with a fixed oid, so arrays of them (which
+// carry their element's oid) load too. Anything else — enums, domains,
+// composites, extension types — goes as text, which every server parses by name.
+var binaryTypes = map[string]bool{
+	"smallint": true, "integer": true, "bigint": true, "real": true, "double precision": true, "numeric": true,
+	"boolean": true, "text": true, "character varying": true, "character": true, `"char"`: true, "name": true,
+	"bytea": true, "uuid": true, "json": true, "jsonb": true, "date": true, "interval": true, "money": true,
+	"time without time zone": true, "time with time zone": true,
+	"timestamp without time zone": true, "timestamp with time zone": true,
+	"inet": true, "cidr": true, "macaddr": true, "macaddr8": true, "bit": true, "bit varying": true, "oid": true,
+}
+
+// typmods are the "(n)" and "(p,s)" of a type name.
+var typmods = regexp.MustCompile(`\(\d+(,\d+)?\)`)
+
+// binaryCompatible reports whether the sender's rows can come in COPY binary into
+// local: every column the sender writes has, here, a column of the same built-in
+// base type (binaryTypes; arrays of them too), whatever their typmods — the local
+// column applies its own, as it does to text.
+func binaryCompatible(sender, local *catalog.Schema) bool {
+	base := func(t string) string {
+		return strings.TrimRight(typmods.ReplaceAllString(t, ""), "[]")
+	}
+	for _, c := range sender.Writable() {
+		l, ok := local.Column(c.Name)
+		if !ok || c.Type != c.BaseType || l.Type != l.BaseType {
+			return false
+		}
+		st, lt := typmods.ReplaceAllString(c.Type, ""), typmods.ReplaceAllString(l.Type, "")
+		if st != lt || !binaryTypes[base(st)] {
+			return false
+		}
+	}
+	return true
 }

@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -34,7 +35,7 @@ import (
 	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
 )
 
-// DefaultBatchBytes is a batch's byte budget when Snapshot.BatchBytes is not set.
+// DefaultBatchBytes is a batch's byte budget when StreamOptions.BatchBytes is not set.
 const DefaultBatchBytes = 16 << 20
 
 // ErrNoResume is returned (wrapped) by NextBatch for a table without a primary key
@@ -52,15 +53,14 @@ const exportSettings = catalog.TextSettings + `, set_config('standard_conforming
 type Snapshot struct {
 	conn *pgxpool.Conn
 	tx   pgx.Tx
-	// BatchBytes caps the COPY text of a batch (0 means DefaultBatchBytes). A batch
-	// always holds at least one row, so a row larger than this is a batch of its own.
-	BatchBytes int
 	// PageBytes caps a page of the records API (0 means DefaultPageBytes), likewise.
 	PageBytes int
-	// rowBytes is, per table, the COPY bytes per row seen last, to size batches.
-	rowBytes map[string]int
-	// issued are the ctid keys handed out, per table, for tables without a key.
+	// issued are the ctid keys handed out, per table, for tables without a key
+	// (TableStream.Run adds to them from its own goroutine, hence imu).
+	imu    sync.Mutex
 	issued map[string]bool
+	// exported names the snapshot for other connections, once asked (export).
+	exported string
 	// leftOut are, per table, the tables below it (partitions, inheritance
 	// children) whose rows a read of it leaves out (LeaveOut).
 	leftOut map[string][]uint32
@@ -137,7 +137,7 @@ func Begin(ctx context.Context, pool *pgxpool.Pool) (*Snapshot, error) {
 		conn.Release()
 		return nil, fmt.Errorf("export: begin snapshot: %w", err)
 	}
-	return &Snapshot{conn: conn, tx: tx, rowBytes: map[string]int{}, issued: map[string]bool{}, leftOut: map[string][]uint32{}}, nil
+	return &Snapshot{conn: conn, tx: tx, issued: map[string]bool{}, leftOut: map[string][]uint32{}}, nil
 }
 
 // Querier returns the snapshot's transaction, for catalog look-ups inside it.
@@ -183,6 +183,8 @@ type Batch struct {
 	LastKey []string
 	// Done is true when no rows follow this batch.
 	Done bool
+	// Binary is set when Data holds COPY binary tuples instead of text lines.
+	Binary bool
 }
 
 // keyColumns returns the key used for paging: the primary key, or ctid.
@@ -228,211 +230,18 @@ func afterClause(sch *catalog.Schema, after []string, op string) (string, error)
 	return fmt.Sprintf(" WHERE (%s) %s (%s)", strings.Join(exprs, ", "), op, strings.Join(lits, ", ")), nil
 }
 
-// NextBatch returns up to limit rows after key after (nil = from the start), in key
-// order, and no more than the byte budget (BatchBytes) holds — but at least one row.
-// The batch's LastKey is its last row's key: the next batch resumes after it.
-func (s *Snapshot) NextBatch(ctx context.Context, sch *catalog.Schema, after []string, limit int) (b Batch, err error) {
-	err = s.Isolate(ctx, func() error {
-		b, err = s.nextBatch(ctx, sch, after, limit)
-		return err
-	})
-	return b, err
+// issue records that ctid key of table was handed out by this snapshot.
+func (s *Snapshot) issue(table, key string) {
+	s.imu.Lock()
+	s.issued[table+"\x00"+key] = true
+	s.imu.Unlock()
 }
 
-func (s *Snapshot) nextBatch(ctx context.Context, sch *catalog.Schema, after []string, limit int) (Batch, error) {
-	if limit <= 0 {
-		return Batch{}, fmt.Errorf("export %s: batch size must be positive", sch.Name)
-	}
-	if catalog.IsSecretTable(sch.Name) {
-		return Batch{}, fmt.Errorf("export: %w: %q", catalog.ErrUnknownTable, sch.Name)
-	}
-	table := catalog.IdentOf(sch).Quoted()
-	noKey := len(sch.PrimaryKey) == 0
-	if noKey && after != nil && (len(after) != 1 || !s.issued[table+"\x00"+after[0]]) {
-		return Batch{}, fmt.Errorf("export %s: %w", sch.Name, ErrNoResume)
-	}
-	budget := s.BatchBytes
-	if budget <= 0 {
-		budget = DefaultBatchBytes
-	}
-	exprs, _ := keyColumns(sch)
-	order := strings.Join(exprs, ", ")
-	where, err := afterClause(sch, after, ">")
-	if err != nil {
-		return Batch{}, err
-	}
-	where = addCond(where, s.leftOutCond(table, "tableoid"))
-	cols := sch.Writable()
-	// Ask for no more rows than the budget holds at the size rows had so far, so that
-	// little of what COPY sends beyond the budget is read only to be dropped.
-	per, ok := s.rowBytes[table]
-	if !ok {
-		err := s.tx.QueryRow(ctx, fmt.Sprintf("SELECT coalesce(avg(octet_length(r::text)), 0)::bigint FROM (SELECT %s FROM %s%s ORDER BY %s LIMIT 16) r",
-			catalog.QuotedColumns(cols), table, where, order)).Scan(&per)
-		if err != nil {
-			return Batch{}, fmt.Errorf("export %s: row size: %w", sch.Name, err)
-		}
-	}
-	n := limit
-	if per > 0 {
-		n = max(1, min(limit, budget/per))
-	}
-	// Find the batch's last key first (an index-only scan), then COPY the rows up to
-	// it: the COPY query needs literals.
-	keyText := make([]string, len(exprs))
-	for i, e := range exprs {
-		keyText[i] = e + "::text"
-	}
-	var last []string
-	row := s.tx.QueryRow(ctx, fmt.Sprintf("SELECT ARRAY[%s] FROM %s%s ORDER BY %s OFFSET %d LIMIT 1",
-		strings.Join(keyText, ", "), table, where, order, n-1))
-	switch err := row.Scan(&last); {
-	case errors.Is(err, pgx.ErrNoRows):
-		last = nil
-	case err != nil:
-		return Batch{}, fmt.Errorf("export %s: find batch end: %w", sch.Name, err)
-	}
-	cond := where
-	if last != nil {
-		upper, err := afterClause(sch, last, "<=")
-		if err != nil {
-			return Batch{}, err
-		}
-		if cond == "" {
-			cond = upper
-		} else {
-			cond += " AND" + strings.TrimPrefix(upper, " WHERE")
-		}
-	}
-	// Each line starts with the row's key (then stripped), so the batch can end at
-	// any row and still say where the next one starts.
-	sel := strings.Join(keyText, ", ")
-	if len(cols) > 0 {
-		sel += ", " + catalog.QuotedColumns(cols)
-	}
-	w := &batchWriter{keys: len(exprs), budget: budget}
-	if per > 0 {
-		w.data = make([]byte, 0, min(budget, per*n+per))
-	}
-	// Order by the table's own columns (src.…), not the ::text key outputs.
-	srcOrder := make([]string, len(exprs))
-	for i, e := range exprs {
-		srcOrder[i] = "src." + e
-	}
-	sql := fmt.Sprintf("COPY (SELECT %s FROM %s AS src%s ORDER BY %s) TO STDOUT", sel, table, cond, strings.Join(srcOrder, ", "))
-	if _, err := s.tx.Conn().PgConn().CopyTo(ctx, w, sql); err != nil {
-		return Batch{}, fmt.Errorf("export %s: %w", sch.Name, err)
-	}
-	if w.err != nil {
-		return Batch{}, fmt.Errorf("export %s: %w", sch.Name, w.err)
-	}
-	if w.seen > 0 {
-		s.rowBytes[table] = max(1, int(w.seenBytes/int64(w.seen)))
-	}
-	b := Batch{Data: w.data, Rows: w.rows, LastKey: after, Done: last == nil && w.dropped == 0}
-	for _, c := range cols {
-		b.Columns = append(b.Columns, c.Name)
-	}
-	if w.rows > 0 {
-		b.LastKey = w.lastKey
-	}
-	if noKey && b.LastKey != nil {
-		s.issued[table+"\x00"+b.LastKey[0]] = true
-	}
-	return b, nil
-}
-
-// batchWriter receives COPY text lines that start with keys key fields. It keeps each
-// line's remaining fields while they fit in budget bytes (the first line always),
-// drops every line from the first that does not fit, and remembers the last kept
-// line's key. It holds at most the budget, or one line when that is larger.
-type batchWriter struct {
-	keys   int
-	budget int
-
-	data    []byte   // kept lines, without their keys
-	rows    int      // lines kept
-	lastKey []string // key of the last kept line
-
-	field   int      // key fields read on the current line
-	key     []byte   // the key field being read, still COPY-escaped
-	lineKey []string // the current line's key
-	start   int      // where the current line's fields start in data
-	drop    bool     // the current line does not fit
-	full    bool     // a line did not fit: every later one is dropped too
-
-	seen      int   // lines received
-	seenBytes int64 // bytes received
-	dropped   int   // lines dropped
-	err       error
-}
-
-func (w *batchWriter) Write(p []byte) (int, error) {
-	n := len(p)
-	w.seenBytes += int64(n)
-	for len(p) > 0 {
-		if w.field < w.keys {
-			i := bytes.IndexAny(p, "\t\n")
-			if i < 0 {
-				w.key = append(w.key, p...)
-				break
-			}
-			w.key = append(w.key, p[:i]...)
-			w.lineKey = append(w.lineKey, unescapeCopy(w.key))
-			w.key = w.key[:0]
-			w.field++
-			sep := p[i]
-			p = p[i+1:]
-			if sep == '\n' {
-				// A row of keys only (the table has no written column).
-				if w.field < w.keys && w.err == nil {
-					w.err = errors.New("COPY line with fewer fields than the key")
-				}
-				w.keep([]byte{'\n'})
-				w.endLine()
-			}
-			continue
-		}
-		i := bytes.IndexByte(p, '\n')
-		chunk := p
-		if i >= 0 {
-			chunk = p[:i+1]
-		}
-		p = p[len(chunk):]
-		w.keep(chunk)
-		if i >= 0 {
-			w.endLine()
-		}
-	}
-	return n, nil
-}
-
-// keep adds part of the current line, unless the line or the batch is being dropped.
-func (w *batchWriter) keep(b []byte) {
-	if w.drop || w.full {
-		return
-	}
-	w.data = append(w.data, b...)
-	if w.rows > 0 && len(w.data) > w.budget {
-		// This line does not fit: drop what was kept of it.
-		w.data = w.data[:w.start]
-		w.drop = true
-	}
-}
-
-func (w *batchWriter) endLine() {
-	w.seen++
-	if w.drop || w.full {
-		w.dropped++
-		w.full = true
-	} else {
-		w.rows++
-		w.lastKey = w.lineKey
-		w.start = len(w.data)
-	}
-	w.drop = false
-	w.lineKey = nil
-	w.field = 0
+// wasIssued reports whether this snapshot handed out ctid key of table.
+func (s *Snapshot) wasIssued(table, key string) bool {
+	s.imu.Lock()
+	defer s.imu.Unlock()
+	return s.issued[table+"\x00"+key]
 }
 
 // unescapeCopy decodes a COPY text field (backslash escapes).

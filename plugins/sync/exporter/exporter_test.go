@@ -29,34 +29,49 @@ func newDB(t *testing.T) (*pgxpool.Pool, string) {
 	return pool, name
 }
 
-// exportAll reads a whole table batch by batch and checks every batch's bounds.
-func exportAll(t *testing.T, snap *exporter.Snapshot, sch *catalog.Schema, limit int) (data []byte, rows int, batches []exporter.Batch) {
+// readAll streams sch's rows after the key after (TableStream) and returns the
+// batches, their data kept.
+func readAll(t *testing.T, snap *exporter.Snapshot, pool *pgxpool.Pool, sch *catalog.Schema, after []string, o exporter.StreamOptions, binary bool) ([]exporter.Batch, error) {
 	t.Helper()
 	ctx := context.Background()
-	var after []string
-	for {
-		b, err := snap.NextBatch(ctx, sch, after, limit)
-		if err != nil {
-			t.Fatal(err)
+	ts, err := snap.Stream(ctx, sch, after, binary)
+	if err != nil {
+		return nil, err
+	}
+	var batches []exporter.Batch
+	err = ts.Run(ctx, pool, o, func(b exporter.Batch) error {
+		if b.Rows == 0 && !b.Done {
+			t.Error("an empty batch that is not the last")
 		}
+		b.Data = append([]byte(nil), b.Data...)
+		batches = append(batches, b)
+		return nil
+	})
+	if err == nil && (len(batches) == 0 || !batches[len(batches)-1].Done) {
+		t.Error("the last batch is not Done")
+	}
+	return batches, err
+}
+
+// exportAll reads a whole table in text, batches of at most limit rows and budget
+// bytes (0: the default), and checks every batch's bounds.
+func exportAll(t *testing.T, snap *exporter.Snapshot, pool *pgxpool.Pool, sch *catalog.Schema, limit, budget int) (data []byte, rows int, batches []exporter.Batch) {
+	t.Helper()
+	batches, err := readAll(t, snap, pool, sch, nil, exporter.StreamOptions{BatchRows: limit, BatchBytes: budget}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range batches {
 		if b.Rows != bytes.Count(b.Data, []byte{'\n'}) {
 			t.Fatalf("batch says %d rows, holds %d lines", b.Rows, bytes.Count(b.Data, []byte{'\n'}))
 		}
+		if b.Rows > limit {
+			t.Fatalf("batch of %d rows, limit %d", b.Rows, limit)
+		}
 		data = append(data, b.Data...)
 		rows += b.Rows
-		b.Data = nil
-		batches = append(batches, b)
-		if b.Done {
-			return data, rows, batches
-		}
-		if b.Rows == 0 {
-			t.Fatal("an empty batch that is not the last")
-		}
-		after = b.LastKey
-		if len(batches) > 10000 {
-			t.Fatal("no end")
-		}
 	}
+	return data, rows, batches
 }
 
 // TestSettingsFixed checks that the sending database's own settings do not change
@@ -80,10 +95,8 @@ func TestSettingsFixed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := snap.NextBatch(ctx, sch, nil, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data, _, _ := exportAll(t, snap, a, sch, 10, 0)
+	b := exporter.Batch{Data: data}
 	want := "1\t2024-03-04\t0.30000000000000004\t1 mon -2 days +03:00:00\t\\\\x00ff\t2024-01-01 00:00:00+00\n"
 	if string(b.Data) != want {
 		t.Errorf("batch:\n got %q\nwant %q", b.Data, want)
@@ -139,12 +152,9 @@ func TestSnapshotAtBegin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := snap.NextBatch(ctx, sch, nil, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(b.Data) != "1\n" {
-		t.Errorf("exported %q, want only the row from before Begin", b.Data)
+	data, _, _ := exportAll(t, snap, a, sch, 10, 0)
+	if string(data) != "1\n" {
+		t.Errorf("exported %q, want only the row from before Begin", data)
 	}
 }
 
@@ -163,31 +173,15 @@ func TestBatchBytes(t *testing.T) {
 	}
 	defer snap.Close(ctx)
 	const budget = 4 << 20
-	snap.BatchBytes = budget
 	sch, err := catalog.GetSchema(ctx, snap.Querier(), "big")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var after []string
-	var all []byte
-	rows := 0
-	for n := 0; ; n++ {
-		b, err := snap.NextBatch(ctx, sch, after, 5000)
-		if err != nil {
-			t.Fatal(err)
-		}
+	all, rows, batches := exportAll(t, snap, a, sch, 5000, budget)
+	for n, b := range batches {
 		if len(b.Data) > budget && b.Rows != 1 {
 			t.Errorf("batch %d: %d rows, %d bytes, over the budget", n, b.Rows, len(b.Data))
 		}
-		all = append(all, b.Data...)
-		rows += b.Rows
-		if b.Done {
-			break
-		}
-		if b.Rows == 0 || n > 100 {
-			t.Fatalf("batch %d: %d rows, not done", n, b.Rows)
-		}
-		after = b.LastKey
 	}
 	if rows != 60 {
 		t.Errorf("%d rows arrived, want 60", rows)
@@ -219,12 +213,11 @@ func TestTextKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer snap.Close(ctx)
-	snap.BatchBytes = 1
 	sch, err := catalog.GetSchema(ctx, snap.Querier(), "k")
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, rows, batches := exportAll(t, snap, sch, 3)
+	data, rows, batches := exportAll(t, snap, a, sch, 3, 1)
 	if rows != 7 {
 		t.Errorf("%d rows, want 7", rows)
 	}
@@ -256,13 +249,14 @@ func TestNoKeyResume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, rows, batches := exportAll(t, snap, sch, 3)
+	_, rows, batches := exportAll(t, snap, a, sch, 3, 0)
 	if rows != 10 || len(batches) < 4 {
 		t.Errorf("%d rows in %d batches", rows, len(batches))
 	}
-	// Resuming in the same snapshot from a key it handed out works.
-	if _, err := snap.NextBatch(ctx, sch, batches[1].LastKey, 3); err != nil {
-		t.Errorf("resume in the same snapshot: %v", err)
+	// Resuming in the same snapshot from a key it handed out works, and gives the rest.
+	rest, err := readAll(t, snap, a, sch, batches[1].LastKey, exporter.StreamOptions{BatchRows: 3}, false)
+	if n := countRows(rest); err != nil || n != 4 {
+		t.Errorf("resume in the same snapshot: %d rows, %v", n, err)
 	}
 	snap.Close(ctx)
 
@@ -271,11 +265,11 @@ func TestNoKeyResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer snap2.Close(ctx)
-	if _, err := snap2.NextBatch(ctx, sch, batches[1].LastKey, 3); !errors.Is(err, exporter.ErrNoResume) {
+	if _, err := snap2.Stream(ctx, sch, batches[1].LastKey, false); !errors.Is(err, exporter.ErrNoResume) {
 		t.Errorf("resume from another snapshot: %v, want ErrNoResume", err)
 	}
-	if _, err := snap2.NextBatch(ctx, sch, nil, 3); err != nil {
-		t.Errorf("from the start: %v", err)
+	if all, err := readAll(t, snap2, a, sch, nil, exporter.StreamOptions{BatchRows: 3}, false); err != nil || countRows(all) != 10 {
+		t.Errorf("from the start: %d rows, %v", countRows(all), err)
 	}
 }
 
@@ -292,8 +286,8 @@ func TestSecretTableRefused(t *testing.T) {
 	defer snap.Close(ctx)
 	sch := &catalog.Schema{Schema: "public", Name: "fiberkit_csrf", PrimaryKey: []string{"key"},
 		Columns: []catalog.Column{{Name: "key", Type: "text"}, {Name: "value", Type: "bytea", Nullable: true}}}
-	if _, err := snap.NextBatch(ctx, sch, nil, 10); !errors.Is(err, catalog.ErrUnknownTable) {
-		t.Errorf("NextBatch: %v", err)
+	if _, err := snap.Stream(ctx, sch, nil, false); !errors.Is(err, catalog.ErrUnknownTable) {
+		t.Errorf("Stream: %v", err)
 	}
 	if _, err := snap.Records(ctx, sch, 0, 10); !errors.Is(err, catalog.ErrUnknownTable) {
 		t.Errorf("Records: %v", err)
@@ -301,4 +295,12 @@ func TestSecretTableRefused(t *testing.T) {
 	if _, err := snap.Checksum(ctx, sch); !errors.Is(err, catalog.ErrUnknownTable) {
 		t.Errorf("Checksum: %v", err)
 	}
+}
+
+func countRows(batches []exporter.Batch) int {
+	n := 0
+	for _, b := range batches {
+		n += b.Rows
+	}
+	return n
 }

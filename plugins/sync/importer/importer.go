@@ -39,9 +39,12 @@ package importer
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -138,7 +141,22 @@ type Importer struct {
 	maxErrors   int
 	batchSQL    string // the strategy's statement over the whole temp table
 	rowSQL      string // the same over the temp row whose ord is $1
+	// open is the transaction straight-COPYed batches share (ImportCopyDeferred)
+	// until it holds CommitBytes; openBytes is what it holds.
+	open      pgx.Tx
+	openBytes int
+	openSince time.Time
+	openTemp  string // the encoding of the temp table the open transaction holds ("": none)
 }
+
+// ImportCopyDeferred commits the batches of one transaction once they hold
+// CommitBytes of rows or the transaction is CommitInterval old, whichever comes
+// first: few enough commits to cost little, often enough that what a transfer
+// applied is durable (and its resume point recorded) within a fraction of a second.
+const (
+	CommitBytes    = 64 << 20
+	CommitInterval = 250 * time.Millisecond
+)
 
 // tempTable holds a batch's rows as text while they are merged; ord numbers them in
 // incoming order. Its data columns are c1…cN, never the user's names.
@@ -393,7 +411,7 @@ func (im *Importer) ImportRecords(ctx context.Context, records []map[string]*str
 		if _, err := tx.Exec(ctx, catalog.TextSettings); err != nil {
 			return fmt.Errorf("set session settings: %w", err)
 		}
-		r, err := im.viaTemp(ctx, tx, buf.Bytes(), len(records), g)
+		r, err := im.viaTemp(ctx, tx, copyIn{data: buf.Bytes()}, len(records), g, false)
 		res = r
 		return err
 	})
@@ -522,10 +540,10 @@ func (im *Importer) importCopy(ctx context.Context, data []byte) (Result, error)
 		if _, err := tx.Exec(ctx, catalog.TextSettings); err != nil {
 			return fmt.Errorf("set session settings: %w", err)
 		}
-		if im.empty && im.strategy != Append || len(im.sch.PrimaryKey) == 0 && im.strategy == Append && im.writesAll() {
+		if im.straight() {
 			// Nothing can conflict: COPY straight into the table. Anything it refuses
 			// (a constraint, a concurrent writer) falls back to the general path.
-			ok, err := im.straightCopy(ctx, tx, data)
+			ok, err := im.straightCopy(ctx, tx, copyIn{data: data})
 			if err != nil {
 				return err
 			}
@@ -534,7 +552,7 @@ func (im *Importer) importCopy(ctx context.Context, data []byte) (Result, error)
 				return nil
 			}
 		}
-		r, err := im.viaTemp(ctx, tx, data, rows, nil)
+		r, err := im.viaTemp(ctx, tx, copyIn{data: data}, rows, nil, false)
 		res = r
 		return err
 	})
@@ -544,10 +562,179 @@ func (im *Importer) importCopy(ctx context.Context, data []byte) (Result, error)
 	return res, nil
 }
 
+// straight reports whether a batch can be COPYed straight into the table, nothing
+// being able to conflict: the table was empty (and no new key is drawn), or it has
+// no key and every row is appended as is.
+func (im *Importer) straight() bool {
+	return im.empty && im.strategy != Append || len(im.sch.PrimaryKey) == 0 && im.strategy == Append && im.writesAll()
+}
+
+// ImportCopyDeferred imports one batch like ImportCopy, except that it may leave
+// the batch's transaction open for the batches after it, each under a savepoint,
+// until they hold CommitBytes: fewer commits (each waits for a WAL flush), and one
+// temporary table for all of them. committed reports whether every batch imported
+// so far is committed; Commit commits the rest. When a call fails, the batches not
+// committed are rolled back with it (they are not applied).
+func (im *Importer) ImportCopyDeferred(ctx context.Context, data []byte, binary bool) (res Result, committed bool, err error) {
+	in := copyIn{data: data, binary: binary}
+	var rows int
+	switch {
+	case binary && im.drop != nil:
+		im.rollback()
+		return Result{}, false, fmt.Errorf("import %s: binary rows cannot have columns cut out", im.sch.Name)
+	case binary:
+		if rows, err = countTuples(data, len(im.cols)); err != nil {
+			im.rollback()
+			return Result{}, false, fmt.Errorf("import %s: %w: %v", im.sch.Name, ErrMalformedBatch, err)
+		}
+	default:
+		if im.drop != nil {
+			if in.data, err = im.cutFields(data); err != nil {
+				im.rollback()
+				return Result{}, false, fmt.Errorf("import %s: %w", im.sch.Name, err)
+			}
+		}
+		rows = bytes.Count(in.data, []byte{'\n'})
+	}
+	if rows == 0 {
+		return Result{}, im.open == nil, nil
+	}
+	if im.open == nil {
+		tx, err := im.pool.Begin(ctx)
+		if err != nil {
+			return Result{}, false, fmt.Errorf("import %s: %w", im.sch.Name, err)
+		}
+		im.open, im.openSince = tx, time.Now()
+		if _, err := tx.Exec(ctx, catalog.TextSettings); err != nil {
+			im.rollback()
+			return Result{}, false, fmt.Errorf("import %s: set session settings: %w", im.sch.Name, err)
+		}
+	}
+	straight := false
+	if im.straight() {
+		// Anything COPY refuses (a constraint, a concurrent writer) falls back to
+		// the general path below, in the same transaction.
+		if straight, err = im.straightCopy(ctx, im.open, in); err != nil {
+			im.rollback()
+			return Result{}, false, fmt.Errorf("import %s: %w", im.sch.Name, err)
+		}
+	}
+	if straight {
+		res.Created = rows
+	} else {
+		if im.openTemp != "" && im.openTemp != in.encoding() {
+			if _, err := im.open.Exec(ctx, "DROP TABLE "+tempTable); err != nil {
+				im.rollback()
+				return Result{}, false, fmt.Errorf("import %s: %w", im.sch.Name, err)
+			}
+			im.openTemp = ""
+		}
+		res, err = im.viaTemp(ctx, im.open, in, rows, nil, im.openTemp != "")
+		if err != nil {
+			im.rollback()
+			return Result{}, false, fmt.Errorf("import %s: %w", im.sch.Name, err)
+		}
+		im.openTemp = in.encoding()
+	}
+	im.openBytes += len(data)
+	if im.openBytes >= CommitBytes || time.Since(im.openSince) >= CommitInterval {
+		if err := im.Commit(ctx); err != nil {
+			return Result{}, false, err
+		}
+		return res, true, nil
+	}
+	return res, false, nil
+}
+
+// Commit commits the batches ImportCopyDeferred left open, if any.
+func (im *Importer) Commit(ctx context.Context) error {
+	if im.open == nil {
+		return nil
+	}
+	tx := im.open
+	im.open, im.openBytes, im.openTemp = nil, 0, ""
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("import %s: commit: %w", im.sch.Name, err)
+	}
+	return nil
+}
+
+// Rollback rolls back the batches ImportCopyDeferred left open, if any: they are
+// not applied.
+func (im *Importer) Rollback() { im.rollback() }
+
+func (im *Importer) rollback() {
+	if im.open != nil {
+		_ = im.open.Rollback(context.Background())
+		im.open, im.openBytes, im.openTemp = nil, 0, ""
+	}
+}
+
+// copyIn is a batch for COPY FROM: text lines, or binary tuples without the
+// format's header and trailer (which reader adds).
+type copyIn struct {
+	data   []byte
+	binary bool
+}
+
+// binaryHeader starts COPY binary data: the signature, no flags, no extension.
+var binaryHeader = []byte("PGCOPY\n\xff\r\n\x00\x00\x00\x00\x00\x00\x00\x00\x00")
+
+// binaryTrailer ends it.
+var binaryTrailer = []byte{0xff, 0xff}
+
+func (in copyIn) reader() io.Reader {
+	if !in.binary {
+		return bytes.NewReader(in.data)
+	}
+	return io.MultiReader(bytes.NewReader(binaryHeader), bytes.NewReader(in.data), bytes.NewReader(binaryTrailer))
+}
+
+func (in copyIn) format() string {
+	if in.binary {
+		return " (FORMAT binary)"
+	}
+	return ""
+}
+
+func (in copyIn) encoding() string {
+	if in.binary {
+		return "binary"
+	}
+	return "text"
+}
+
+// countTuples checks that data is whole COPY binary tuples of fields fields each
+// and counts them.
+func countTuples(data []byte, fields int) (int, error) {
+	n := 0
+	for at := 0; at < len(data); n++ {
+		if len(data)-at < 2 {
+			return 0, errors.New("a tuple cut short")
+		}
+		if f := int(int16(binary.BigEndian.Uint16(data[at:]))); f != fields {
+			return 0, fmt.Errorf("a tuple of %d fields, want %d", f, fields)
+		}
+		at += 2
+		for range fields {
+			if len(data)-at < 4 {
+				return 0, errors.New("a tuple cut short")
+			}
+			size := int(int32(binary.BigEndian.Uint32(data[at:])))
+			at += 4
+			if size < -1 || size > len(data)-at {
+				return 0, errors.New("a field runs past the batch")
+			}
+			at += max(size, 0)
+		}
+	}
+	return n, nil
+}
+
 // writesAll reports whether every incoming column is written as is.
 func (im *Importer) writesAll() bool { return len(im.write) == len(im.cols) }
 
-func (im *Importer) straightCopy(ctx context.Context, tx pgx.Tx, data []byte) (bool, error) {
+func (im *Importer) straightCopy(ctx context.Context, tx pgx.Tx, in copyIn) (bool, error) {
 	if !im.writesAll() {
 		return false, nil
 	}
@@ -558,8 +745,8 @@ func (im *Importer) straightCopy(ctx context.Context, tx pgx.Tx, data []byte) (b
 	for i, f := range im.cols {
 		cols[i] = f.Column
 	}
-	sql := fmt.Sprintf("COPY %s (%s) FROM STDIN", catalog.IdentOf(im.sch).Quoted(), catalog.QuotedColumns(cols))
-	if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data), sql); err != nil {
+	sql := fmt.Sprintf("COPY %s (%s) FROM STDIN%s", catalog.IdentOf(im.sch).Quoted(), catalog.QuotedColumns(cols), in.format())
+	if _, err := tx.Conn().PgConn().CopyFrom(ctx, in.reader(), sql); err != nil {
 		if _, rerr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT fk_copy"); rerr != nil {
 			return false, fmt.Errorf("roll back refused copy (%v): %w", err, rerr)
 		}
@@ -574,11 +761,16 @@ func (im *Importer) straightCopy(ctx context.Context, tx pgx.Tx, data []byte) (b
 
 // viaTemp COPYs the batch into the temp table and merges it from there. With g, each
 // line ends with its mask (column m) and each mask's rows are merged by its statement.
-func (im *Importer) viaTemp(ctx context.Context, tx pgx.Tx, data []byte, rows int, g *groups) (Result, error) {
+// With reuse the transaction made the temp table already (for an earlier batch of
+// the same encoding). Binary rows go to a temp table of the columns' cast types.
+func (im *Importer) viaTemp(ctx context.Context, tx pgx.Tx, in copyIn, rows int, g *groups, reuse bool) (Result, error) {
 	defs := make([]string, len(im.cols))
 	tmps := make([]string, len(im.cols))
 	for i, f := range im.cols {
 		defs[i] = f.tmp + " text"
+		if in.binary {
+			defs[i] = f.tmp + " " + f.cast
+		}
 		tmps[i] = f.tmp
 	}
 	if g != nil {
@@ -586,11 +778,14 @@ func (im *Importer) viaTemp(ctx context.Context, tx pgx.Tx, data []byte, rows in
 		tmps = append(tmps, "m")
 	}
 	create := fmt.Sprintf("CREATE TEMP TABLE fk_import_rows (ord bigint GENERATED ALWAYS AS IDENTITY, %s) ON COMMIT DROP", strings.Join(defs, ", "))
+	if reuse {
+		create = "TRUNCATE " + tempTable + " RESTART IDENTITY"
+	}
 	if _, err := tx.Exec(ctx, create); err != nil {
 		return Result{}, fmt.Errorf("create temp table: %w", err)
 	}
-	copySQL := fmt.Sprintf("COPY %s (%s) FROM STDIN", tempTable, strings.Join(tmps, ", "))
-	if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data), copySQL); err != nil {
+	copySQL := fmt.Sprintf("COPY %s (%s) FROM STDIN%s", tempTable, strings.Join(tmps, ", "), in.format())
+	if _, err := tx.Conn().PgConn().CopyFrom(ctx, in.reader(), copySQL); err != nil {
 		return Result{}, fmt.Errorf("%w: %v", ErrMalformedBatch, err)
 	}
 	if _, err := tx.Exec(ctx, "SAVEPOINT fk_batch"); err != nil {
@@ -799,7 +994,7 @@ func (im *Importer) rowKey(ctx context.Context, tx pgx.Tx, ord int64) (map[strin
 	cols := make([]string, len(fields))
 	for i, f := range fields {
 		dest[i] = &vals[i]
-		cols[i] = f.tmp
+		cols[i] = f.tmp + "::text"
 	}
 	sql := fmt.Sprintf("SELECT %s FROM %s WHERE ord = $1", strings.Join(cols, ", "), tempTable)
 	if err := tx.QueryRow(ctx, sql, ord).Scan(dest...); err != nil {
@@ -822,7 +1017,57 @@ func (im *Importer) merge(ctx context.Context, tx pgx.Tx, sql string, args ...an
 // mergeSQL builds the strategy's one statement over the temp rows matching where
 // (which may use s.ord). It returns one row: how many rows it created and updated.
 func (im *Importer) mergeSQL(where string) string {
+	if im.strategy == Overwrite && !im.partitioned && len(im.sets()) > 0 {
+		return im.updateInsertSQL(where)
+	}
 	return "WITH ins AS (" + im.insertSQL(tempTable, where) + ") " + im.counting("ins")
+}
+
+// updateInsertSQL is overwrite's statement: UPDATE the rows whose key exists from
+// the batch, then INSERT the others. INSERT … ON CONFLICT DO UPDATE would lock
+// every existing row before updating it (a WAL record more per row) and try each
+// as an insert first; into a table that holds most keys already this costs about
+// a third less. The INSERT keeps ON CONFLICT for a key inserted concurrently.
+func (im *Importer) updateInsertSQL(where string) string {
+	target := catalog.IdentOf(im.sch).Quoted()
+	keys := make([]string, len(im.keys))
+	inner := make([]string, 0, len(im.write)+len(im.keys))
+	for i, f := range im.write {
+		inner = append(inner, fmt.Sprintf("%s AS v%d", f.typed(), i+1))
+	}
+	on := make([]string, len(im.keys))
+	seen := make([]string, len(im.keys))
+	kout := make([]string, len(im.keys))
+	for i, k := range im.keys {
+		keys[i] = "(" + k.typed() + ")"
+		inner = append(inner, fmt.Sprintf("%s AS k%d", k.typed(), i+1))
+		on[i] = fmt.Sprintf("t.%s = v.k%d", k.quoted(), i+1)
+		seen[i] = fmt.Sprintf("u.k%d = v.k%d", i+1, i+1)
+		kout[i] = fmt.Sprintf("v.k%d", i+1)
+	}
+	var sets []string
+	outs := make([]string, len(im.write))
+	cols := make([]catalog.Column, len(im.write))
+	for i, f := range im.write {
+		outs[i] = fmt.Sprintf("v.v%d", i+1)
+		cols[i] = f.Column
+		if !f.PrimaryKey && f.Identity != "always" {
+			sets = append(sets, fmt.Sprintf("%s = v.v%d", f.quoted(), i+1))
+		}
+	}
+	override := ""
+	if im.overrides {
+		override = " OVERRIDING SYSTEM VALUE"
+	}
+	// Several rows with one key in a batch: the last one wins, the others count as skipped.
+	v := fmt.Sprintf("SELECT DISTINCT ON (%s) %s FROM %s s%s ORDER BY %s, s.ord DESC",
+		strings.Join(keys, ", "), strings.Join(inner, ", "), tempTable, where, strings.Join(keys, ", "))
+	upd := fmt.Sprintf("UPDATE %s t SET %s FROM v WHERE %s RETURNING %s", target, strings.Join(sets, ", "), strings.Join(on, " AND "), strings.Join(kout, ", "))
+	ins := fmt.Sprintf("INSERT INTO %s (%s)%s SELECT %s FROM v WHERE NOT EXISTS (SELECT 1 FROM u WHERE %s) ON CONFLICT (%s) DO UPDATE SET %s RETURNING (xmax = 0) AS created",
+		target, catalog.QuotedColumns(cols), override, strings.Join(outs, ", "), strings.Join(seen, " AND "),
+		catalog.QuoteNames(im.sch.PrimaryKey), strings.Join(im.sets(), ", "))
+	return fmt.Sprintf("WITH v AS MATERIALIZED (%s), u AS (%s), ins AS (%s) "+
+		"SELECT (SELECT count(*) FROM ins WHERE created), (SELECT count(*) FROM u) + (SELECT count(*) FROM ins WHERE NOT created)", v, upd, ins)
 }
 
 // insertSQL builds the strategy's INSERT of the rows of from (a table of the temp
@@ -965,6 +1210,9 @@ func (im *Importer) counting(ins string) string {
 // value (smallest, for a descending one) is left alone, as is one of an empty table.
 // A sequence several columns draw from is moved past all of them.
 func (im *Importer) Finish(ctx context.Context) error {
+	if err := im.Commit(ctx); err != nil {
+		return err
+	}
 	table := catalog.IdentOf(im.sch).Quoted()
 	seqs, err := catalog.Sequences(ctx, im.pool, catalog.IdentOf(im.sch).String())
 	if err != nil {

@@ -14,7 +14,8 @@ import (
 //
 //	offset size field
 //	0      4    magic "FKB1"
-//	4      1    flags (bit 0: payload is zstd-compressed)
+//	4      1    flags (bit 0: payload is zstd-compressed; bit 1: payload is COPY
+//	            binary tuples, without the format's header and trailer)
 //	5      3    reserved, zero
 //	8      4    stream id
 //	12     4    sequence number (1, 2, …)
@@ -23,10 +24,11 @@ import (
 //	24     4    CRC-32C of the raw payload
 //	28     2    length K of the last-key field
 //	30     K    last key: JSON array of strings
-//	30+K   …    payload: COPY text rows (compressed when flagged)
+//	30+K   …    payload: COPY text rows or binary tuples (compressed when flagged)
 const (
 	headerSize = 30
 	flagZstd   = 1
+	flagBinary = 2
 	// MaxBatchBytes bounds a batch's raw payload.
 	MaxBatchBytes = 64 << 20
 	maxKeyBytes   = 16 << 10
@@ -52,28 +54,46 @@ type Batch struct {
 	Seq     uint32
 	Rows    uint32
 	LastKey []string
-	// Data is COPY text format, verified against its checksum.
+	// Binary is set when Data holds COPY binary tuples (no header or trailer)
+	// rather than COPY text lines.
+	Binary bool
+	// Data is the rows, verified against its checksum.
 	Data []byte
 }
 
 // Codec encodes and decodes batch frames; it holds the zstd coders, which are
-// expensive to create. Not safe for concurrent use.
+// expensive to create, and creates each the first time a batch needs it. Not safe
+// for concurrent use.
 type Codec struct {
 	enc *zstd.Encoder
 	dec *zstd.Decoder
 }
 
 // NewCodec returns a Codec.
-func NewCodec() *Codec {
-	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
-	dec, _ := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(MaxBatchBytes))
-	return &Codec{enc: enc, dec: dec}
-}
+func NewCodec() *Codec { return &Codec{} }
 
 // Close releases the coders.
 func (c *Codec) Close() {
-	c.enc.Close()
-	c.dec.Close()
+	if c.enc != nil {
+		c.enc.Close()
+	}
+	if c.dec != nil {
+		c.dec.Close()
+	}
+}
+
+func (c *Codec) encoder() *zstd.Encoder {
+	if c.enc == nil {
+		c.enc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	}
+	return c.enc
+}
+
+func (c *Codec) decoder() *zstd.Decoder {
+	if c.dec == nil {
+		c.dec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(MaxBatchBytes))
+	}
+	return c.dec
 }
 
 // EncodeBatch appends b as a frame to dst, compressing the payload when compress is set.
@@ -93,6 +113,9 @@ func (c *Codec) EncodeBatch(dst []byte, b Batch, compress bool) ([]byte, error) 
 	if compress {
 		h[4] = flagZstd
 	}
+	if b.Binary {
+		h[4] |= flagBinary
+	}
 	binary.BigEndian.PutUint32(h[8:], b.Stream)
 	binary.BigEndian.PutUint32(h[12:], b.Seq)
 	binary.BigEndian.PutUint32(h[16:], b.Rows)
@@ -102,7 +125,7 @@ func (c *Codec) EncodeBatch(dst []byte, b Batch, compress bool) ([]byte, error) 
 	dst = append(dst, h[:]...)
 	dst = append(dst, key...)
 	if compress {
-		return c.enc.EncodeAll(b.Data, dst), nil
+		return c.encoder().EncodeAll(b.Data, dst), nil
 	}
 	return append(dst, b.Data...), nil
 }
@@ -116,13 +139,14 @@ func (c *Codec) DecodeBatch(frame []byte) (Batch, error) {
 		return Batch{}, malformed("batch frame has a bad magic number")
 	}
 	flags := frame[4]
-	if flags&^flagZstd != 0 || frame[5] != 0 || frame[6] != 0 || frame[7] != 0 {
+	if flags&^(flagZstd|flagBinary) != 0 || frame[5] != 0 || frame[6] != 0 || frame[7] != 0 {
 		return Batch{}, malformed("batch frame has unknown flags")
 	}
 	b := Batch{
 		Stream: binary.BigEndian.Uint32(frame[8:]),
 		Seq:    binary.BigEndian.Uint32(frame[12:]),
 		Rows:   binary.BigEndian.Uint32(frame[16:]),
+		Binary: flags&flagBinary != 0,
 	}
 	rawLen := binary.BigEndian.Uint32(frame[20:])
 	sum := binary.BigEndian.Uint32(frame[24:])
@@ -159,13 +183,14 @@ func (c *Codec) DecodeBatch(frame []byte) (Batch, error) {
 }
 
 func (c *Codec) decodeLimited(body []byte, rawLen int) ([]byte, error) {
-	if err := c.dec.Reset(newReader(body)); err != nil {
+	dec := c.decoder()
+	if err := dec.Reset(newReader(body)); err != nil {
 		return nil, malformed("batch payload: %v", err)
 	}
 	out := make([]byte, 0, rawLen)
 	buf := make([]byte, 32<<10)
 	for {
-		n, err := c.dec.Read(buf)
+		n, err := dec.Read(buf)
 		out = append(out, buf[:n]...)
 		if len(out) > rawLen {
 			return nil, malformed("batch payload inflates past its declared %d bytes", rawLen)

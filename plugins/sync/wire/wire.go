@@ -23,6 +23,8 @@ const (
 	Version = "2.0.0"
 	// StreamFeature names the fast path in capabilities.
 	StreamFeature = "stream.v1"
+	// BinaryFeature says the fast path also sends COPY binary (Start.Encoding).
+	BinaryFeature = "stream.binary.v1"
 	// RecordsFeature names the PhoenixKit-compatible records API.
 	RecordsFeature = "records.v1"
 )
@@ -462,10 +464,12 @@ func (r RecordsRequest) Validate() error {
 	return nil
 }
 
-// Value encodings of request:records.
+// Value encodings: of request:records (text) and of stream:start (binary).
 const (
 	// EncodingText: every value is its PostgreSQL text representation (or null).
 	EncodingText = "text"
+	// EncodingBinary: stream batches are COPY binary tuples (Start.Encoding).
+	EncodingBinary = "binary"
 	// BinaryKey is the key of PhoenixKit's bytea wrapper {"__phoenix_kit_binary__": base64}.
 	BinaryKey = "__phoenix_kit_binary__"
 )
@@ -487,11 +491,16 @@ type ErrorPayload struct {
 
 // Start is the stream:start payload: send table's rows after AfterKey in batches.
 type Start struct {
-	Stream      uint32   `json:"stream"`
-	Table       string   `json:"table"`
-	AfterKey    []string `json:"after_key,omitempty"`
-	BatchRows   int      `json:"batch_rows"`
-	Compression string   `json:"compression,omitempty"` // "zstd" or "" (none)
+	Stream    uint32   `json:"stream"`
+	Table     string   `json:"table"`
+	AfterKey  []string `json:"after_key,omitempty"`
+	BatchRows int      `json:"batch_rows"`
+	// Compression is CompressionZstd, CompressionAuto or "" (none).
+	Compression string `json:"compression,omitempty"`
+	// Encoding of the rows: "" (COPY text) or EncodingBinary (COPY binary, which a
+	// receiver asks for only when its columns have the sender's types, built-in
+	// ones: binary values carry no type name and arrays carry their element's oid).
+	Encoding string `json:"encoding,omitempty"`
 	// Credit is how many batches the sender may send before the next ack.
 	Credit int `json:"credit"`
 }
@@ -509,7 +518,21 @@ type Ack struct {
 	Stream uint32 `json:"stream"`
 	Seq    uint32 `json:"seq"`
 	Credit int    `json:"credit"`
+	// Compression switches a stream started with CompressionAuto: CompressionZstd
+	// compresses the batches sent from now on, CompressionNone stops; "" keeps it.
+	Compression string `json:"compression,omitempty"`
 }
+
+// Stream compression (Start.Compression, Ack.Compression, Capabilities.Compression).
+const (
+	// CompressionZstd compresses every batch with zstd.
+	CompressionZstd = "zstd"
+	// CompressionAuto starts uncompressed and lets the receiver switch zstd on and
+	// off with its acks, by what it measures of the link (see docs/protocol.md).
+	CompressionAuto = "auto"
+	// CompressionNone, in an ack, turns an auto stream's compression off.
+	CompressionNone = "none"
+)
 
 // End is the stream:end payload.
 type End struct {

@@ -29,6 +29,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"syscall"
@@ -40,6 +41,7 @@ import (
 
 	"github.com/fiberkit/fiberkit/plugins/sync/client"
 	"github.com/fiberkit/fiberkit/plugins/sync/importer"
+	"github.com/fiberkit/fiberkit/plugins/sync/wire"
 )
 
 // Exit codes scripts can rely on (documented in the package comment, -help and the
@@ -82,9 +84,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	strategy := fs.String("strategy", "skip", "skip | overwrite | merge | append")
 	create := fs.Bool("create-missing", false, "create tables missing locally")
 	ignoreMissing := fs.Bool("ignore-missing-columns", false, "import without the sender's columns a local table lacks (listed), instead of failing the table")
-	batch := fs.Int("batch", 5000, "rows per batch")
+	batch := fs.Int("batch", wire.DefaultBatchRows, "rows per batch")
+	compression := fs.String("compression", wire.CompressionAuto, "auto (zstd only when the link is what is slow) | zstd | none")
 	timeout := fs.Duration("timeout", 2*time.Minute, "time allowed to connect (and wait for the sender's approval)")
 	idle := fs.Duration("idle-timeout", 75*time.Second, "give up when nothing arrives from the sender for this long (0: never)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this run to `file` (for go tool pprof)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: fiberkit-pull -url URL -code CODE -db DATABASE_URL [flags]\n\nThe password of a require_password sender is read from $SYNC_PASSWORD.\n\nFlags:")
 		fs.PrintDefaults()
@@ -95,6 +99,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitOK
 		}
 		return exitUsage
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "fiberkit-pull: -cpuprofile:", err)
+			return exitUsage
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
 	}
 	password := os.Getenv("SYNC_PASSWORD") // never on the command line, where ps shows it
 	if *senderURL == "" || *code == "" || *db == "" {
@@ -174,7 +192,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	progress := newReporter(stdout, tty)
 	results, err := c.TransferAll(ctx, pool, client.TransferAllOptions{
 		Tables: list, Strategy: strat,
-		TransferOptions: client.TransferOptions{CreateMissing: *create, BatchSize: *batch, IgnoreMissingColumns: *ignoreMissing,
+		TransferOptions: client.TransferOptions{CreateMissing: *create, BatchSize: *batch, Compression: *compression, IgnoreMissingColumns: *ignoreMissing,
 			Progress: progress.report},
 	})
 	progress.finish()

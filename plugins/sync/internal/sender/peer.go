@@ -33,7 +33,6 @@ type peer struct {
 	paged      map[string]int64
 	pagedSince time.Time
 	topic      string
-	codec      *wire.Codec
 	cancel     context.CancelFunc
 
 	mu       sync.Mutex // guards joined, awaiting, paged, snapshot use, streams

@@ -127,7 +127,7 @@ func (s *Sender) Serve(ctx context.Context, c *sdk.Conn) error {
 		password = q.Get("password")
 	}
 	addr := c.Caller().RemoteAddr
-	p := &peer{srv: s, st: st, c: c, addr: addr, codec: wire.NewCodec(), streams: map[uint32]*liveStream{}}
+	p := &peer{srv: s, st: st, c: c, addr: addr, streams: map[uint32]*liveStream{}}
 	p.lastSeen.Store(time.Now().UnixNano())
 	if token := strings.TrimPrefix(c.Header().Get("Authorization"), "Bearer "); strings.HasPrefix(token, "fkc_") {
 		// A permanent connection: its token and limits replace the code.
@@ -160,7 +160,6 @@ func (s *Sender) Serve(ctx context.Context, c *sdk.Conn) error {
 		}
 		p.sess, p.topic = sess, "transfer:"+code
 	}
-	defer p.codec.Close()
 	st.Metrics.SessionOpened("send")
 	defer st.Metrics.SessionClosed("send")
 	ctx, cancel := context.WithCancel(ctx)

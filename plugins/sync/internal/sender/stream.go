@@ -33,6 +33,23 @@ type liveStream struct {
 	acked  uint32 // the highest seq acknowledged
 	// more wakes the streamer when credit came (one slot: the queue is bounded).
 	more chan struct{}
+	// auto is set for a stream started with wire.CompressionAuto, whose receiver
+	// switches compress with its acks.
+	auto     bool
+	compress atomic.Bool
+}
+
+// switchCompression applies an ack's compression switch to an auto stream.
+func (ls *liveStream) switchCompression(c string) {
+	if !ls.auto {
+		return
+	}
+	switch c {
+	case wire.CompressionZstd:
+		ls.compress.Store(true)
+	case wire.CompressionNone:
+		ls.compress.Store(false)
+	}
 }
 
 // grant applies an ack of batches up to seq with credit n, and reports whether it
@@ -74,16 +91,6 @@ func (ls *liveStream) take(ctx context.Context) (seq uint32, err error) {
 	}
 }
 
-// unsend gives back the credit of batch seq when it turned out empty.
-func (ls *liveStream) unsend(seq uint32) {
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	if ls.sent == seq {
-		ls.sent--
-		ls.credit++
-	}
-}
-
 // errCancelled is how the history words a stream the receiver cancelled.
 var errCancelled = errors.New("cancelled by the receiver")
 
@@ -93,8 +100,8 @@ func (p *peer) startStream(ctx context.Context, f wire.Frame, req wire.Start) er
 	if req.BatchRows <= 0 {
 		req.BatchRows = wire.DefaultBatchRows
 	}
-	if req.BatchRows > wire.MaxBatchRows || req.Credit < 0 || req.Credit > wire.MaxCredit || (req.Compression != "" && req.Compression != "zstd") {
-		return p.fail(f, wire.ErrBadRequest, fmt.Sprintf("batch_rows ≤ %d, credit ≤ %d, compression zstd or none", wire.MaxBatchRows, wire.MaxCredit))
+	if req.BatchRows > wire.MaxBatchRows || req.Credit < 0 || req.Credit > wire.MaxCredit || !knownCompression(req.Compression) || req.Encoding != "" && req.Encoding != wire.EncodingBinary {
+		return p.fail(f, wire.ErrBadRequest, fmt.Sprintf("batch_rows ≤ %d, credit ≤ %d, compression zstd, auto or none, encoding binary or none", wire.MaxBatchRows, wire.MaxCredit))
 	}
 	if req.Credit == 0 {
 		req.Credit = wire.DefaultCredit
@@ -122,7 +129,8 @@ func (p *peer) startStream(ctx context.Context, f wire.Frame, req wire.Start) er
 		return p.failWith(f, err)
 	}
 	sctx, scancel := context.WithCancel(ctx)
-	ls := &liveStream{cancel: scancel, credit: req.Credit, more: make(chan struct{}, 1)}
+	ls := &liveStream{cancel: scancel, credit: req.Credit, more: make(chan struct{}, 1), auto: req.Compression == wire.CompressionAuto}
+	ls.compress.Store(req.Compression == wire.CompressionZstd)
 	p.streams[req.Stream] = ls
 	p.mu.Unlock()
 	if err := p.ok(f, map[string]any{"stream": req.Stream, "columns": writableNames(sch)}); err != nil {
@@ -188,8 +196,8 @@ func (p *peer) ack(_ context.Context, f wire.Frame, ack wire.Ack) error {
 	p.mu.Lock()
 	ls, ok := p.streams[ack.Stream]
 	p.mu.Unlock()
-	if ok {
-		ls.grant(ack.Seq, ack.Credit)
+	if ok && ls.grant(ack.Seq, ack.Credit) {
+		ls.switchCompression(ack.Compression)
 	}
 	return nil
 }
@@ -216,63 +224,81 @@ func (p *peer) progress(ctx context.Context, progress map[string]any) {
 	}
 }
 
-// stream sends the table's batches after req.AfterKey while the receiver grants
+// progressEvery is how often a stream records its advance on the session.
+const progressEvery = 500 * time.Millisecond
+
+// knownCompression reports whether c is a compression stream:start may ask for.
+func knownCompression(c string) bool {
+	return c == "" || c == wire.CompressionZstd || c == wire.CompressionAuto
+}
+
+// stream sends the table's rows after req.AfterKey — one read of the table on a
+// connection joining the snapshot, cut into batches — while the receiver grants
 // credit, then stream:end.
 func (p *peer) stream(ctx context.Context, sch *catalog.Schema, req wire.Start, ls *liveStream) (rows, sent int64, err error) {
+	p.mu.Lock()
+	if p.snap == nil {
+		p.mu.Unlock()
+		return 0, 0, errors.New("snapshot closed")
+	}
+	ts, err := p.snap.Stream(ctx, sch, req.AfterKey, req.Encoding == wire.EncodingBinary)
+	p.mu.Unlock()
+	if err != nil {
+		return 0, 0, err
+	}
+	codec := wire.NewCodec()
+	defer codec.Close()
 	after := req.AfterKey
 	var seq uint32
 	var frame []byte
-	for {
-		next, err := ls.take(ctx)
-		if err != nil {
-			return rows, sent, err
-		}
-		size := req.BatchRows
-		if p.connID != "" {
-			// Every batch: the connection must still stand (a revocation, suspension,
-			// expiry, the end of its hours or a new token stops the stream), and the
-			// batch's rows are taken from its total before they are read.
+	granted := 0 // rows reserved from a permanent connection's total for the batch
+	var reported time.Time
+	o := exporter.StreamOptions{BatchRows: req.BatchRows}
+	if p.connID != "" {
+		// Every batch: the connection must still stand (a revocation, suspension,
+		// expiry, the end of its hours or a new token stops the stream), and the
+		// batch's rows are taken from its total before they are sent.
+		o.Size = func(ctx context.Context, want int) (int, error) {
 			if _, err := p.st.Conns.Standing(ctx, p.connID, p.token, p.addr); err != nil {
-				return rows, sent, err
+				return 0, err
 			}
-			granted, err := p.st.Conns.Reserve(ctx, p.connID, int64(size))
+			n, err := p.st.Conns.Reserve(ctx, p.connID, int64(want))
+			granted = int(n)
+			return granted, err
+		}
+	}
+	err = ts.Run(ctx, p.st.Pool, o, func(b exporter.Batch) error {
+		if granted > b.Rows {
+			p.release(ctx, granted-b.Rows) // the table ended before the batch filled
+		}
+		granted = 0
+		if b.Rows > 0 {
+			next, err := ls.take(ctx)
 			if err != nil {
-				return rows, sent, err
+				return err
 			}
-			size = int(granted)
-		}
-		p.mu.Lock()
-		if p.snap == nil {
-			p.mu.Unlock()
-			return rows, sent, errors.New("snapshot closed")
-		}
-		b, err := p.snap.NextBatch(ctx, sch, after, size)
-		p.mu.Unlock()
-		if p.connID != "" {
-			p.release(ctx, size-b.Rows)
-		}
-		if err != nil {
-			return rows, sent, err
-		}
-		if b.Rows == 0 {
-			ls.unsend(next)
-		} else {
 			seq = next
-			frame, err = p.codec.EncodeBatch(frame[:0], wire.Batch{Stream: req.Stream, Seq: seq, Rows: uint32(b.Rows), LastKey: b.LastKey, Data: b.Data}, req.Compression == "zstd")
+			frame, err = codec.EncodeBatch(frame[:0], wire.Batch{Stream: req.Stream, Seq: seq, Rows: uint32(b.Rows), LastKey: b.LastKey, Binary: b.Binary, Data: b.Data}, ls.compress.Load())
 			if err != nil {
-				return rows, sent, err
+				return err
 			}
 			if err := p.c.WriteMessage(sdk.BinaryMessage, frame); err != nil {
-				return rows, sent, err
+				return err
 			}
 			rows += int64(b.Rows)
 			sent += int64(len(frame))
+			after = b.LastKey
 			p.st.Metrics.Moved("send", int64(b.Rows), int64(len(frame)))
-			p.progress(ctx, map[string]any{"table": req.Table, "rows": rows})
+			if time.Since(reported) >= progressEvery {
+				// What the Send page shows: a database write, so not every batch.
+				p.progress(ctx, map[string]any{"table": req.Table, "rows": rows})
+				reported = time.Now()
+			}
 		}
-		after = b.LastKey
 		if b.Done {
-			return rows, sent, p.push(wire.StreamEnd, wire.End{Stream: req.Stream, Batches: seq, Rows: rows, LastKey: after})
+			return p.push(wire.StreamEnd, wire.End{Stream: req.Stream, Batches: seq, Rows: rows, LastKey: after})
 		}
-	}
+		return nil
+	})
+	return rows, sent, err
 }

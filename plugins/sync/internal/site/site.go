@@ -42,6 +42,9 @@ type Site struct {
 	Metrics *syncmetrics.Metrics
 }
 
+// defaultMaxConns is the plugin's database pool size when the URL sets none.
+const defaultMaxConns = 32
+
 // Current returns the Site as last configured, or ErrNotReady before that.
 type Current func() (*Site, error)
 
@@ -51,7 +54,17 @@ var ErrNotReady = errors.New("sync: not configured yet")
 // Open connects to env's database and opens the stores on it; they report to
 // metrics (nil: nowhere).
 func Open(ctx context.Context, env *sdk.Env, metrics *syncmetrics.Metrics) (*Site, error) {
-	pool, err := pgxpool.New(ctx, env.DatabaseURL)
+	cfg, err := pgxpool.ParseConfig(env.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("sync: connect database: %w", err)
+	}
+	if !strings.Contains(env.DatabaseURL, "pool_max_conns") {
+		// Each receiver holds a snapshot's connection and each of its streams (up to
+		// wire.MaxStreams) one more while it reads; pgxpool's default (4 on a small
+		// machine) would make a second receiver wait for the first.
+		cfg.MaxConns = max(cfg.MaxConns, defaultMaxConns)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("sync: connect database: %w", err)
 	}
