@@ -450,3 +450,31 @@ func TestMaxErrorsBoundsTheListNotTheCounts(t *testing.T) {
 		t.Fatalf("%s rows in the table, want 6", got)
 	}
 }
+
+// Overwrite replaces rows (delete, then COPY) only in a table nothing refers to or
+// watches: into a table another one references ON DELETE CASCADE, rows are updated
+// in place and the children stay; a trigger sees updates, not deletes.
+func TestOverwriteKeepsReferencingRowsAndTriggers(t *testing.T) {
+	a, b := newSite(t), newSite(t)
+	schema := `CREATE TABLE parent (id int PRIMARY KEY, v text);`
+	a.exec(t, schema+`INSERT INTO parent SELECT g, 'new' || g FROM generate_series(1, 50) g`)
+	b.exec(t, schema+`INSERT INTO parent SELECT g, 'old' FROM generate_series(1, 30) g;
+		CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent ON DELETE CASCADE);
+		INSERT INTO child SELECT g, g FROM generate_series(1, 30) g;
+		CREATE TABLE seen (op text);
+		CREATE FUNCTION note() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO seen VALUES (TG_OP); RETURN NULL; END $$;
+		CREATE TRIGGER parent_seen AFTER INSERT OR UPDATE OR DELETE ON parent FOR EACH ROW EXECUTE FUNCTION note();`)
+	res := transferAs(t, a, b, "parent", importer.Overwrite, 20, true)
+	if res.Created != 20 || res.Updated != 30 {
+		t.Fatalf("result %+v", res)
+	}
+	if got := rows(t, b, `SELECT count(*)::text FROM child`); got[0] != "30" {
+		t.Fatalf("%s children left: the overwrite deleted their parents", got[0])
+	}
+	if got := rows(t, b, `SELECT op || ' ' || count(*) FROM seen GROUP BY op ORDER BY op`); strings.Join(got, ",") != "INSERT 20,UPDATE 30" {
+		t.Fatalf("triggers saw %v", got)
+	}
+	if a.checksum(t, "parent", "id") != b.checksum(t, "parent", "id") {
+		t.Fatal("parent differs")
+	}
+}

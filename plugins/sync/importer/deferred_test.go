@@ -23,12 +23,13 @@ func TestImportCopyDeferredCommitsInGroups(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(im.Rollback) // a failed test must not leave a connection in a transaction
-	// Batches of 1,000 rows of about 8 KiB each: ~8 MiB a batch, so a commit
-	// every 8 batches or so.
+	// 100 batches of 100 rows of about 8 KiB each: ~800 KiB a batch, 80 MiB in all,
+	// so at least one commit for CommitBytes, and batches left open in between
+	// (unless every batch took CommitInterval).
 	pad := strings.Repeat("x", 8<<10)
 	batch := func(n int) []byte {
 		var b bytes.Buffer
-		for i := n * 1000; i < (n+1)*1000; i++ {
+		for i := n * 100; i < (n+1)*100; i++ {
 			fmt.Fprintf(&b, "%d\t%s\n", i, pad)
 		}
 		return b.Bytes()
@@ -39,27 +40,29 @@ func TestImportCopyDeferredCommitsInGroups(t *testing.T) {
 		}
 		return n
 	}
-	committedRows, commits := 0, 0
-	for n := 0; n < 20; n++ {
+	committedRows, commits, open := 0, 0, 0
+	for n := 0; n < 100; n++ {
 		r, committed, err := im.ImportCopyDeferred(ctx, batch(n), false)
-		if err != nil || r.Created != 1000 {
+		if err != nil || r.Created != 100 {
 			t.Fatalf("batch %d: %+v, %v", n, r, err)
 		}
 		if committed {
-			committedRows = (n + 1) * 1000
+			committedRows = (n + 1) * 100
 			commits++
+		} else {
+			open++
 		}
 		// Other connections see exactly what was reported committed.
 		if got := count(); got != committedRows {
 			t.Fatalf("after batch %d: %d rows visible, %d reported committed", n, got, committedRows)
 		}
 	}
-	if commits == 0 || commits > 5 {
-		t.Fatalf("%d commits for 20 batches of 8 MiB (CommitBytes %d)", commits, importer.CommitBytes)
+	if commits == 0 || open == 0 {
+		t.Fatalf("%d commits, %d batches left open, for 100 batches of 800 KiB (CommitBytes %d)", commits, open, importer.CommitBytes)
 	}
 	// A malformed batch (a line of one field for two columns) fails, and takes the
 	// batches not committed with it.
-	pending := 20000 - committedRows
+	pending := 10000 - committedRows
 	if _, _, err := im.ImportCopyDeferred(ctx, []byte("99999\n"), false); !errors.Is(err, importer.ErrMalformedBatch) {
 		t.Fatal("a malformed batch was accepted")
 	}
@@ -67,14 +70,14 @@ func TestImportCopyDeferredCommitsInGroups(t *testing.T) {
 		t.Fatalf("after the failure: %d rows, want the %d committed (the %d pending rolled back)", got, committedRows, pending)
 	}
 	// Going on after the failure: batches land again, and Finish commits them.
-	if _, _, err := im.ImportCopyDeferred(ctx, batch(30), false); err != nil {
+	if _, _, err := im.ImportCopyDeferred(ctx, batch(300), false); err != nil {
 		t.Fatal(err)
 	}
 	if err := im.Finish(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := count(); got != committedRows+1000 {
-		t.Fatalf("after Finish: %d rows, want %d", got, committedRows+1000)
+	if got := count(); got != committedRows+100 {
+		t.Fatalf("after Finish: %d rows, want %d", got, committedRows+100)
 	}
 }
 
