@@ -141,9 +141,9 @@ type Importer struct {
 	// replaceOK: overwrite may delete and re-insert rows (see replace): every
 	// column is written, no foreign key refers to the table and no trigger is on it.
 	replaceOK bool
-	maxErrors   int
-	batchSQL    string // the strategy's statement over the whole temp table
-	rowSQL      string // the same over the temp row whose ord is $1
+	maxErrors int
+	batchSQL  string // the strategy's statement over the whole temp table
+	rowSQL    string // the same over the temp row whose ord is $1
 	// open is the transaction straight-COPYed batches share (ImportCopyDeferred)
 	// until it holds CommitBytes; openBytes is what it holds.
 	open      pgx.Tx
