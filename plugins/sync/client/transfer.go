@@ -51,6 +51,12 @@ type TransferOptions struct {
 	// while the link keeps up, zstd once it is what holds the transfer back),
 	// wire.CompressionZstd (always) or wire.CompressionNone.
 	Compression string
+	// Workers is how many local connections import a table's batches at once
+	// (default DefaultWorkers; 1: one). A table with a foreign key to itself or
+	// without a primary key, append, and a table holding rows with a unique index
+	// besides its key (where the workers could wait on one another), get one. Batches commit in order whatever
+	// the number: what a stopped transfer applied is a run from its first batch.
+	Workers int
 	// AfterKey resumes after this key (Result.LastKey of an interrupted transfer).
 	AfterKey []string
 	// Progress, when set, is called after every batch.
@@ -216,7 +222,8 @@ func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalo
 	for _, col := range sch.Writable() {
 		cols = append(cols, col.Name)
 	}
-	im, err := openImporter(ctx, pool, target, importer.Options{Strategy: o.Strategy, Columns: cols, IgnoreUnknownColumns: o.IgnoreMissingColumns})
+	imOpts := importer.Options{Strategy: o.Strategy, Columns: cols, IgnoreUnknownColumns: o.IgnoreMissingColumns}
+	im, err := openImporter(ctx, pool, target, imOpts)
 	if errors.Is(err, importer.ErrUnknownColumn) && !o.IgnoreMissingColumns {
 		return res, nil, fmt.Errorf("transfer %s: %w (the local table lacks the sender's columns; set IgnoreMissingColumns — "+
 			"fiberkit-pull -ignore-missing-columns, pull ignore_missing_columns — to import without them)", table, err)
@@ -253,59 +260,139 @@ func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalo
 	}
 	codec := wire.NewCodec()
 	defer codec.Close()
-	// Batches imported into a transaction still open (ImportCopyDeferred) count in
-	// res only once it commits, so that res — LastKey above all — says exactly what
-	// was applied.
-	var pending Result
-	var commit func()
+	// Batches count in res once committed (see applier), in order, so that res —
+	// LastKey above all — says exactly what was applied. A group's batches are the
+	// caller's to commit: they count as received.
+	res.LastKey = o.AfterKey
+	var ap *applier
+	var reports chan report
+	type sent struct {
+		rows int64
+		key  []string
+	}
+	given := map[uint32]sent{}
+	done := map[uint32]report{}
+	var applied uint32
+	var failed error
+	if g == nil {
+		n := o.Workers
+		if n <= 0 {
+			n = DefaultWorkers
+		}
+		if !parallelOK(im.Schema(), o.Strategy) || !im.Independent() {
+			n = 1
+		}
+		if ap, err = newApplier(ctx, pool, target, imOpts, im, n); err != nil {
+			return res, nil, fmt.Errorf("transfer %s: %w", table, err)
+		}
+		reports = ap.reports
+	}
+	// fold takes a worker's report: a batch imported is acked (at once, so the
+	// sender goes on while the batch waits to commit; only imported batches are, in
+	// a row); batches committed are counted, in order. failed keeps the first
+	// import that failed.
+	var acked uint32
+	imported := map[uint32]bool{}
+	fold := func(r report) error {
+		if r.imported {
+			imported[r.seq] = true
+			n := 0
+			for imported[acked+1] {
+				delete(imported, acked+1)
+				acked++
+				n++
+			}
+			if n > 0 {
+				ack := wire.Ack{Stream: sid, Seq: acked, Credit: n, Compression: meter.decide()}
+				if err := c.write(wire.New(nil, nil, c.topic, wire.StreamAck, ack)); err != nil {
+					return fmt.Errorf("transfer %s: %w", table, err)
+				}
+			}
+			return nil
+		}
+		done[r.from] = r
+		moved := false
+		for {
+			r, ok := done[applied+1]
+			if !ok {
+				break
+			}
+			delete(done, applied+1)
+			if r.err != nil && failed == nil && !errors.Is(r.err, errNotApplied) {
+				failed = r.err
+			}
+			if r.err == nil && failed == nil {
+				for s := r.from; s <= r.to; s++ {
+					res.Rows += given[s].rows
+				}
+				res.LastKey = given[r.to].key
+				res.Created += r.res.Created
+				res.Updated += r.res.Updated
+				res.Skipped += r.res.Skipped
+				res.Failed += r.res.Failed
+				res.Errors = append(res.Errors, r.res.Errors...)
+				moved = true
+			}
+			for s := r.from; s <= r.to; s++ {
+				delete(given, s)
+			}
+			applied = r.to
+		}
+		if failed != nil {
+			return failed
+		}
+		if moved && o.Progress != nil {
+			o.Progress(Progress{Table: table, Rows: res.Rows, Total: total, Batches: int(applied), Elapsed: time.Since(start)})
+		}
+		return nil
+	}
 	// Leaving before the stream ended (cancelled, refused, the sender gone, an
 	// import failed): tell the sender to stop, so it does not hold the stream waiting
-	// for credit. The batches imported and not yet committed are whole and checked:
-	// they are committed (and counted) unless their import is what failed, in which
-	// case ImportCopyDeferred rolled them back already.
+	// for credit. The batches already given are whole and checked: they are imported
+	// and committed, in order, unless one before them failed.
 	ended := false
 	defer func() {
 		if !ended {
 			_ = c.write(wire.New(nil, nil, c.topic, wire.StreamCancel, wire.StreamRef{Stream: sid}))
 		}
-		if err == nil || g != nil {
-			return // a group's batches are the caller's to commit or not
-		}
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if cerr := im.Commit(cctx); cerr != nil {
-			im.Rollback()
-			err = errors.Join(err, cerr)
+		if ap == nil {
 			return
 		}
-		commit()
-		out = res
-	}()
-	res.LastKey = o.AfterKey
-	commit = func() {
-		res.Created += pending.Created
-		res.Updated += pending.Updated
-		res.Skipped += pending.Skipped
-		res.Failed += pending.Failed
-		res.Errors = append(res.Errors, pending.Errors...)
-		res.Rows += pending.Rows
-		if pending.LastKey != nil {
-			res.LastKey = pending.LastKey
+		ap.stop()
+		if err != nil {
+			for len(reports) > 0 {
+				_ = fold(<-reports)
+			}
+			out = res
 		}
-		pending = Result{}
-	}
+	}()
 	var seq uint32
+	var received int64
 	for {
 		var m streamMsg
 		got := false
 		select {
+		case r := <-reports:
+			if err := fold(r); err != nil {
+				return res, nil, err
+			}
+			continue
 		case m = <-msgs:
 			got = true
 		default:
 		}
 		if !got {
-			meter.waitStart()
+			// Time waiting for the link with nothing to import is what tells a slow link.
+			if ap == nil || acked == seq {
+				meter.waitStart()
+			}
 			select {
+			case r := <-reports:
+				meter.waitEnd()
+				if err := fold(r); err != nil {
+					return res, nil, err
+				}
+				continue
 			case m = <-msgs:
 			case <-ctx.Done():
 				return res, nil, fmt.Errorf("transfer %s: %w", table, ctx.Err())
@@ -325,17 +412,19 @@ func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalo
 			return res, nil, fmt.Errorf("transfer %s: %w", table, m.err)
 		case m.end != nil:
 			ended = true
-			if got := res.Rows + pending.Rows; m.end.Rows != got || m.end.Batches != seq {
-				return res, nil, fmt.Errorf("transfer %s: sender sent %d rows in %d batches, received %d in %d", table, m.end.Rows, m.end.Batches, got, seq)
+			if m.end.Rows != received || m.end.Batches != seq {
+				return res, nil, fmt.Errorf("transfer %s: sender sent %d rows in %d batches, received %d in %d", table, m.end.Rows, m.end.Batches, received, seq)
 			}
 			if g != nil {
-				commit()
+				res.Rows += received
 				return res, im, nil
 			}
-			if err := im.Commit(ctx); err != nil {
-				return res, nil, err
+			ap.stop() // the workers commit what they hold
+			for applied < seq {
+				if err := fold(<-reports); err != nil {
+					return res, nil, err
+				}
 			}
-			commit()
 			if err := im.Finish(ctx); err != nil {
 				return res, nil, err
 			}
@@ -355,36 +444,23 @@ func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalo
 		if b.Seq != seq+1 {
 			return res, nil, fmt.Errorf("transfer %s: batch %d arrived after %d", table, b.Seq, seq)
 		}
-		var r importer.Result
-		committed := true
-		if g != nil {
-			err = g.Add(ctx, im, b.Data)
-		} else {
-			// A batch under way is finished even when ctx ends meanwhile (a cancel, a
-			// Ctrl-C): cutting its COPY would roll back the batches before it too.
-			r, committed, err = im.ImportCopyDeferred(context.WithoutCancel(ctx), b.Data, b.Binary)
-		}
-		if err != nil {
-			return res, nil, err
-		}
 		seq = b.Seq
-		pending.Created += r.Created
-		pending.Updated += r.Updated
-		pending.Skipped += r.Skipped
-		pending.Failed += r.Failed
-		pending.Errors = append(pending.Errors, r.Errors...)
-		pending.Rows += int64(b.Rows)
-		pending.LastKey = b.LastKey
-		if committed {
-			commit()
-		}
+		received += int64(b.Rows)
 		meter.batch(len(m.batch), len(b.Data))
-		ack := wire.Ack{Stream: sid, Seq: seq, Credit: 1, Compression: meter.decide()}
-		if err := c.write(wire.New(nil, nil, c.topic, wire.StreamAck, ack)); err != nil {
-			return res, nil, fmt.Errorf("transfer %s: %w", table, err)
+		if g != nil {
+			if err := g.Add(ctx, im, b.Data); err != nil {
+				return res, nil, err
+			}
+			res.LastKey = b.LastKey
+			ack := wire.Ack{Stream: sid, Seq: seq, Credit: 1, Compression: meter.decide()}
+			if err := c.write(wire.New(nil, nil, c.topic, wire.StreamAck, ack)); err != nil {
+				return res, nil, fmt.Errorf("transfer %s: %w", table, err)
+			}
+			continue
 		}
-		if o.Progress != nil {
-			o.Progress(Progress{Table: table, Rows: res.Rows, Total: total, Batches: int(seq), Elapsed: time.Since(start)})
+		given[seq] = sent{rows: int64(b.Rows), key: b.LastKey}
+		if err := ap.give(ctx, b.Data, b.Binary); err != nil {
+			return res, nil, fmt.Errorf("transfer %s: %w", table, err)
 		}
 	}
 }

@@ -138,6 +138,8 @@ type Importer struct {
 	// and the statements tell inserts from updates by the keys that existed before.
 	partitioned bool
 	overrides   bool // an identity ALWAYS column is written
+	// uniques: the table has a unique or exclusion index besides its primary key.
+	uniques bool
 	// replaceOK: overwrite may delete and re-insert rows (see replace): every
 	// column is written, no foreign key refers to the table and no trigger is on it.
 	replaceOK bool
@@ -214,8 +216,9 @@ func New(ctx context.Context, pool *pgxpool.Pool, table string, o Options) (*Imp
 		return nil, fmt.Errorf("import %s: %w: the table has none, so only append applies", table, ErrStrategyNotApplicable)
 	}
 	target := catalog.IdentOf(sch).Quoted()
-	if err := pool.QueryRow(ctx, "SELECT NOT EXISTS (SELECT 1 FROM "+target+"), (SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = $1::regclass)",
-		target).Scan(&im.empty, &im.partitioned); err != nil {
+	if err := pool.QueryRow(ctx, "SELECT NOT EXISTS (SELECT 1 FROM "+target+"), (SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = $1::regclass), "+
+		"EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = $1::regclass AND NOT i.indisprimary AND (i.indisunique OR i.indisexclusion))",
+		target).Scan(&im.empty, &im.partitioned, &im.uniques); err != nil {
 		return nil, fmt.Errorf("import %s: check whether the table is empty or partitioned: %w", table, err)
 	}
 	if err := im.plan(""); err != nil {
@@ -588,6 +591,19 @@ func (im *Importer) straight() bool {
 // so far is committed; Commit commits the rest. When a call fails, the batches not
 // committed are rolled back with it (they are not applied).
 func (im *Importer) ImportCopyDeferred(ctx context.Context, data []byte, binary bool) (res Result, committed bool, err error) {
+	return im.importOpen(ctx, data, binary, true)
+}
+
+// ImportCopyOpen imports one batch like ImportCopyDeferred but never commits: the
+// batch stays in the importer's open transaction until Commit (or Rollback), so a
+// caller running several importers can commit their batches in order. When it
+// fails, the open transaction is rolled back.
+func (im *Importer) ImportCopyOpen(ctx context.Context, data []byte, binary bool) (Result, error) {
+	res, _, err := im.importOpen(ctx, data, binary, false)
+	return res, err
+}
+
+func (im *Importer) importOpen(ctx context.Context, data []byte, binary, autoCommit bool) (res Result, committed bool, err error) {
 	in := copyIn{data: data, binary: binary}
 	var rows int
 	switch {
@@ -649,7 +665,7 @@ func (im *Importer) ImportCopyDeferred(ctx context.Context, data []byte, binary 
 		im.openTemp = in.encoding()
 	}
 	im.openBytes += len(data)
-	if im.openBytes >= CommitBytes || time.Since(im.openSince) >= CommitInterval {
+	if autoCommit && (im.openBytes >= CommitBytes || time.Since(im.openSince) >= CommitInterval) {
 		if err := im.Commit(ctx); err != nil {
 			return Result{}, false, err
 		}
@@ -839,6 +855,13 @@ func (im *Importer) viaTemp(ctx context.Context, tx pgx.Tx, in copyIn, rows int,
 	}
 	return im.rowByRow(ctx, tx, rows, rowSQL)
 }
+
+// Independent reports whether importers of disjoint keys into the table, each in a
+// transaction of its own, can never wait on one another: the table was empty when
+// the import began, or its only unique index is the primary key. (Otherwise a value
+// of a unique column moving from one row to another across batches makes the
+// import of one wait for the other's transaction.)
+func (im *Importer) Independent() bool { return im.empty || !im.uniques }
 
 // keepsIdentity reports whether a column outside the key is an identity ALWAYS
 // column, which overwrite leaves as it is (it cannot be updated), so that rows

@@ -1,0 +1,203 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
+	"github.com/fiberkit/fiberkit/plugins/sync/importer"
+)
+
+// DefaultWorkers is how many local connections import a table's batches at once
+// (TransferOptions.Workers) where the table allows it (parallelOK). A receiving
+// database spends an import in one backend: a second one keeps it busy while the
+// first commits or waits for the next batch.
+const DefaultWorkers = 2
+
+// parallelOK reports whether a table's batches may be imported by several
+// connections at once: it has a primary key (batches hold disjoint keys), no foreign
+// key to itself (a row may refer to one in a batch not yet committed), and the
+// strategy is not append.
+func parallelOK(sch *catalog.Schema, s importer.Strategy) bool {
+	if len(sch.PrimaryKey) == 0 || s == importer.Append {
+		return false
+	}
+	for _, fk := range sch.ForeignKeys {
+		if fk.RefSchema == sch.Schema && fk.RefTable == sch.Name {
+			return false
+		}
+	}
+	return true
+}
+
+// applier imports a stream's batches into the local table and reports each batch
+// twice: once imported (the receiver acks it, so the sender goes on) and once
+// committed, in runs from the first batch — what is committed is always a run of
+// batches from the first, so the last batch committed is an exact point to resume
+// from, however the transfer stops.
+//
+// One worker imports batch after batch into one transaction and commits it every
+// importer.CommitBytes or CommitInterval (ImportCopyDeferred). Several workers —
+// each an importer of its own, so its own connection — take batch i in turn (i mod
+// n); each batch is its own transaction, and the transactions commit in batch
+// order: a batch commits only once the one before it did.
+type applier struct {
+	workers []*applyWorker
+	reports chan report
+	wg      sync.WaitGroup
+	stopped sync.Once
+
+	mu        sync.Mutex
+	cond      *sync.Cond
+	committed uint32 // every batch up to this one is committed
+	broken    bool   // a batch failed: no later batch commits
+
+	next uint32 // the next batch to give out
+}
+
+type applyWorker struct {
+	im *importer.Importer
+	in chan job
+}
+
+// job is one batch for a worker.
+type job struct {
+	seq    uint32
+	data   []byte
+	binary bool
+}
+
+// report says that batch seq was imported (imported set), or that batches
+// from…to were committed (res their sum, err nil) or will never be (err says why).
+type report struct {
+	imported bool
+	seq      uint32
+	from, to uint32
+	res      importer.Result
+	err      error
+}
+
+// newApplier starts n workers importing into target with o; the first uses im.
+// They run on a context a cancel does not cut: a batch under way is finished (or
+// not committed), never cut mid-COPY.
+func newApplier(ctx context.Context, pool *pgxpool.Pool, target catalog.Ident, o importer.Options, im *importer.Importer, n int) (*applier, error) {
+	a := &applier{reports: make(chan report, 64), next: 1}
+	a.cond = sync.NewCond(&a.mu)
+	wctx := context.WithoutCancel(ctx)
+	for i := range n {
+		w := &applyWorker{im: im, in: make(chan job, 1)}
+		if i > 0 {
+			var err error
+			if w.im, err = openImporter(ctx, pool, target, o); err != nil {
+				a.stop()
+				return nil, err
+			}
+		}
+		a.workers = append(a.workers, w)
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			if n == 1 {
+				a.runGrouped(wctx, w)
+				return
+			}
+			for j := range w.in {
+				a.apply(wctx, w.im, j)
+			}
+		}()
+	}
+	return a, nil
+}
+
+// runGrouped is the one worker's loop: batches share a transaction until the
+// importer commits it, and the batches it held are reported committed together.
+func (a *applier) runGrouped(ctx context.Context, w *applyWorker) {
+	var held report // the batches in the open transaction
+	for j := range w.in {
+		r, committed, err := w.im.ImportCopyDeferred(ctx, j.data, j.binary)
+		if held.from == 0 {
+			held.from = j.seq
+		}
+		held.to = j.seq
+		if err != nil {
+			// The open transaction rolled back with this batch.
+			held.err = err
+			a.reports <- held
+			held = report{}
+			continue
+		}
+		a.reports <- report{imported: true, seq: j.seq}
+		held.res.Add(r)
+		if committed {
+			a.reports <- held
+			held = report{}
+		}
+	}
+	if held.from != 0 {
+		held.err = w.im.Commit(ctx)
+		a.reports <- held
+	}
+}
+
+// apply imports j, waits for the batch before it to commit, then commits j — or,
+// when that batch (or any before it) failed, rolls j back.
+func (a *applier) apply(ctx context.Context, im *importer.Importer, j job) {
+	r, err := im.ImportCopyOpen(ctx, j.data, j.binary)
+	if err == nil {
+		a.reports <- report{imported: true, seq: j.seq}
+	}
+	a.mu.Lock()
+	for a.committed != j.seq-1 && !a.broken {
+		a.cond.Wait()
+	}
+	broken := a.broken
+	a.mu.Unlock()
+	if err == nil && broken {
+		im.Rollback()
+		err = errNotApplied
+	}
+	if err == nil {
+		err = im.Commit(ctx)
+	}
+	a.mu.Lock()
+	if err == nil {
+		a.committed = j.seq
+	} else {
+		a.broken = true
+	}
+	a.cond.Broadcast()
+	a.mu.Unlock()
+	a.reports <- report{from: j.seq, to: j.seq, res: r, err: err}
+}
+
+// give hands the next batch to its worker; it waits while that worker is busy
+// and already holds its next batch.
+func (a *applier) give(ctx context.Context, data []byte, binary bool) error {
+	j := job{seq: a.next, data: data, binary: binary}
+	w := a.workers[int(a.next-1)%len(a.workers)]
+	a.next++
+	select {
+	case w.in <- j:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// stop lets the workers finish the batches given (committing them in order) and
+// ends them; their last reports stay in reports. Only the first call acts.
+func (a *applier) stop() {
+	a.stopped.Do(func() {
+		for _, w := range a.workers {
+			close(w.in)
+		}
+		a.wg.Wait()
+	})
+}
+
+// errNotApplied is a batch's outcome when one before it failed: it is rolled
+// back, so that what is committed stays a run from the first batch.
+var errNotApplied = errors.New("not applied: an earlier batch failed")
