@@ -116,7 +116,14 @@ func newApplier(ctx context.Context, pool *pgxpool.Pool, target catalog.Ident, o
 // importer commits it, and the batches it held are reported committed together.
 func (a *applier) runGrouped(ctx context.Context, w *applyWorker) {
 	var held report // the batches in the open transaction
+	broken := false
 	for j := range w.in {
+		if broken {
+			// After a failure nothing more is imported: a batch committed after a
+			// missing one would leave a gap below the resume point.
+			a.reports <- report{from: j.seq, to: j.seq, err: errNotApplied}
+			continue
+		}
 		r, committed, err := w.im.ImportCopyDeferred(ctx, j.data, j.binary)
 		if held.from == 0 {
 			held.from = j.seq
@@ -126,7 +133,7 @@ func (a *applier) runGrouped(ctx context.Context, w *applyWorker) {
 			// The open transaction rolled back with this batch.
 			held.err = err
 			a.reports <- held
-			held = report{}
+			held, broken = report{}, true
 			continue
 		}
 		a.reports <- report{imported: true, seq: j.seq}
