@@ -139,10 +139,7 @@ type Importer struct {
 	partitioned bool
 	overrides   bool // an identity ALWAYS column is written
 	// uniques: the table has a unique or exclusion index besides its primary key.
-	uniques bool
-	// replaceOK: overwrite may delete and re-insert rows (see replace): every
-	// column is written, no foreign key refers to the table and no trigger is on it.
-	replaceOK bool
+	uniques   bool
 	maxErrors int
 	batchSQL  string // the strategy's statement over the whole temp table
 	rowSQL    string // the same over the temp row whose ord is $1
@@ -223,15 +220,6 @@ func New(ctx context.Context, pool *pgxpool.Pool, table string, o Options) (*Imp
 	}
 	if err := im.plan(""); err != nil {
 		return nil, fmt.Errorf("import %s: %w", table, err)
-	}
-	if im.strategy == Overwrite && !im.partitioned && len(im.keys) > 0 && im.writesAll() && len(im.write) == len(sch.Writable()) && !im.keepsIdentity() {
-		// Deleting a row would fire a referencing table's ON DELETE action (or be
-		// refused) and delete triggers instead of update ones: only where there are none.
-		if err := pool.QueryRow(ctx, `SELECT NOT EXISTS (SELECT 1 FROM pg_constraint WHERE confrelid = $1::regclass AND contype = 'f')
-			AND NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = $1::regclass AND NOT tgisinternal)
-			AND NOT EXISTS (SELECT 1 FROM pg_rewrite WHERE ev_class = $1::regclass AND rulename <> '_RETURN')`, target).Scan(&im.replaceOK); err != nil {
-			return nil, fmt.Errorf("import %s: check what refers to the table: %w", table, err)
-		}
 	}
 	return im, nil
 }
@@ -819,17 +807,6 @@ func (im *Importer) viaTemp(ctx context.Context, tx pgx.Tx, in copyIn, rows int,
 	if _, err := tx.Exec(ctx, "SAVEPOINT fk_batch"); err != nil {
 		return Result{}, fmt.Errorf("savepoint before merge: %w", err)
 	}
-	if g == nil && im.replaceOK {
-		if r, ok := im.replace(ctx, tx, in, rows); ok {
-			if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT fk_batch"); err != nil {
-				return Result{}, fmt.Errorf("release savepoint after replace: %w", err)
-			}
-			return r, nil
-		}
-		if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT fk_batch"); err != nil {
-			return Result{}, fmt.Errorf("roll back refused replace: %w", err)
-		}
-	}
 	var created, updated int
 	var err error
 	if g == nil {
@@ -862,49 +839,6 @@ func (im *Importer) viaTemp(ctx context.Context, tx pgx.Tx, in copyIn, rows int,
 // of a unique column moving from one row to another across batches makes the
 // import of one wait for the other's transaction.)
 func (im *Importer) Independent() bool { return im.empty || !im.uniques }
-
-// keepsIdentity reports whether a column outside the key is an identity ALWAYS
-// column, which overwrite leaves as it is (it cannot be updated), so that rows
-// must be updated rather than replaced.
-func (im *Importer) keepsIdentity() bool {
-	for _, f := range im.write {
-		if f.Identity == "always" && !f.PrimaryKey {
-			return true
-		}
-	}
-	return false
-}
-
-// replace is overwrite's fast plan, for a table nothing else refers to or watches
-// (replaceOK): delete the rows whose keys the batch (staged in the temp table)
-// holds, then COPY the batch straight in — COPY's bulk insert costs far less per
-// row than an UPDATE. It reports false, leaving the caller to roll back to its
-// savepoint and merge, when either step fails (a key twice in the batch, a row a
-// constraint refuses, a concurrent writer).
-func (im *Importer) replace(ctx context.Context, tx pgx.Tx, in copyIn, rows int) (Result, bool) {
-	keys := make([]string, len(im.keys))
-	on := make([]string, len(im.keys))
-	for i, k := range im.keys {
-		keys[i] = fmt.Sprintf("%s AS k%d", k.typed(), i+1)
-		on[i] = fmt.Sprintf("t.%s = s.k%d", k.quoted(), i+1)
-	}
-	del := fmt.Sprintf("DELETE FROM %s t USING (SELECT DISTINCT %s FROM %s s) s WHERE %s",
-		catalog.IdentOf(im.sch).Quoted(), strings.Join(keys, ", "), tempTable, strings.Join(on, " AND "))
-	tag, err := tx.Exec(ctx, del)
-	if err != nil {
-		return Result{}, false
-	}
-	cols := make([]catalog.Column, len(im.cols))
-	for i, f := range im.cols {
-		cols[i] = f.Column
-	}
-	sql := fmt.Sprintf("COPY %s (%s) FROM STDIN%s", catalog.IdentOf(im.sch).Quoted(), catalog.QuotedColumns(cols), in.format())
-	if _, err := tx.Conn().PgConn().CopyFrom(ctx, in.reader(), sql); err != nil {
-		return Result{}, false
-	}
-	updated := int(tag.RowsAffected())
-	return Result{Created: rows - updated, Updated: updated}, true
-}
 
 // mergeGroups merges the temp rows mask by mask. With several masks, the rows a later
 // row of the same key overrides are deleted first, so that the last row of each key
