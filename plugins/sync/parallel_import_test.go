@@ -67,3 +67,42 @@ func TestParallelImportKeepsARunOfBatches(t *testing.T) {
 	}
 	sameTable(t, a, b, "big", "id", "after the resume")
 }
+
+// Overwrite by two workers into a table with a unique column whose values move
+// between rows of neighbouring batches: a batch may wait on the next one's
+// uncommitted rows while that one waits for it to commit. The transfer neither
+// hangs nor fails: the outcome is the one a single worker gives (the row whose
+// value is still held by a committed row is refused, the rest land).
+func TestParallelOverwriteWithMovingUniqueValues(t *testing.T) {
+	a := startSite(t, siteOptions{})
+	ctx := context.Background()
+	schema := `CREATE TABLE u (id int PRIMARY KEY, email text NOT NULL UNIQUE, v text);`
+	a.exec(t, schema+`INSERT INTO u SELECT g, 'e' || g, 'new' FROM generate_series(1, 4000) g`)
+	// Here each row of an odd hundred holds the email that the sender gives to a
+	// row of the hundred before: the batches of 100 take them from each other.
+	stale := schema + `INSERT INTO u SELECT g, CASE WHEN (g - 1) / 100 % 2 = 1 THEN 'e' || (g - 100) ELSE 'x' || g END, 'old' FROM generate_series(1, 4000) g`
+	pull := func(workers int) (client.Result, string) {
+		t.Helper()
+		b := startSite(t, siteOptions{})
+		b.exec(t, stale)
+		c := a.connect(t)
+		defer c.Close()
+		tctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		res, err := c.Transfer(tctx, b.pool, "u", client.TransferOptions{Strategy: "overwrite", BatchSize: 100, Workers: workers})
+		if err != nil {
+			t.Fatalf("%d workers: %v", workers, err)
+		}
+		var sum string
+		if err := b.pool.QueryRow(ctx, `SELECT md5(string_agg(id || ':' || email || ':' || v, ',' ORDER BY id)) FROM u`).Scan(&sum); err != nil {
+			t.Fatal(err)
+		}
+		return res, sum
+	}
+	one, sumOne := pull(1)
+	two, sumTwo := pull(2)
+	if one.Failed == 0 || one.Failed != two.Failed || one.Updated != two.Updated || sumOne != sumTwo {
+		t.Fatalf("one worker: %d updated, %d refused, sum %s; two: %d updated, %d refused, sum %s",
+			one.Updated, one.Failed, sumOne, two.Updated, two.Failed, sumTwo)
+	}
+}

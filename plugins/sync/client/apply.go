@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -50,17 +51,19 @@ type applier struct {
 	wg      sync.WaitGroup
 	stopped sync.Once
 
+	pool      *pgxpool.Pool
 	mu        sync.Mutex
-	cond      *sync.Cond
-	committed uint32 // every batch up to this one is committed
-	broken    bool   // a batch failed: no later batch commits
+	committed uint32            // every batch up to this one is committed
+	broken    bool              // a batch failed: no later batch commits
+	pids      map[uint32]uint32 // the database backend importing each batch
 
 	next uint32 // the next batch to give out
 }
 
 type applyWorker struct {
-	im *importer.Importer
-	in chan job
+	im  *importer.Importer
+	in  chan job
+	seq uint32 // the batch it imports (for its OnBegin)
 }
 
 // job is one batch for a worker.
@@ -84,8 +87,7 @@ type report struct {
 // They run on a context a cancel does not cut: a batch under way is finished (or
 // not committed), never cut mid-COPY.
 func newApplier(ctx context.Context, pool *pgxpool.Pool, target catalog.Ident, o importer.Options, im *importer.Importer, n int) (*applier, error) {
-	a := &applier{reports: make(chan report, 64), next: 1}
-	a.cond = sync.NewCond(&a.mu)
+	a := &applier{reports: make(chan report, 64), next: 1, pool: pool, pids: map[uint32]uint32{}}
 	wctx := context.WithoutCancel(ctx)
 	for i := range n {
 		w := &applyWorker{im: im, in: make(chan job, 1)}
@@ -96,6 +98,11 @@ func newApplier(ctx context.Context, pool *pgxpool.Pool, target catalog.Ident, o
 				return nil, err
 			}
 		}
+		w.im.OnBegin(func(pid uint32) {
+			a.mu.Lock()
+			a.pids[w.seq] = pid
+			a.mu.Unlock()
+		})
 		a.workers = append(a.workers, w)
 		a.wg.Add(1)
 		go func() {
@@ -105,7 +112,7 @@ func newApplier(ctx context.Context, pool *pgxpool.Pool, target catalog.Ident, o
 				return
 			}
 			for j := range w.in {
-				a.apply(wctx, w.im, j)
+				a.apply(wctx, w, j)
 			}
 		}()
 	}
@@ -151,33 +158,116 @@ func (a *applier) runGrouped(ctx context.Context, w *applyWorker) {
 
 // apply imports j, waits for the batch before it to commit, then commits j — or,
 // when that batch (or any before it) failed, rolls j back.
-func (a *applier) apply(ctx context.Context, im *importer.Importer, j job) {
-	r, err := im.ImportCopyOpen(ctx, j.data, j.binary)
-	if err == nil {
-		a.reports <- report{imported: true, seq: j.seq}
+//
+// While j waits, its transaction holds what it wrote, and the batch before may
+// wait on that (a unique value that moved from one row to another across the two
+// batches): a wait PostgreSQL cannot see, since j waits in this process. So the
+// wait watches the batch before: when its backend is found waiting for a lock, j
+// lets go (rolls back), waits — holding nothing — for it to commit, and is
+// imported again. With two workers only j can hold what the batch before waits
+// for, so nothing waits in a circle.
+func (a *applier) apply(ctx context.Context, w *applyWorker, j job) {
+	w.seq = j.seq
+	acked := false
+	for {
+		r, err := w.im.ImportCopyOpen(ctx, j.data, j.binary)
+		if importer.IsDeadlock(err) {
+			// PostgreSQL ended j to free the batch before (each waited on the
+			// other's rows): once that one committed, j goes again.
+			if a.waitCommitted(j.seq - 1) {
+				continue
+			}
+			err = errNotApplied
+		}
+		if err == nil && !acked {
+			a.reports <- report{imported: true, seq: j.seq}
+			acked = true
+		}
+		if err == nil {
+			switch a.waitBefore(ctx, j.seq) {
+			case beforeBroken:
+				w.im.Rollback()
+				err = errNotApplied
+			case beforeBlocked:
+				w.im.Rollback()
+				if a.waitCommitted(j.seq - 1) {
+					continue
+				}
+				err = errNotApplied
+			}
+		}
+		if err == nil {
+			err = w.im.Commit(ctx)
+		}
+		a.mu.Lock()
+		if err == nil {
+			a.committed = j.seq
+		} else {
+			a.broken = true
+		}
+		delete(a.pids, j.seq-1)
+		a.mu.Unlock()
+		a.reports <- report{from: j.seq, to: j.seq, res: r, err: err}
+		return
 	}
-	a.mu.Lock()
-	for a.committed != j.seq-1 && !a.broken {
-		a.cond.Wait()
+}
+
+// What the batch before became, for a batch waiting to commit.
+const (
+	beforeCommitted = iota
+	beforeBroken
+	beforeBlocked
+)
+
+// waitPoll is how often a batch waiting to commit looks at the one before;
+// blockedAfter is how long the one before may wait on a lock before the waiting
+// batch lets go.
+const (
+	waitPoll     = 5 * time.Millisecond
+	blockedAfter = 100 * time.Millisecond
+)
+
+// waitBefore waits until the batch before seq committed, failed, or is found
+// waiting for a lock.
+func (a *applier) waitBefore(ctx context.Context, seq uint32) int {
+	checked := time.Now()
+	for {
+		a.mu.Lock()
+		committed, broken, pid := a.committed, a.broken, a.pids[seq-1]
+		a.mu.Unlock()
+		switch {
+		case committed >= seq-1:
+			return beforeCommitted
+		case broken:
+			return beforeBroken
+		}
+		if pid != 0 && time.Since(checked) >= blockedAfter {
+			checked = time.Now()
+			var blocked bool
+			err := a.pool.QueryRow(ctx, `SELECT coalesce(bool_or(wait_event_type = 'Lock'), false) FROM pg_stat_activity WHERE pid = $1`, int64(pid)).Scan(&blocked)
+			if err == nil && blocked {
+				return beforeBlocked
+			}
+		}
+		time.Sleep(waitPoll)
 	}
-	broken := a.broken
-	a.mu.Unlock()
-	if err == nil && broken {
-		im.Rollback()
-		err = errNotApplied
+}
+
+// waitCommitted waits, holding no transaction, until batch seq committed; false
+// when a batch up to it failed instead.
+func (a *applier) waitCommitted(seq uint32) bool {
+	for {
+		a.mu.Lock()
+		committed, broken := a.committed, a.broken
+		a.mu.Unlock()
+		if committed >= seq {
+			return true
+		}
+		if broken {
+			return false
+		}
+		time.Sleep(waitPoll)
 	}
-	if err == nil {
-		err = im.Commit(ctx)
-	}
-	a.mu.Lock()
-	if err == nil {
-		a.committed = j.seq
-	} else {
-		a.broken = true
-	}
-	a.cond.Broadcast()
-	a.mu.Unlock()
-	a.reports <- report{from: j.seq, to: j.seq, res: r, err: err}
 }
 
 // give hands the next batch to its worker; it waits while that worker is busy

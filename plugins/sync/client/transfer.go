@@ -53,8 +53,8 @@ type TransferOptions struct {
 	Compression string
 	// Workers is how many local connections import a table's batches at once
 	// (default DefaultWorkers; 1: one). A table with a foreign key to itself or
-	// without a primary key, append, and a table holding rows with a unique index
-	// besides its key (where the workers could wait on one another), get one. Batches commit in order whatever
+	// without a primary key, and append, get one; a table holding rows with a
+	// unique index besides its key at most two (see applier). Batches commit in order whatever
 	// the number: what a stopped transfer applied is a run from its first batch.
 	Workers int
 	// AfterKey resumes after this key (Result.LastKey of an interrupted transfer).
@@ -279,8 +279,11 @@ func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalo
 		if n <= 0 {
 			n = DefaultWorkers
 		}
-		if !parallelOK(im.Schema(), o.Strategy) || !im.Independent() {
+		switch {
+		case !parallelOK(im.Schema(), o.Strategy):
 			n = 1
+		case !im.Independent():
+			n = min(n, 2) // see applier.apply: with two, nothing waits in a circle
 		}
 		if ap, err = newApplier(ctx, pool, target, imOpts, im, n); err != nil {
 			return res, nil, fmt.Errorf("transfer %s: %w", table, err)

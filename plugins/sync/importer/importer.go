@@ -149,6 +149,7 @@ type Importer struct {
 	openBytes int
 	openSince time.Time
 	openTemp  string // the encoding of the temp table the open transaction holds ("": none)
+	onBegin   func(pid uint32)
 }
 
 // ImportCopyDeferred commits the batches of one transaction once they hold
@@ -591,6 +592,18 @@ func (im *Importer) ImportCopyOpen(ctx context.Context, data []byte, binary bool
 	return res, err
 }
 
+// IsDeadlock reports whether err is PostgreSQL's deadlock_detected (40P01): the
+// import's transaction was rolled back to end a deadlock, and may be run again.
+func IsDeadlock(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "40P01"
+}
+
+// OnBegin sets a function called with the database backend's process id each
+// time the importer begins a transaction of its own (ImportCopyDeferred,
+// ImportCopyOpen), so that a caller can tell, from pg_stat_activity, when it waits.
+func (im *Importer) OnBegin(f func(pid uint32)) { im.onBegin = f }
+
 func (im *Importer) importOpen(ctx context.Context, data []byte, binary, autoCommit bool) (res Result, committed bool, err error) {
 	in := copyIn{data: data, binary: binary}
 	var rows int
@@ -621,6 +634,9 @@ func (im *Importer) importOpen(ctx context.Context, data []byte, binary, autoCom
 			return Result{}, false, fmt.Errorf("import %s: %w", im.sch.Name, err)
 		}
 		im.open, im.openSince = tx, time.Now()
+		if im.onBegin != nil {
+			im.onBegin(tx.Conn().PgConn().PID())
+		}
 		if _, err := tx.Exec(ctx, catalog.TextSettings); err != nil {
 			im.rollback()
 			return Result{}, false, fmt.Errorf("import %s: set session settings: %w", im.sch.Name, err)
