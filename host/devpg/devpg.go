@@ -40,7 +40,10 @@ type Options struct {
 	Dir string
 	// Port to listen on at 127.0.0.1; 0 picks a free one.
 	Port int
-	// Settings are extra postgresql.conf parameters (name → value).
+	// Settings are extra postgresql.conf parameters (name → value). They override
+	// the defaults, which include wal_level=logical, max_wal_senders=10 and
+	// max_replication_slots=10 so logical replication works out of the box; e.g.
+	// {"wal_level": "replica"} gives a cluster without it.
 	Settings map[string]string
 }
 

@@ -6,6 +6,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/fiberkit/fiberkit/host/devpg"
 	"github.com/fiberkit/fiberkit/host/devpg/pgtest"
 )
 
@@ -36,5 +37,38 @@ func TestFreshDatabasesAreSeparate(t *testing.T) {
 	}
 	if n != 0 {
 		t.Fatalf("table created in database A is visible in database B")
+	}
+}
+
+func TestLogicalReplicationByDefaultAndOverridable(t *testing.T) {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var level, slots string
+	if err := conn.QueryRow(ctx, "SELECT current_setting('wal_level'), current_setting('max_replication_slots')").Scan(&level, &slots); err != nil {
+		t.Fatal(err)
+	}
+	if level != "logical" || slots != "10" {
+		t.Errorf("default cluster: wal_level %s, max_replication_slots %s", level, slots)
+	}
+
+	srv, err := devpg.Start(ctx, devpg.Options{Settings: map[string]string{"wal_level": "replica"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	c2, err := pgx.Connect(ctx, srv.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close(ctx)
+	if err := c2.QueryRow(ctx, "SELECT current_setting('wal_level')").Scan(&level); err != nil {
+		t.Fatal(err)
+	}
+	if level != "replica" {
+		t.Errorf("Settings wal_level=replica gave %s", level)
 	}
 }
