@@ -106,12 +106,13 @@ func main() {
 	senderDB := flag.String("sender", "", "internal: run as the sender host for this database URL")
 	pluginBin := flag.String("plugin", "", "internal: the sender host's Sync plugin binary")
 	root := flag.String("root", "", "internal: the repository root")
+	profiles := flag.String("cpuprofile", "", "write CPU profiles to this `dir`: the sender host's and its plugin's (host.pprof, plugin.pprof, over the whole run) and each pull's CLI (cli-<method>-<n>.pprof)")
 	flag.Parse()
 	var err error
 	if *senderDB != "" {
-		err = runSender(*senderDB, *pluginBin, *root)
+		err = runSender(*senderDB, *pluginBin, *root, *profiles)
 	} else {
-		err = run(config{rows: *rows, reps: max(1, *reps), pkRows: *pkRows, linkMbit: *linkMbit, only: *only})
+		err = run(config{rows: *rows, reps: max(1, *reps), pkRows: *pkRows, linkMbit: *linkMbit, only: *only, profiles: *profiles})
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "syncbench:", err)
@@ -123,6 +124,7 @@ type config struct {
 	rows, reps, pkRows int
 	linkMbit           float64
 	only               string
+	profiles           string // a directory for CPU profiles ("": none)
 }
 
 // The processes reported.
@@ -170,6 +172,7 @@ type bench struct {
 	pipeBytes    int64 // bytes of the binary COPY stream (measured with -link-mbit)
 	tableMiB     float64
 	setupSeconds float64
+	pulls        int // pulls run so far (names their CLI profiles)
 }
 
 func run(cfg config) error {
@@ -262,7 +265,16 @@ func run(cfg config) error {
 	if err := b.setupTables(want("overwrite")); err != nil {
 		return err
 	}
-	if b.snd, err = startSender(b.aURL, plugin, root); err != nil {
+	if cfg.profiles != "" {
+		if cfg.profiles, err = filepath.Abs(cfg.profiles); err == nil {
+			err = os.MkdirAll(cfg.profiles, 0o755)
+		}
+		if err != nil {
+			return err
+		}
+		b.cfg.profiles = cfg.profiles
+	}
+	if b.snd, err = startSender(b.aURL, plugin, root, cfg.profiles); err != nil {
 		return err
 	}
 	defer b.snd.stop()
@@ -548,6 +560,10 @@ func (b *bench) pull(senderURL string, extra ...string) (runResult, error) {
 		return runResult{}, err
 	}
 	args := append([]string{"-url", senderURL, "-code", code, "-db", b.bURL, "-tables", table}, extra...)
+	if b.cfg.profiles != "" {
+		b.pulls++
+		args = append(args, "-cpuprofile", filepath.Join(b.cfg.profiles, fmt.Sprintf("cli-%d.pprof", b.pulls)))
+	}
 	cmd := exec.Command(b.cli, args...)
 	var output tail
 	cmd.Stdout, cmd.Stderr = &output, &output

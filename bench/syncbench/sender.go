@@ -11,12 +11,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/fiberkit/fiberkit/host"
+	"github.com/fiberkit/fiberkit/sdk"
 )
 
 // sender is the sender host child process (this program re-executed with -sender).
@@ -28,12 +30,12 @@ type sender struct {
 	url string
 }
 
-func startSender(dbURL, pluginBin, root string) (*sender, error) {
+func startSender(dbURL, pluginBin, root, profiles string) (*sender, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(self, "-sender", dbURL, "-plugin", pluginBin, "-root", root)
+	cmd := exec.Command(self, "-sender", dbURL, "-plugin", pluginBin, "-root", root, "-cpuprofile", profiles)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -93,8 +95,23 @@ func (s *sender) stop() {
 
 // runSender is the child: a host app with the Sync module enabled on the sender
 // site's database, as an app developer embeds it, serving HTTP on a free port.
-func runSender(dbURL, pluginBin, root string) error {
+func runSender(dbURL, pluginBin, root, profiles string) error {
 	ctx := context.Background()
+	var pluginEnv []string
+	if profiles != "" {
+		f, err := os.Create(filepath.Join(profiles, "host.pprof"))
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
+		pluginEnv = []string{sdk.CPUProfileEnv + "=" + filepath.Join(profiles, "plugin.pprof")}
+	}
 	dir, err := os.MkdirTemp("", "syncbench-sender-")
 	if err != nil {
 		return err
@@ -121,7 +138,7 @@ func runSender(dbURL, pluginBin, root string) error {
 		return err
 	}
 	kit, err := host.New(ctx, host.Config{DatabaseURL: dbURL, ConfigFile: cfg, Manifests: []string{mpath}, InsecureDevAdmin: true,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		PluginEnv: pluginEnv, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return err
 	}

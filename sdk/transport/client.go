@@ -219,10 +219,11 @@ func (s *clientSocket) Recv() (Message, error) {
 	return m, nil
 }
 
-// CloseSend sends what is queued, then says the host will send nothing more.
+// CloseSend sends what is queued, then says the host will send nothing more (on
+// the sender's goroutine when there is one: gRPC forbids CloseSend during a Send).
 func (s *clientSocket) CloseSend() error {
 	if s.batch != nil {
-		_ = s.batch.flush()
+		return s.batch.finish(s.stream.CloseSend)
 	}
 	return s.stream.CloseSend()
 }

@@ -377,7 +377,7 @@ func TestWSSenderBatchesWhatIsQueued(t *testing.T) {
 		}
 	}
 	close(gate)
-	if err := s.flush(); err != nil {
+	if err := s.finish(nil); err != nil {
 		t.Fatal(err)
 	}
 	r := wsReceiver{recv: func() (*pb.WebSocketFrame, error) {

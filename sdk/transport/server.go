@@ -234,8 +234,9 @@ func (s *server) ServeWebSocket(stream pb.Plugin_ServeWebSocketServer) error {
 	}
 	err = s.impl.ServeWebSocket(stream.Context(), open, sock)
 	if sock.batch != nil {
-		// What the handler queued goes out before the stream ends.
-		if ferr := sock.batch.flush(); err == nil && ferr != nil && stream.Context().Err() == nil {
+		// What the handler queued goes out before the stream ends, and nothing is
+		// sent once this handler returns.
+		if ferr := sock.batch.finish(nil); err == nil && ferr != nil && stream.Context().Err() == nil {
 			err = ferr
 		}
 	}

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	pb "github.com/fiberkit/fiberkit/sdk/transport/pluginv1"
@@ -29,6 +30,9 @@ const (
 type wsItem struct {
 	m    Message
 	sent chan error
+	// last, when set, ends the sender: run calls it (the stream's CloseSend, say)
+	// after everything before it, then stops.
+	last func() error
 }
 
 // wsSender sends a socket's messages in order from one goroutine. Small data
@@ -39,15 +43,47 @@ type wsSender struct {
 	send func(*pb.WebSocketFrame) error
 	ctx  context.Context // the stream's: its end stops the sender
 	q    chan wsItem
+	done chan struct{} // closed when run returns: nothing is sent after
 
 	mu  sync.Mutex
 	err error
 }
 
 func newWSSender(ctx context.Context, send func(*pb.WebSocketFrame) error) *wsSender {
-	s := &wsSender{send: send, ctx: ctx, q: make(chan wsItem, sendQueue)}
+	s := &wsSender{send: send, ctx: ctx, q: make(chan wsItem, sendQueue), done: make(chan struct{})}
 	go s.run()
 	return s
+}
+
+// errSenderFinished fails a Send after finish.
+var errSenderFinished = errors.New("websocket closed for sending")
+
+// finish sends what is queued, then calls last (when set) on the sender's
+// goroutine — a stream's CloseSend must not run while a Send does — and stops the
+// sender: a later Send fails. When the stream ended first, it waits for the
+// sender to stop before calling last.
+func (s *wsSender) finish(last func() error) error {
+	if last == nil {
+		last = func() error { return nil }
+	}
+	it := wsItem{sent: make(chan error, 1), last: last}
+	select {
+	case s.q <- it:
+		select {
+		case err := <-it.sent:
+			return err
+		case <-s.done:
+			select {
+			case err := <-it.sent:
+				return err
+			default:
+			}
+		}
+	case <-s.done:
+	}
+	<-s.done
+	s.fail(errSenderFinished)
+	return last()
 }
 
 func (s *wsSender) failed() error {
@@ -103,23 +139,8 @@ func (s *wsSender) stopped() error {
 	return s.ctx.Err()
 }
 
-// flush waits until everything queued is sent.
-func (s *wsSender) flush() error {
-	it := wsItem{m: Message{}, sent: make(chan error, 1)}
-	select {
-	case s.q <- it:
-	case <-s.ctx.Done():
-		return s.stopped()
-	}
-	select {
-	case err := <-it.sent:
-		return err
-	case <-s.ctx.Done():
-		return s.stopped()
-	}
-}
-
 func (s *wsSender) run() {
+	defer close(s.done)
 	var next *wsItem
 	for {
 		var it wsItem
@@ -132,9 +153,24 @@ func (s *wsSender) run() {
 				return
 			}
 		}
+		if s.ctx.Err() != nil && it.last == nil {
+			if it.sent != nil {
+				it.sent <- s.stopped()
+			}
+			return
+		}
+		if it.last != nil {
+			err := s.failed()
+			s.fail(errSenderFinished)
+			if lerr := it.last(); err == nil {
+				err = lerr
+			}
+			it.sent <- err
+			return
+		}
 		if it.sent != nil {
 			err := s.failed()
-			if err == nil && it.m.Kind != 0 { // Kind 0 is flush's marker
+			if err == nil {
 				f := messageToPB(it.m)
 				if f == nil {
 					err = Errorf(CodeInvalidInput, "unknown message kind %d", it.m.Kind)
