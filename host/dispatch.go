@@ -261,15 +261,7 @@ func (m *module) proxy(c *fiber.Ctx, admin bool, rm *routeMetrics, route, rel st
 		m.kit.log.Warn("module sent an invalid status", "module", m.man.ID, "path", rel, "status", h.status)
 		return c.Status(fiber.StatusBadGateway).SendString("module error")
 	}
-	c.Status(h.status)
-	for k, vs := range h.header {
-		if hopByHop[http.CanonicalHeaderKey(k)] {
-			continue
-		}
-		for _, v := range vs {
-			c.Response().Header.Add(k, v)
-		}
-	}
+	setHead(c, h.status, h.header)
 	c.Context().Response.SetBodyStream(&responseBody{x: x}, -1)
 	return nil
 }
@@ -325,15 +317,7 @@ func (m *module) proxyExchange(c *fiber.Ctx, rpc *transport.Client, head transpo
 		m.kit.log.Warn("module sent an invalid status", "module", m.man.ID, "path", head.Path, "status", p.Status)
 		return c.Status(fiber.StatusBadGateway).SendString("module error")
 	}
-	c.Status(p.Status)
-	for k, vs := range p.Header {
-		if hopByHop[http.CanonicalHeaderKey(k)] {
-			continue
-		}
-		for _, v := range vs {
-			c.Response().Header.Add(k, v)
-		}
-	}
+	setHead(c, p.Status, p.Header)
 	if p.End {
 		// The whole response: sent with its length, no chunked encoding.
 		c.Response().SetBodyRaw(p.Body)
@@ -657,4 +641,18 @@ func (p *pipeWriter) Flush() error {
 		return errBodyBeforeHead
 	}
 	return p.ctx.Err()
+}
+
+// setHead writes a module's response status and headers to c, leaving out the
+// hop-by-hop ones, which are the host's to set.
+func setHead(c *fiber.Ctx, status int, header http.Header) {
+	c.Status(status)
+	for k, vs := range header {
+		if hopByHop[http.CanonicalHeaderKey(k)] {
+			continue
+		}
+		for _, v := range vs {
+			c.Response().Header.Add(k, v)
+		}
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -227,15 +226,8 @@ func TestUndeclaredRoutesAndMethodsAreRefused(t *testing.T) {
 func TestHTTPRequestBodiesOfEverySizeReachTheModule(t *testing.T) {
 	s := startSite(t, kitOptions{enabled: []string{"tm"}})
 	// The same kit mounted on a second app, one that reads request bodies whole.
-	app := fiber.New(fiber.Config{BodyLimit: 16 << 20, DisableStartupMessage: true})
-	s.kit.Mount(app)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = app.Listener(ln) }()
-	t.Cleanup(func() { _ = app.ShutdownWithTimeout(5 * time.Second) })
-	apps := []struct{ name, url string }{{"StreamRequestBody", s.url}, {"whole bodies", "http://" + ln.Addr().String()}}
+	whole := serveOn(t, s, fiber.Config{BodyLimit: 16 << 20, DisableStartupMessage: true})
+	apps := []struct{ name, url string }{{"StreamRequestBody", s.url}, {"whole bodies", whole}}
 	for _, a := range apps {
 		for _, size := range []int64{0, 1000, 1 << 20, 1<<20 + 1, 5<<20 + 3} {
 			want := sha256.New()

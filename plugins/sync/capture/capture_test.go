@@ -24,12 +24,8 @@ const site = "site_cap"
 func setup(t *testing.T, ddl string, tables ...string) (string, *pgxpool.Pool) {
 	t.Helper()
 	ctx := context.Background()
-	url := pgtest.NewDatabase(t)
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := pgtest.NewPool(t)
+	url := pool.Config().ConnString()
 	if _, err := pool.Exec(ctx, ddl); err != nil {
 		t.Fatal(err)
 	}
@@ -385,12 +381,8 @@ func TestUnacknowledgedTransactionHoldsSlot(t *testing.T) {
 
 func TestSetupIsIdempotentAndTeardownDropsBoth(t *testing.T) {
 	ctx := context.Background()
-	url := pgtest.NewDatabase(t)
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := pgtest.NewPool(t)
+	url := pool.Config().ConnString()
 	if _, err := pool.Exec(ctx, `CREATE TABLE "Mixed Case" (id int PRIMARY KEY); CREATE TABLE plain (id int PRIMARY KEY)`); err != nil {
 		t.Fatal(err)
 	}

@@ -22,11 +22,9 @@ import (
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
 )
 
-// DB is what Check, Setup and Teardown need: a *pgxpool.Pool or a *pgx.Conn.
-type DB interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
+// DB is what Check, Setup and Teardown need (catalog's Querier): a
+// *pgxpool.Pool, a *pgx.Conn or a transaction.
+type DB = catalog.Querier
 
 // NotReadyError is returned by Check when logical replication cannot be used. Each
 // entry of Problems says what is missing and how to fix it.

@@ -34,6 +34,102 @@ func parallelOK(sch *catalog.Schema, s importer.Strategy) bool {
 	return true
 }
 
+// workers is how many workers import the table of im with options o (see
+// TransferOptions.Workers).
+func workers(o TransferOptions, im *importer.Importer) int {
+	n := o.Workers
+	if n <= 0 {
+		n = DefaultWorkers
+	}
+	switch {
+	case !parallelOK(im.Schema(), o.Strategy):
+		return 1
+	case !im.Independent():
+		return min(n, 2) // see applier.apply: with two, nothing waits in a circle
+	}
+	return n
+}
+
+// ledger follows a stream's batches from given to applied, from the applier's
+// reports, which come in any order: it says which batches were imported in a row
+// (to ack) and counts in a Result those committed in a row from the first (so the
+// result's last key is an exact resume point). After a failed import nothing
+// more counts.
+type ledger struct {
+	given   map[uint32]given
+	done    map[uint32]report
+	seen    map[uint32]bool // imported, not yet acked
+	applied uint32          // every batch up to this one was reported committed (or not applied)
+	acked   uint32          // every batch up to this one was imported
+	failed  error
+}
+
+// given is what a batch holds, for counting it once committed.
+type given struct {
+	rows int64
+	key  []string
+}
+
+// give notes batch seq, of rows rows ending at key.
+func (l *ledger) give(seq uint32, rows int64, key []string) {
+	if l.given == nil {
+		l.given = map[uint32]given{}
+	}
+	l.given[seq] = given{rows: rows, key: key}
+}
+
+// imported notes batch seq imported and returns the last of the batches now
+// imported in a row since the last call that returned some, and how many they are.
+func (l *ledger) imported(seq uint32) (last uint32, n int) {
+	if l.seen == nil {
+		l.seen = map[uint32]bool{}
+	}
+	l.seen[seq] = true
+	for l.seen[l.acked+1] {
+		delete(l.seen, l.acked+1)
+		l.acked++
+		n++
+	}
+	return l.acked, n
+}
+
+// committed takes a report of batches committed (or not applied) and adds to res
+// those now committed in a row; moved says whether it added any. It returns the
+// first import that failed, once one has.
+func (l *ledger) committed(r report, res *Result) (moved bool, err error) {
+	if l.done == nil {
+		l.done = map[uint32]report{}
+	}
+	l.done[r.from] = r
+	for {
+		r, ok := l.done[l.applied+1]
+		if !ok {
+			break
+		}
+		delete(l.done, l.applied+1)
+		if r.err != nil && l.failed == nil && !errors.Is(r.err, errNotApplied) {
+			l.failed = r.err
+		}
+		if r.err == nil && l.failed == nil {
+			for s := r.from; s <= r.to; s++ {
+				res.Rows += l.given[s].rows
+			}
+			res.LastKey = l.given[r.to].key
+			res.Created += r.res.Created
+			res.Updated += r.res.Updated
+			res.Skipped += r.res.Skipped
+			res.Failed += r.res.Failed
+			res.Errors = append(res.Errors, r.res.Errors...)
+			moved = true
+		}
+		for s := r.from; s <= r.to; s++ {
+			delete(l.given, s)
+		}
+		l.applied = r.to
+	}
+	return moved, l.failed
+}
+
 // applier imports a stream's batches into the local table and reports each batch
 // twice: once imported (the receiver acks it, so the sender goes on) and once
 // committed, in runs from the first batch — what is committed is always a run of

@@ -266,86 +266,33 @@ func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalo
 	res.LastKey = o.AfterKey
 	var ap *applier
 	var reports chan report
-	type sent struct {
-		rows int64
-		key  []string
-	}
-	given := map[uint32]sent{}
-	done := map[uint32]report{}
-	var applied uint32
-	var failed error
+	var led ledger
 	if g == nil {
-		n := o.Workers
-		if n <= 0 {
-			n = DefaultWorkers
-		}
-		switch {
-		case !parallelOK(im.Schema(), o.Strategy):
-			n = 1
-		case !im.Independent():
-			n = min(n, 2) // see applier.apply: with two, nothing waits in a circle
-		}
-		if ap, err = newApplier(ctx, pool, target, imOpts, im, n); err != nil {
+		if ap, err = newApplier(ctx, pool, target, imOpts, im, workers(o, im)); err != nil {
 			return res, nil, fmt.Errorf("transfer %s: %w", table, err)
 		}
 		reports = ap.reports
 	}
-	// fold takes a worker's report: a batch imported is acked (at once, so the
-	// sender goes on while the batch waits to commit; only imported batches are, in
-	// a row); batches committed are counted, in order. failed keeps the first
-	// import that failed.
-	var acked uint32
-	imported := map[uint32]bool{}
+	// fold takes a worker's report: batches imported in a row are acked at once, so
+	// the sender goes on while they wait to commit; batches committed are counted.
 	fold := func(r report) error {
 		if r.imported {
-			imported[r.seq] = true
-			n := 0
-			for imported[acked+1] {
-				delete(imported, acked+1)
-				acked++
-				n++
+			last, n := led.imported(r.seq)
+			if n == 0 {
+				return nil
 			}
-			if n > 0 {
-				ack := wire.Ack{Stream: sid, Seq: acked, Credit: n, Compression: meter.decide()}
-				if err := c.write(wire.New(nil, nil, c.topic, wire.StreamAck, ack)); err != nil {
-					return fmt.Errorf("transfer %s: %w", table, err)
-				}
+			ack := wire.Ack{Stream: sid, Seq: last, Credit: n, Compression: meter.decide()}
+			if err := c.write(wire.New(nil, nil, c.topic, wire.StreamAck, ack)); err != nil {
+				return fmt.Errorf("transfer %s: %w", table, err)
 			}
 			return nil
 		}
-		done[r.from] = r
-		moved := false
-		for {
-			r, ok := done[applied+1]
-			if !ok {
-				break
-			}
-			delete(done, applied+1)
-			if r.err != nil && failed == nil && !errors.Is(r.err, errNotApplied) {
-				failed = r.err
-			}
-			if r.err == nil && failed == nil {
-				for s := r.from; s <= r.to; s++ {
-					res.Rows += given[s].rows
-				}
-				res.LastKey = given[r.to].key
-				res.Created += r.res.Created
-				res.Updated += r.res.Updated
-				res.Skipped += r.res.Skipped
-				res.Failed += r.res.Failed
-				res.Errors = append(res.Errors, r.res.Errors...)
-				moved = true
-			}
-			for s := r.from; s <= r.to; s++ {
-				delete(given, s)
-			}
-			applied = r.to
-		}
-		if failed != nil {
-			return failed
+		moved, err := led.committed(r, &res)
+		if err != nil {
+			return err
 		}
 		if moved && o.Progress != nil {
-			o.Progress(Progress{Table: table, Rows: res.Rows, Total: total, Batches: int(applied), Elapsed: time.Since(start)})
+			o.Progress(Progress{Table: table, Rows: res.Rows, Total: total, Batches: int(led.applied), Elapsed: time.Since(start)})
 		}
 		return nil
 	}
@@ -386,7 +333,7 @@ func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalo
 		}
 		if !got {
 			// Time waiting for the link with nothing to import is what tells a slow link.
-			if ap == nil || acked == seq {
+			if ap == nil || led.acked == seq {
 				meter.waitStart()
 			}
 			select {
@@ -423,7 +370,7 @@ func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalo
 				return res, im, nil
 			}
 			ap.stop() // the workers commit what they hold
-			for applied < seq {
+			for led.applied < seq {
 				if err := fold(<-reports); err != nil {
 					return res, nil, err
 				}
@@ -461,7 +408,7 @@ func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalo
 			}
 			continue
 		}
-		given[seq] = sent{rows: int64(b.Rows), key: b.LastKey}
+		led.give(seq, int64(b.Rows), b.LastKey)
 		if err := ap.give(ctx, b.Data, b.Binary); err != nil {
 			return res, nil, fmt.Errorf("transfer %s: %w", table, err)
 		}
