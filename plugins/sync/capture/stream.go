@@ -184,8 +184,15 @@ func (s *Stream) run(ctx context.Context) {
 	err := s.loop(ctx)
 	if ctx.Err() != nil {
 		err = nil
-		// A last report, so a clean shutdown leaves the slot at the acknowledged position.
-		_ = s.sendStatus(false)
+		// A last report, so a clean shutdown leaves the slot at the acknowledged
+		// position; then end the replication with CopyDone, whose answer comes only
+		// once the server has read (and applied) everything sent before it.
+		if s.sendStatus(false) == nil {
+			// SendStandbyCopyDone takes no deadline from its context: a server gone
+			// silent must not hold Close.
+			_ = s.conn.Conn().SetDeadline(time.Now().Add(5 * time.Second))
+			_, _ = pglogrepl.SendStandbyCopyDone(context.Background(), s.conn)
+		}
 	}
 	cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	_ = s.conn.Close(cctx)
