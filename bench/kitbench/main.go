@@ -57,6 +57,7 @@ func main() {
 	requests := flag.Int("requests", 20000, "HTTP requests per target")
 	concurrency := flag.Int("concurrency", 8, "concurrent HTTP clients")
 	messages := flag.Int("messages", 50000, "WebSocket messages per target")
+	flag.IntVar(&rounds, "rounds", 5, "rounds over which the loads are split, plugin and in-process alternating; each figure is the median of the rounds'")
 	flag.StringVar(&cpuProfile, "cpuprofile", "", "write CPU profiles of the host (`PREFIX`.host.pprof) and of the module process (PREFIX.plugin.pprof) over the measured loads")
 	flag.Parse()
 	if err := run(*requests, *concurrency, *messages); err != nil {
@@ -67,6 +68,9 @@ func main() {
 
 // cpuProfile is the -cpuprofile prefix; empty means no profiles.
 var cpuProfile string
+
+// rounds is the -rounds flag.
+var rounds int
 
 func run(requests, concurrency, messages int) error {
 	ctx := context.Background()
@@ -152,36 +156,46 @@ func run(requests, concurrency, messages int) error {
 	}
 	// Latency one request at a time (what a plugin adds to each request), then
 	// throughput with concurrent clients (where the 2 cores are shared with the plugin).
-	hp, err := httpLoad(pluginURL+"/fiberkit/tm/ping", requests/2, 1)
-	if err != nil {
-		return fmt.Errorf("plugin route: %w", err)
+	// Plugin and in-process alternate over rounds, and each figure is the median of
+	// the rounds': a burst of noise on the machine then spoils one round, not a side.
+	var hps, hds, cps, cds []httpResult
+	var wps, wds []float64
+	for r := 0; r < rounds; r++ {
+		hp, err := httpLoad(pluginURL+"/fiberkit/tm/ping", requests/2/rounds, 1)
+		if err != nil {
+			return fmt.Errorf("plugin route: %w", err)
+		}
+		hd, err := httpLoad(directURL+"/ping", requests/2/rounds, 1)
+		if err != nil {
+			return fmt.Errorf("direct route: %w", err)
+		}
+		cp, err := httpLoad(pluginURL+"/fiberkit/tm/ping", requests/rounds, concurrency)
+		if err != nil {
+			return fmt.Errorf("plugin route: %w", err)
+		}
+		cd, err := httpLoad(directURL+"/ping", requests/rounds, concurrency)
+		if err != nil {
+			return fmt.Errorf("direct route: %w", err)
+		}
+		wp, err := wsLoad(strings.Replace(pluginURL, "http", "ws", 1)+"/fiberkit/tm/ws", messages/rounds)
+		if err != nil {
+			return fmt.Errorf("bridge: %w", err)
+		}
+		wd, err := wsLoad(strings.Replace(directURL, "http", "ws", 1)+"/ws", messages/rounds)
+		if err != nil {
+			return fmt.Errorf("direct websocket: %w", err)
+		}
+		hps, hds, cps, cds = append(hps, hp), append(hds, hd), append(cps, cp), append(cds, cd)
+		wps, wds = append(wps, wp), append(wds, wd)
 	}
-	hd, err := httpLoad(directURL+"/ping", requests/2, 1)
-	if err != nil {
-		return fmt.Errorf("direct route: %w", err)
-	}
-	cp, err := httpLoad(pluginURL+"/fiberkit/tm/ping", requests, concurrency)
-	if err != nil {
-		return fmt.Errorf("plugin route: %w", err)
-	}
-	cd, err := httpLoad(directURL+"/ping", requests, concurrency)
-	if err != nil {
-		return fmt.Errorf("direct route: %w", err)
-	}
-	wp, err := wsLoad(strings.Replace(pluginURL, "http", "ws", 1)+"/fiberkit/tm/ws", messages)
-	if err != nil {
-		return fmt.Errorf("bridge: %w", err)
-	}
-	wd, err := wsLoad(strings.Replace(directURL, "http", "ws", 1)+"/ws", messages)
-	if err != nil {
-		return fmt.Errorf("direct websocket: %w", err)
-	}
+	hp, hd, cp, cd := medianResult(hps), medianResult(hds), medianResult(cps), medianResult(cds)
+	wp, wd := median(wps), median(wds)
 
 	scrapeMS, counted, err := scrapeLoad(kit, 50)
 	if err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
-	if sent := 2*warmUp + requests/2 + requests; counted != float64(sent) {
+	if sent := rounds * (2*warmUp + requests/2/rounds + requests/rounds); counted != float64(sent) {
 		return fmt.Errorf("metrics: %v requests to /ping counted, %d sent", counted, sent)
 	}
 
@@ -190,7 +204,7 @@ func run(requests, concurrency, messages int) error {
 	fmt.Printf("%-30s %12.0f %10.3f %10.3f\n", "in-process, 1 client", hd.rps, hd.p50, hd.p99)
 	fmt.Printf("%-30s %12.0f %10.3f %10.3f\n", fmt.Sprintf("through plugin, %d clients", concurrency), cp.rps, cp.p50, cp.p99)
 	fmt.Printf("%-30s %12.0f %10.3f %10.3f\n", fmt.Sprintf("in-process, %d clients", concurrency), cd.rps, cd.p50, cd.p99)
-	fmt.Printf("p50 overhead of the plugin (1 client): %.3f ms\n\n", hp.p50-hd.p50)
+	fmt.Printf("p50 overhead of the plugin (1 client): %.3f ms (medians of %d rounds)\n\n", hp.p50-hd.p50, rounds)
 	fmt.Printf("%-22s %12s\n", "WebSocket echo", "msgs/s")
 	fmt.Printf("%-22s %12.0f\n", "through bridge", wp)
 	fmt.Printf("%-22s %12.0f\n", "direct", wd)
@@ -207,6 +221,21 @@ func run(requests, concurrency, messages int) error {
 	})
 	fmt.Println(string(line))
 	return nil
+}
+
+// medianResult is the median of each figure of rs, taken separately.
+func medianResult(rs []httpResult) httpResult {
+	var rps, p50, p99 []float64
+	for _, r := range rs {
+		rps, p50, p99 = append(rps, r.rps), append(p50, r.p50), append(p99, r.p99)
+	}
+	return httpResult{rps: median(rps), p50: median(p50), p99: median(p99)}
+}
+
+func median(xs []float64) float64 {
+	xs = slices.Clone(xs)
+	slices.Sort(xs)
+	return xs[len(xs)/2]
 }
 
 func round(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }

@@ -22,7 +22,8 @@ type Client struct {
 	// What the module said it serves, from Describe.
 	exchange atomic.Bool
 	wsBatch  atomic.Bool
-	pool     streamPool // idle Exchange streams
+	pool     streamPool   // idle exchange connections
+	socket   socketDialer // the module's exchange socket, if it has one
 }
 
 // Describe asks the module what it is.
@@ -33,6 +34,7 @@ func (c *Client) Describe(ctx context.Context) (Description, error) {
 	}
 	c.exchange.Store(r.GetExchange())
 	c.wsBatch.Store(r.GetWebsocketBatch())
+	c.socket.set(r.GetExchangeSocket(), r.GetExchangeToken())
 	return Description{ID: r.GetId(), Version: r.GetVersion(), HTTP: r.GetHttp(), WebSocket: r.GetWebsocket(), Operations: r.GetOperations()}, nil
 }
 

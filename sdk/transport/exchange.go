@@ -22,7 +22,7 @@ import (
 // each served by impl on this goroutine.
 func (s *server) Exchange(stream pb.Plugin_ExchangeServer) error {
 	// One writer per stream, reset for each exchange: its head timer is reused.
-	w := &exchangeWriter{stream: stream, delay: cmp.Or(s.headDelay, defaultHeadDelay)}
+	w := &exchangeWriter{stream: stream, delay: s.exchangeHeadDelay()}
 	defer w.stop()
 	for {
 		req, err := stream.Recv()
@@ -32,14 +32,7 @@ func (s *server) Exchange(stream pb.Plugin_ExchangeServer) error {
 			}
 			return err
 		}
-		h := req.GetHead()
-		if h == nil {
-			return toStatus(Errorf(CodeInvalidInput, "exchange request without a head"))
-		}
-		head := requestHeadFromPB(h)
-		w.start()
-		err = s.impl.ServeHTTP(stream.Context(), head, bytes.NewReader(req.GetBody()), w)
-		if err := w.finish(err); err != nil {
+		if err := s.serveExchange(stream.Context(), req, w); err != nil {
 			return err
 		}
 		if err := stream.Context().Err(); err != nil {
@@ -47,6 +40,21 @@ func (s *server) Exchange(stream pb.Plugin_ExchangeServer) error {
 		}
 	}
 }
+
+// serveExchange serves one exchange, whichever way it came, with w reset for it. Only
+// a broken connection is returned: the handler's own failure goes to the host in the
+// response.
+func (s *server) serveExchange(ctx context.Context, req *pb.ExchangeRequest, w *exchangeWriter) error {
+	h := req.GetHead()
+	if h == nil {
+		return toStatus(Errorf(CodeInvalidInput, "exchange request without a head"))
+	}
+	w.start()
+	err := s.impl.ServeHTTP(ctx, requestHeadFromPB(h), bytes.NewReader(req.GetBody()), w)
+	return w.finish(err)
+}
+
+func (s *server) exchangeHeadDelay() time.Duration { return cmp.Or(s.headDelay, defaultHeadDelay) }
 
 func requestHeadFromPB(h *pb.HTTPRequestHead) RequestHead {
 	return RequestHead{
@@ -72,12 +80,18 @@ func requestHeadToPB(head RequestHead) *pb.HTTPRequestHead {
 // response in one message.
 const defaultHeadDelay = 5 * time.Millisecond
 
+// responseSender is where an exchangeWriter sends: an Exchange stream or an exchange
+// socket connection.
+type responseSender interface {
+	Send(*pb.ExchangeResponse) error
+}
+
 // exchangeWriter buffers the response as net/http does: the head and body go out
 // together when the handler flushes, fills a chunk or returns, so a small response is
 // one message; a head left waiting for delay goes out without waiting for more.
 // One exchangeWriter serves the exchanges of one stream, one after another.
 type exchangeWriter struct {
-	stream pb.Plugin_ExchangeServer
+	stream responseSender
 	delay  time.Duration
 
 	// mu guards the fields below and sending on the stream: the head timer sends
@@ -260,14 +274,47 @@ const maxIdleStreams = 64
 // idleStreamTTL is how long an idle Exchange stream is kept before it is closed.
 const idleStreamTTL = time.Minute
 
-// exchangeStream is a pooled Exchange stream.
-type exchangeStream struct {
-	stream pb.Plugin_ExchangeClient
-	cancel context.CancelFunc
-	idle   time.Time
+// exchangeConn carries one exchange at a time for the host: an Exchange stream, or a
+// connection to the module's exchange socket.
+type exchangeConn interface {
+	Send(*pb.ExchangeRequest) error
+	// Recv returns the next response message; io.EOF when the module ended the
+	// stream, context.Canceled after Close.
+	Recv() (*pb.ExchangeResponse, error)
+	// Close abandons the connection, cancelling the exchange in the module.
+	Close()
 }
 
-// streamPool keeps idle Exchange streams for reuse, newest last.
+// grpcExchange is an Exchange stream as an exchangeConn.
+type grpcExchange struct {
+	stream pb.Plugin_ExchangeClient
+	cancel context.CancelFunc
+}
+
+func (g *grpcExchange) Send(m *pb.ExchangeRequest) error {
+	if err := g.stream.Send(m); err != nil {
+		return fromStatus(recvErr(g.stream, err))
+	}
+	return nil
+}
+
+func (g *grpcExchange) Recv() (*pb.ExchangeResponse, error) {
+	m, err := g.stream.Recv()
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = fromStatus(err)
+	}
+	return m, err
+}
+
+func (g *grpcExchange) Close() { g.cancel() }
+
+// exchangeStream is a pooled exchangeConn.
+type exchangeStream struct {
+	conn exchangeConn
+	idle time.Time
+}
+
+// streamPool keeps idle exchange connections for reuse, newest last.
 type streamPool struct {
 	mu   sync.Mutex
 	idle []*exchangeStream
@@ -279,7 +326,7 @@ func (p *streamPool) get() *exchangeStream {
 	now := time.Now()
 	// Streams idle too long are closed; the oldest are first.
 	for len(p.idle) > 0 && now.Sub(p.idle[0].idle) > idleStreamTTL {
-		p.idle[0].cancel()
+		p.idle[0].conn.Close()
 		p.idle = p.idle[1:]
 	}
 	if n := len(p.idle); n > 0 {
@@ -300,7 +347,7 @@ func (p *streamPool) put(s *exchangeStream) {
 	}
 	p.mu.Unlock()
 	if s != nil {
-		s.cancel()
+		s.conn.Close()
 	}
 }
 
@@ -319,28 +366,27 @@ type Exchange struct {
 func (c *Client) CanExchange() bool { return c.exchange.Load() }
 
 // StartExchange sends a request whose body is held whole to the module on a pooled
-// stream. Read the response with Next until a part says End, or Abort.
+// connection: the module's exchange socket when it has one, an Exchange stream
+// otherwise. Read the response with Next until a part says End, or Abort.
 func (c *Client) StartExchange(head RequestHead, body []byte) (*Exchange, error) {
 	req := &pb.ExchangeRequest{Head: requestHeadToPB(head), Body: body}
-	// A pooled stream may have been broken while idle (the module restarted its
-	// server, say): the send or the first receive shows it; one fresh stream is tried
-	// then. A fresh stream that fails is the module's failure.
+	// A pooled connection may have been broken while idle (the module restarted its
+	// server, say): the send shows it, and the next one is tried. A fresh one that
+	// fails is the module's failure.
 	for {
 		s := c.pool.get()
 		fresh := s == nil
 		if fresh {
-			ctx, cancel := context.WithCancel(context.Background())
-			stream, err := c.rpc.Exchange(ctx)
+			conn, err := c.openExchange()
 			if err != nil {
-				cancel()
-				return nil, fromStatus(err)
+				return nil, err
 			}
-			s = &exchangeStream{stream: stream, cancel: cancel}
+			s = &exchangeStream{conn: conn}
 		}
-		if err := s.stream.Send(req); err != nil {
-			s.cancel()
+		if err := s.conn.Send(req); err != nil {
+			s.conn.Close()
 			if fresh {
-				return nil, fromStatus(recvErr(s.stream, err))
+				return nil, err
 			}
 			continue
 		}
@@ -348,16 +394,33 @@ func (c *Client) StartExchange(head RequestHead, body []byte) (*Exchange, error)
 	}
 }
 
+// openExchange opens a connection for exchanges: to the exchange socket if the module
+// offered one and it answers, else an Exchange stream.
+func (c *Client) openExchange() (exchangeConn, error) {
+	if addr, token := c.socket.get(); addr != "" {
+		if sc, err := dialExchangeSocket(addr, token, DefaultMaxMessageSize); err == nil {
+			return sc, nil
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err := c.rpc.Exchange(ctx)
+	if err != nil {
+		cancel()
+		return nil, fromStatus(err)
+	}
+	return &grpcExchange{stream: stream, cancel: cancel}, nil
+}
+
 // Next returns the next part of the response. After a part with End, or an error,
 // the exchange is over. An error after Abort is context.Canceled.
 func (x *Exchange) Next() (ResponsePart, error) {
-	m, err := x.s.stream.Recv()
+	m, err := x.s.conn.Recv()
 	if err != nil {
 		x.drop()
 		if errors.Is(err, io.EOF) {
 			return ResponsePart{}, Errorf(CodeInternal, "module ended the exchange stream")
 		}
-		return ResponsePart{}, fromStatus(err)
+		return ResponsePart{}, err
 	}
 	p := ResponsePart{Body: m.GetBody(), Flush: m.GetFlush(), End: m.GetEnd()}
 	if h := m.GetHead(); h != nil {
@@ -378,7 +441,7 @@ func (x *Exchange) Next() (ResponsePart, error) {
 	return p, nil
 }
 
-// Abort abandons the exchange: the stream is cancelled, which cancels the handler's
+// Abort abandons the exchange: the connection is closed, which cancels the handler's
 // context in the module, and a Next waiting returns. It does nothing once the
 // response ended.
 func (x *Exchange) Abort() { x.drop() }
@@ -389,6 +452,6 @@ func (x *Exchange) drop() {
 	x.abort = true
 	x.mu.Unlock()
 	if cancel {
-		x.s.cancel()
+		x.s.conn.Close()
 	}
 }

@@ -106,7 +106,36 @@ func startFake(t testing.TB) (*Client, *fakeModule) {
 	return startFakeDelay(t, time.Hour)
 }
 
+// lane is a way exchanges travel: the module's exchange socket, or gRPC streams only.
+type lane struct {
+	name     string
+	grpcOnly bool
+}
+
+var lanes = []lane{{"socket", false}, {"grpc", true}}
+
+// forEachLane runs test once per lane, against a fake module serving that way with
+// the given head delay.
+func forEachLane(t *testing.T, headDelay time.Duration, test func(t *testing.T, c *Client, f *fakeModule)) {
+	for _, l := range lanes {
+		t.Run(l.name, func(t *testing.T) {
+			c, f := startFakeOn(t, headDelay, l.grpcOnly)
+			_, onSocket := c.socket.get()
+			if onSocket == nil != l.grpcOnly {
+				t.Fatalf("lane %s: exchange socket offered = %v", l.name, onSocket != nil)
+			}
+			test(t, c, f)
+		})
+	}
+}
+
 func startFakeDelay(t testing.TB, headDelay time.Duration) (*Client, *fakeModule) {
+	t.Helper()
+	return startFakeOn(t, headDelay, false)
+}
+
+// startFakeOn is startFakeDelay, with exchanges over gRPC only when grpcOnly.
+func startFakeOn(t testing.TB, headDelay time.Duration, grpcOnly bool) (*Client, *fakeModule) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -114,7 +143,7 @@ func startFakeDelay(t testing.TB, headDelay time.Duration) (*Client, *fakeModule
 	}
 	f := &fakeModule{release: make(chan struct{})}
 	srv := grpc.NewServer()
-	pb.RegisterPluginServer(srv, &server{impl: f, headDelay: headDelay})
+	pb.RegisterPluginServer(srv, &server{impl: f, headDelay: headDelay, noSocket: grpcOnly})
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(srv.Stop)
 	cc, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -154,9 +183,46 @@ func readAll(t *testing.T, x *Exchange) (ResponsePart, []ResponsePart, []byte, e
 }
 
 func TestExchangeAnswersWholeResponsesInOnePartOnOneStream(t *testing.T) {
-	c, f := startFake(t)
-	for i := 0; i < 3; i++ {
-		x, err := c.StartExchange(RequestHead{Method: "POST", Path: "/echo"}, []byte("hello"))
+	forEachLane(t, time.Hour, func(t *testing.T, c *Client, f *fakeModule) {
+		for i := 0; i < 3; i++ {
+			x, err := c.StartExchange(RequestHead{Method: "POST", Path: "/echo"}, []byte("hello"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			first, parts, body, err := readAll(t, x)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(parts) != 1 || !first.HasHead || !first.End || first.Status != 201 || first.Header.Get("X-Method") != "POST" || string(body) != "hello" {
+				t.Fatalf("exchange %d: %d parts, first %+v, body %q", i, len(parts), first, body)
+			}
+		}
+		// One stream carried all three: the handler saw the same stream context.
+		if len(f.ctxs) != 3 || f.ctxs[0] != f.ctxs[1] || f.ctxs[1] != f.ctxs[2] {
+			t.Fatalf("exchanges did not share a pooled stream (%d contexts)", len(f.ctxs))
+		}
+	})
+}
+
+func TestExchangeStreamsLargeAndFlushedResponses(t *testing.T) {
+	forEachLane(t, time.Hour, func(t *testing.T, c *Client, _ *fakeModule) {
+		x, err := c.StartExchange(RequestHead{Method: "GET", Path: "/big"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, parts, body, err := readAll(t, x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(body) != 3*chunkSize+10 || len(parts) < 4 {
+			t.Fatalf("big response: %d bytes in %d parts", len(body), len(parts))
+		}
+		for _, p := range parts {
+			if len(p.Body) > chunkSize {
+				t.Fatalf("a part of %d bytes, more than a chunk", len(p.Body))
+			}
+		}
+		x, err = c.StartExchange(RequestHead{Method: "GET", Path: "/flush"}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -164,45 +230,10 @@ func TestExchangeAnswersWholeResponsesInOnePartOnOneStream(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(parts) != 1 || !first.HasHead || !first.End || first.Status != 201 || first.Header.Get("X-Method") != "POST" || string(body) != "hello" {
-			t.Fatalf("exchange %d: %d parts, first %+v, body %q", i, len(parts), first, body)
+		if len(parts) != 2 || !first.Flush || first.End || string(first.Body) != "first" || string(body) != "firstsecond" || first.Status != 200 {
+			t.Fatalf("flushed response: %+v", parts)
 		}
-	}
-	// One stream carried all three: the handler saw the same stream context.
-	if len(f.ctxs) != 3 || f.ctxs[0] != f.ctxs[1] || f.ctxs[1] != f.ctxs[2] {
-		t.Fatalf("exchanges did not share a pooled stream (%d contexts)", len(f.ctxs))
-	}
-}
-
-func TestExchangeStreamsLargeAndFlushedResponses(t *testing.T) {
-	c, _ := startFake(t)
-	x, err := c.StartExchange(RequestHead{Method: "GET", Path: "/big"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, parts, body, err := readAll(t, x)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(body) != 3*chunkSize+10 || len(parts) < 4 {
-		t.Fatalf("big response: %d bytes in %d parts", len(body), len(parts))
-	}
-	for _, p := range parts {
-		if len(p.Body) > chunkSize {
-			t.Fatalf("a part of %d bytes, more than a chunk", len(p.Body))
-		}
-	}
-	x, err = c.StartExchange(RequestHead{Method: "GET", Path: "/flush"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	first, parts, body, err := readAll(t, x)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(parts) != 2 || !first.Flush || first.End || string(first.Body) != "first" || string(body) != "firstsecond" || first.Status != 200 {
-		t.Fatalf("flushed response: %+v", parts)
-	}
+	})
 }
 
 // A handler that writes its head and then waits (a long-poll) has its head, and what
@@ -210,106 +241,108 @@ func TestExchangeStreamsLargeAndFlushedResponses(t *testing.T) {
 // host sees an answer before its head timeout. The rest follows when the handler
 // writes again; the stream then serves whole responses in one part as before.
 func TestExchangeSendsAHeadLeftWaiting(t *testing.T) {
-	c, f := startFakeDelay(t, defaultHeadDelay)
-	for _, path := range []string{"/late-head", "/late-body"} {
-		x, err := c.StartExchange(RequestHead{Method: "GET", Path: path}, nil)
-		if err != nil {
-			t.Fatal(err)
+	forEachLane(t, defaultHeadDelay, func(t *testing.T, c *Client, f *fakeModule) {
+		for _, path := range []string{"/late-head", "/late-body"} {
+			x, err := c.StartExchange(RequestHead{Method: "GET", Path: path}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			first, err := x.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantBody := ""
+			if path == "/late-body" {
+				wantBody = "partial "
+			}
+			if !first.HasHead || first.End || first.Status != 202 || first.Header.Get("X-Late") != "yes" || string(first.Body) != wantBody {
+				t.Fatalf("%s: first part %+v", path, first)
+			}
+			t.Logf("%s: head after %v", path, time.Since(start))
+			f.release <- struct{}{}
+			_, parts, body, err := readAll(t, x)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(body) != "done" || parts[0].HasHead || !parts[len(parts)-1].End {
+				t.Fatalf("%s: rest %+v", path, parts)
+			}
 		}
-		start := time.Now()
-		first, err := x.Next()
-		if err != nil {
-			t.Fatal(err)
+		// A handler preempted for longer than the delay between its head and its return
+		// sends two parts, which is correct too: most must still be one part.
+		single := 0
+		for i := 0; i < 20; i++ {
+			x, err := c.StartExchange(RequestHead{Method: "POST", Path: "/echo"}, []byte("whole"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			first, parts, body, err := readAll(t, x)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !first.HasHead || first.Status != 201 || string(body) != "whole" || !parts[len(parts)-1].End {
+				t.Fatalf("whole response %d after late heads: %+v", i, parts)
+			}
+			if len(parts) == 1 {
+				single++
+			}
 		}
-		wantBody := ""
-		if path == "/late-body" {
-			wantBody = "partial "
+		if single < 10 {
+			t.Fatalf("only %d of 20 whole responses after late heads came in one part", single)
 		}
-		if !first.HasHead || first.End || first.Status != 202 || first.Header.Get("X-Late") != "yes" || string(first.Body) != wantBody {
-			t.Fatalf("%s: first part %+v", path, first)
-		}
-		t.Logf("%s: head after %v", path, time.Since(start))
-		f.release <- struct{}{}
-		_, parts, body, err := readAll(t, x)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if string(body) != "done" || parts[0].HasHead || !parts[len(parts)-1].End {
-			t.Fatalf("%s: rest %+v", path, parts)
-		}
-	}
-	// A handler preempted for longer than the delay between its head and its return
-	// sends two parts, which is correct too: most must still be one part.
-	single := 0
-	for i := 0; i < 20; i++ {
-		x, err := c.StartExchange(RequestHead{Method: "POST", Path: "/echo"}, []byte("whole"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		first, parts, body, err := readAll(t, x)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !first.HasHead || first.Status != 201 || string(body) != "whole" || !parts[len(parts)-1].End {
-			t.Fatalf("whole response %d after late heads: %+v", i, parts)
-		}
-		if len(parts) == 1 {
-			single++
-		}
-	}
-	if single < 10 {
-		t.Fatalf("only %d of 20 whole responses after late heads came in one part", single)
-	}
+	})
 }
 
 func TestExchangeErrorsAndAbort(t *testing.T) {
-	c, f := startFake(t)
-	x, err := c.StartExchange(RequestHead{Method: "GET", Path: "/nothing"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, _, err := readAll(t, x); !errors.Is(err, ErrUnimplemented) {
-		t.Fatalf("unimplemented: %v", err)
-	}
-	// A failed handler's unsent output is dropped: no head, the error's code.
-	x, err = c.StartExchange(RequestHead{Method: "GET", Path: "/fail"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := x.Next()
-	var op *OpError
-	if !errors.As(err, &op) || op.Code != CodeInvalidInput || p.HasHead || len(p.Body) > 0 {
-		t.Fatalf("failed handler: %+v %v", p, err)
-	}
-	// Abort cancels the handler and the stream is not reused.
-	x, err = c.StartExchange(RequestHead{Method: "GET", Path: "/hang"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.AfterFunc(100*time.Millisecond, x.Abort)
-	if _, err := x.Next(); !errors.Is(err, context.Canceled) {
-		t.Fatalf("aborted exchange: %v", err)
-	}
-	f.mu.Lock()
-	hung := f.ctxs[len(f.ctxs)-1]
-	f.mu.Unlock()
-	select {
-	case <-hung.Done():
-	case <-time.After(5 * time.Second):
-		t.Fatal("the handler's context was not cancelled")
-	}
-	x, err = c.StartExchange(RequestHead{Method: "POST", Path: "/echo"}, []byte("after"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, body, err := readAll(t, x); err != nil || string(body) != "after" {
-		t.Fatalf("after abort: %q %v", body, err)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if last := f.ctxs[len(f.ctxs)-1]; last == hung || last.Err() != nil {
-		t.Fatal("the aborted stream was reused")
-	}
+	forEachLane(t, time.Hour, func(t *testing.T, c *Client, f *fakeModule) {
+		x, err := c.StartExchange(RequestHead{Method: "GET", Path: "/nothing"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, _, err := readAll(t, x); !errors.Is(err, ErrUnimplemented) {
+			t.Fatalf("unimplemented: %v", err)
+		}
+		// A failed handler's unsent output is dropped: no head, the error's code.
+		x, err = c.StartExchange(RequestHead{Method: "GET", Path: "/fail"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := x.Next()
+		var op *OpError
+		if !errors.As(err, &op) || op.Code != CodeInvalidInput || p.HasHead || len(p.Body) > 0 {
+			t.Fatalf("failed handler: %+v %v", p, err)
+		}
+		// Abort cancels the handler and the stream is not reused.
+		x, err = c.StartExchange(RequestHead{Method: "GET", Path: "/hang"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.AfterFunc(100*time.Millisecond, x.Abort)
+		if _, err := x.Next(); !errors.Is(err, context.Canceled) {
+			t.Fatalf("aborted exchange: %v", err)
+		}
+		f.mu.Lock()
+		hung := f.ctxs[len(f.ctxs)-1]
+		f.mu.Unlock()
+		select {
+		case <-hung.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("the handler's context was not cancelled")
+		}
+		x, err = c.StartExchange(RequestHead{Method: "POST", Path: "/echo"}, []byte("after"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, body, err := readAll(t, x); err != nil || string(body) != "after" {
+			t.Fatalf("after abort: %q %v", body, err)
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if last := f.ctxs[len(f.ctxs)-1]; last == hung || last.Err() != nil {
+			t.Fatal("the aborted stream was reused")
+		}
+	})
 }
 
 func TestWebSocketBatchesKeepMessagesAndOrder(t *testing.T) {

@@ -36,11 +36,15 @@ type server struct {
 	broker *plugin.GRPCBroker
 	// headDelay overrides defaultHeadDelay when set (tests).
 	headDelay time.Duration
+	// noSocket serves exchanges over gRPC only (tests), or says opening the exchange
+	// socket failed.
+	noSocket bool
 
 	mu       sync.Mutex
 	hostID   uint32
 	host     *HostClient
 	hostConn *grpc.ClientConn
+	socket   *exchangeSocket
 }
 
 func (s *server) Describe(ctx context.Context, _ *pb.DescribeRequest) (*pb.DescribeResponse, error) {
@@ -48,8 +52,24 @@ func (s *server) Describe(ctx context.Context, _ *pb.DescribeRequest) (*pb.Descr
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.DescribeResponse{Id: d.ID, Version: d.Version, Http: d.HTTP, Websocket: d.WebSocket, Operations: d.Operations,
-		Exchange: true, WebsocketBatch: true}, nil
+	r := &pb.DescribeResponse{Id: d.ID, Version: d.Version, Http: d.HTTP, Websocket: d.WebSocket, Operations: d.Operations,
+		Exchange: true, WebsocketBatch: true}
+	if es := s.exchangeSocket(); es != nil {
+		r.ExchangeSocket, r.ExchangeToken = es.addr, es.token
+	}
+	return r, nil
+}
+
+// exchangeSocket opens the exchange socket on first use. When it cannot be opened,
+// exchanges go over gRPC only.
+func (s *server) exchangeSocket() *exchangeSocket {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.socket == nil && !s.noSocket {
+		es, err := s.openExchangeSocket()
+		s.socket, s.noSocket = es, err != nil
+	}
+	return s.socket
 }
 
 // hostClient dials the host service once per broker id; the host brokers it once

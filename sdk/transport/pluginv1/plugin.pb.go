@@ -146,6 +146,11 @@ type DescribeResponse struct {
 	// websocket_batch says the plugin reads WebSocketBatch frames, and sends them when
 	// the host's WebSocketOpen says it reads them too.
 	WebsocketBatch bool `protobuf:"varint,7,opt,name=websocket_batch,json=websocketBatch,proto3" json:"websocket_batch,omitempty"`
+	// exchange_socket, when set, is a Unix socket address where the plugin also serves
+	// exchanges, framed (see exchangesock.go), without gRPC's goroutine hand-offs; a
+	// connection starts by sending exchange_token. Empty: Exchange over gRPC only.
+	ExchangeSocket string `protobuf:"bytes,8,opt,name=exchange_socket,json=exchangeSocket,proto3" json:"exchange_socket,omitempty"`
+	ExchangeToken  []byte `protobuf:"bytes,9,opt,name=exchange_token,json=exchangeToken,proto3" json:"exchange_token,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -227,6 +232,20 @@ func (x *DescribeResponse) GetWebsocketBatch() bool {
 		return x.WebsocketBatch
 	}
 	return false
+}
+
+func (x *DescribeResponse) GetExchangeSocket() string {
+	if x != nil {
+		return x.ExchangeSocket
+	}
+	return ""
+}
+
+func (x *DescribeResponse) GetExchangeToken() []byte {
+	if x != nil {
+		return x.ExchangeToken
+	}
+	return nil
 }
 
 type ConfigureRequest struct {
@@ -2105,7 +2124,7 @@ const file_plugin_proto_rawDesc = "" +
 	"\vremote_addr\x18\x03 \x01(\tR\n" +
 	"remoteAddr\x12\x14\n" +
 	"\x05admin\x18\x04 \x01(\bR\x05admin\"\x11\n" +
-	"\x0fDescribeRequest\"\xd3\x01\n" +
+	"\x0fDescribeRequest\"\xa3\x02\n" +
 	"\x10DescribeResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x12\n" +
@@ -2115,7 +2134,9 @@ const file_plugin_proto_rawDesc = "" +
 	"operations\x18\x05 \x03(\tR\n" +
 	"operations\x12\x1a\n" +
 	"\bexchange\x18\x06 \x01(\bR\bexchange\x12'\n" +
-	"\x0fwebsocket_batch\x18\a \x01(\bR\x0ewebsocketBatch\"\xa9\x03\n" +
+	"\x0fwebsocket_batch\x18\a \x01(\bR\x0ewebsocketBatch\x12'\n" +
+	"\x0fexchange_socket\x18\b \x01(\tR\x0eexchangeSocket\x12%\n" +
+	"\x0eexchange_token\x18\t \x01(\fR\rexchangeToken\"\xa9\x03\n" +
 	"\x10ConfigureRequest\x12\x1b\n" +
 	"\tmodule_id\x18\x01 \x01(\tR\bmoduleId\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\x12N\n" +
