@@ -53,6 +53,10 @@ type Change struct {
 	Unchanged []string
 	// Tables are the truncated tables (Truncate only).
 	Tables []Table
+	// SchemaChanged says the table's columns (names or types) changed since its last
+	// change was delivered (an ALTER TABLE in between): what was read of it before
+	// may no longer fit.
+	SchemaChanged bool
 	// XID is the transaction's id.
 	XID uint32
 	// CommitLSN is the position of the transaction's commit record.
@@ -96,6 +100,7 @@ type Stream struct {
 
 	// Owned by the run goroutine.
 	relations map[uint32]*pglogrepl.RelationMessage
+	altered   map[uint32]bool // relations whose next change has SchemaChanged
 	current   *Txn
 	delivered LSN // EndLSN of the last transaction handed over
 	serverEnd LSN // WAL end from the last keepalive
@@ -117,6 +122,12 @@ func Start(ctx context.Context, connString string, opts Options) (*Stream, error
 		return nil, fmt.Errorf("capture: %w", err)
 	}
 	cfg.RuntimeParams["replication"] = "database"
+	// pgoutput prints values with the walsender's settings: the same as
+	// catalog.TextSettings, so captured values read like a snapshot's.
+	for k, v := range map[string]string{"DateStyle": "ISO, MDY", "IntervalStyle": "postgres", "TimeZone": "UTC",
+		"extra_float_digits": "3", "bytea_output": "hex"} {
+		cfg.RuntimeParams[k] = v
+	}
 	cfg.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
 		return &pgconn.DeadlineContextWatcherHandler{Conn: c.Conn()}
 	}
@@ -138,6 +149,7 @@ func Start(ctx context.Context, connString string, opts Options) (*Stream, error
 		interval:  opts.StandbyInterval,
 		done:      make(chan struct{}),
 		relations: map[uint32]*pglogrepl.RelationMessage{},
+		altered:   map[uint32]bool{},
 		delivered: opts.StartLSN,
 		reported:  opts.StartLSN,
 	}
@@ -321,6 +333,9 @@ func (s *Stream) decode(data []byte) (*Txn, error) {
 	}
 	switch m := m.(type) {
 	case *pglogrepl.RelationMessage:
+		if prev, ok := s.relations[m.RelationID]; ok && !sameColumns(prev, m) {
+			s.altered[m.RelationID] = true
+		}
 		s.relations[m.RelationID] = m
 	case *pglogrepl.BeginMessage:
 		s.current = &Txn{XID: m.Xid, CommitLSN: m.FinalLSN, CommitTime: m.CommitTime}
@@ -384,7 +399,8 @@ func (s *Stream) change(kind Kind, relID uint32) (Change, *pglogrepl.RelationMes
 	if !ok {
 		return Change{}, nil, fmt.Errorf("capture: %s on unknown relation %d", kind, relID)
 	}
-	c := Change{Kind: kind, Schema: rel.Namespace, Table: rel.RelationName, XID: s.current.XID}
+	c := Change{Kind: kind, Schema: rel.Namespace, Table: rel.RelationName, XID: s.current.XID, SchemaChanged: s.altered[relID]}
+	delete(s.altered, relID)
 	for _, col := range rel.Columns {
 		c.Columns = append(c.Columns, col.Name)
 		if col.Flags&1 != 0 {
@@ -392,6 +408,21 @@ func (s *Stream) change(kind Kind, relID uint32) (Change, *pglogrepl.RelationMes
 		}
 	}
 	return c, rel, nil
+}
+
+// sameColumns reports whether two descriptions of a relation have the same columns
+// (names, types, key flags) and name.
+func sameColumns(a, b *pglogrepl.RelationMessage) bool {
+	if a.Namespace != b.Namespace || a.RelationName != b.RelationName || len(a.Columns) != len(b.Columns) {
+		return false
+	}
+	for i, c := range a.Columns {
+		d := b.Columns[i]
+		if c.Name != d.Name || c.DataType != d.DataType || c.TypeModifier != d.TypeModifier || c.Flags != d.Flags {
+			return false
+		}
+	}
+	return true
 }
 
 // values turns a tuple into column → text value (nil for NULL); keyOnly keeps only

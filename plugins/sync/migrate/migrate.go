@@ -156,10 +156,37 @@ ALTER TABLE fiberkit_sync_transfers ADD COLUMN last_key text[];
 ALTER TABLE fiberkit_sync_transfers ADD COLUMN fresh_target boolean NOT NULL DEFAULT false;
 CREATE INDEX fiberkit_sync_transfers_unfinished ON fiberkit_sync_transfers (pull_id) WHERE status IN ('running', 'interrupted');`
 
+// v5 holds live sync's shapes and their logs (package shapelog).
+const v5 = `
+CREATE TABLE fiberkit_sync_shapes (
+	handle      text PRIMARY KEY,
+	hash        text NOT NULL,
+	spec        jsonb NOT NULL,
+	state       text NOT NULL DEFAULT 'creating',
+	snap_xmin   bigint,
+	snap_xmax   bigint,
+	snap_xip    bigint[],
+	snap_bytes  bigint NOT NULL DEFAULT 0,
+	last_lsn    bigint NOT NULL DEFAULT 0,
+	last_op     int NOT NULL DEFAULT 0,
+	log_entries bigint NOT NULL DEFAULT 0,
+	log_bytes   bigint NOT NULL DEFAULT 0,
+	created_at  timestamptz NOT NULL DEFAULT now(),
+	gone_at     timestamptz
+);
+CREATE UNIQUE INDEX fiberkit_sync_shapes_live ON fiberkit_sync_shapes (hash) WHERE state <> 'gone';
+CREATE TABLE fiberkit_sync_shape_log (
+	handle text NOT NULL,
+	lsn    bigint NOT NULL,
+	op     int NOT NULL,
+	entry  text NOT NULL,
+	PRIMARY KEY (handle, lsn, op)
+);`
+
 // list is Sync's schema versions in order: Steps[v] is version v. Never edit a
 // version that has shipped: append one, as plain DDL.
 func list() pgmigrate.List {
-	return pgmigrate.List{Table: "fiberkit_sync_migrations", Steps: []string{1: v1, 2: v2, 3: v3, 4: v4}}
+	return pgmigrate.List{Table: "fiberkit_sync_migrations", Steps: []string{1: v1, 2: v2, 3: v3, 4: v4, 5: v5}}
 }
 
 // Latest is the highest schema version this binary knows.

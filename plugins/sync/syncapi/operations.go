@@ -57,6 +57,7 @@ const (
 	CodeRefusedURL     = "refused_url"     // an outgoing URL that points inside this network
 	CodeConnectFailed  = "connect_failed"  // the sender could not be reached or refused
 	CodeTransferFailed = "transfer_failed" // the transfer failed before any table
+	CodeLiveDisabled   = "live_disabled"   // live sync is off, or cannot run on this database
 )
 
 // DefaultRecordsLimit is the page size export_records uses when the caller gives

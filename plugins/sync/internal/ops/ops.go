@@ -28,7 +28,7 @@ type handlers struct {
 // answered on the site current returns.
 func Operations(log *slog.Logger, current site.Current) sdk.Operations {
 	h := handlers{log: log, current: current}
-	return sdk.Operations{
+	ops := sdk.Operations{
 		syncapi.OpConfig:              op(current, config),
 		syncapi.OpSetIncomingMode:     op(current, h.setIncomingMode),
 		syncapi.OpSetPassword:         op(current, h.setPassword),
@@ -65,6 +65,10 @@ func Operations(log *slog.Logger, current site.Current) sdk.Operations {
 		syncapi.OpTransferHistory:     op(current, h.transferHistory),
 		syncapi.OpPull:                op(current, h.pull),
 	}
+	for name, o := range liveOperations(current) {
+		ops[name] = o
+	}
+	return ops
 }
 
 // op makes an operation of fn, called with the current site (an operation before

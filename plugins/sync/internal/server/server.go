@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fiberkit/fiberkit/plugins/sync/internal/admin"
@@ -22,6 +23,7 @@ import (
 	"github.com/fiberkit/fiberkit/plugins/sync/internal/sender"
 	"github.com/fiberkit/fiberkit/plugins/sync/internal/site"
 	"github.com/fiberkit/fiberkit/plugins/sync/internal/tokenchange"
+	"github.com/fiberkit/fiberkit/plugins/sync/live"
 	"github.com/fiberkit/fiberkit/plugins/sync/remote"
 	"github.com/fiberkit/fiberkit/plugins/sync/syncmetrics"
 	"github.com/fiberkit/fiberkit/sdk"
@@ -44,6 +46,12 @@ type Server struct {
 	// registry holds the module's metrics (metrics), which the host gathers.
 	registry *prometheus.Registry
 	metrics  *syncmetrics.Metrics
+
+	// liveMu guards this replica's live sync engine, which runs on enginePool.
+	liveMu       sync.Mutex
+	engine       *live.Engine
+	enginePool   *pgxpool.Pool
+	liveNotReady string
 }
 
 // defaultReceiverIdle is three of the client's 30 s heartbeats.
@@ -92,7 +100,11 @@ func (s *Server) Module() sdk.Module {
 func (s *Server) configure(ctx context.Context, env *sdk.Env) error {
 	s.mu.Lock()
 	if s.st != nil && s.dbURL == env.DatabaseURL {
-		s.st = s.st.With(env)
+		st := s.st.With(env)
+		s.mu.Unlock()
+		st = s.applyLive(ctx, st)
+		s.mu.Lock()
+		s.st = st
 		s.mu.Unlock()
 		return nil
 	}
@@ -101,6 +113,7 @@ func (s *Server) configure(ctx context.Context, env *sdk.Env) error {
 	if err != nil {
 		return err
 	}
+	st = s.applyLive(ctx, st)
 	s.mu.Lock()
 	old := s.st
 	stopOld := s.stopSchedule
@@ -114,6 +127,7 @@ func (s *Server) configure(ctx context.Context, env *sdk.Env) error {
 		stopOld() // a pull in progress is cancelled and gives its connections back
 	}
 	if old != nil {
+		s.closeLive(old.Pool)
 		old.Pool.Close()
 	}
 	return nil

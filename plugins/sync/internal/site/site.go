@@ -17,6 +17,7 @@ import (
 	"github.com/fiberkit/fiberkit/plugins/sync/connection"
 	"github.com/fiberkit/fiberkit/plugins/sync/history"
 	"github.com/fiberkit/fiberkit/plugins/sync/internal/urlguard"
+	"github.com/fiberkit/fiberkit/plugins/sync/live"
 	"github.com/fiberkit/fiberkit/plugins/sync/remote"
 	"github.com/fiberkit/fiberkit/plugins/sync/session"
 	"github.com/fiberkit/fiberkit/plugins/sync/syncmetrics"
@@ -40,6 +41,10 @@ type Site struct {
 	AdminPrefix string
 	// Metrics is the module's metric set (nil records nothing).
 	Metrics *syncmetrics.Metrics
+	// Live is the site's live sync while the live setting is on (nil otherwise);
+	// LiveNotReady says why it could not start (wal_level, REPLICATION, …).
+	Live         *live.Engine
+	LiveNotReady string
 }
 
 // defaultMaxConns is the plugin's database pool size when the URL sets none.
