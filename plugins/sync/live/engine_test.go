@@ -101,7 +101,9 @@ func (r *reader) until(t *testing.T, stop func(syncapi.StreamMessage) bool) []sy
 	}
 }
 
-func upToDate(m syncapi.StreamMessage) bool { return m.Message.Headers.Control == syncapi.ControlUpToDate }
+func upToDate(m syncapi.StreamMessage) bool {
+	return m.Message.Headers.Control == syncapi.ControlUpToDate
+}
 
 func summary(ms []syncapi.StreamMessage) string {
 	var b strings.Builder

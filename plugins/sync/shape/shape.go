@@ -42,10 +42,10 @@ type Shape struct {
 	// Hash identifies the definition: two specs that normalize alike share it.
 	Hash string
 
-	where   *where.Expr // nil: every row
-	columns []string    // sent, in table order
-	cols    map[string]where.Column
-	full    bool
+	where    *where.Expr // nil: every row
+	columns  []string    // sent, in table order
+	cols     map[string]where.Column
+	full     bool
 	canonWh  string // the where clause as package where normalizes it (for Hash)
 	whereSQL string // the where clause as SQL, params inlined (for the snapshot)
 }
