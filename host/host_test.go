@@ -84,6 +84,8 @@ operations:
     callers: [a]
   - name: call
   - name: set
+  - name: caller-guarded
+    callers: [a]
 `
 
 // site is a running host app for one test.

@@ -71,13 +71,14 @@ func newKitMetrics(k *Kit) *kitMetrics {
 		wsConns: counterVec("fiberkit_websocket_connections_total",
 			"WebSocket connections a module accepted and the kit bridged.", moduleLabel),
 		opCalls: counterVec("fiberkit_operation_calls_total",
-			`Operation calls to a module, by caller ("host" for the app's own code, else the calling module) and operation ("unknown" for a name the module does not declare).`,
-			moduleLabel, "caller", "op"),
+			`Operation calls to a module, by caller ("host" for the app's own code, else the calling module), operation ("unknown" for a name the module does not declare) and kind ("unary", or "stream" for a streaming operation, counted when opened).`,
+			moduleLabel, "caller", "op", "kind"),
 		opDuration: latencyVec("fiberkit_operation_duration_seconds",
-			"Time an operation call to a module took, failed ones included.", moduleLabel, "caller", "op"),
+			"Time an operation call to a module took, failed ones included; for a stream (kind=stream), from its opening to its end.",
+			moduleLabel, "caller", "op", "kind"),
 		opErrors: counterVec("fiberkit_operation_errors_total",
-			"Operation calls that failed, by error code (module_unavailable, invalid_input, the module's own codes…).",
-			moduleLabel, "caller", "op", "code"),
+			"Operation calls that failed, by error code (module_unavailable, invalid_input, the module's own codes…). A stream its caller closed has not failed.",
+			moduleLabel, "caller", "op", "kind", "code"),
 		metricsUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "fiberkit_module_metrics_up",
 			Help: "1 when the last scrape gathered the module's own metrics; 0 when it was skipped (disabled, down, too slow, or a plugin that reports none).",
@@ -159,12 +160,28 @@ func (r *routeMetrics) observe(status int, d time.Duration) {
 	(*o).Observe(d.Seconds())
 }
 
-// observeCall records one operation call.
+// The values of the kind label of the operation metrics.
+const (
+	kindUnary  = "unary"
+	kindStream = "stream"
+)
+
+// observeCall records one unary operation call.
 func (mm *moduleMetrics) observeCall(caller, op string, d time.Duration, err error) {
-	mm.opCalls.WithLabelValues(caller, op).Inc()
-	mm.opDuration.WithLabelValues(caller, op).Observe(d.Seconds())
+	mm.countCall(caller, op, kindUnary)
+	mm.observeEnd(caller, op, kindUnary, d, err)
+}
+
+// countCall counts an operation call as it starts.
+func (mm *moduleMetrics) countCall(caller, op, kind string) {
+	mm.opCalls.WithLabelValues(caller, op, kind).Inc()
+}
+
+// observeEnd records how long an operation call took and how it failed, if it did.
+func (mm *moduleMetrics) observeEnd(caller, op, kind string, d time.Duration, err error) {
+	mm.opDuration.WithLabelValues(caller, op, kind).Observe(d.Seconds())
 	if err != nil {
-		mm.opErrors.WithLabelValues(caller, op, errorCode(err)).Inc()
+		mm.opErrors.WithLabelValues(caller, op, kind, errorCode(err)).Inc()
 	}
 }
 

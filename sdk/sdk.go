@@ -1,12 +1,14 @@
 // Package sdk is what a FiberKit module author imports. A module is a set of optional
-// handlers — HTTP routes as a plain http.Handler, WebSocket handlers, typed operations,
-// a settings callback — served as a go-plugin process in a few lines:
+// handlers — HTTP routes as a plain http.Handler, WebSocket handlers, typed operations
+// and streaming ones, a settings callback — served as a go-plugin process in a few
+// lines:
 //
 //	func main() {
 //		sdk.Serve(sdk.Module{
 //			HTTP:       mux,
 //			WebSockets: map[string]sdk.WebSocketHandler{"/ws": echo},
 //			Operations: sdk.Operations{"greet": sdk.Op(greet)},
+//			Streams:    sdk.Streams{"watch": sdk.StreamOp(watch)},
 //			Configure:  func(ctx context.Context, env *sdk.Env) error { ...; return nil },
 //			Metrics:    reg, // a prometheus.Registry with the module's own collectors
 //		})
@@ -46,6 +48,10 @@ type Module struct {
 	WebSockets map[string]WebSocketHandler
 	// Operations are the named operations other modules and the SDK call.
 	Operations Operations
+	// Streams are the named streaming operations: each sends a series of values
+	// (Host.CallStream, host.Kit.CallStream) for as long as it runs. A name is
+	// either an operation or a stream, not both.
+	Streams Streams
 	// Configure is called on start and on every settings change, in order of revision.
 	Configure func(ctx context.Context, env *Env) error
 	// Logger receives the module's own logs; nil means Logger().
@@ -174,9 +180,14 @@ func newAdapter(m Module) *adapter {
 }
 
 func (a *adapter) Describe(context.Context) (transport.Description, error) {
-	ops := make([]string, 0, len(a.m.Operations))
+	ops := make([]string, 0, len(a.m.Operations)+len(a.m.Streams))
 	for name := range a.m.Operations {
 		ops = append(ops, name)
+	}
+	for name := range a.m.Streams {
+		if _, dup := a.m.Operations[name]; !dup {
+			ops = append(ops, name)
+		}
 	}
 	sort.Strings(ops)
 	return transport.Description{ID: a.m.ID, Version: a.m.Version, HTTP: a.m.HTTP != nil, WebSocket: len(a.m.WebSockets) > 0, Operations: ops}, nil

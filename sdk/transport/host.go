@@ -20,6 +20,9 @@ type HostService interface {
 	GetSettings(ctx context.Context) (Settings, error)
 	SetSettings(ctx context.Context, values map[string]string) error
 	CallPlugin(ctx context.Context, target, operation string, payload []byte) ([]byte, error)
+	// CallPluginStream runs another module's streaming operation, sending each of
+	// its values to sink as it comes (Accept once the target accepted the call).
+	CallPluginStream(ctx context.Context, target, operation string, payload []byte, sink StreamSink) error
 	Publish(ctx context.Context, route string, m Message) (int, error)
 	Audit(ctx context.Context, action, actor string, detail map[string]any) error
 }
@@ -78,7 +81,8 @@ func (h *hostServer) Audit(ctx context.Context, r *pb.AuditRequest) (*pb.AuditRe
 	return &pb.AuditResponse{}, nil
 }
 
-// HostClient is a module's handle on the host service. It implements HostService.
+// HostClient is a module's handle on the host service: HostService seen from the
+// module (CallPluginStream returns the stream rather than taking a sink).
 type HostClient struct {
 	rpc pb.HostClient
 }

@@ -113,10 +113,11 @@ type Caller struct {
 
 // Description is what a module says about itself.
 type Description struct {
-	ID         string
-	Version    string
-	HTTP       bool
-	WebSocket  bool
+	ID        string
+	Version   string
+	HTTP      bool
+	WebSocket bool
+	// Operations names the module's operations, streaming ones included.
 	Operations []string
 }
 

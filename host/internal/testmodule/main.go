@@ -1,8 +1,8 @@
 // Command testmodule is the module the host kit's tests load: it exercises every
 // capability of the protocol (streamed bodies both ways, server-sent events, headers,
 // panics, WebSockets with close codes and concurrent writers, operations, settings,
-// calls to other modules, its own Prometheus metrics). It has no ID of its own, so a
-// test can load it twice.
+// calls to other modules, streaming operations and relaying another module's, its
+// own Prometheus metrics). It has no ID of its own, so a test can load it twice.
 package main
 
 import (
@@ -37,6 +37,12 @@ type state struct {
 	// The flood command's progress: messages the host took, and how it ended.
 	floodSent atomic.Int64
 	floodEnd  atomic.Pointer[string]
+
+	// The streaming operations' progress: values numbers sent (since it last
+	// started), tick streams started and those whose context was cancelled.
+	numbersSent    atomic.Int64
+	ticksStarted   atomic.Int64
+	ticksCancelled atomic.Int64
 }
 
 func main() {
@@ -205,9 +211,55 @@ func main() {
 				counted.WithLabelValues(in.Label).Add(float64(in.N))
 				return true, nil
 			}),
+			"stream_stats": sdk.Op(func(ctx context.Context, _ struct{}) (map[string]int64, error) {
+				return map[string]int64{
+					"numbers_sent": st.numbersSent.Load(), "ticks_started": st.ticksStarted.Load(), "ticks_cancelled": st.ticksCancelled.Load(),
+				}, nil
+			}),
+			// relay opens Target's streaming operation Op with input In through the
+			// host and returns the values it received: all of them, or the first Max
+			// (then it closes the stream).
+			"relay": sdk.Op(func(ctx context.Context, in struct {
+				Target, Op string
+				In         json.RawMessage
+				Max        int
+			}) ([]json.RawMessage, error) {
+				s, err := st.getHost().CallStream(ctx, in.Target, in.Op, in.In)
+				if err != nil {
+					return nil, err
+				}
+				defer s.Close()
+				got := []json.RawMessage{}
+				for in.Max == 0 || len(got) < in.Max {
+					var v json.RawMessage
+					if err := s.Recv(&v); err == io.EOF {
+						break
+					} else if err != nil {
+						return nil, err
+					}
+					got = append(got, v)
+				}
+				return got, nil
+			}),
 			"audit": sdk.Op(func(ctx context.Context, in struct{ Action, Actor string }) (bool, error) {
 				return true, st.getHost().Audit(ctx, in.Action, in.Actor, map[string]any{"via": "testmodule"})
 			}),
+		},
+		Streams: sdk.Streams{
+			// numbers sends N numbered values (each padded with Size bytes), then
+			// ends, with an error of code Code if one is given.
+			"numbers": sdk.StreamOp(st.numbers),
+			// caller sends who is calling, once.
+			"caller": sdk.StreamOp(func(ctx context.Context, _ struct{}, send func(sdk.Caller) error) error {
+				return send(sdk.CallerFrom(ctx))
+			}),
+			// caller-guarded is caller behind a callers list in the manifest.
+			"caller-guarded": sdk.StreamOp(func(ctx context.Context, _ struct{}, send func(sdk.Caller) error) error {
+				return send(sdk.CallerFrom(ctx))
+			}),
+			// tick sends a value every 5 ms until its context is cancelled, which
+			// stream_stats then counts.
+			"tick": sdk.StreamOp(st.tick),
 		},
 		Metrics: reg,
 		Configure: func(ctx context.Context, env *sdk.Env) error {
@@ -225,6 +277,48 @@ func main() {
 			return nil
 		},
 	})
+}
+
+type number struct {
+	I   int
+	Pad string `json:",omitempty"`
+}
+
+func (st *state) numbers(ctx context.Context, in struct {
+	N, Size int
+	Code    string
+}, send func(number) error) error {
+	st.numbersSent.Store(0)
+	pad := strings.Repeat("x", in.Size)
+	for i := range in.N {
+		if err := send(number{I: i, Pad: pad}); err != nil {
+			return err
+		}
+		st.numbersSent.Add(1)
+	}
+	if in.Code != "" {
+		return sdk.Errorf(in.Code, "stopped after %d", in.N)
+	}
+	return nil
+}
+
+func (st *state) tick(ctx context.Context, _ struct{}, send func(number) error) error {
+	st.ticksStarted.Add(1)
+	defer func() {
+		if ctx.Err() != nil {
+			st.ticksCancelled.Add(1)
+		}
+	}()
+	for i := 0; ; i++ {
+		if err := send(number{I: i}); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 func (st *state) getHost() *sdk.Host {

@@ -1608,6 +1608,52 @@ func (x *CallResponse) GetPayload() []byte {
 	return nil
 }
 
+// CallStreamMessage is one value a streaming operation sent.
+type CallStreamMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// payload is the value, JSON-encoded.
+	Payload       []byte `protobuf:"bytes,1,opt,name=payload,proto3" json:"payload,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallStreamMessage) Reset() {
+	*x = CallStreamMessage{}
+	mi := &file_plugin_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallStreamMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallStreamMessage) ProtoMessage() {}
+
+func (x *CallStreamMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallStreamMessage.ProtoReflect.Descriptor instead.
+func (*CallStreamMessage) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *CallStreamMessage) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
 type MetricsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1616,7 +1662,7 @@ type MetricsRequest struct {
 
 func (x *MetricsRequest) Reset() {
 	*x = MetricsRequest{}
-	mi := &file_plugin_proto_msgTypes[22]
+	mi := &file_plugin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1628,7 +1674,7 @@ func (x *MetricsRequest) String() string {
 func (*MetricsRequest) ProtoMessage() {}
 
 func (x *MetricsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[22]
+	mi := &file_plugin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1641,7 +1687,7 @@ func (x *MetricsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricsRequest.ProtoReflect.Descriptor instead.
 func (*MetricsRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{22}
+	return file_plugin_proto_rawDescGZIP(), []int{23}
 }
 
 type MetricsResponse struct {
@@ -1656,7 +1702,7 @@ type MetricsResponse struct {
 
 func (x *MetricsResponse) Reset() {
 	*x = MetricsResponse{}
-	mi := &file_plugin_proto_msgTypes[23]
+	mi := &file_plugin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1668,7 +1714,7 @@ func (x *MetricsResponse) String() string {
 func (*MetricsResponse) ProtoMessage() {}
 
 func (x *MetricsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[23]
+	mi := &file_plugin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1681,7 +1727,7 @@ func (x *MetricsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricsResponse.ProtoReflect.Descriptor instead.
 func (*MetricsResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{23}
+	return file_plugin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *MetricsResponse) GetFamilies() [][]byte {
@@ -1699,7 +1745,7 @@ type GetSettingsRequest struct {
 
 func (x *GetSettingsRequest) Reset() {
 	*x = GetSettingsRequest{}
-	mi := &file_plugin_proto_msgTypes[24]
+	mi := &file_plugin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1711,7 +1757,7 @@ func (x *GetSettingsRequest) String() string {
 func (*GetSettingsRequest) ProtoMessage() {}
 
 func (x *GetSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[24]
+	mi := &file_plugin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1724,7 +1770,7 @@ func (x *GetSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSettingsRequest.ProtoReflect.Descriptor instead.
 func (*GetSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{24}
+	return file_plugin_proto_rawDescGZIP(), []int{25}
 }
 
 type GetSettingsResponse struct {
@@ -1737,7 +1783,7 @@ type GetSettingsResponse struct {
 
 func (x *GetSettingsResponse) Reset() {
 	*x = GetSettingsResponse{}
-	mi := &file_plugin_proto_msgTypes[25]
+	mi := &file_plugin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1749,7 +1795,7 @@ func (x *GetSettingsResponse) String() string {
 func (*GetSettingsResponse) ProtoMessage() {}
 
 func (x *GetSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[25]
+	mi := &file_plugin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1762,7 +1808,7 @@ func (x *GetSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSettingsResponse.ProtoReflect.Descriptor instead.
 func (*GetSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{25}
+	return file_plugin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetSettingsResponse) GetRevision() int64 {
@@ -1788,7 +1834,7 @@ type SetSettingsRequest struct {
 
 func (x *SetSettingsRequest) Reset() {
 	*x = SetSettingsRequest{}
-	mi := &file_plugin_proto_msgTypes[26]
+	mi := &file_plugin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1800,7 +1846,7 @@ func (x *SetSettingsRequest) String() string {
 func (*SetSettingsRequest) ProtoMessage() {}
 
 func (x *SetSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[26]
+	mi := &file_plugin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1813,7 +1859,7 @@ func (x *SetSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSettingsRequest.ProtoReflect.Descriptor instead.
 func (*SetSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{26}
+	return file_plugin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SetSettingsRequest) GetSettings() map[string]string {
@@ -1831,7 +1877,7 @@ type SetSettingsResponse struct {
 
 func (x *SetSettingsResponse) Reset() {
 	*x = SetSettingsResponse{}
-	mi := &file_plugin_proto_msgTypes[27]
+	mi := &file_plugin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1843,7 +1889,7 @@ func (x *SetSettingsResponse) String() string {
 func (*SetSettingsResponse) ProtoMessage() {}
 
 func (x *SetSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[27]
+	mi := &file_plugin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1856,7 +1902,7 @@ func (x *SetSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSettingsResponse.ProtoReflect.Descriptor instead.
 func (*SetSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{27}
+	return file_plugin_proto_rawDescGZIP(), []int{28}
 }
 
 type CallPluginRequest struct {
@@ -1870,7 +1916,7 @@ type CallPluginRequest struct {
 
 func (x *CallPluginRequest) Reset() {
 	*x = CallPluginRequest{}
-	mi := &file_plugin_proto_msgTypes[28]
+	mi := &file_plugin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1882,7 +1928,7 @@ func (x *CallPluginRequest) String() string {
 func (*CallPluginRequest) ProtoMessage() {}
 
 func (x *CallPluginRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[28]
+	mi := &file_plugin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1895,7 +1941,7 @@ func (x *CallPluginRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallPluginRequest.ProtoReflect.Descriptor instead.
 func (*CallPluginRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{28}
+	return file_plugin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CallPluginRequest) GetTarget() string {
@@ -1930,7 +1976,7 @@ type PublishRequest struct {
 
 func (x *PublishRequest) Reset() {
 	*x = PublishRequest{}
-	mi := &file_plugin_proto_msgTypes[29]
+	mi := &file_plugin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1942,7 +1988,7 @@ func (x *PublishRequest) String() string {
 func (*PublishRequest) ProtoMessage() {}
 
 func (x *PublishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[29]
+	mi := &file_plugin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1955,7 +2001,7 @@ func (x *PublishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
 func (*PublishRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{29}
+	return file_plugin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PublishRequest) GetRoute() string {
@@ -1981,7 +2027,7 @@ type PublishResponse struct {
 
 func (x *PublishResponse) Reset() {
 	*x = PublishResponse{}
-	mi := &file_plugin_proto_msgTypes[30]
+	mi := &file_plugin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1993,7 +2039,7 @@ func (x *PublishResponse) String() string {
 func (*PublishResponse) ProtoMessage() {}
 
 func (x *PublishResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[30]
+	mi := &file_plugin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2006,7 +2052,7 @@ func (x *PublishResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishResponse.ProtoReflect.Descriptor instead.
 func (*PublishResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{30}
+	return file_plugin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PublishResponse) GetDelivered() int32 {
@@ -2028,7 +2074,7 @@ type AuditRequest struct {
 
 func (x *AuditRequest) Reset() {
 	*x = AuditRequest{}
-	mi := &file_plugin_proto_msgTypes[31]
+	mi := &file_plugin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2040,7 +2086,7 @@ func (x *AuditRequest) String() string {
 func (*AuditRequest) ProtoMessage() {}
 
 func (x *AuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[31]
+	mi := &file_plugin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2053,7 +2099,7 @@ func (x *AuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRequest.ProtoReflect.Descriptor instead.
 func (*AuditRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{31}
+	return file_plugin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AuditRequest) GetAction() string {
@@ -2085,7 +2131,7 @@ type AuditResponse struct {
 
 func (x *AuditResponse) Reset() {
 	*x = AuditResponse{}
-	mi := &file_plugin_proto_msgTypes[32]
+	mi := &file_plugin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2097,7 +2143,7 @@ func (x *AuditResponse) String() string {
 func (*AuditResponse) ProtoMessage() {}
 
 func (x *AuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[32]
+	mi := &file_plugin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2110,7 +2156,7 @@ func (x *AuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditResponse.ProtoReflect.Descriptor instead.
 func (*AuditResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{32}
+	return file_plugin_proto_rawDescGZIP(), []int{33}
 }
 
 var File_plugin_proto protoreflect.FileDescriptor
@@ -2243,6 +2289,8 @@ const file_plugin_proto_rawDesc = "" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x122\n" +
 	"\x06caller\x18\x03 \x01(\v2\x1a.fiberkit.plugin.v1.CallerR\x06caller\"(\n" +
 	"\fCallResponse\x12\x18\n" +
+	"\apayload\x18\x01 \x01(\fR\apayload\"-\n" +
+	"\x11CallStreamMessage\x12\x18\n" +
 	"\apayload\x18\x01 \x01(\fR\apayload\"\x10\n" +
 	"\x0eMetricsRequest\"-\n" +
 	"\x0fMetricsResponse\x12\x1a\n" +
@@ -2273,20 +2321,23 @@ const file_plugin_proto_rawDesc = "" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x14\n" +
 	"\x05actor\x18\x02 \x01(\tR\x05actor\x12\x16\n" +
 	"\x06detail\x18\x03 \x01(\fR\x06detail\"\x0f\n" +
-	"\rAuditResponse2\xed\x04\n" +
+	"\rAuditResponse2\xc5\x05\n" +
 	"\x06Plugin\x12U\n" +
 	"\bDescribe\x12#.fiberkit.plugin.v1.DescribeRequest\x1a$.fiberkit.plugin.v1.DescribeResponse\x12X\n" +
 	"\tConfigure\x12$.fiberkit.plugin.v1.ConfigureRequest\x1a%.fiberkit.plugin.v1.ConfigureResponse\x12Z\n" +
 	"\tServeHTTP\x12#.fiberkit.plugin.v1.HTTPRequestPart\x1a$.fiberkit.plugin.v1.HTTPResponsePart(\x010\x01\x12Y\n" +
 	"\bExchange\x12#.fiberkit.plugin.v1.ExchangeRequest\x1a$.fiberkit.plugin.v1.ExchangeResponse(\x010\x01\x12\\\n" +
 	"\x0eServeWebSocket\x12\".fiberkit.plugin.v1.WebSocketFrame\x1a\".fiberkit.plugin.v1.WebSocketFrame(\x010\x01\x12I\n" +
-	"\x04Call\x12\x1f.fiberkit.plugin.v1.CallRequest\x1a .fiberkit.plugin.v1.CallResponse\x12R\n" +
-	"\aMetrics\x12\".fiberkit.plugin.v1.MetricsRequest\x1a#.fiberkit.plugin.v1.MetricsResponse2\xbf\x03\n" +
+	"\x04Call\x12\x1f.fiberkit.plugin.v1.CallRequest\x1a .fiberkit.plugin.v1.CallResponse\x12V\n" +
+	"\n" +
+	"CallStream\x12\x1f.fiberkit.plugin.v1.CallRequest\x1a%.fiberkit.plugin.v1.CallStreamMessage0\x01\x12R\n" +
+	"\aMetrics\x12\".fiberkit.plugin.v1.MetricsRequest\x1a#.fiberkit.plugin.v1.MetricsResponse2\xa3\x04\n" +
 	"\x04Host\x12^\n" +
 	"\vGetSettings\x12&.fiberkit.plugin.v1.GetSettingsRequest\x1a'.fiberkit.plugin.v1.GetSettingsResponse\x12^\n" +
 	"\vSetSettings\x12&.fiberkit.plugin.v1.SetSettingsRequest\x1a'.fiberkit.plugin.v1.SetSettingsResponse\x12U\n" +
 	"\n" +
-	"CallPlugin\x12%.fiberkit.plugin.v1.CallPluginRequest\x1a .fiberkit.plugin.v1.CallResponse\x12R\n" +
+	"CallPlugin\x12%.fiberkit.plugin.v1.CallPluginRequest\x1a .fiberkit.plugin.v1.CallResponse\x12b\n" +
+	"\x10CallPluginStream\x12%.fiberkit.plugin.v1.CallPluginRequest\x1a%.fiberkit.plugin.v1.CallStreamMessage0\x01\x12R\n" +
 	"\aPublish\x12\".fiberkit.plugin.v1.PublishRequest\x1a#.fiberkit.plugin.v1.PublishResponse\x12L\n" +
 	"\x05Audit\x12 .fiberkit.plugin.v1.AuditRequest\x1a!.fiberkit.plugin.v1.AuditResponseB5Z3github.com/fiberkit/fiberkit/sdk/transport/pluginv1b\x06proto3"
 
@@ -2302,7 +2353,7 @@ func file_plugin_proto_rawDescGZIP() []byte {
 	return file_plugin_proto_rawDescData
 }
 
-var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_plugin_proto_goTypes = []any{
 	(*Caller)(nil),              // 0: fiberkit.plugin.v1.Caller
 	(*DescribeRequest)(nil),     // 1: fiberkit.plugin.v1.DescribeRequest
@@ -2326,41 +2377,42 @@ var file_plugin_proto_goTypes = []any{
 	(*WebSocketFrame)(nil),      // 19: fiberkit.plugin.v1.WebSocketFrame
 	(*CallRequest)(nil),         // 20: fiberkit.plugin.v1.CallRequest
 	(*CallResponse)(nil),        // 21: fiberkit.plugin.v1.CallResponse
-	(*MetricsRequest)(nil),      // 22: fiberkit.plugin.v1.MetricsRequest
-	(*MetricsResponse)(nil),     // 23: fiberkit.plugin.v1.MetricsResponse
-	(*GetSettingsRequest)(nil),  // 24: fiberkit.plugin.v1.GetSettingsRequest
-	(*GetSettingsResponse)(nil), // 25: fiberkit.plugin.v1.GetSettingsResponse
-	(*SetSettingsRequest)(nil),  // 26: fiberkit.plugin.v1.SetSettingsRequest
-	(*SetSettingsResponse)(nil), // 27: fiberkit.plugin.v1.SetSettingsResponse
-	(*CallPluginRequest)(nil),   // 28: fiberkit.plugin.v1.CallPluginRequest
-	(*PublishRequest)(nil),      // 29: fiberkit.plugin.v1.PublishRequest
-	(*PublishResponse)(nil),     // 30: fiberkit.plugin.v1.PublishResponse
-	(*AuditRequest)(nil),        // 31: fiberkit.plugin.v1.AuditRequest
-	(*AuditResponse)(nil),       // 32: fiberkit.plugin.v1.AuditResponse
-	nil,                         // 33: fiberkit.plugin.v1.ConfigureRequest.SettingsEntry
-	nil,                         // 34: fiberkit.plugin.v1.HTTPRequestHead.HeadersEntry
-	nil,                         // 35: fiberkit.plugin.v1.HTTPRequestHead.ParamsEntry
-	nil,                         // 36: fiberkit.plugin.v1.HTTPResponseHead.HeadersEntry
-	nil,                         // 37: fiberkit.plugin.v1.WebSocketOpen.ParamsEntry
-	nil,                         // 38: fiberkit.plugin.v1.WebSocketOpen.HeadersEntry
-	nil,                         // 39: fiberkit.plugin.v1.GetSettingsResponse.SettingsEntry
-	nil,                         // 40: fiberkit.plugin.v1.SetSettingsRequest.SettingsEntry
+	(*CallStreamMessage)(nil),   // 22: fiberkit.plugin.v1.CallStreamMessage
+	(*MetricsRequest)(nil),      // 23: fiberkit.plugin.v1.MetricsRequest
+	(*MetricsResponse)(nil),     // 24: fiberkit.plugin.v1.MetricsResponse
+	(*GetSettingsRequest)(nil),  // 25: fiberkit.plugin.v1.GetSettingsRequest
+	(*GetSettingsResponse)(nil), // 26: fiberkit.plugin.v1.GetSettingsResponse
+	(*SetSettingsRequest)(nil),  // 27: fiberkit.plugin.v1.SetSettingsRequest
+	(*SetSettingsResponse)(nil), // 28: fiberkit.plugin.v1.SetSettingsResponse
+	(*CallPluginRequest)(nil),   // 29: fiberkit.plugin.v1.CallPluginRequest
+	(*PublishRequest)(nil),      // 30: fiberkit.plugin.v1.PublishRequest
+	(*PublishResponse)(nil),     // 31: fiberkit.plugin.v1.PublishResponse
+	(*AuditRequest)(nil),        // 32: fiberkit.plugin.v1.AuditRequest
+	(*AuditResponse)(nil),       // 33: fiberkit.plugin.v1.AuditResponse
+	nil,                         // 34: fiberkit.plugin.v1.ConfigureRequest.SettingsEntry
+	nil,                         // 35: fiberkit.plugin.v1.HTTPRequestHead.HeadersEntry
+	nil,                         // 36: fiberkit.plugin.v1.HTTPRequestHead.ParamsEntry
+	nil,                         // 37: fiberkit.plugin.v1.HTTPResponseHead.HeadersEntry
+	nil,                         // 38: fiberkit.plugin.v1.WebSocketOpen.ParamsEntry
+	nil,                         // 39: fiberkit.plugin.v1.WebSocketOpen.HeadersEntry
+	nil,                         // 40: fiberkit.plugin.v1.GetSettingsResponse.SettingsEntry
+	nil,                         // 41: fiberkit.plugin.v1.SetSettingsRequest.SettingsEntry
 }
 var file_plugin_proto_depIdxs = []int32{
-	33, // 0: fiberkit.plugin.v1.ConfigureRequest.settings:type_name -> fiberkit.plugin.v1.ConfigureRequest.SettingsEntry
-	34, // 1: fiberkit.plugin.v1.HTTPRequestHead.headers:type_name -> fiberkit.plugin.v1.HTTPRequestHead.HeadersEntry
+	34, // 0: fiberkit.plugin.v1.ConfigureRequest.settings:type_name -> fiberkit.plugin.v1.ConfigureRequest.SettingsEntry
+	35, // 1: fiberkit.plugin.v1.HTTPRequestHead.headers:type_name -> fiberkit.plugin.v1.HTTPRequestHead.HeadersEntry
 	0,  // 2: fiberkit.plugin.v1.HTTPRequestHead.caller:type_name -> fiberkit.plugin.v1.Caller
-	35, // 3: fiberkit.plugin.v1.HTTPRequestHead.params:type_name -> fiberkit.plugin.v1.HTTPRequestHead.ParamsEntry
+	36, // 3: fiberkit.plugin.v1.HTTPRequestHead.params:type_name -> fiberkit.plugin.v1.HTTPRequestHead.ParamsEntry
 	6,  // 4: fiberkit.plugin.v1.HTTPRequestPart.head:type_name -> fiberkit.plugin.v1.HTTPRequestHead
 	7,  // 5: fiberkit.plugin.v1.HTTPRequestPart.body:type_name -> fiberkit.plugin.v1.BodyChunk
-	36, // 6: fiberkit.plugin.v1.HTTPResponseHead.headers:type_name -> fiberkit.plugin.v1.HTTPResponseHead.HeadersEntry
+	37, // 6: fiberkit.plugin.v1.HTTPResponseHead.headers:type_name -> fiberkit.plugin.v1.HTTPResponseHead.HeadersEntry
 	9,  // 7: fiberkit.plugin.v1.HTTPResponsePart.head:type_name -> fiberkit.plugin.v1.HTTPResponseHead
 	7,  // 8: fiberkit.plugin.v1.HTTPResponsePart.body:type_name -> fiberkit.plugin.v1.BodyChunk
 	6,  // 9: fiberkit.plugin.v1.ExchangeRequest.head:type_name -> fiberkit.plugin.v1.HTTPRequestHead
 	9,  // 10: fiberkit.plugin.v1.ExchangeResponse.head:type_name -> fiberkit.plugin.v1.HTTPResponseHead
 	12, // 11: fiberkit.plugin.v1.ExchangeResponse.error:type_name -> fiberkit.plugin.v1.ExchangeError
-	37, // 12: fiberkit.plugin.v1.WebSocketOpen.params:type_name -> fiberkit.plugin.v1.WebSocketOpen.ParamsEntry
-	38, // 13: fiberkit.plugin.v1.WebSocketOpen.headers:type_name -> fiberkit.plugin.v1.WebSocketOpen.HeadersEntry
+	38, // 12: fiberkit.plugin.v1.WebSocketOpen.params:type_name -> fiberkit.plugin.v1.WebSocketOpen.ParamsEntry
+	39, // 13: fiberkit.plugin.v1.WebSocketOpen.headers:type_name -> fiberkit.plugin.v1.WebSocketOpen.HeadersEntry
 	0,  // 14: fiberkit.plugin.v1.WebSocketOpen.caller:type_name -> fiberkit.plugin.v1.Caller
 	16, // 15: fiberkit.plugin.v1.WebSocketBatch.data:type_name -> fiberkit.plugin.v1.WebSocketData
 	14, // 16: fiberkit.plugin.v1.WebSocketFrame.open:type_name -> fiberkit.plugin.v1.WebSocketOpen
@@ -2369,8 +2421,8 @@ var file_plugin_proto_depIdxs = []int32{
 	18, // 19: fiberkit.plugin.v1.WebSocketFrame.reject:type_name -> fiberkit.plugin.v1.WebSocketReject
 	15, // 20: fiberkit.plugin.v1.WebSocketFrame.batch:type_name -> fiberkit.plugin.v1.WebSocketBatch
 	0,  // 21: fiberkit.plugin.v1.CallRequest.caller:type_name -> fiberkit.plugin.v1.Caller
-	39, // 22: fiberkit.plugin.v1.GetSettingsResponse.settings:type_name -> fiberkit.plugin.v1.GetSettingsResponse.SettingsEntry
-	40, // 23: fiberkit.plugin.v1.SetSettingsRequest.settings:type_name -> fiberkit.plugin.v1.SetSettingsRequest.SettingsEntry
+	40, // 22: fiberkit.plugin.v1.GetSettingsResponse.settings:type_name -> fiberkit.plugin.v1.GetSettingsResponse.SettingsEntry
+	41, // 23: fiberkit.plugin.v1.SetSettingsRequest.settings:type_name -> fiberkit.plugin.v1.SetSettingsRequest.SettingsEntry
 	16, // 24: fiberkit.plugin.v1.PublishRequest.data:type_name -> fiberkit.plugin.v1.WebSocketData
 	5,  // 25: fiberkit.plugin.v1.HTTPRequestHead.HeadersEntry.value:type_name -> fiberkit.plugin.v1.Values
 	5,  // 26: fiberkit.plugin.v1.HTTPResponseHead.HeadersEntry.value:type_name -> fiberkit.plugin.v1.Values
@@ -2381,26 +2433,30 @@ var file_plugin_proto_depIdxs = []int32{
 	11, // 31: fiberkit.plugin.v1.Plugin.Exchange:input_type -> fiberkit.plugin.v1.ExchangeRequest
 	19, // 32: fiberkit.plugin.v1.Plugin.ServeWebSocket:input_type -> fiberkit.plugin.v1.WebSocketFrame
 	20, // 33: fiberkit.plugin.v1.Plugin.Call:input_type -> fiberkit.plugin.v1.CallRequest
-	22, // 34: fiberkit.plugin.v1.Plugin.Metrics:input_type -> fiberkit.plugin.v1.MetricsRequest
-	24, // 35: fiberkit.plugin.v1.Host.GetSettings:input_type -> fiberkit.plugin.v1.GetSettingsRequest
-	26, // 36: fiberkit.plugin.v1.Host.SetSettings:input_type -> fiberkit.plugin.v1.SetSettingsRequest
-	28, // 37: fiberkit.plugin.v1.Host.CallPlugin:input_type -> fiberkit.plugin.v1.CallPluginRequest
-	29, // 38: fiberkit.plugin.v1.Host.Publish:input_type -> fiberkit.plugin.v1.PublishRequest
-	31, // 39: fiberkit.plugin.v1.Host.Audit:input_type -> fiberkit.plugin.v1.AuditRequest
-	2,  // 40: fiberkit.plugin.v1.Plugin.Describe:output_type -> fiberkit.plugin.v1.DescribeResponse
-	4,  // 41: fiberkit.plugin.v1.Plugin.Configure:output_type -> fiberkit.plugin.v1.ConfigureResponse
-	10, // 42: fiberkit.plugin.v1.Plugin.ServeHTTP:output_type -> fiberkit.plugin.v1.HTTPResponsePart
-	13, // 43: fiberkit.plugin.v1.Plugin.Exchange:output_type -> fiberkit.plugin.v1.ExchangeResponse
-	19, // 44: fiberkit.plugin.v1.Plugin.ServeWebSocket:output_type -> fiberkit.plugin.v1.WebSocketFrame
-	21, // 45: fiberkit.plugin.v1.Plugin.Call:output_type -> fiberkit.plugin.v1.CallResponse
-	23, // 46: fiberkit.plugin.v1.Plugin.Metrics:output_type -> fiberkit.plugin.v1.MetricsResponse
-	25, // 47: fiberkit.plugin.v1.Host.GetSettings:output_type -> fiberkit.plugin.v1.GetSettingsResponse
-	27, // 48: fiberkit.plugin.v1.Host.SetSettings:output_type -> fiberkit.plugin.v1.SetSettingsResponse
-	21, // 49: fiberkit.plugin.v1.Host.CallPlugin:output_type -> fiberkit.plugin.v1.CallResponse
-	30, // 50: fiberkit.plugin.v1.Host.Publish:output_type -> fiberkit.plugin.v1.PublishResponse
-	32, // 51: fiberkit.plugin.v1.Host.Audit:output_type -> fiberkit.plugin.v1.AuditResponse
-	40, // [40:52] is the sub-list for method output_type
-	28, // [28:40] is the sub-list for method input_type
+	20, // 34: fiberkit.plugin.v1.Plugin.CallStream:input_type -> fiberkit.plugin.v1.CallRequest
+	23, // 35: fiberkit.plugin.v1.Plugin.Metrics:input_type -> fiberkit.plugin.v1.MetricsRequest
+	25, // 36: fiberkit.plugin.v1.Host.GetSettings:input_type -> fiberkit.plugin.v1.GetSettingsRequest
+	27, // 37: fiberkit.plugin.v1.Host.SetSettings:input_type -> fiberkit.plugin.v1.SetSettingsRequest
+	29, // 38: fiberkit.plugin.v1.Host.CallPlugin:input_type -> fiberkit.plugin.v1.CallPluginRequest
+	29, // 39: fiberkit.plugin.v1.Host.CallPluginStream:input_type -> fiberkit.plugin.v1.CallPluginRequest
+	30, // 40: fiberkit.plugin.v1.Host.Publish:input_type -> fiberkit.plugin.v1.PublishRequest
+	32, // 41: fiberkit.plugin.v1.Host.Audit:input_type -> fiberkit.plugin.v1.AuditRequest
+	2,  // 42: fiberkit.plugin.v1.Plugin.Describe:output_type -> fiberkit.plugin.v1.DescribeResponse
+	4,  // 43: fiberkit.plugin.v1.Plugin.Configure:output_type -> fiberkit.plugin.v1.ConfigureResponse
+	10, // 44: fiberkit.plugin.v1.Plugin.ServeHTTP:output_type -> fiberkit.plugin.v1.HTTPResponsePart
+	13, // 45: fiberkit.plugin.v1.Plugin.Exchange:output_type -> fiberkit.plugin.v1.ExchangeResponse
+	19, // 46: fiberkit.plugin.v1.Plugin.ServeWebSocket:output_type -> fiberkit.plugin.v1.WebSocketFrame
+	21, // 47: fiberkit.plugin.v1.Plugin.Call:output_type -> fiberkit.plugin.v1.CallResponse
+	22, // 48: fiberkit.plugin.v1.Plugin.CallStream:output_type -> fiberkit.plugin.v1.CallStreamMessage
+	24, // 49: fiberkit.plugin.v1.Plugin.Metrics:output_type -> fiberkit.plugin.v1.MetricsResponse
+	26, // 50: fiberkit.plugin.v1.Host.GetSettings:output_type -> fiberkit.plugin.v1.GetSettingsResponse
+	28, // 51: fiberkit.plugin.v1.Host.SetSettings:output_type -> fiberkit.plugin.v1.SetSettingsResponse
+	21, // 52: fiberkit.plugin.v1.Host.CallPlugin:output_type -> fiberkit.plugin.v1.CallResponse
+	22, // 53: fiberkit.plugin.v1.Host.CallPluginStream:output_type -> fiberkit.plugin.v1.CallStreamMessage
+	31, // 54: fiberkit.plugin.v1.Host.Publish:output_type -> fiberkit.plugin.v1.PublishResponse
+	33, // 55: fiberkit.plugin.v1.Host.Audit:output_type -> fiberkit.plugin.v1.AuditResponse
+	42, // [42:56] is the sub-list for method output_type
+	28, // [28:42] is the sub-list for method input_type
 	28, // [28:28] is the sub-list for extension type_name
 	28, // [28:28] is the sub-list for extension extendee
 	0,  // [0:28] is the sub-list for field type_name
@@ -2435,7 +2491,7 @@ func file_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugin_proto_rawDesc), len(file_plugin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   41,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

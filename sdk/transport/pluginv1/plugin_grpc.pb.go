@@ -31,6 +31,7 @@ const (
 	Plugin_Exchange_FullMethodName       = "/fiberkit.plugin.v1.Plugin/Exchange"
 	Plugin_ServeWebSocket_FullMethodName = "/fiberkit.plugin.v1.Plugin/ServeWebSocket"
 	Plugin_Call_FullMethodName           = "/fiberkit.plugin.v1.Plugin/Call"
+	Plugin_CallStream_FullMethodName     = "/fiberkit.plugin.v1.Plugin/CallStream"
 	Plugin_Metrics_FullMethodName        = "/fiberkit.plugin.v1.Plugin/Metrics"
 )
 
@@ -60,6 +61,12 @@ type PluginClient interface {
 	ServeWebSocket(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WebSocketFrame, WebSocketFrame], error)
 	// Call answers a named operation for the SDK and for other plugins.
 	Call(ctx context.Context, in *CallRequest, opts ...grpc.CallOption) (*CallResponse, error)
+	// CallStream answers a named streaming operation: the plugin sends the response
+	// headers once the operation has accepted its input (so a refusal is the call's
+	// status alone), then one message per value, then the status. Cancelling the call
+	// cancels the operation's context. A plugin built before this call answers
+	// Unimplemented: the host treats that as an unknown operation.
+	CallStream(ctx context.Context, in *CallRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CallStreamMessage], error)
 	// Metrics gathers the module's own Prometheus metrics when the host is scraped.
 	// A plugin built before this call answers Unimplemented: the host treats that as
 	// "no metrics of its own".
@@ -143,6 +150,25 @@ func (c *pluginClient) Call(ctx context.Context, in *CallRequest, opts ...grpc.C
 	return out, nil
 }
 
+func (c *pluginClient) CallStream(ctx context.Context, in *CallRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CallStreamMessage], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Plugin_ServiceDesc.Streams[3], Plugin_CallStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[CallRequest, CallStreamMessage]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Plugin_CallStreamClient = grpc.ServerStreamingClient[CallStreamMessage]
+
 func (c *pluginClient) Metrics(ctx context.Context, in *MetricsRequest, opts ...grpc.CallOption) (*MetricsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(MetricsResponse)
@@ -179,6 +205,12 @@ type PluginServer interface {
 	ServeWebSocket(grpc.BidiStreamingServer[WebSocketFrame, WebSocketFrame]) error
 	// Call answers a named operation for the SDK and for other plugins.
 	Call(context.Context, *CallRequest) (*CallResponse, error)
+	// CallStream answers a named streaming operation: the plugin sends the response
+	// headers once the operation has accepted its input (so a refusal is the call's
+	// status alone), then one message per value, then the status. Cancelling the call
+	// cancels the operation's context. A plugin built before this call answers
+	// Unimplemented: the host treats that as an unknown operation.
+	CallStream(*CallRequest, grpc.ServerStreamingServer[CallStreamMessage]) error
 	// Metrics gathers the module's own Prometheus metrics when the host is scraped.
 	// A plugin built before this call answers Unimplemented: the host treats that as
 	// "no metrics of its own".
@@ -210,6 +242,9 @@ func (UnimplementedPluginServer) ServeWebSocket(grpc.BidiStreamingServer[WebSock
 }
 func (UnimplementedPluginServer) Call(context.Context, *CallRequest) (*CallResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Call not implemented")
+}
+func (UnimplementedPluginServer) CallStream(*CallRequest, grpc.ServerStreamingServer[CallStreamMessage]) error {
+	return status.Errorf(codes.Unimplemented, "method CallStream not implemented")
 }
 func (UnimplementedPluginServer) Metrics(context.Context, *MetricsRequest) (*MetricsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Metrics not implemented")
@@ -310,6 +345,17 @@ func _Plugin_Call_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Plugin_CallStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(CallRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(PluginServer).CallStream(m, &grpc.GenericServerStream[CallRequest, CallStreamMessage]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Plugin_CallStreamServer = grpc.ServerStreamingServer[CallStreamMessage]
+
 func _Plugin_Metrics_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(MetricsRequest)
 	if err := dec(in); err != nil {
@@ -371,16 +417,22 @@ var Plugin_ServiceDesc = grpc.ServiceDesc{
 			ServerStreams: true,
 			ClientStreams: true,
 		},
+		{
+			StreamName:    "CallStream",
+			Handler:       _Plugin_CallStream_Handler,
+			ServerStreams: true,
+		},
 	},
 	Metadata: "plugin.proto",
 }
 
 const (
-	Host_GetSettings_FullMethodName = "/fiberkit.plugin.v1.Host/GetSettings"
-	Host_SetSettings_FullMethodName = "/fiberkit.plugin.v1.Host/SetSettings"
-	Host_CallPlugin_FullMethodName  = "/fiberkit.plugin.v1.Host/CallPlugin"
-	Host_Publish_FullMethodName     = "/fiberkit.plugin.v1.Host/Publish"
-	Host_Audit_FullMethodName       = "/fiberkit.plugin.v1.Host/Audit"
+	Host_GetSettings_FullMethodName      = "/fiberkit.plugin.v1.Host/GetSettings"
+	Host_SetSettings_FullMethodName      = "/fiberkit.plugin.v1.Host/SetSettings"
+	Host_CallPlugin_FullMethodName       = "/fiberkit.plugin.v1.Host/CallPlugin"
+	Host_CallPluginStream_FullMethodName = "/fiberkit.plugin.v1.Host/CallPluginStream"
+	Host_Publish_FullMethodName          = "/fiberkit.plugin.v1.Host/Publish"
+	Host_Audit_FullMethodName            = "/fiberkit.plugin.v1.Host/Audit"
 )
 
 // HostClient is the client API for Host service.
@@ -393,6 +445,10 @@ type HostClient interface {
 	SetSettings(ctx context.Context, in *SetSettingsRequest, opts ...grpc.CallOption) (*SetSettingsResponse, error)
 	// CallPlugin calls another module's operation. The host stamps the caller.
 	CallPlugin(ctx context.Context, in *CallPluginRequest, opts ...grpc.CallOption) (*CallResponse, error)
+	// CallPluginStream calls another module's streaming operation and relays its
+	// messages one by one (gRPC flow control end to end). The host stamps the caller,
+	// and sends the response headers once the target accepted the call.
+	CallPluginStream(ctx context.Context, in *CallPluginRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CallStreamMessage], error)
 	// Publish sends a message to the calling module's open WebSocket connections.
 	Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error)
 	Audit(ctx context.Context, in *AuditRequest, opts ...grpc.CallOption) (*AuditResponse, error)
@@ -436,6 +492,25 @@ func (c *hostClient) CallPlugin(ctx context.Context, in *CallPluginRequest, opts
 	return out, nil
 }
 
+func (c *hostClient) CallPluginStream(ctx context.Context, in *CallPluginRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CallStreamMessage], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Host_ServiceDesc.Streams[0], Host_CallPluginStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[CallPluginRequest, CallStreamMessage]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Host_CallPluginStreamClient = grpc.ServerStreamingClient[CallStreamMessage]
+
 func (c *hostClient) Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(PublishResponse)
@@ -466,6 +541,10 @@ type HostServer interface {
 	SetSettings(context.Context, *SetSettingsRequest) (*SetSettingsResponse, error)
 	// CallPlugin calls another module's operation. The host stamps the caller.
 	CallPlugin(context.Context, *CallPluginRequest) (*CallResponse, error)
+	// CallPluginStream calls another module's streaming operation and relays its
+	// messages one by one (gRPC flow control end to end). The host stamps the caller,
+	// and sends the response headers once the target accepted the call.
+	CallPluginStream(*CallPluginRequest, grpc.ServerStreamingServer[CallStreamMessage]) error
 	// Publish sends a message to the calling module's open WebSocket connections.
 	Publish(context.Context, *PublishRequest) (*PublishResponse, error)
 	Audit(context.Context, *AuditRequest) (*AuditResponse, error)
@@ -487,6 +566,9 @@ func (UnimplementedHostServer) SetSettings(context.Context, *SetSettingsRequest)
 }
 func (UnimplementedHostServer) CallPlugin(context.Context, *CallPluginRequest) (*CallResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CallPlugin not implemented")
+}
+func (UnimplementedHostServer) CallPluginStream(*CallPluginRequest, grpc.ServerStreamingServer[CallStreamMessage]) error {
+	return status.Errorf(codes.Unimplemented, "method CallPluginStream not implemented")
 }
 func (UnimplementedHostServer) Publish(context.Context, *PublishRequest) (*PublishResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Publish not implemented")
@@ -569,6 +651,17 @@ func _Host_CallPlugin_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Host_CallPluginStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(CallPluginRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(HostServer).CallPluginStream(m, &grpc.GenericServerStream[CallPluginRequest, CallStreamMessage]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Host_CallPluginStreamServer = grpc.ServerStreamingServer[CallStreamMessage]
+
 func _Host_Publish_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(PublishRequest)
 	if err := dec(in); err != nil {
@@ -633,6 +726,12 @@ var Host_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Host_Audit_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "CallPluginStream",
+			Handler:       _Host_CallPluginStream_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "plugin.proto",
 }
