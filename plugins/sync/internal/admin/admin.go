@@ -1,9 +1,9 @@
 // Package admin is the Sync module's admin UI: the pages (overview, Send,
-// Receive, connections and remotes, history) with their templates and static
-// assets, and the pages' live socket — the Send page's receivers and approvals,
-// and the Receive page's jobs, which connect to a sender and pull through package
-// pull. The routes are admin routes (module.yaml): the host has already checked
-// the admin's credentials.
+// Receive, connections and remotes, history, live shapes) with their templates
+// and static assets, and the pages' live socket — the Send page's receivers and
+// approvals, and the Receive page's jobs, which connect to a sender and pull
+// through package pull. The routes are admin routes (module.yaml): the host has
+// already checked the admin's credentials.
 package admin
 
 import (
@@ -43,7 +43,9 @@ func New(log *slog.Logger, current site.Current) *Admin {
 	a := &Admin{log: log, current: current, jobs: newJobs()}
 	a.pages = newPageOwners(log, current)
 	a.tmpl = template.Must(template.New("").Funcs(template.FuncMap{"joinList": joinList, "joinHours": joinHours, "connStatus": connStatus,
-		"strategies": func() []string { return []string{"skip", "overwrite", "merge", "append"} }}).ParseFS(pagesFS, "ui/*.html"))
+		"strategies": func() []string { return []string{"skip", "overwrite", "merge", "append"} },
+		"humanBytes": humanBytes, "plural": plural, "quoteList": quoteList, "shapeTable": shapeTable, "replicaMode": replicaMode,
+		"createdAt": createdAt}).ParseFS(pagesFS, "ui/*.html"))
 	return a
 }
 
@@ -114,11 +116,19 @@ func (a *Admin) Routes(mux *http.ServeMux) {
 		a.render(w, "receive.html", d)
 	}))
 	a.connectionRoutes(mux)
+	a.liveRoutes(mux)
 }
 
-// overview is the module's front page: sessions, recent attempts and transfers.
+// overviewData is what the overview renders from.
+type overviewData struct {
+	pageData
+	Live liveView
+}
+
+// overview is the module's front page: live sync, sessions, recent attempts and
+// transfers.
 func (a *Admin) overview(w http.ResponseWriter, r *http.Request, st *site.Site) {
-	d := base(r, st, "Sync", "overview")
+	d := overviewData{pageData: base(r, st, "Sync", "overview"), Live: a.liveOf(r.Context(), st)}
 	var err error
 	if d.Sessions, err = st.Sessions.List(r.Context()); err != nil {
 		a.log.Warn("overview: list sessions", "err", err)
