@@ -1,6 +1,7 @@
 // Command sync-report is an example module that uses the Sync module through the
-// SDK: GET /tables lists this site's tables and row counts as Sync sees them, and
-// GET /code makes a one-time code another site can pull with.
+// SDK: GET /tables lists this site's tables and row counts as Sync sees them,
+// GET /code makes a one-time code another site can pull with, and the /watch and
+// /shape endpoints (watch.go) follow records live.
 package main
 
 import (
@@ -16,7 +17,9 @@ import (
 
 func main() {
 	var mod atomic.Pointer[syncapi.Module]
+	var watches atomic.Pointer[syncapi.Watches]
 	mux := http.NewServeMux()
+	watchRoutes(mux, mod.Load, watches.Load)
 	mux.HandleFunc("GET /tables", func(w http.ResponseWriter, r *http.Request) {
 		tables, err := mod.Load().ListTables(r.Context(), syncapi.ListTablesRequest{})
 		if err != nil {
@@ -37,7 +40,10 @@ func main() {
 		ID:   "sync-report",
 		HTTP: mux,
 		Configure: func(ctx context.Context, env *sdk.Env) error {
-			mod.Store(syncapi.Via(env.Host))
+			m := syncapi.Via(env.Host)
+			mod.Store(m)
+			// One set of watches for the process: a settings change keeps them.
+			watches.CompareAndSwap(nil, m.Watches())
 			return nil
 		},
 	})

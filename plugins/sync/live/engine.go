@@ -54,6 +54,9 @@ func NameFor(ctx context.Context, pool *pgxpool.Pool) (string, error) {
 	return "fiberkit_live_" + hex.EncodeToString(sum[:8]), nil
 }
 
+// maxSnapshots is how many shape snapshots are taken at once.
+const maxSnapshots = 4
+
 // lockKey is the advisory lock that elects the capturing replica.
 const lockKey = int64(0x46_4b_4c_49_56_45) // "FKLIVE"
 
@@ -64,6 +67,9 @@ type Engine struct {
 	hub   *hub
 
 	capturing atomic.Bool
+	// snapshots bounds the snapshots taken at once: each holds two connections
+	// (its read and its write), and a pool shared by many at once would deadlock.
+	snapshots chan struct{}
 	// kick asks the capture loop to reload the shapes (one was created or went).
 	kick chan struct{}
 
@@ -72,10 +78,14 @@ type Engine struct {
 
 	cancel context.CancelFunc
 	done   sync.WaitGroup
+	// closed is closed by Close: streams end with ErrClosed.
+	closed    chan struct{}
+	closeOnce sync.Once
 }
 
-// ErrNotEnabled is returned when live sync is not on.
-var ErrNotEnabled = errors.New("live sync is not enabled on this site")
+// ErrClosed ends the streams of an engine that was closed (live sync turned off, or
+// the module reconfigured onto another database).
+var ErrClosed = errors.New("live sync stopped on this replica")
 
 // Start checks that the database can do logical replication (a
 // *capture.NotReadyError says what to fix), creates the publication and slot if
@@ -105,7 +115,7 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{cfg: cfg, store: store, hub: newHub(), kick: make(chan struct{}, 1)}
+	e := &Engine{cfg: cfg, store: store, hub: newHub(), kick: make(chan struct{}, 1), closed: make(chan struct{}), snapshots: make(chan struct{}, maxSnapshots)}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	e.cancel = cancel
 	e.done.Add(2)
@@ -117,6 +127,7 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 // Close stops this replica's live sync (capture and streams); the slot and the
 // shapes stay for the next start. See Disable to remove them.
 func (e *Engine) Close() {
+	e.closeOnce.Do(func() { close(e.closed) })
 	e.cancel()
 	e.hub.wakeAll()
 	e.done.Wait()

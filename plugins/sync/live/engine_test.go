@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fiberkit/fiberkit/host/devpg"
@@ -596,4 +598,69 @@ func TestStartOnADatabaseWithoutLogicalReplication(t *testing.T) {
 	if !errors.As(err, &nr) || !strings.Contains(err.Error(), "wal_level") {
 		t.Fatalf("Start on wal_level=replica: %v", err)
 	}
+}
+
+// Every common type arrives exactly: a row's values in the snapshot, in an insert
+// and in a replica-full update are the text PostgreSQL's output functions print.
+func TestEveryCommonTypeIsExactInSnapshotAndChanges(t *testing.T) {
+	pool := pgtest.NewPool(t)
+	name := testName(t)
+	teardown(t, pool, name)
+	exec(t, pool, `CREATE TYPE mood AS ENUM ('sad', 'ok');
+		CREATE TABLE kinds (id int PRIMARY KEY, b bool, i2 smallint, i8 bigint, n numeric(20,6), f4 real, f8 double precision,
+		c char(5), vc varchar(10), tx text, by bytea, u uuid, d date, ts timestamp, tz timestamptz, tm time, iv interval,
+		j json, jb jsonb, arr int[], tarr text[], e mood, inet inet, r int4range, touch int)`)
+	const row = `(%d, true, -32768, 9223372036854775807, -12345.678901, 1.5e-10, 'NaN', 'ab', 'ünï', E'line\nbreak "q" \\',
+		'\xdeadbeef', 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11', '0044-03-15 BC', '2024-02-29 23:59:59.999999', '2024-06-01 12:00:00+05:30',
+		'24:00', '1 year 2 mons -3 days 04:05:06', '{"a": [1, 2]}', '{"b": {"c": null}, "a": 1}', '{1,NULL,3}', '{"x y","z,w",NULL}', 'ok',
+		'192.168.0.1/24', '[1,10)', 0)`
+	exec(t, pool, fmt.Sprintf(`INSERT INTO kinds VALUES `+row, 1))
+	e := startEngine(t, pool, name)
+	r := read(t, e, syncapi.StreamRequest{Shape: syncapi.ShapeSpec{Table: "kinds", Replica: syncapi.ReplicaFull}})
+	snap := r.until(t, upToDate)
+	exec(t, pool, fmt.Sprintf(`INSERT INTO kinds VALUES `+row, 2))
+	exec(t, pool, `UPDATE kinds SET touch = 1 WHERE id = 1`)
+	changes := r.until(t, func(m syncapi.StreamMessage) bool { return m.Message.Headers.Operation == syncapi.OperationUpdate })
+
+	// What the output functions print, column by column.
+	rs, err := pool.Query(context.Background(), `SELECT * FROM kinds WHERE id = 1`, pgx.QueryResultFormats{pgx.TextFormatCode})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRow := map[string]*string{}
+	for rs.Next() {
+		for i, f := range rs.FieldDescriptions() {
+			if raw := rs.RawValues()[i]; raw != nil {
+				v := string(raw)
+				wantRow[f.Name] = &v
+			}
+		}
+	}
+	rs.Close()
+	check := func(what string, got map[string]*string, skip ...string) {
+		t.Helper()
+		for col, w := range wantRow {
+			if slices.Contains(skip, col) {
+				continue
+			}
+			g := got[col]
+			if g == nil || *g != *w {
+				t.Errorf("%s: column %s = %v, want %q", what, col, deref(g), *w)
+			}
+		}
+	}
+	check("snapshot", snap[0].Message.Value, "touch")
+	check("insert", changes[0].Message.Value, "id", "touch")
+	upd := changes[len(changes)-1]
+	check("replica-full update", upd.Message.Value)
+	if old := upd.Message.OldValue; len(old) != 1 || old["touch"] == nil || *old["touch"] != "0" {
+		t.Errorf("update's old value: %v", values(old))
+	}
+}
+
+func deref(p *string) any {
+	if p == nil {
+		return nil
+	}
+	return *p
 }

@@ -56,6 +56,12 @@ func (e *Engine) takeSnapshot(ctx context.Context, handle string, s *shape.Shape
 		if err := e.waitHorizon(ctx, horizon); err != nil {
 			return err
 		}
+		select {
+		case e.snapshots <- struct{}{}:
+			defer func() { <-e.snapshots }()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 		rconn, err := e.cfg.Pool.Acquire(ctx)
 		if err != nil {
 			return err
@@ -81,15 +87,20 @@ func (e *Engine) takeSnapshot(ctx context.Context, handle string, s *shape.Shape
 		}
 		cols := s.Columns()
 		sel := make([]string, len(cols))
+		formats := make(pgx.QueryResultFormats, len(cols))
 		for i, c := range cols {
-			sel[i] = pgx.Identifier{c}.Sanitize() + "::text"
+			sel[i] = pgx.Identifier{c}.Sanitize()
+			formats[i] = pgx.TextFormatCode
 		}
 		q := "SELECT " + strings.Join(sel, ", ") + " FROM " + s.Table.Quoted()
 		if w := s.WhereSQL(); w != "" {
 			q += " WHERE " + w
 		}
 		q += " ORDER BY " + catalog.QuoteNames(s.Key)
-		rows, err := rtx.Query(ctx, q)
+		// Values in text format as the type's output function writes them — what
+		// pgoutput sends for a change (a cast to text is not always the same: a
+		// boolean casts to "true", prints as "t").
+		rows, err := rtx.Query(ctx, q, formats)
 		if err != nil {
 			return fmt.Errorf("snapshot of %s: %w", s.Table, err)
 		}
@@ -109,21 +120,16 @@ func (e *Engine) takeSnapshot(ctx context.Context, handle string, s *shape.Shape
 			batch = batch[:0]
 			return nil
 		}
-		vals := make([]*string, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
 		for rows.Next() {
-			for i := range vals {
-				vals[i] = nil
-			}
-			if err := rows.Scan(ptrs...); err != nil {
-				return fmt.Errorf("snapshot of %s: %w", s.Table, err)
-			}
+			raw := rows.RawValues()
 			row := make(map[string]*string, len(cols))
 			for i, c := range cols {
-				row[c] = vals[i]
+				if raw[i] != nil {
+					v := string(raw[i])
+					row[c] = &v
+				} else {
+					row[c] = nil
+				}
 			}
 			// The query applied the where clause; the shape's own evaluation is the
 			// one changes get, and the two agree (package where's tests).

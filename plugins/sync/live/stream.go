@@ -146,6 +146,9 @@ func (e *Engine) serve(ctx context.Context, handle string, after shapelog.Offset
 		case <-ctx.Done():
 			t.Stop()
 			return false, nil
+		case <-e.closed:
+			t.Stop()
+			return false, ErrClosed
 		case <-wake:
 		case <-t.C:
 		}

@@ -43,11 +43,15 @@ func liveOff(st *site.Site) error {
 	return sdk.Errorf(syncapi.CodeLiveDisabled, "live sync is off on this site (setting live, or the enable_live operation)")
 }
 
-// liveErr gives a bad shape or offset the invalid_input code.
+// liveErr gives a bad shape or offset the invalid_input code, and a stream ended by
+// live sync stopping live_disabled.
 func liveErr(err error) error {
 	var inv *live.InvalidError
 	if errors.As(err, &inv) {
 		return invalid(inv)
+	}
+	if errors.Is(err, live.ErrClosed) {
+		return sdk.Errorf(syncapi.CodeLiveDisabled, "%v", err)
 	}
 	return err
 }
@@ -86,4 +90,21 @@ func enableLive(ctx context.Context, st *site.Site, _ struct{}) (bool, error) {
 
 func disableLive(ctx context.Context, st *site.Site, _ struct{}) (bool, error) {
 	return done(st.Host.SetSettings(ctx, map[string]string{"live": "false"}))
+}
+
+// Streams returns the Sync module's streaming operations: stream, a shape's
+// messages for as long as the caller reads.
+func Streams(current site.Current) sdk.Streams {
+	return sdk.Streams{
+		syncapi.OpStream: sdk.StreamOp(func(ctx context.Context, req syncapi.StreamRequest, send func(syncapi.StreamMessage) error) error {
+			st, err := current()
+			if err != nil {
+				return err
+			}
+			if st.Live == nil {
+				return liveOff(st)
+			}
+			return liveErr(st.Live.Stream(ctx, req, send))
+		}),
+	}
 }

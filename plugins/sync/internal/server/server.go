@@ -89,6 +89,7 @@ func (s *Server) Module() sdk.Module {
 		HTTP:       mux,
 		WebSockets: map[string]sdk.WebSocketHandler{"/websocket": s.sender.Serve, "/live": s.admin.ServeLive},
 		Operations: ops.Operations(s.log, s.current),
+		Streams:    ops.Streams(s.current),
 		Configure:  s.configure,
 		Metrics:    s.registry,
 	}
