@@ -24,10 +24,11 @@ demo: ## run the two-site demo (starts its own PostgreSQL when DATABASE_URL is u
 test: ## run every test with the race detector (starts its own PostgreSQL)
 	$(GO) test -race -count=1 -timeout 40m ./...
 
-bench: ## run the three benchmarks (kit overhead, import, site-to-site sync) against the COPY pipe
+bench: ## run the benchmarks (kit overhead, import, site-to-site sync against the COPY pipe, live sync)
 	$(GO) run ./bench/kitbench
 	$(GO) run ./bench/importbench
 	$(GO) run ./bench/syncbench
+	$(GO) run ./bench/livebench
 
 lint: ## gofmt, go vet and staticcheck
 	test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))"

@@ -664,3 +664,36 @@ func deref(p *string) any {
 	}
 	return *p
 }
+
+// A shape whose log of changes outgrows the cap is replaced: its readers get a
+// must-refetch and the new shape's snapshot, which holds the rows as they are now.
+func TestALogOverItsCapIsReplaced(t *testing.T) {
+	pool := pgtest.NewPool(t)
+	name := testName(t)
+	teardown(t, pool, name)
+	exec(t, pool, itemsDDL)
+	exec(t, pool, `INSERT INTO items SELECT g, 1, 't', g, NULL, NULL FROM generate_series(1, 3) g`)
+	e, err := Start(context.Background(), Config{Pool: pool, Name: name, LogCap: 4 << 10, ElectEvery: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	r := read(t, e, syncapi.StreamRequest{Shape: syncapi.ShapeSpec{Table: "items"}})
+	h1 := r.until(t, upToDate)[0].Handle
+	for i := 0; i < 60; i++ {
+		exec(t, pool, `UPDATE items SET title = repeat('x', 100) || $1 WHERE id = 1`, fmt.Sprint(i))
+	}
+	ms := r.until(t, func(m syncapi.StreamMessage) bool { return m.Message.Headers.Control == syncapi.ControlMustRefetch })
+	if h2 := ms[len(ms)-1].Handle; h2 == h1 || h2 == "" {
+		t.Fatalf("replaced shape's handle %q (was %q)", h2, h1)
+	}
+	got := rows{}
+	got.apply(t, r.until(t, upToDate))
+	exec(t, pool, `INSERT INTO items VALUES (99, 1, 'marker', 1, NULL, NULL)`)
+	got.apply(t, r.until(t, func(m syncapi.StreamMessage) bool { return m.Message.Key == `"public"."items"/"99"` }))
+	sameRows(t, got, want(t, pool, `SELECT `+itemsCols+` FROM items`))
+	var logged int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM fiberkit_sync_shape_log WHERE handle = $1`, h1).Scan(&logged); err != nil || logged != 0 {
+		t.Fatalf("the replaced shape's log still holds %d entries (%v)", logged, err)
+	}
+}
