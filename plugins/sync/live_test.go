@@ -157,6 +157,17 @@ func TestHostAppStreamsAShape(t *testing.T) {
 		t.Fatalf("changes: %v", got)
 	}
 
+	s.exec(t, `CREATE TABLE api_keys (id int PRIMARY KEY, secret text)`)
+	secret, _ := json.Marshal(syncapi.StreamRequest{Shape: syncapi.ShapeSpec{Table: "api_keys"}})
+	cs, err = s.kit.CallStream(context.Background(), "admin", "sync", syncapi.OpStream, secret)
+	if err == nil {
+		_, err = cs.Recv()
+		cs.Close()
+	}
+	if !errors.Is(err, sdk.ErrForbidden) || !strings.Contains(err.Error(), "excluded") {
+		t.Fatalf("a shape of an excluded table: %v", err)
+	}
+
 	bad, _ := json.Marshal(syncapi.StreamRequest{Shape: syncapi.ShapeSpec{Table: "notes", Where: "pg_sleep(1) IS NULL"}})
 	cs, err = s.kit.CallStream(context.Background(), "admin", "sync", syncapi.OpStream, bad)
 	if err == nil {

@@ -697,3 +697,51 @@ func TestALogOverItsCapIsReplaced(t *testing.T) {
 		t.Fatalf("the replaced shape's log still holds %d entries (%v)", logged, err)
 	}
 }
+
+// Poll serves readers that ask page by page: the snapshot, a long-poll answered by
+// a write, a timed-out long-poll, and a gone handle (must refetch, with the new one).
+func TestPollPagesLongPollsAndRefetches(t *testing.T) {
+	pool := pgtest.NewPool(t)
+	name := testName(t)
+	teardown(t, pool, name)
+	exec(t, pool, itemsDDL)
+	exec(t, pool, `INSERT INTO items SELECT g, 1, 't', g, NULL, NULL FROM generate_series(1, 5) g`)
+	e := startEngine(t, pool, name)
+	ctx := context.Background()
+	spec := syncapi.ShapeSpec{Table: "items"}
+	first, err := e.Poll(ctx, PollRequest{Shape: spec, Limit: 3})
+	if err != nil || first.UpToDate || len(first.Messages) != 3 || first.Handle == "" {
+		t.Fatalf("first page: %+v %v", first, err)
+	}
+	rest, err := e.Poll(ctx, PollRequest{Shape: spec, Handle: first.Handle, Offset: first.Offset, Limit: 3})
+	if err != nil || !rest.UpToDate || len(rest.Messages) != 2 {
+		t.Fatalf("second page: %+v %v", rest, err)
+	}
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		_, _ = pool.Exec(ctx, `INSERT INTO items VALUES (6, 1, 'new', 1, NULL, NULL)`)
+	}()
+	start := time.Now()
+	live, err := e.Poll(ctx, PollRequest{Shape: spec, Handle: rest.Handle, Offset: rest.Offset, Live: true, Wait: 10 * time.Second})
+	if err != nil || len(live.Messages) != 1 || live.Messages[0].Message.Key != `"public"."items"/"6"` || !live.UpToDate {
+		t.Fatalf("long-poll: %+v %v", live, err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("the long-poll answered after %v", d)
+	}
+	idle, err := e.Poll(ctx, PollRequest{Shape: spec, Handle: live.Handle, Offset: live.Offset, Live: true, Wait: 300 * time.Millisecond})
+	if err != nil || len(idle.Messages) != 0 || !idle.UpToDate || idle.Offset != live.Offset {
+		t.Fatalf("timed-out long-poll: %+v %v", idle, err)
+	}
+	if _, err := e.Drop(ctx, live.Handle); err != nil {
+		t.Fatal(err)
+	}
+	gone, err := e.Poll(ctx, PollRequest{Shape: spec, Handle: live.Handle, Offset: live.Offset, Live: true, Wait: time.Second})
+	if err != nil || !gone.MustRefetch || gone.Handle == live.Handle || gone.Handle == "" {
+		t.Fatalf("poll of a dropped shape: %+v %v", gone, err)
+	}
+	again, err := e.Poll(ctx, PollRequest{Shape: spec, Handle: gone.Handle, Offset: syncapi.OffsetBeginning})
+	if err != nil || len(again.Messages) != 6 || !again.UpToDate {
+		t.Fatalf("the new shape from its beginning: %d messages %+v %v", len(again.Messages), again.UpToDate, err)
+	}
+}

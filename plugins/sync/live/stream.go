@@ -249,3 +249,158 @@ func (e *Engine) Drop(ctx context.Context, handle string) (bool, error) {
 	}
 	return true, e.store.Retire(ctx, handle)
 }
+
+// PollRequest is one request of a reader that polls instead of holding a stream
+// open (Electric's HTTP API: a request per page, long-polls when live).
+type PollRequest struct {
+	Shape syncapi.ShapeSpec
+	// Handle and Offset as a stream's: empty or OffsetBeginning from the start,
+	// OffsetNow for changes only, else the handle and the last offset received.
+	Handle, Offset string
+	// Live waits up to Wait for changes when the reader is caught up.
+	Live bool
+	Wait time.Duration
+	// Limit bounds the entries returned (0: readPage).
+	Limit int
+}
+
+// PollResult is a poll's answer.
+type PollResult struct {
+	// Handle is the shape's handle. MustRefetch says the requested handle is gone
+	// (or the offset is not one of it): start again from the beginning of Handle.
+	Handle      string
+	MustRefetch bool
+	// Messages are the entries after the request's offset, in order.
+	Messages []syncapi.StreamMessage
+	// Offset is where to continue from; UpToDate says nothing more is logged yet.
+	Offset   string
+	UpToDate bool
+}
+
+// Poll answers one poll: the shape's entries after the offset, or — live and caught
+// up — those that arrive within Wait.
+func (e *Engine) Poll(ctx context.Context, req PollRequest) (PollResult, error) {
+	s, err := shape.Normalize(ctx, e.cfg.Pool, req.Shape)
+	var se *shape.Error
+	if errors.As(err, &se) {
+		return PollResult{}, &InvalidError{Err: err}
+	}
+	if err != nil {
+		return PollResult{}, err
+	}
+	limit := req.Limit
+	if limit <= 0 {
+		limit = readPage
+	}
+	after := shapelog.Start
+	switch {
+	case req.Handle == "" && (req.Offset == "" || req.Offset == syncapi.OffsetBeginning || req.Offset == syncapi.OffsetNow):
+	case req.Handle == "":
+		return PollResult{}, &InvalidError{Err: fmt.Errorf("offset %q needs the shape's handle", req.Offset)}
+	default:
+		if after, err = shapelog.ParseOffset(req.Offset); err != nil {
+			return PollResult{}, &InvalidError{Err: err}
+		}
+	}
+	rec, err := e.ensure(ctx, s)
+	if err != nil {
+		return PollResult{}, err
+	}
+	res := PollResult{Handle: rec.Handle}
+	if req.Handle != "" && req.Handle != rec.Handle {
+		res.MustRefetch = true
+		return res, nil
+	}
+	// refetch answers a poll whose shape went while it was read: the shape made
+	// again, from its beginning.
+	refetch := func() (PollResult, error) {
+		again, err := e.ensure(ctx, s)
+		if err != nil {
+			return PollResult{}, err
+		}
+		return PollResult{Handle: again.Handle, MustRefetch: true}, nil
+	}
+	defer e.hub.subscribe(rec.Handle)()
+	// The shape's snapshot may still be being taken: wait for it (bounded by ctx).
+	for rec.State == shapelog.StateCreating {
+		wake := e.hub.wait(rec.Handle)
+		if rec, err = e.store.Get(ctx, rec.Handle); err != nil {
+			return res, err
+		}
+		if rec == nil || rec.State == shapelog.StateGone {
+			return refetch()
+		}
+		if rec.State != shapelog.StateCreating {
+			break
+		}
+		if err := e.waitWake(ctx, wake, recheck); err != nil {
+			return res, err
+		}
+	}
+	if req.Handle == "" && req.Offset == syncapi.OffsetNow {
+		after = rec.Last
+	}
+	deadline := time.Now().Add(req.Wait)
+	for {
+		wake := e.hub.wait(rec.Handle)
+		entries, err := e.store.Read(ctx, rec.Handle, after, limit)
+		if err != nil {
+			return res, err
+		}
+		for _, en := range entries {
+			var m syncapi.Message
+			if err := json.Unmarshal(en.Body, &m); err != nil {
+				return res, fmt.Errorf("shape %s: entry %s: %w", rec.Handle, en.Offset, err)
+			}
+			res.Messages = append(res.Messages, syncapi.StreamMessage{Handle: rec.Handle, Offset: en.Offset.String(), Message: m})
+			after = en.Offset
+		}
+		res.Offset = after.String()
+		if len(entries) == limit {
+			return res, nil // more to read: not up to date
+		}
+		if gone, err := e.gone(ctx, rec.Handle); err != nil || gone {
+			if err != nil {
+				return res, err
+			}
+			return refetch()
+		}
+		if len(entries) > 0 || !req.Live {
+			res.UpToDate = true
+			return res, nil
+		}
+		// Live and caught up: wait for the log to grow, up to the deadline.
+		left := time.Until(deadline)
+		if left <= 0 {
+			res.UpToDate = true
+			return res, nil
+		}
+		if err := e.waitWake(ctx, wake, min(left, recheck)); err != nil {
+			return res, err
+		}
+	}
+}
+
+// gone reports whether a shape went (its log is deleted with it).
+func (e *Engine) gone(ctx context.Context, handle string) (bool, error) {
+	rec, err := e.store.Get(ctx, handle)
+	if err != nil {
+		return false, err
+	}
+	return rec == nil || rec.State == shapelog.StateGone, nil
+}
+
+// waitWake waits for wake, d, ctx or the engine closing.
+func (e *Engine) waitWake(ctx context.Context, wake <-chan struct{}, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-e.closed:
+		return ErrClosed
+	case <-wake:
+	case <-t.C:
+	}
+	return nil
+}

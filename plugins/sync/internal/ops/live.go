@@ -35,6 +35,19 @@ func withLive[In, Out any](fn func(ctx context.Context, e *live.Engine, in In) (
 	}
 }
 
+// excludedShape refuses a shape of a table the excluded_tables setting names: no
+// secret table leaves through Sync, live or not.
+func excludedShape(st *site.Site, spec syncapi.ShapeSpec) error {
+	name := spec.Table
+	if spec.Namespace != "" && spec.Namespace != "public" {
+		name = spec.Namespace + "." + spec.Table
+	}
+	if st.Excluded(name) || st.Excluded(spec.Table) {
+		return sdk.Errorf(sdk.CodeForbidden, "table %s is excluded from sync (the excluded_tables setting)", name)
+	}
+	return nil
+}
+
 // liveOff is the error of a live operation while live sync is off.
 func liveOff(st *site.Site) error {
 	if st.LiveNotReady != "" {
@@ -103,6 +116,9 @@ func Streams(current site.Current) sdk.Streams {
 			}
 			if st.Live == nil {
 				return liveOff(st)
+			}
+			if err := excludedShape(st, req.Shape); err != nil {
+				return err
 			}
 			return liveErr(st.Live.Stream(ctx, req, send))
 		}),
