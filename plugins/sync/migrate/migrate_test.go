@@ -147,7 +147,13 @@ ALTER TABLE fiberkit_sync_remotes ALTER COLUMN key_version SET DEFAULT 2;
 ALTER TABLE fiberkit_sync_transfers ADD COLUMN pull_id uuid;
 ALTER TABLE fiberkit_sync_transfers ADD COLUMN last_key text[];
 ALTER TABLE fiberkit_sync_transfers ADD COLUMN fresh_target boolean NOT NULL DEFAULT false;
-CREATE INDEX fiberkit_sync_transfers_unfinished ON fiberkit_sync_transfers (pull_id) WHERE status IN ('running', 'interrupted');`)
+CREATE INDEX fiberkit_sync_transfers_unfinished ON fiberkit_sync_transfers (pull_id) WHERE status IN ('running', 'interrupted');
+CREATE TABLE fiberkit_sync_shapes (handle text PRIMARY KEY, hash text NOT NULL, spec jsonb NOT NULL, state text NOT NULL DEFAULT 'creating',
+	snap_xmin bigint, snap_xmax bigint, snap_xip bigint[], snap_bytes bigint NOT NULL DEFAULT 0, last_lsn bigint NOT NULL DEFAULT 0,
+	last_op int NOT NULL DEFAULT 0, log_entries bigint NOT NULL DEFAULT 0, log_bytes bigint NOT NULL DEFAULT 0,
+	created_at timestamptz NOT NULL DEFAULT now(), gone_at timestamptz);
+CREATE UNIQUE INDEX fiberkit_sync_shapes_live ON fiberkit_sync_shapes (hash) WHERE state <> 'gone';
+CREATE TABLE fiberkit_sync_shape_log (handle text NOT NULL, lsn bigint NOT NULL, op int NOT NULL, entry text NOT NULL, PRIMARY KEY (handle, lsn, op));`)
 	if f, o := layout(t, pool), layout(t, old); f != o {
 		t.Fatalf("fresh layout differs from the previous release's:\nfresh:\n%s\nprevious:\n%s", f, o)
 	}
