@@ -223,6 +223,18 @@ func sameRows(t *testing.T, got, want rows) {
 	}
 }
 
+// itemsEngine starts an engine on a fresh database whose items table holds n rows
+// of owner 1.
+func itemsEngine(t *testing.T, n int) (*pgxpool.Pool, *Engine) {
+	t.Helper()
+	pool := pgtest.NewPool(t)
+	name := testName(t)
+	teardown(t, pool, name)
+	exec(t, pool, itemsDDL)
+	exec(t, pool, `INSERT INTO items SELECT g, 1, 't', g, NULL, NULL FROM generate_series(1, $1::int) g`, n)
+	return pool, startEngine(t, pool, name)
+}
+
 const itemsDDL = `CREATE TABLE items (id bigint PRIMARY KEY, owner int NOT NULL, title text, price numeric(12,2), tags text[], at timestamptz)`
 
 const itemsCols = `id::text AS id, owner::text AS owner, title, price::text AS price, tags::text AS tags, at::text AS at`
@@ -373,12 +385,7 @@ func TestSameDefinitionIsOneShape(t *testing.T) {
 // A reader that stops and comes back with its handle and last offset gets exactly
 // what it missed — across an engine restart too (a plugin restart).
 func TestResumeByOffsetAcrossARestart(t *testing.T) {
-	pool := pgtest.NewPool(t)
-	name := testName(t)
-	teardown(t, pool, name)
-	exec(t, pool, itemsDDL)
-	exec(t, pool, `INSERT INTO items SELECT g, 1, 't', g, NULL, NULL FROM generate_series(1, 10) g`)
-	e := startEngine(t, pool, name)
+	pool, e := itemsEngine(t, 10)
 	spec := syncapi.ShapeSpec{Table: "items"}
 	r := read(t, e, syncapi.StreamRequest{Shape: spec})
 	got := rows{}
@@ -395,7 +402,7 @@ func TestResumeByOffsetAcrossARestart(t *testing.T) {
 	exec(t, pool, `UPDATE items SET title = 'b' WHERE id = 2`)
 	e.Close()
 	exec(t, pool, `DELETE FROM items WHERE id = 3`)
-	e2 := startEngine(t, pool, name)
+	e2 := startEngine(t, pool, e.cfg.Name)
 	exec(t, pool, `INSERT INTO items VALUES (11, 1, 'n', 1, NULL, NULL)`)
 	r2 := read(t, e2, syncapi.StreamRequest{Shape: spec, Handle: handle, Offset: offset})
 	ms = r2.until(t, func(m syncapi.StreamMessage) bool { return m.Message.Key == `"public"."items"/"11"` })
@@ -414,12 +421,7 @@ func TestResumeByOffsetAcrossARestart(t *testing.T) {
 // TRUNCATE and ALTER TABLE make a shape's readers refetch: a must-refetch with a new
 // handle, then the new shape's rows from the beginning.
 func TestTruncateAndAlterMakeReadersRefetch(t *testing.T) {
-	pool := pgtest.NewPool(t)
-	name := testName(t)
-	teardown(t, pool, name)
-	exec(t, pool, itemsDDL)
-	exec(t, pool, `INSERT INTO items SELECT g, 1, 't', g, NULL, NULL FROM generate_series(1, 5) g`)
-	e := startEngine(t, pool, name)
+	pool, e := itemsEngine(t, 5)
 	r := read(t, e, syncapi.StreamRequest{Shape: syncapi.ShapeSpec{Table: "items"}})
 	first := r.until(t, upToDate)
 	h1 := first[0].Handle
@@ -701,12 +703,7 @@ func TestALogOverItsCapIsReplaced(t *testing.T) {
 // Poll serves readers that ask page by page: the snapshot, a long-poll answered by
 // a write, a timed-out long-poll, and a gone handle (must refetch, with the new one).
 func TestPollPagesLongPollsAndRefetches(t *testing.T) {
-	pool := pgtest.NewPool(t)
-	name := testName(t)
-	teardown(t, pool, name)
-	exec(t, pool, itemsDDL)
-	exec(t, pool, `INSERT INTO items SELECT g, 1, 't', g, NULL, NULL FROM generate_series(1, 5) g`)
-	e := startEngine(t, pool, name)
+	pool, e := itemsEngine(t, 5)
 	ctx := context.Background()
 	spec := syncapi.ShapeSpec{Table: "items"}
 	first, err := e.Poll(ctx, PollRequest{Shape: spec, Limit: 3})
