@@ -109,6 +109,7 @@ func disableLive(ctx context.Context, st *site.Site, _ struct{}) (bool, error) {
 // messages for as long as the caller reads.
 func Streams(current site.Current) sdk.Streams {
 	return sdk.Streams{
+		syncapi.OpShapeHTTP: shapeHTTP(current),
 		syncapi.OpStream: sdk.StreamOp(func(ctx context.Context, req syncapi.StreamRequest, send func(syncapi.StreamMessage) error) error {
 			st, err := current()
 			if err != nil {
