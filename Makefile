@@ -14,6 +14,7 @@ plugins: ## build every module binary into bin/
 	$(GO) build -o bin/hello ./examples/plugins/hello
 	$(GO) build -o bin/greeter-client ./examples/plugins/greeter-client
 	$(GO) build -o bin/sync-report ./examples/plugins/sync-report
+	$(GO) build -o bin/todo ./examples/plugins/todo
 
 hostapp: plugins ## run the example host app with its modules (admin at /admin/fiberkit/)
 	$(GO) run ./examples/hostapp

@@ -26,6 +26,7 @@ func TestMain(m *testing.M) { testsupport.Main(m) }
 const (
 	pluginPackage = "github.com/fiberkit/fiberkit/plugins/sync"
 	reportPackage = "github.com/fiberkit/fiberkit/examples/plugins/sync-report"
+	todoPackage   = "github.com/fiberkit/fiberkit/examples/plugins/todo"
 	pullPackage   = "github.com/fiberkit/fiberkit/plugins/sync/cmd/fiberkit-pull"
 )
 
@@ -49,6 +50,7 @@ type siteOptions struct {
 	password string
 	db       string // share a database (replicas)
 	report   bool   // also load the sync-report example module
+	todo     bool   // also load the todo example module
 	// ssrfGuard keeps allow_internal_urls off.
 	ssrfGuard bool
 	// pluginEnv is added to the plugin's environment (host.Config.PluginEnv).
@@ -83,6 +85,19 @@ func startSite(t *testing.T, o siteOptions) *site {
 		}
 		manifests = append(manifests, filepath.Join(rdir, "module.yaml"))
 	}
+	if o.todo {
+		tm, err := os.ReadFile("../../examples/plugins/todo/module.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tdir := filepath.Join(dir, "todo")
+		_ = os.MkdirAll(tdir, 0o755)
+		r := strings.Replace(string(tm), "executable: ../../../bin/todo", "executable: "+testsupport.Binary(t, todoPackage), 1)
+		if err := os.WriteFile(filepath.Join(tdir, "module.yaml"), []byte(r), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		manifests = append(manifests, filepath.Join(tdir, "module.yaml"))
+	}
 	if o.mode == "" {
 		o.mode = "auto_accept"
 	}
@@ -101,6 +116,9 @@ func startSite(t *testing.T, o siteOptions) *site {
 	}
 	if o.report {
 		body += "  sync-report:\n    enabled: true\n"
+	}
+	if o.todo {
+		body += "  todo:\n    enabled: true\n"
 	}
 	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
