@@ -37,7 +37,7 @@ func electricItems(t *testing.T, s *site) {
 // shapeApp serves the site's shapes from a Fiber app of the test's own, as a host
 // app would (syncweb behind its auth), and a control endpoint the Node test drives
 // the database and the plugin with. It returns the app's URL.
-func shapeApp(t *testing.T, s *site) string {
+func shapeApp(t *testing.T, s *site, more ...func(*fiber.App)) string {
 	t.Helper()
 	app := fiber.New(host.FiberConfig())
 	auth := func(c *fiber.Ctx) error {
@@ -88,6 +88,9 @@ func shapeApp(t *testing.T, s *site) string {
 			time.Sleep(50 * time.Millisecond)
 		}
 	})
+	for _, m := range more {
+		m(app)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
