@@ -211,7 +211,9 @@ func TestElectricProtocol(t *testing.T) {
 	// Live: the long-poll waits, and a write answers it.
 	done := make(chan shapeResp, 1)
 	start := time.Now()
-	go func() { done <- shapeGet(t, base, "/shapes/items", query("offset", offset, "handle", handle, "live", "true", "cursor", "1"), nil) }()
+	go func() {
+		done <- shapeGet(t, base, "/shapes/items", query("offset", offset, "handle", handle, "live", "true", "cursor", "1"), nil)
+	}()
 	time.Sleep(500 * time.Millisecond)
 	s.exec(t, `UPDATE items SET title = 'uno' WHERE id = 1`)
 	select {
