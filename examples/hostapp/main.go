@@ -95,7 +95,7 @@ func run(addr, config, metricsAddr string) error {
 		c.Type("html")
 		return c.SendString(`<!doctype html><title>Host app</title><h1>My app</h1>
 <p>This is the app's own page. The modules live under <a href="/fiberkit/hello/hello?name=you">/fiberkit/…</a>;
-their admin is at <a href="/admin/fiberkit/">/admin/fiberkit/</a> (user admin).</p>`)
+their admin is at <a href="/admin/fiberkit/">/admin/fiberkit/</a> (user admin).</p>` + liveLink(c.Context(), kit))
 	})
 	kit.Mount(app)
 	if metricsAddr == "" {
@@ -119,4 +119,17 @@ their admin is at <a href="/admin/fiberkit/">/admin/fiberkit/</a> (user admin).<
 	}()
 	log.Info("listening", "url", "http://"+addr, "admin", "http://"+addr+"/admin/fiberkit/")
 	return app.Listen(addr)
+}
+
+// liveLink is the home page's link to the sync-report example's live table of
+// todos while Sync's live setting is on, or how to turn it on.
+func liveLink(ctx context.Context, kit *host.Kit) string {
+	snap, err := kit.Settings().Snapshot(ctx, "sync")
+	if err != nil {
+		return ""
+	}
+	if v, ok := snap.Get("live"); !ok || v.Value != "true" {
+		return `<p>Turn on Sync's <em>Live sync</em> setting in the <a href="/admin/fiberkit/">admin</a> to follow a table live in a page.</p>`
+	}
+	return `<p>Live sync is on: <a href="/fiberkit/sync-report/todos">table todos, live</a> (the sync-report example; insert, update or delete rows of todos and watch).</p>`
 }

@@ -29,11 +29,13 @@ type liveMsg struct {
 	CreateMissing bool              `json:"create_missing,omitempty"`
 	// Pull names the interrupted pull to resume (resume).
 	Pull string `json:"pull,omitempty"`
+	// Handle names the shape to stream (subscribe, shape page).
+	Handle string `json:"handle,omitempty"`
 }
 
 // ServeLive is the admin pages' socket (/live): the Send page's live list of
-// receivers and approvals, and the Receive page's connection and transfer. A page
-// says hello first, naming itself.
+// receivers and approvals, the Receive page's connection and transfer, and the
+// shape page's rows (shapeview.go). A page says hello first, naming itself.
 func (a *Admin) ServeLive(ctx context.Context, c *sdk.Conn) error {
 	st, err := a.current()
 	if err != nil {
@@ -56,6 +58,8 @@ func (a *Admin) ServeLive(ctx context.Context, c *sdk.Conn) error {
 		return a.liveSend(ctx, c, st, hello.Owner, actor)
 	case "receive":
 		return a.liveReceive(ctx, c, st, hello.Job, actor)
+	case "shape":
+		return a.liveShape(ctx, c)
 	}
 	return c.Close(sdk.ClosePolicy, "unknown page")
 }

@@ -69,8 +69,9 @@ func (a *Admin) livePage(w http.ResponseWriter, r *http.Request, st *site.Site, 
 	a.render(w, "live.html", d)
 }
 
-// liveRoutes adds the Live page and its Drop form to mux.
+// liveRoutes adds the Live page, its Drop form and the shape page to mux.
 func (a *Admin) liveRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET "+livePath+"/{handle}", a.withSite(a.shapePage))
 	mux.HandleFunc("GET "+livePath, a.withSite(func(w http.ResponseWriter, r *http.Request, st *site.Site) {
 		var d liveData
 		// The flash names the shape the Drop form redirected about; the page says

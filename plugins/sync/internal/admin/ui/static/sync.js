@@ -13,10 +13,10 @@
   }
   function fmt(n) { return Math.round(n).toLocaleString('en'); }
 
-  var ws, hello, onMessage, retry = 500;
+  var ws, hello, onOpen, onMessage, retry = 500;
   function connect() {
     ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + base + '/live');
-    ws.onopen = function () { retry = 500; banner.hidden = true; ws.send(JSON.stringify(hello())); };
+    ws.onopen = function () { retry = 500; banner.hidden = true; ws.send(JSON.stringify(hello())); if (onOpen) onOpen(); };
     ws.onmessage = function (ev) { onMessage(JSON.parse(ev.data)); };
     ws.onclose = function () { banner.hidden = false; setTimeout(connect, retry); retry = Math.min(retry * 2, 8000); };
   }
@@ -228,6 +228,90 @@
       send({ op: 'start', tables: tables, strategy: $('default-strategy').value, strategies: strategies, create_missing: $('create-missing').checked });
     };
     $('cancel').onclick = function () { send({ op: 'cancel' }); };
+    connect();
+  }
+
+  // The shape page: the shape's rows, kept up to date. Every subscription starts
+  // with a "shape" message (again after a must-refetch), which empties the table;
+  // "rows" messages insert, update and delete rows by key. Values are text only.
+  if (page === 'shape' && $('rows')) {
+    var table = $('rows'), tbody = table.querySelector('tbody'), headRow = table.querySelector('thead tr');
+    var handle = table.getAttribute('data-handle'), limit = +table.getAttribute('data-limit');
+    var columns = [], rows = new Map(), upToDate = false, resubscribe = null;
+    var state = $('shape-state'), notice = $('shape-notice');
+    function say(text) { state.textContent = text; }
+    function warn(text) { notice.hidden = !text; notice.textContent = text || ''; }
+    function count() { return fmt(rows.size) + (rows.size === 1 ? ' row' : ' rows'); }
+    function setCell(td, v) {
+      td.textContent = v === null ? 'null' : v;
+      td.className = v === null ? 'null' : '';
+    }
+    function flash(e) {
+      e.classList.remove('fade'); e.classList.add('changed');
+      setTimeout(function () { e.classList.add('fade'); e.classList.remove('changed'); }, 600);
+    }
+    function start(m) {
+      handle = m.handle; columns = m.columns; rows = new Map(); upToDate = false;
+      table.setAttribute('data-handle', handle);
+      $('shape-handle').textContent = handle;
+      headRow.textContent = ''; tbody.textContent = '';
+      columns.forEach(function (c) {
+        var th = el('th', { scope: 'col' }, c);
+        if (m.key.indexOf(c) >= 0) th.setAttribute('data-key', 'true');
+        headRow.appendChild(th);
+      });
+      if (m.refetch) {
+        // A replaced shape lives on under its new handle: a reload shows that one.
+        history.replaceState(null, '', base + '/live-shapes/' + encodeURIComponent(handle));
+        warn('The shape was replaced (its table was truncated or altered, or the shape was dropped): it is reloading as ' + handle + '.');
+      }
+      say('Loading the snapshot…');
+    }
+    function apply(c) {
+      var tr = rows.get(c.key);
+      if (c.op === 'delete') {
+        if (tr) { tbody.removeChild(tr); rows.delete(c.key); }
+        return;
+      }
+      if (c.op === 'insert' && !tr) {
+        if (rows.size >= limit) return; // the server stops the stream before this
+        tr = el('tr', { 'data-key': c.key });
+        columns.forEach(function (col) { tr.appendChild(el('td', { 'data-col': col })); });
+        rows.set(c.key, tr); tbody.appendChild(tr);
+        if (upToDate) flash(tr);
+      }
+      if (!tr) return;
+      columns.forEach(function (col, i) {
+        if (!c.value || !Object.prototype.hasOwnProperty.call(c.value, col)) return;
+        var td = tr.children[i], v = c.value[col];
+        var was = td.className === 'null' ? null : td.textContent;
+        if (c.op === 'update' && was === v) return;
+        setCell(td, v);
+        if (c.op === 'update') flash(td);
+      });
+    }
+    hello = function () { return { op: 'hello', page: 'shape' }; };
+    onOpen = function () { send({ op: 'subscribe', handle: handle }); };
+    onMessage = function (m) {
+      if (m.type === 'shape') { clearTimeout(resubscribe); if (!m.refetch) warn(''); start(m); return; }
+      if (m.type === 'rows') {
+        m.changes.forEach(apply);
+        if (m.up_to_date) upToDate = true;
+        say(count() + (upToDate ? ' · up to date, following changes' : ' · loading…'));
+        return;
+      }
+      if (m.type === 'limit') {
+        say(count() + ' · stopped');
+        warn('This shape has more than ' + fmt(m.limit) + ' rows: the page shows the first ' + fmt(m.limit) + ' and no longer follows changes. Reload it to start again.');
+        return;
+      }
+      if (m.type === 'error') {
+        say(count() + ' · stopped');
+        warn(m.message + (m.retry ? ' Trying again in a few seconds…' : ''));
+        if (m.retry) resubscribe = setTimeout(function () { send({ op: 'subscribe', handle: handle }); }, 3000);
+      }
+    };
+    window.addEventListener('pagehide', function () { send({ op: 'unsubscribe' }); });
     connect();
   }
 })();
