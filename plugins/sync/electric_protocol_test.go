@@ -262,6 +262,10 @@ func TestElectricProtocol(t *testing.T) {
 	if mine.status != 200 || strings.Join(rowKeys(mine.msgs), ",") != `insert "1",insert "3",up-to-date` {
 		t.Fatalf("mine: %d %s", mine.status, mine.body)
 	}
+	// A shape made per user is never for a shared cache: one URL, each user's rows.
+	if cc := mine.header.Get("Cache-Control"); cc != "private, max-age=604800, stale-while-revalidate=2629746" {
+		t.Fatalf("a per-user shape's Cache-Control: %q", cc)
+	}
 	cols := shapeGet(t, base, "/shapes/any", query("offset", "-1", "where", "owner = $1", "params[1]", "bob", "columns", `id,"title"`), nil)
 	if cols.status != 200 || strings.Join(rowKeys(cols.msgs), ",") != `insert "2",up-to-date` || len(cols.msgs[0]["value"].(map[string]any)) != 2 ||
 		!strings.Contains(cols.header.Get("electric-schema"), `"title"`) || strings.Contains(cols.header.Get("electric-schema"), `"owner"`) {

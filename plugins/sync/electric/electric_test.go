@@ -108,3 +108,15 @@ func TestRespond(t *testing.T) {
 		t.Fatal("LastSeenLSN")
 	}
 }
+
+func TestPrivateCache(t *testing.T) {
+	for in, want := range map[string]string{
+		CacheInitial: "private, max-age=604800, stale-while-revalidate=2629746",
+		CacheLive:    "private, max-age=5, stale-while-revalidate=5",
+		CacheRefetch: "private, max-age=60, must-revalidate",
+	} {
+		if got := PrivateCache(in); got != want {
+			t.Errorf("PrivateCache(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

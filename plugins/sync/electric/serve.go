@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
@@ -52,10 +53,41 @@ func Serve(ctx context.Context, p Poller, q catalog.Querier, in syncapi.ShapeHTT
 			return err
 		}
 	}
+	if in.Private {
+		send = privately(send)
+	}
 	if !req.SSE || res.MustRefetch {
 		return sendResponse(send, Respond(req, res, schema, in.IfNoneMatch))
 	}
 	return serveSSE(ctx, p, req, res, send)
+}
+
+// privately makes the Cache-Control of the head send passes private: a shape made
+// for one user must never be answered to another from a shared cache.
+func privately(send func(syncapi.ShapeHTTPPart) error) func(syncapi.ShapeHTTPPart) error {
+	return func(p syncapi.ShapeHTTPPart) error {
+		if cc := p.Header["Cache-Control"]; len(cc) > 0 {
+			p.Header["Cache-Control"] = []string{PrivateCache(cc[0])}
+		}
+		return send(p)
+	}
+}
+
+// PrivateCache turns a public Cache-Control value into a private one: the same
+// lifetimes for the user's own browser, none for shared caches.
+func PrivateCache(cc string) string {
+	var parts []string
+	for _, d := range strings.Split(cc, ",") {
+		d = strings.TrimSpace(d)
+		switch {
+		case d == "public":
+			parts = append(parts, "private")
+		case strings.HasPrefix(d, "s-maxage="):
+		default:
+			parts = append(parts, d)
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // errorResponse is the response to an error of Poll that the client caused or

@@ -34,6 +34,11 @@ type ShapeHTTPRequest struct {
 	// shape it was given. Without ClientShape the request may not set them at all
 	// unless identical. replica may be chosen when Shape sets none.
 	ClientShape bool `json:"client_shape,omitempty"`
+	// Private marks a shape made for one user (its rows depend on who asks, while
+	// the URL does not): its responses say Cache-Control: private, so no shared
+	// cache (a CDN, a caching proxy) hands one user's rows to another. A shape that
+	// is the same for every caller leaves it false and is cached publicly.
+	Private bool `json:"private,omitempty"`
 }
 
 // ShapeHTTPPart is one value of a shape_http stream: the first carries Status and
@@ -52,14 +57,24 @@ type ShapeHTTPPart struct {
 // client goes). Query parameters where, params[n] and columns are refused unless
 // identical to spec's; use ServeClientShape to let them fill in what spec leaves
 // open.
+//
+// The shape is taken to be the caller's own: responses are Cache-Control:
+// private (see ShapeHTTPRequest.Private). ServePublicShape serves one that is the
+// same for everyone, cacheable by shared caches.
 func (m *Module) ServeShape(w http.ResponseWriter, r *http.Request, spec ShapeSpec) {
+	m.serveShape(w, r, ShapeHTTPRequest{Shape: spec, Private: true})
+}
+
+// ServePublicShape is ServeShape for a shape that is the same whoever asks:
+// shared caches may keep its responses and answer other users with them.
+func (m *Module) ServePublicShape(w http.ResponseWriter, r *http.Request, spec ShapeSpec) {
 	m.serveShape(w, r, ShapeHTTPRequest{Shape: spec})
 }
 
 // ServeClientShape is ServeShape with ShapeHTTPRequest.ClientShape: the request's
 // where, params[n] and columns fill in those spec leaves empty.
 func (m *Module) ServeClientShape(w http.ResponseWriter, r *http.Request, spec ShapeSpec) {
-	m.serveShape(w, r, ShapeHTTPRequest{Shape: spec, ClientShape: true})
+	m.serveShape(w, r, ShapeHTTPRequest{Shape: spec, ClientShape: true, Private: true})
 }
 
 func (m *Module) serveShape(w http.ResponseWriter, r *http.Request, req ShapeHTTPRequest) {

@@ -27,25 +27,31 @@ import (
 
 // Shape serves spec, a static shape: a request's where, params[n] and columns
 // are refused (400) unless identical to spec's.
+//
+// Its responses are public (shared caches may keep them): spec is the same for
+// every caller. For a shape made per user, use ShapeFunc.
 func Shape(kit *host.Kit, spec syncapi.ShapeSpec) fiber.Handler {
-	return ShapeFunc(kit, func(*fiber.Ctx) (syncapi.ShapeSpec, error) { return spec, nil })
+	return handler(kit, func(*fiber.Ctx) (syncapi.ShapeSpec, error) { return spec, nil }, false, false)
 }
 
 // ShapeFunc serves the shape fn returns for each request (one per signed-in
 // user, say). An error from fn that is a *fiber.Error answers with its code; any
 // other answers 400 with its message.
+//
+// Its responses are Cache-Control: private (syncapi.ShapeHTTPRequest.Private): the
+// URL is the same for every user, the rows are not.
 func ShapeFunc(kit *host.Kit, fn func(c *fiber.Ctx) (syncapi.ShapeSpec, error)) fiber.Handler {
-	return handler(kit, fn, false)
+	return handler(kit, fn, false, true)
 }
 
 // ClientShapeFunc is ShapeFunc with syncapi.ShapeHTTPRequest.ClientShape: the
 // request's where, params[n] and columns fill in those the returned spec leaves
 // empty (never changing those it sets).
 func ClientShapeFunc(kit *host.Kit, fn func(c *fiber.Ctx) (syncapi.ShapeSpec, error)) fiber.Handler {
-	return handler(kit, fn, true)
+	return handler(kit, fn, true, true)
 }
 
-func handler(kit *host.Kit, fn func(c *fiber.Ctx) (syncapi.ShapeSpec, error), clientShape bool) fiber.Handler {
+func handler(kit *host.Kit, fn func(c *fiber.Ctx) (syncapi.ShapeSpec, error), clientShape, private bool) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		spec, err := fn(c)
 		if err != nil {
@@ -55,7 +61,7 @@ func handler(kit *host.Kit, fn func(c *fiber.Ctx) (syncapi.ShapeSpec, error), cl
 			}
 			return c.Status(http.StatusBadRequest).JSON(fiber.Map{"message": err.Error()})
 		}
-		req := syncapi.ShapeHTTPRequest{Shape: spec, ClientShape: clientShape, Query: map[string][]string{},
+		req := syncapi.ShapeHTTPRequest{Shape: spec, ClientShape: clientShape, Private: private, Query: map[string][]string{},
 			IfNoneMatch: c.Get(fiber.HeaderIfNoneMatch)}
 		c.Context().QueryArgs().VisitAll(func(k, v []byte) {
 			req.Query[string(k)] = append(req.Query[string(k)], string(v))
