@@ -122,7 +122,7 @@ their admin is at <a href="/admin/fiberkit/">/admin/fiberkit/</a> (user admin).<
 }
 
 // liveLink is the home page's link to the sync-report example's live table of
-// todos while Sync's live setting is on, or how to turn it on.
+// notices while Sync's live setting is on, or how to turn it on.
 func liveLink(ctx context.Context, kit *host.Kit) string {
 	snap, err := kit.Settings().Snapshot(ctx, "sync")
 	if err != nil {
@@ -131,5 +131,5 @@ func liveLink(ctx context.Context, kit *host.Kit) string {
 	if v, ok := snap.Get("live"); !ok || v.Value != "true" {
 		return `<p>Turn on Sync's <em>Live sync</em> setting in the <a href="/admin/fiberkit/">admin</a> to follow a table live in a page.</p>`
 	}
-	return `<p>Live sync is on: <a href="/fiberkit/sync-report/todos">table todos, live</a> (the sync-report example; insert, update or delete rows of todos and watch).</p>`
+	return `<p>Live sync is on: <a href="/fiberkit/sync-report/notices">table notices, live</a> (the sync-report example; insert, update or delete rows of notices and watch).</p>`
 }

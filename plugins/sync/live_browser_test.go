@@ -186,33 +186,33 @@ func TestLiveShapeSocketStopsAtTheRowLimit(t *testing.T) {
 	}
 }
 
-// The sync-report example's /todos page, open in two tabs: both show the rows, and
+// The sync-report example's /notices page, open in two tabs: both show the rows, and
 // a row inserted in the database appears in both, as text.
-func TestTodosPageInTwoTabs(t *testing.T) {
+func TestNoticesPageInTwoTabs(t *testing.T) {
 	s := liveSite(t, siteOptions{report: true})
-	s.exec(t, `CREATE TABLE todos (id int PRIMARY KEY, title text NOT NULL, done boolean NOT NULL DEFAULT false);
-		INSERT INTO todos VALUES (1, 'milk', false)`)
+	s.exec(t, `CREATE TABLE notices (id int PRIMARY KEY, title text NOT NULL, done boolean NOT NULL DEFAULT false);
+		INSERT INTO notices VALUES (1, 'milk', false)`)
 	first, second := browserTabs(t)
 	for _, tab := range []context.Context{first, second} {
-		if err := chromedp.Run(tab, chromedp.Navigate(s.url+"/fiberkit/sync-report/todos"), chromedp.WaitReady(`#rows`, chromedp.ByQuery)); err != nil {
+		if err := chromedp.Run(tab, chromedp.Navigate(s.url+"/fiberkit/sync-report/notices"), chromedp.WaitReady(`#rows`, chromedp.ByQuery)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, tab := range []context.Context{first, second} {
 		waitJS(t, tab, "the snapshot", `document.getElementById('state').textContent === '1 row · live'`, 30*time.Second)
-		if got := strings.Join(pageRows(t, tab)[rowKey("todos", "1")], "|"); got != "1|milk|f" {
+		if got := strings.Join(pageRows(t, tab)[rowKey("notices", "1")], "|"); got != "1|milk|f" {
 			t.Fatalf("snapshot row: %q", got)
 		}
 	}
-	s.exec(t, `INSERT INTO todos VALUES (2, $1, true)`, hostileValue)
+	s.exec(t, `INSERT INTO notices VALUES (2, $1, true)`, hostileValue)
 	for _, tab := range []context.Context{first, second} {
-		waitJS(t, tab, "the inserted row", rowJS(rowKey("todos", "2"))+` === `+jsString("2|"+hostileValue+"|t"), 10*time.Second)
+		waitJS(t, tab, "the inserted row", rowJS(rowKey("notices", "2"))+` === `+jsString("2|"+hostileValue+"|t"), 10*time.Second)
 		if evalBool(t, tab, `document.querySelectorAll('#rows img, #rows [onerror]').length > 0`) {
 			t.Fatal("a todo's title became markup")
 		}
 	}
-	s.exec(t, `UPDATE todos SET done = true WHERE id = 1; DELETE FROM todos WHERE id = 2`)
+	s.exec(t, `UPDATE notices SET done = true WHERE id = 1; DELETE FROM notices WHERE id = 2`)
 	for _, tab := range []context.Context{first, second} {
-		waitJS(t, tab, "update and delete", rowJS(rowKey("todos", "1"))+` === '1|milk|t' && `+rowJS(rowKey("todos", "2"))+` === ''`, 10*time.Second)
+		waitJS(t, tab, "update and delete", rowJS(rowKey("notices", "1"))+` === '1|milk|t' && `+rowJS(rowKey("notices", "2"))+` === ''`, 10*time.Second)
 	}
 }

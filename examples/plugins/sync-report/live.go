@@ -1,18 +1,19 @@
 package main
 
-// A live table in a browser page (Phoenix.Sync's LiveView streams): GET /todos is a
-// page whose script opens the browser WebSocket /todos-live, which streams the
-// shape of table todos through the SDK and forwards its rows as they change.
+// A live table in a browser page (Phoenix.Sync's LiveView streams): GET /notices is a
+// page whose script opens the browser WebSocket /notices-live, which streams the
+// shape of table notices through the SDK and forwards its rows as they change.
 //
 // Try it: build the plugins (make plugins) and run the example host app
 // (go run ./examples/hostapp) with a PostgreSQL that has wal_level = logical (the
 // throwaway one it starts does); turn on Sync's Live sync setting on the admin's
-// Sync settings page; make a table todos with a primary key (the todo example
-// module makes one); open http://127.0.0.1:8080/fiberkit/sync-report/todos (the
-// host app's home page links it), then insert, update or delete rows in psql and
-// watch the page follow. It shows every row of todos to whoever can open it: a real
-// app puts its auth in front, or narrows the shape (Where: "owner = $1" with the
-// caller's user).
+// Sync settings page; make a table notices with a primary key (CREATE TABLE notices
+// (id int PRIMARY KEY, title text)); open
+// http://127.0.0.1:8080/fiberkit/sync-report/notices (the host app's home page links
+// it), then insert, update or delete rows in psql and watch the page follow. It
+// shows every row of notices to whoever can open it — a public board: data of one
+// user belongs in a shape narrowed to the caller (Where: "owner = $1" with
+// sdk.CallerFrom(ctx).User), as the todo example does.
 //
 // The socket's messages, all JSON:
 //
@@ -33,22 +34,22 @@ import (
 	"github.com/fiberkit/fiberkit/sdk"
 )
 
-// todosTable is the table the page shows: fixed, never taken from the request.
-const todosTable = "todos"
+// noticesTable is the table the page shows: fixed, never taken from the request.
+const noticesTable = "notices"
 
-// todosLimit bounds the rows a page holds.
-const todosLimit = 10000
+// noticesLimit bounds the rows a page holds.
+const noticesLimit = 10000
 
-// liveRoutes serves GET /todos and returns the /todos-live socket's handler.
+// liveRoutes serves GET /notices and returns the /notices-live socket's handler.
 func liveRoutes(mux *http.ServeMux, mod func() *syncapi.Module) sdk.WebSocketHandler {
-	mux.HandleFunc("GET /todos", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /notices", func(w http.ResponseWriter, r *http.Request) {
 		b := make([]byte, 16)
 		_, _ = rand.Read(b) // never fails (crypto/rand)
 		nonce := base64.RawStdEncoding.EncodeToString(b)
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("Content-Security-Policy", "default-src 'none'; connect-src 'self'; style-src 'nonce-"+nonce+"'; script-src 'nonce-"+nonce+"'")
-		_ = todosPage.Execute(w, map[string]any{"Nonce": nonce, "Table": todosTable, "Limit": todosLimit})
+		_ = noticesPage.Execute(w, map[string]any{"Nonce": nonce, "Table": noticesTable, "Limit": noticesLimit})
 	})
 	return func(ctx context.Context, c *sdk.Conn) error {
 		m := mod()
@@ -69,16 +70,16 @@ func liveRoutes(mux *http.ServeMux, mod func() *syncapi.Module) sdk.WebSocketHan
 				}
 			}
 		}()
-		if err := streamTodos(ctx, c, m); err != nil && ctx.Err() == nil {
+		if err := streamNotices(ctx, c, m); err != nil && ctx.Err() == nil {
 			_ = writeMsg(c, map[string]string{"type": "error", "message": err.Error()})
 		}
 		return nil
 	}
 }
 
-// streamTodos streams the todos shape to the page until ctx ends or it fails.
-func streamTodos(ctx context.Context, c *sdk.Conn, m *syncapi.Module) error {
-	st, err := m.Stream(ctx, syncapi.StreamRequest{Shape: syncapi.ShapeSpec{Table: todosTable}})
+// streamNotices streams the notices shape to the page until ctx ends or it fails.
+func streamNotices(ctx context.Context, c *sdk.Conn, m *syncapi.Module) error {
+	st, err := m.Stream(ctx, syncapi.StreamRequest{Shape: syncapi.ShapeSpec{Table: noticesTable}})
 	if err != nil {
 		return err
 	}
@@ -112,11 +113,11 @@ func streamTodos(ctx context.Context, c *sdk.Conn, m *syncapi.Module) error {
 		case h.Operation != "":
 			key := msg.Message.Key
 			if h.Operation == syncapi.OperationInsert && !held[key] {
-				if len(held) >= todosLimit {
+				if len(held) >= noticesLimit {
 					if err := flush(false); err != nil {
 						return err
 					}
-					if err := writeMsg(c, map[string]any{"type": "limit", "limit": todosLimit}); err != nil {
+					if err := writeMsg(c, map[string]any{"type": "limit", "limit": noticesLimit}); err != nil {
 						return err
 					}
 					<-ctx.Done() // the page keeps what it has
@@ -140,7 +141,7 @@ func streamTodos(ctx context.Context, c *sdk.Conn, m *syncapi.Module) error {
 
 // sendColumns tells the page the table's columns, in table order.
 func sendColumns(ctx context.Context, c *sdk.Conn, m *syncapi.Module) error {
-	s, err := m.GetSchema(ctx, todosTable)
+	s, err := m.GetSchema(ctx, noticesTable)
 	if err != nil {
 		return err
 	}
@@ -173,8 +174,8 @@ func writeMsg(c *sdk.Conn, v any) error {
 	return c.WriteText(string(b))
 }
 
-// todosPage renders the rows with textContent only: a value is never markup.
-var todosPage = template.Must(template.New("todos").Parse(`<!doctype html>
+// noticesPage renders the rows with textContent only: a value is never markup.
+var noticesPage = template.Must(template.New("notices").Parse(`<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -223,7 +224,7 @@ td.null { color: #888; font-style: italic; }
     });
   }
   function connect() {
-    var ws = new WebSocket(new URL('todos-live', location.href).href.replace(/^http/, 'ws'));
+    var ws = new WebSocket(new URL('notices-live', location.href).href.replace(/^http/, 'ws'));
     ws.onopen = function () { retry = 500; };
     ws.onmessage = function (ev) {
       var m = JSON.parse(ev.data);

@@ -1,8 +1,8 @@
 // Command sync-report is an example module that uses the Sync module through the
 // SDK: GET /tables lists this site's tables and row counts as Sync sees them,
 // GET /code makes a one-time code another site can pull with, the /watch and
-// /shape endpoints (watch.go) follow records live, and GET /todos (live.go) shows
-// table todos live in a browser page.
+// /shape endpoints (watch.go) follow records live, and GET /notices (live.go) shows
+// table notices live in a browser page.
 package main
 
 import (
@@ -40,7 +40,7 @@ func main() {
 	sdk.Serve(sdk.Module{
 		ID:         "sync-report",
 		HTTP:       mux,
-		WebSockets: map[string]sdk.WebSocketHandler{"/todos-live": liveRoutes(mux, mod.Load)}, // GET /todos too (live.go)
+		WebSockets: map[string]sdk.WebSocketHandler{"/notices-live": liveRoutes(mux, mod.Load)}, // GET /notices too (live.go)
 		Configure: func(ctx context.Context, env *sdk.Env) error {
 			m := syncapi.Via(env.Host)
 			mod.Store(m)
