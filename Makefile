@@ -30,6 +30,7 @@ bench: ## run the benchmarks (kit overhead, import, site-to-site sync against th
 	$(GO) run ./bench/importbench
 	$(GO) run ./bench/syncbench
 	$(GO) run ./bench/livebench
+	$(GO) run ./bench/shapebench
 
 lint: ## gofmt, go vet and staticcheck
 	test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))"
