@@ -66,6 +66,8 @@ type Engine struct {
 	store *shapelog.Store
 	hub   *hub
 
+	shapes shapeCache // checked definitions, for readers
+
 	capturing atomic.Bool
 	// snapshots bounds the snapshots taken at once: each holds two connections
 	// (its read and its write), and a pool shared by many at once would deadlock.

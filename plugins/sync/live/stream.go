@@ -3,7 +3,6 @@ package live
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -16,9 +15,11 @@ import (
 // readPage is how many log entries a reader fetches at a time.
 const readPage = 1000
 
-// recheck bounds how long a waiting reader goes without looking at its shape's
-// state, should a NOTIFY have been missed (a listening connection that dropped).
-const recheck = 5 * time.Second
+// recheck bounds how long a waiting stream goes without looking at its shape's
+// state, should a NOTIFY have been missed (the listening connection wakes every
+// reader when it reconnects, so this is only a backstop: each look costs two
+// queries per reader).
+const recheck = 30 * time.Second
 
 // InvalidError is a request that cannot be served as given (a bad shape or
 // offset); its message says why.
@@ -47,13 +48,13 @@ func (e *Engine) Stream(ctx context.Context, req syncapi.StreamRequest, send fun
 		}
 	}
 	for {
-		// Normalized afresh each time round: after an ALTER TABLE the shape is
+		// Normalized afresh after the shape went: after an ALTER TABLE it is
 		// another (a column more, say).
-		s, err := shape.Normalize(ctx, e.cfg.Pool, req.Shape)
-		var se *shape.Error
-		if errors.As(err, &se) {
-			return &InvalidError{Err: err}
+		normalize := e.normalize
+		if req.Handle != "" {
+			normalize = e.normalizeFresh
 		}
+		s, err := normalize(ctx, req.Shape)
 		if err != nil {
 			return err
 		}
@@ -280,11 +281,7 @@ type PollResult struct {
 // Poll answers one poll: the shape's entries after the offset, or — live and caught
 // up — those that arrive within Wait.
 func (e *Engine) Poll(ctx context.Context, req PollRequest) (PollResult, error) {
-	s, err := shape.Normalize(ctx, e.cfg.Pool, req.Shape)
-	var se *shape.Error
-	if errors.As(err, &se) {
-		return PollResult{}, &InvalidError{Err: err}
-	}
+	s, err := e.normalize(ctx, req.Shape)
 	if err != nil {
 		return PollResult{}, err
 	}
@@ -302,24 +299,33 @@ func (e *Engine) Poll(ctx context.Context, req PollRequest) (PollResult, error) 
 			return PollResult{}, &InvalidError{Err: err}
 		}
 	}
-	rec, err := e.ensure(ctx, s)
-	if err != nil {
-		return PollResult{}, err
-	}
-	res := PollResult{Handle: rec.Handle}
-	if req.Handle != "" && req.Handle != rec.Handle {
-		res.MustRefetch = true
-		return res, nil
-	}
-	// refetch answers a poll whose shape went while it was read: the shape made
-	// again, from its beginning.
+	// refetch answers a poll whose shape went (or whose handle is not this shape's):
+	// the shape, made again if need be, from its beginning.
 	refetch := func() (PollResult, error) {
-		again, err := e.ensure(ctx, s)
+		fresh, err := e.normalizeFresh(ctx, req.Shape)
+		if err != nil {
+			return PollResult{}, err
+		}
+		again, err := e.ensure(ctx, fresh)
 		if err != nil {
 			return PollResult{}, err
 		}
 		return PollResult{Handle: again.Handle, MustRefetch: true}, nil
 	}
+	var rec *shapelog.Record
+	if req.Handle != "" {
+		// A poll that resumes looks up its handle alone (the common case: one query),
+		// and it must be this shape's: a handle of another shape is refused.
+		if rec, err = e.store.Get(ctx, req.Handle); err != nil {
+			return PollResult{}, err
+		}
+		if rec == nil || rec.Hash != s.Hash || rec.State == shapelog.StateGone {
+			return refetch()
+		}
+	} else if rec, err = e.ensure(ctx, s); err != nil {
+		return PollResult{}, err
+	}
+	res := PollResult{Handle: rec.Handle}
 	defer e.hub.subscribe(rec.Handle)()
 	// The shape's snapshot may still be being taken: wait for it (bounded by ctx).
 	for rec.State == shapelog.StateCreating {
@@ -341,8 +347,19 @@ func (e *Engine) Poll(ctx context.Context, req PollRequest) (PollResult, error) 
 		after = rec.Last
 	}
 	deadline := time.Now().Add(req.Wait)
+	woken := false // the shape's state was last read before a wake-up
 	for {
 		wake := e.hub.wait(rec.Handle)
+		if woken {
+			// A wake-up is a change of the log, or the shape going (whose log is
+			// deleted with it): which one, the record says.
+			if gone, err := e.gone(ctx, rec.Handle); err != nil || gone {
+				if err != nil {
+					return res, err
+				}
+				return refetch()
+			}
+		}
 		entries, err := e.store.Read(ctx, rec.Handle, after, limit)
 		if err != nil {
 			return res, err
@@ -359,25 +376,22 @@ func (e *Engine) Poll(ctx context.Context, req PollRequest) (PollResult, error) 
 		if len(entries) == limit {
 			return res, nil // more to read: not up to date
 		}
-		if gone, err := e.gone(ctx, rec.Handle); err != nil || gone {
-			if err != nil {
-				return res, err
-			}
-			return refetch()
-		}
 		if len(entries) > 0 || !req.Live {
 			res.UpToDate = true
 			return res, nil
 		}
-		// Live and caught up: wait for the log to grow, up to the deadline.
+		// Live and caught up: wait for the log to grow (a NOTIFY wakes the hub),
+		// up to the deadline. No periodic look meanwhile: thousands of idle polls
+		// would cost queries for nothing.
 		left := time.Until(deadline)
 		if left <= 0 {
 			res.UpToDate = true
 			return res, nil
 		}
-		if err := e.waitWake(ctx, wake, min(left, recheck)); err != nil {
+		if err := e.waitWake(ctx, wake, left); err != nil {
 			return res, err
 		}
+		woken = true
 	}
 }
 
