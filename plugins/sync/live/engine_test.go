@@ -741,4 +741,11 @@ func TestPollPagesLongPollsAndRefetches(t *testing.T) {
 	if err != nil || len(again.Messages) != 6 || !again.UpToDate {
 		t.Fatalf("the new shape from its beginning: %d messages %+v %v", len(again.Messages), again.UpToDate, err)
 	}
+	// A handle is good only for its own shape: another shape's handle (someone
+	// else's rows) gets a must-refetch with this shape's handle, and none of its rows.
+	mine := syncapi.ShapeSpec{Table: "items", Where: "id = 6"}
+	other, err := e.Poll(ctx, PollRequest{Shape: mine, Handle: gone.Handle, Offset: syncapi.OffsetBeginning})
+	if err != nil || !other.MustRefetch || other.Handle == gone.Handle || len(other.Messages) != 0 {
+		t.Fatalf("a poll with another shape's handle: %+v %v", other, err)
+	}
 }
