@@ -106,13 +106,14 @@ func main() {
 	senderDB := flag.String("sender", "", "internal: run as the sender host for this database URL")
 	pluginBin := flag.String("plugin", "", "internal: the sender host's Sync plugin binary")
 	root := flag.String("root", "", "internal: the repository root")
+	walLevel := flag.String("wal-level", "replica", "the clusters' wal_level: PostgreSQL's default replica, or logical (a site running live sync)")
 	profiles := flag.String("cpuprofile", "", "write CPU profiles to this `dir`: the sender host's and its plugin's (host.pprof, plugin.pprof, over the whole run) and each pull's CLI (cli-<method>-<n>.pprof)")
 	flag.Parse()
 	var err error
 	if *senderDB != "" {
 		err = runSender(*senderDB, *pluginBin, *root, *profiles)
 	} else {
-		err = run(config{rows: *rows, reps: max(1, *reps), pkRows: *pkRows, linkMbit: *linkMbit, only: *only, profiles: *profiles})
+		err = run(config{rows: *rows, reps: max(1, *reps), pkRows: *pkRows, linkMbit: *linkMbit, only: *only, profiles: *profiles, walLevel: *walLevel})
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "syncbench:", err)
@@ -125,6 +126,7 @@ type config struct {
 	linkMbit           float64
 	only               string
 	profiles           string // a directory for CPU profiles ("": none)
+	walLevel           string // the clusters' wal_level
 }
 
 // The processes reported.
@@ -218,7 +220,12 @@ func run(cfg config) error {
 		wg           sync.WaitGroup
 		errs         = make([]error, 4)
 		srvA, srvB   *devpg.Server
-		pgSettings   = map[string]string{"autovacuum": "off"}
+		// PostgreSQL's default wal_level (replica), not devpg's logical: a pull does
+		// not need logical decoding, and at wal_level=logical every transaction's
+		// catalog changes (overwrite's per-batch temp tables) carry decoding
+		// information the pipe's single COPY does not pay for. -wal-level logical
+		// measures a site that runs live sync.
+		pgSettings   = map[string]string{"autovacuum": "off", "wal_level": cfg.walLevel}
 		startCluster = func(dst **devpg.Server, i int) {
 			defer wg.Done()
 			*dst, errs[i] = devpg.Start(ctx, devpg.Options{Settings: pgSettings})
