@@ -342,11 +342,17 @@ func TestStreamResumesByOffsetAfterThePluginIsKilled(t *testing.T) {
 func TestReplicasShareCaptureAndSurviveTheCapturerKilled(t *testing.T) {
 	a := startSite(t, siteOptions{})
 	b := startSite(t, siteOptions{db: a.db})
-	b.liveOffAtEnd(t) // a is closed before the end
+	// The setting is the site's: both replicas turn live sync on, one captures.
 	a.setLive(t, true)
-	a.waitLive(t, true)
-	b.setLive(t, true)
-	b.waitLive(t, false)
+	capturing := func(s *site) bool {
+		var st syncapi.LiveStatus
+		return s.call(t, syncapi.OpLiveStatus, struct{}{}, &st) == nil && st.Capturing
+	}
+	testsupport.Eventually(t, "one replica capturing", func() bool { return capturing(a) != capturing(b) })
+	if capturing(b) {
+		a, b = b, a // a captures, b does not
+	}
+	b.liveOffAtEnd(t) // a is closed before the end
 	a.exec(t, `CREATE TABLE items (id int PRIMARY KEY, v text)`)
 	k := b.stream(t, syncapi.StreamRequest{Shape: syncapi.ShapeSpec{Table: "items"}})
 	if _, err := k.until(t, isUpToDate); err != nil {
