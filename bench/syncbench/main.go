@@ -217,9 +217,9 @@ func run(cfg config) error {
 	setup := time.Now()
 	fmt.Printf("building the plugin and the CLI, starting two PostgreSQL clusters (%s, psql %s)…\n", pgBin, psql)
 	var (
-		wg           sync.WaitGroup
-		errs         = make([]error, 4)
-		srvA, srvB   *devpg.Server
+		wg         sync.WaitGroup
+		errs       = make([]error, 4)
+		srvA, srvB *devpg.Server
 		// PostgreSQL's default wal_level (replica), not devpg's logical: a pull does
 		// not need logical decoding, and at wal_level=logical every transaction's
 		// catalog changes (overwrite's per-batch temp tables) carry decoding
