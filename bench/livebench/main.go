@@ -29,7 +29,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fiberkit/fiberkit/bench/internal/measure"
-	"github.com/fiberkit/fiberkit/host/devpg"
 	"github.com/fiberkit/fiberkit/plugins/sync/live"
 	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
 )
@@ -153,14 +152,7 @@ func run(nShapes, latencyN, nChanges, nIdle int) error {
 // writer flushes it (every wal_writer_delay, 200 ms), which is all a change would
 // wait for.
 func server(ctx context.Context) (string, func(), error) {
-	if u := os.Getenv("DATABASE_URL"); u != "" {
-		return u, func() {}, nil
-	}
-	srv, err := devpg.Start(ctx, devpg.Options{Settings: map[string]string{"synchronous_commit": "on"}})
-	if err != nil {
-		return "", nil, err
-	}
-	return srv.URL("postgres"), func() { _ = srv.Stop() }, nil
+	return measure.ServerWith(ctx, map[string]string{"synchronous_commit": "on"})
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

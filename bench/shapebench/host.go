@@ -20,6 +20,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/fiberkit/fiberkit/bench/internal/measure"
 	"github.com/fiberkit/fiberkit/host"
 	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
 	"github.com/fiberkit/fiberkit/plugins/sync/syncweb"
@@ -143,37 +144,15 @@ func runHost(dbURL, pluginBin, root, profiles, extraEnv string) error {
 		}()
 		pluginEnv = append(pluginEnv, sdk.CPUProfileEnv+"="+filepath.Join(profiles, "plugin.pprof"))
 	}
-	dir, err := os.MkdirTemp("", "shapebench-host-")
+	kit, stopKit, err := measure.SyncHost(ctx, root, pluginBin, dbURL, "      live: true\n", pluginEnv, logger())
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	manifest, err := os.ReadFile(filepath.Join(root, "module.yaml"))
-	if err != nil {
-		return err
-	}
-	m := strings.Replace(string(manifest), "executable: bin/fiberkit-sync", "executable: "+pluginBin, 1)
-	if m == string(manifest) {
-		return fmt.Errorf("module.yaml names no executable bin/fiberkit-sync")
-	}
-	mpath := filepath.Join(dir, "module.yaml")
-	cfg := filepath.Join(dir, "fiberkit.yaml")
-	if err := os.WriteFile(mpath, []byte(m), 0o644); err != nil {
-		return err
-	}
-	if err := os.WriteFile(cfg, []byte("modules:\n  sync:\n    enabled: true\n    settings:\n      live: true\n"), 0o644); err != nil {
-		return err
-	}
+	defer stopKit()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	kit, err := host.New(ctx, host.Config{DatabaseURL: dbURL, ConfigFile: cfg, Manifests: []string{mpath}, InsecureDevAdmin: true,
-		PluginEnv: pluginEnv, Logger: logger()})
-	if err != nil {
-		return err
-	}
-	defer kit.Close()
 	app := fiber.New(host.FiberConfig())
 	kit.Mount(app)
 	app.Get("/shape", syncweb.Shape(kit, syncapi.ShapeSpec{Table: "events"}))

@@ -57,7 +57,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fiberkit/fiberkit/bench/internal/measure"
-	"github.com/fiberkit/fiberkit/host/devpg"
 )
 
 func main() {
@@ -510,14 +509,7 @@ func upToDate(shapeURL string) (handle, offset string, err error) {
 // devpg turns it off for speed, and then the walsender sees a commit only when the
 // WAL writer flushes it (every 200 ms), which is all a change would wait for.
 func server(ctx context.Context) (string, func(), error) {
-	if u := os.Getenv("DATABASE_URL"); u != "" {
-		return u, func() {}, nil
-	}
-	srv, err := devpg.Start(ctx, devpg.Options{Settings: map[string]string{"synchronous_commit": "on"}})
-	if err != nil {
-		return "", nil, err
-	}
-	return srv.URL("postgres"), func() { _ = srv.Stop() }, nil
+	return measure.ServerWith(ctx, map[string]string{"synchronous_commit": "on"})
 }
 
 func repoRoot() (string, error) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/fiberkit/fiberkit/bench/internal/measure"
 	"github.com/fiberkit/fiberkit/host"
 	"github.com/fiberkit/fiberkit/sdk"
 )
@@ -112,37 +113,16 @@ func runSender(dbURL, pluginBin, root, profiles string) error {
 		}()
 		pluginEnv = []string{sdk.CPUProfileEnv + "=" + filepath.Join(profiles, "plugin.pprof")}
 	}
-	dir, err := os.MkdirTemp("", "syncbench-sender-")
+	kit, stopKit, err := measure.SyncHost(ctx, root, pluginBin, dbURL, "      incoming_mode: auto_accept\n", pluginEnv,
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	manifest, err := os.ReadFile(filepath.Join(root, "module.yaml"))
-	if err != nil {
-		return err
-	}
-	m := strings.Replace(string(manifest), "executable: bin/fiberkit-sync", "executable: "+pluginBin, 1)
-	if m == string(manifest) {
-		return fmt.Errorf("module.yaml names no executable bin/fiberkit-sync")
-	}
-	mpath := filepath.Join(dir, "module.yaml")
-	cfg := filepath.Join(dir, "fiberkit.yaml")
-	if err := os.WriteFile(mpath, []byte(m), 0o644); err != nil {
-		return err
-	}
-	if err := os.WriteFile(cfg, []byte("modules:\n  sync:\n    enabled: true\n    settings:\n      incoming_mode: auto_accept\n"), 0o644); err != nil {
-		return err
-	}
+	defer stopKit()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	kit, err := host.New(ctx, host.Config{DatabaseURL: dbURL, ConfigFile: cfg, Manifests: []string{mpath}, InsecureDevAdmin: true,
-		PluginEnv: pluginEnv, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		return err
-	}
-	defer kit.Close()
 	app := fiber.New(host.FiberConfig())
 	kit.Mount(app)
 	go func() { _ = app.Listener(ln) }()

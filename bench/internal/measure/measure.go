@@ -104,14 +104,7 @@ func Round(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
 // Server returns the URL of a database to create benchmark databases from: the
 // server in DATABASE_URL, or a throwaway cluster that stop removes.
 func Server(ctx context.Context) (adminURL string, stop func(), err error) {
-	if u := os.Getenv("DATABASE_URL"); u != "" {
-		return u, func() {}, nil
-	}
-	srv, err := devpg.Start(ctx, devpg.Options{})
-	if err != nil {
-		return "", nil, err
-	}
-	return srv.URL("postgres"), func() { _ = srv.Stop() }, nil
+	return ServerWith(ctx, nil)
 }
 
 // NewName returns a database name unique to this run.
