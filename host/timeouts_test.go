@@ -16,6 +16,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/fiberkit/fiberkit/host"
+	"github.com/fiberkit/fiberkit/internal/testsupport"
 )
 
 // FiberConfig sets a read timeout (request heads) and an idle timeout (keep-alive),
@@ -47,13 +48,7 @@ func serveOn(t *testing.T, s *site, cfg fiber.Config) string {
 	t.Helper()
 	app := fiber.New(cfg)
 	s.kit.Mount(app)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = app.Listener(ln) }()
-	t.Cleanup(func() { _ = app.ShutdownWithTimeout(5 * time.Second) })
-	return "http://" + ln.Addr().String()
+	return testsupport.Serve(t, app)
 }
 
 // closedWithin reports how long the server took to close conn, failing the test if

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -91,13 +90,7 @@ func shapeApp(t *testing.T, s *site, more ...func(*fiber.App)) string {
 	for _, m := range more {
 		m(app)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = app.Listener(ln) }()
-	t.Cleanup(func() { _ = app.ShutdownWithTimeout(5 * time.Second) })
-	return "http://" + ln.Addr().String()
+	return testsupport.Serve(t, app)
 }
 
 // shapeGet is one request of Electric's HTTP API.

@@ -19,6 +19,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/fiberkit/fiberkit/host"
+	"github.com/fiberkit/fiberkit/internal/testsupport"
 	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
 	"github.com/fiberkit/fiberkit/plugins/sync/syncweb"
 )
@@ -137,13 +138,7 @@ func startShapeOrigin(t *testing.T, kit *host.Kit, spec syncapi.ShapeSpec) (*cou
 		o.mu.Unlock()
 		return c.Next()
 	}, syncweb.Shape(kit, spec))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = app.Listener(ln) }()
-	t.Cleanup(func() { _ = app.ShutdownWithTimeout(5 * time.Second) })
-	return o, "http://" + ln.Addr().String()
+	return o, testsupport.Serve(t, app)
 }
 
 // cacheGet is one request of Electric's protocol; it returns the status, the

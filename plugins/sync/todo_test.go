@@ -2,7 +2,6 @@ package main_test
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -29,13 +28,7 @@ func demoApp(t *testing.T, kit *host.Kit) string {
 		return c.Next()
 	})
 	kit.Mount(app)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = app.Listener(ln) }()
-	t.Cleanup(func() { _ = app.ShutdownWithTimeout(5 * time.Second) })
-	return "http://" + ln.Addr().String()
+	return testsupport.Serve(t, app)
 }
 
 // waitText waits up to 20 s for the text of sel in tab to contain want.
