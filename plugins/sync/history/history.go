@@ -52,10 +52,10 @@ func insert(ctx context.Context, q interface {
 	if t.PullID != "" {
 		pullID = &t.PullID
 	}
-	err := q.QueryRow(ctx, `INSERT INTO fiberkit_sync_transfers (direction, peer, table_name, strategy, requested, rows, created, updated, skipped, failed, bytes, duration_ms, status, error, started_by, pull_id, last_key)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16::uuid, $17) RETURNING id`,
+	err := q.QueryRow(ctx, `INSERT INTO fiberkit_sync_transfers (direction, peer, table_name, strategy, requested, rows, created, updated, skipped, failed, bytes, duration_ms, status, error, started_by, pull_id, last_key, masks, lag_bytes, lag_ms)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16::uuid, $17, $18, $19, $20) RETURNING id`,
 		t.Direction, t.Peer, t.Table, t.Strategy, t.Requested, t.Rows, t.Created, t.Updated, t.Skipped, t.Failed, t.Bytes, t.Duration.Milliseconds(), t.Status, t.Error, t.StartedBy,
-		pullID, t.LastKey).Scan(&id)
+		pullID, t.LastKey, masksArg(t.Masks), t.LagBytes, int64(t.LagSeconds*1000)).Scan(&id)
 	return id, err
 }
 
@@ -86,7 +86,7 @@ func (l *Log) Find(ctx context.Context, f Filter, limit int) ([]Transfer, error)
 // query returns the entries the SQL after FROM (where, order, limit) selects.
 func (l *Log) query(ctx context.Context, where string, args ...any) ([]Transfer, error) {
 	rows, err := l.pool.Query(ctx, `SELECT id, at, direction, peer, table_name, strategy, requested, rows, created, updated, skipped, failed, bytes,
-			duration_ms, status, error, started_by, coalesce(pull_id::text, ''), last_key
+			duration_ms, status, error, started_by, coalesce(pull_id::text, ''), last_key, masks, lag_bytes, lag_ms
 		FROM fiberkit_sync_transfers `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("history: %w", err)
@@ -95,18 +95,38 @@ func (l *Log) query(ctx context.Context, where string, args ...any) ([]Transfer,
 	var out []Transfer
 	for rows.Next() {
 		var t Transfer
-		var ms int64
+		var ms, lagMs int64
 		if err := rows.Scan(&t.ID, &t.At, &t.Direction, &t.Peer, &t.Table, &t.Strategy, &t.Requested, &t.Rows, &t.Created, &t.Updated, &t.Skipped, &t.Failed, &t.Bytes,
-			&ms, &t.Status, &t.Error, &t.StartedBy, &t.PullID, &t.LastKey); err != nil {
+			&ms, &t.Status, &t.Error, &t.StartedBy, &t.PullID, &t.LastKey, &t.Masks, &t.LagBytes, &lagMs); err != nil {
 			return nil, fmt.Errorf("history: %w", err)
 		}
 		t.Duration = time.Duration(ms) * time.Millisecond
+		t.LagSeconds = float64(lagMs) / 1000
 		out = append(out, t)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("history: %w", err)
 	}
 	return out, nil
+}
+
+// masksArg stores no masks as an empty array (the column is NOT NULL).
+func masksArg(m []string) []string {
+	if m == nil {
+		return []string{}
+	}
+	return m
+}
+
+// UpdateFollow records a follow's progress on its entry id: the rows (changes)
+// applied or sent so far, how long it has run, and its lag.
+func (l *Log) UpdateFollow(ctx context.Context, id int64, t Transfer) error {
+	if _, err := l.pool.Exec(ctx, `UPDATE fiberkit_sync_transfers SET rows = $2, created = $3, updated = $4, skipped = $5, bytes = $6,
+			duration_ms = $7, status = $8, error = $9, lag_bytes = $10, lag_ms = $11 WHERE id = $1`,
+		id, t.Rows, t.Created, t.Updated, t.Skipped, t.Bytes, t.Duration.Milliseconds(), t.Status, t.Error, t.LagBytes, int64(t.LagSeconds*1000)); err != nil {
+		return fmt.Errorf("history: update follow %d: %w", id, err)
+	}
+	return nil
 }
 
 func sinceArg(t time.Time) any {

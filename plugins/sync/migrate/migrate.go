@@ -183,10 +183,44 @@ CREATE TABLE fiberkit_sync_shape_log (
 	PRIMARY KEY (handle, lsn, op)
 );`
 
+// v6: what a send masked (masks) and a follow's lag in the history; a receiving
+// site's follows (the last sender transaction applied, committed with it) and a
+// sending site's followers (the position each acknowledged).
+const v6 = `
+ALTER TABLE fiberkit_sync_transfers ADD COLUMN masks text[] NOT NULL DEFAULT '{}';
+ALTER TABLE fiberkit_sync_transfers ADD COLUMN lag_bytes bigint NOT NULL DEFAULT 0;
+ALTER TABLE fiberkit_sync_transfers ADD COLUMN lag_ms bigint NOT NULL DEFAULT 0;
+CREATE TABLE fiberkit_sync_follows (
+	id           text PRIMARY KEY,
+	peer         text NOT NULL,
+	tables       text[] NOT NULL,
+	target_schema text NOT NULL DEFAULT 'public',
+	strategy     text NOT NULL,
+	state        text NOT NULL DEFAULT 'copying',
+	error        text NOT NULL DEFAULT '',
+	lsn          pg_lsn NOT NULL DEFAULT '0/0',
+	commit_at    timestamptz,
+	sender_lsn   pg_lsn NOT NULL DEFAULT '0/0',
+	txns         bigint NOT NULL DEFAULT 0,
+	changes      bigint NOT NULL DEFAULT 0,
+	conflicts    bigint NOT NULL DEFAULT 0,
+	history_id   bigint,
+	updated_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE fiberkit_sync_followers (
+	connection_id uuid PRIMARY KEY REFERENCES fiberkit_sync_connections(id) ON DELETE CASCADE,
+	slot          text NOT NULL,
+	tables        text[] NOT NULL,
+	acked_lsn     pg_lsn NOT NULL DEFAULT '0/0',
+	acked_at      timestamptz,
+	history_id    bigint,
+	started_at    timestamptz NOT NULL DEFAULT now()
+);`
+
 // list is Sync's schema versions in order: Steps[v] is version v. Never edit a
 // version that has shipped: append one, as plain DDL.
 func list() pgmigrate.List {
-	return pgmigrate.List{Table: "fiberkit_sync_migrations", Steps: []string{1: v1, 2: v2, 3: v3, 4: v4, 5: v5}}
+	return pgmigrate.List{Table: "fiberkit_sync_migrations", Steps: []string{1: v1, 2: v2, 3: v3, 4: v4, 5: v5, 6: v6}}
 }
 
 // Latest is the highest schema version this binary knows.

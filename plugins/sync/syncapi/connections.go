@@ -20,6 +20,16 @@ type Limits struct {
 	// AllowedHours lists the UTC hours (0–23) requests are accepted in.
 	AllowedHours      []int `json:"allowed_hours,omitempty"`
 	RequestsPerMinute int   `json:"requests_per_minute,omitempty"`
+	// Masks replace columns' values before they leave this site for this
+	// connection (on top of the site's default rules; a rule here wins for its column).
+	Masks []MaskRule `json:"masks,omitempty"`
+	// Follow lets the connection keep following its tables after a pull: the
+	// sender streams their changes until the receiver stops, or the connection is
+	// suspended, revoked or expires.
+	Follow bool `json:"follow,omitempty"`
+	// FollowChangesPerSecond caps the row changes a follow is sent per second
+	// (0: no cap); a faster sender is slowed, never skipped.
+	FollowChangesPerSecond int `json:"follow_changes_per_second,omitempty"`
 }
 
 // Connection is a permanent connection as the sending side records it.
@@ -49,7 +59,7 @@ func (l Limits) Validate() error {
 			return fmt.Errorf("allowed_hours: %d is not an hour (0–23)", h)
 		}
 	}
-	if l.MaxDownloads < 0 || l.MaxRecords < 0 || l.MaxRecordsRequest < 0 || l.RequestsPerMinute < 0 {
+	if l.MaxDownloads < 0 || l.MaxRecords < 0 || l.MaxRecordsRequest < 0 || l.RequestsPerMinute < 0 || l.FollowChangesPerSecond < 0 {
 		return errors.New("limits must not be negative")
 	}
 	return nil

@@ -8,7 +8,7 @@ import (
 type Transfer struct {
 	ID        int64     `json:"id"`
 	At        time.Time `json:"at"`
-	Direction string    `json:"direction"` // send | receive
+	Direction string    `json:"direction"` // send | receive | follow | follower
 	Peer      string    `json:"peer"`      // the other site's address or URL
 	Table     string    `json:"table"`
 	Strategy  string    `json:"strategy,omitempty"`
@@ -33,6 +33,12 @@ type Transfer struct {
 	// LastKey is the key of the last row applied, as far as it is known: resume
 	// after it (a running or interrupted pull's is updated as batches land).
 	LastKey []string `json:"last_key,omitempty"`
+	// Masks lists the masked columns of a send ("email: fake email"), as applied.
+	Masks []string `json:"masks,omitempty"`
+	// LagBytes and LagSeconds are a follow's lag when the entry was last updated
+	// (direction follow on the receiver, follower on the sender).
+	LagBytes   int64   `json:"lag_bytes,omitempty"`
+	LagSeconds float64 `json:"lag_seconds,omitempty"`
 }
 
 // HistoryFilter selects history entries; empty fields match everything.

@@ -491,9 +491,12 @@ type ErrorPayload struct {
 
 // Start is the stream:start payload: send table's rows after AfterKey in batches.
 type Start struct {
-	Stream    uint32   `json:"stream"`
-	Table     string   `json:"table"`
-	AfterKey  []string `json:"after_key,omitempty"`
+	Stream   uint32   `json:"stream"`
+	Table    string   `json:"table"`
+	AfterKey []string `json:"after_key,omitempty"`
+	// UntilKey, when set, ends the stream after the row with this key (inclusive):
+	// one range of a split table (RangesRequest), AfterKey its start.
+	UntilKey  []string `json:"until_key,omitempty"`
 	BatchRows int      `json:"batch_rows"`
 	// Compression is CompressionZstd, CompressionAuto or "" (none).
 	Compression string `json:"compression,omitempty"`
@@ -510,7 +513,10 @@ func (s Start) Validate() error {
 	if err := ValidTableName(s.Table); err != nil {
 		return err
 	}
-	return validKey(s.AfterKey)
+	if err := validKey(s.AfterKey); err != nil {
+		return err
+	}
+	return validKey(s.UntilKey)
 }
 
 // Ack is the stream:ack payload: batches up to Seq are applied; Credit more may come.
