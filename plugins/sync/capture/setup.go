@@ -82,6 +82,24 @@ func checkName(name string) error {
 // idempotent: an existing slot is kept (with its position), an existing publication
 // gets its table list replaced.
 func Setup(ctx context.Context, db DB, name string, tables []catalog.Ident) error {
+	if err := Publish(ctx, db, name, tables); err != nil {
+		return err
+	}
+	var exists bool
+	if err := db.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)", name).Scan(&exists); err != nil {
+		return fmt.Errorf("capture: look up slot %s: %w", name, err)
+	}
+	if !exists {
+		if _, err := db.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", name); err != nil && !isCode(err, "42710") {
+			return fmt.Errorf("capture: create replication slot %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// Publish creates, or brings up to date, the publication called name over exactly
+// the given tables (Setup without the slot).
+func Publish(ctx context.Context, db DB, name string, tables []catalog.Ident) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
@@ -109,14 +127,6 @@ func Setup(ctx context.Context, db DB, name string, tables []catalog.Ident) erro
 	for _, s := range stmts {
 		if _, err := db.Exec(ctx, s); err != nil && !isCode(err, "42710") {
 			return fmt.Errorf("capture: %s: %w", s, err)
-		}
-	}
-	if err := db.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)", name).Scan(&exists); err != nil {
-		return fmt.Errorf("capture: look up slot %s: %w", name, err)
-	}
-	if !exists {
-		if _, err := db.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", name); err != nil && !isCode(err, "42710") {
-			return fmt.Errorf("capture: create replication slot %s: %w", name, err)
 		}
 	}
 	return nil
@@ -164,3 +174,5 @@ func isCode(err error, code string) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == code
 }
+
+func isNoRows(err error) bool { return errors.Is(err, pgx.ErrNoRows) }

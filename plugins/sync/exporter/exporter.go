@@ -25,6 +25,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 
@@ -122,6 +123,23 @@ func (s *Snapshot) Count(ctx context.Context, sch *catalog.Schema) (n int64, err
 // Begin opens a snapshot. The snapshot is taken before Begin returns: rows committed
 // afterwards are not seen.
 func Begin(ctx context.Context, pool *pgxpool.Pool) (*Snapshot, error) {
+	return begin(ctx, pool, "")
+}
+
+// BeginAt opens a snapshot that imports the exported snapshot named id (one a
+// replication slot exported at its start: capture.CreateSlotWithSnapshot), so the
+// rows read are exactly those committed before the slot's changes begin.
+func BeginAt(ctx context.Context, pool *pgxpool.Pool, id string) (*Snapshot, error) {
+	if !snapshotID.MatchString(id) {
+		return nil, fmt.Errorf("export: %q is not a snapshot name", id)
+	}
+	return begin(ctx, pool, id)
+}
+
+// snapshotID is what pg_export_snapshot names look like ("00000003-0000001B-1").
+var snapshotID = regexp.MustCompile(`^[0-9A-F]+(-[0-9A-F]+)+$`)
+
+func begin(ctx context.Context, pool *pgxpool.Pool, id string) (*Snapshot, error) {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("export: acquire connection: %w", err)
@@ -130,6 +148,14 @@ func Begin(ctx context.Context, pool *pgxpool.Pool) (*Snapshot, error) {
 	if err != nil {
 		conn.Release()
 		return nil, fmt.Errorf("export: begin snapshot: %w", err)
+	}
+	if id != "" {
+		// Must be the transaction's first statement; id is checked above.
+		if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+id+"'"); err != nil {
+			_ = tx.Rollback(ctx)
+			conn.Release()
+			return nil, fmt.Errorf("export: import snapshot %s: %w", id, err)
+		}
 	}
 	// Literals in COPY queries are quoted for standard_conforming_strings = on.
 	if _, err := tx.Exec(ctx, exportSettings); err != nil {
