@@ -144,7 +144,7 @@ func syncTable(ctx context.Context, src, dst *pgxpool.Pool, sch *catalog.Schema,
 		return "", err
 	}
 	defer snap.Close(ctx)
-	ts, err := snap.Stream(ctx, sch, nil, true)
+	ts, err := snap.Stream(ctx, sch, nil, nil, true)
 	if err != nil {
 		return "", err
 	}

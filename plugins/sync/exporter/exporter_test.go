@@ -34,7 +34,7 @@ func newDB(t *testing.T) (*pgxpool.Pool, string) {
 func readAll(t *testing.T, snap *exporter.Snapshot, pool *pgxpool.Pool, sch *catalog.Schema, after []string, o exporter.StreamOptions, binary bool) ([]exporter.Batch, error) {
 	t.Helper()
 	ctx := context.Background()
-	ts, err := snap.Stream(ctx, sch, after, binary)
+	ts, err := snap.Stream(ctx, sch, after, nil, binary)
 	if err != nil {
 		return nil, err
 	}
@@ -265,7 +265,7 @@ func TestNoKeyResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer snap2.Close(ctx)
-	if _, err := snap2.Stream(ctx, sch, batches[1].LastKey, false); !errors.Is(err, exporter.ErrNoResume) {
+	if _, err := snap2.Stream(ctx, sch, batches[1].LastKey, nil, false); !errors.Is(err, exporter.ErrNoResume) {
 		t.Errorf("resume from another snapshot: %v, want ErrNoResume", err)
 	}
 	if all, err := readAll(t, snap2, a, sch, nil, exporter.StreamOptions{BatchRows: 3}, false); err != nil || countRows(all) != 10 {
@@ -286,7 +286,7 @@ func TestSecretTableRefused(t *testing.T) {
 	defer snap.Close(ctx)
 	sch := &catalog.Schema{Schema: "public", Name: "fiberkit_csrf", PrimaryKey: []string{"key"},
 		Columns: []catalog.Column{{Name: "key", Type: "text"}, {Name: "value", Type: "bytea", Nullable: true}}}
-	if _, err := snap.Stream(ctx, sch, nil, false); !errors.Is(err, catalog.ErrUnknownTable) {
+	if _, err := snap.Stream(ctx, sch, nil, nil, false); !errors.Is(err, catalog.ErrUnknownTable) {
 		t.Errorf("Stream: %v", err)
 	}
 	if _, err := snap.Records(ctx, sch, 0, 10); !errors.Is(err, catalog.ErrUnknownTable) {

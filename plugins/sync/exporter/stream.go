@@ -46,11 +46,12 @@ type StreamOptions struct {
 	Size func(ctx context.Context, want int) (int, error)
 }
 
-// Stream prepares a read of sch's rows after the key after (nil: from the start),
+// Stream prepares a read of sch's rows after the key after (nil: from the start)
+// up to and including the key until (nil: to the end; one range of Ranges),
 // those of the tables LeaveOut names left out, as COPY text lines or, with binary,
 // COPY binary tuples (without the format's header and trailer). Like the snapshot's
 // other methods it must not run concurrently with them; Run may.
-func (s *Snapshot) Stream(ctx context.Context, sch *catalog.Schema, after []string, binary bool) (*TableStream, error) {
+func (s *Snapshot) Stream(ctx context.Context, sch *catalog.Schema, after, until []string, binary bool) (*TableStream, error) {
 	if catalog.IsSecretTable(sch.Name) {
 		return nil, fmt.Errorf("export: %w: %q", catalog.ErrUnknownTable, sch.Name)
 	}
@@ -68,7 +69,11 @@ func (s *Snapshot) Stream(ctx context.Context, sch *catalog.Schema, after []stri
 	if err != nil {
 		return nil, err
 	}
-	where = addCond(where, s.leftOutCond(table, "src.tableoid"))
+	upTo, err := untilCond(sch, until)
+	if err != nil {
+		return nil, err
+	}
+	where = addCond(addCond(where, upTo), s.leftOutCond(table, "src.tableoid"))
 	keyText := make([]string, len(exprs))
 	order := make([]string, len(exprs))
 	for i, e := range exprs {

@@ -72,7 +72,7 @@ func transferAs(t *testing.T, a, b *site, table string, strategy importer.Strate
 			t.Fatal(err)
 		}
 	}
-	ts, err := snap.Stream(ctx, sch, nil, binary)
+	ts, err := snap.Stream(ctx, sch, nil, nil, binary)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -427,7 +427,7 @@ func TestSnapshotIsConsistentAcrossTablesAndWrites(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ts, err := snap.Stream(ctx, sch, nil, false)
+		ts, err := snap.Stream(ctx, sch, nil, nil, false)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -51,6 +51,7 @@ func New(log *slog.Logger, current site.Current, receiverIdle time.Duration) *Se
 			wire.RequestSchema:       payload((*peer).schemaRequest),
 			wire.RequestCount:        payload((*peer).count),
 			wire.RequestRecords:      payload((*peer).records),
+			wire.RequestRanges:       payload((*peer).ranges),
 			wire.StreamStart:         payload((*peer).startStream),
 			wire.StreamAck:           payload((*peer).ack),
 			wire.StreamCancel:        payload((*peer).cancelStream),

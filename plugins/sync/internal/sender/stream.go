@@ -182,6 +182,8 @@ func (p *peer) runStream(ctx, sctx context.Context, ls *liveStream, sch *catalog
 		_ = p.push(wire.StreamError, wire.StreamErr{Stream: req.Stream, Error: ref.Reason, Message: ref.Detail})
 	case errors.Is(err, exporter.ErrNoResume):
 		_ = p.push(wire.StreamError, wire.StreamErr{Stream: req.Stream, Error: wire.ErrBadRequest, Message: exporter.ErrNoResume.Error()})
+	case errors.Is(err, exporter.ErrNoRange):
+		_ = p.push(wire.StreamError, wire.StreamErr{Stream: req.Stream, Error: wire.ErrBadRequest, Message: exporter.ErrNoRange.Error()})
 	case err != nil && sctx.Err() != nil:
 		// Cancelled by the receiver (or the connection ended): nothing to tell.
 	case err != nil && ctx.Err() == nil:
@@ -232,7 +234,8 @@ func knownCompression(c string) bool {
 	return c == "" || c == wire.CompressionZstd || c == wire.CompressionAuto
 }
 
-// stream sends the table's rows after req.AfterKey — one read of the table on a
+// stream sends the table's rows after req.AfterKey (up to req.UntilKey, when
+// set: one range of a split table) — one read of the table on a
 // connection joining the snapshot, cut into batches — while the receiver grants
 // credit, then stream:end.
 func (p *peer) stream(ctx context.Context, sch *catalog.Schema, req wire.Start, ls *liveStream) (rows, sent int64, err error) {
@@ -241,7 +244,7 @@ func (p *peer) stream(ctx context.Context, sch *catalog.Schema, req wire.Start, 
 		p.mu.Unlock()
 		return 0, 0, errors.New("snapshot closed")
 	}
-	ts, err := p.snap.Stream(ctx, sch, req.AfterKey, req.Encoding == wire.EncodingBinary)
+	ts, err := p.snap.Stream(ctx, sch, req.AfterKey, req.UntilKey, req.Encoding == wire.EncodingBinary)
 	p.mu.Unlock()
 	if err != nil {
 		return 0, 0, err
