@@ -27,7 +27,7 @@ func (p *peer) admit(ctx context.Context, f wire.Frame) bool {
 	}
 	_ = json.Unmarshal(f.Payload, &body) // a malformed payload is refused by its handler
 	switch f.Event {
-	case wire.StreamAck, wire.RequestCapabilities:
+	case wire.StreamAck, wire.FollowAck, wire.RequestCapabilities:
 		return true
 	case wire.RequestRecords:
 		// Judge the size the request will really get, defaults filled in.

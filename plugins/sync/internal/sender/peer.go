@@ -40,6 +40,7 @@ type peer struct {
 	awaiting bool
 	snap     *exporter.Snapshot
 	streams  map[uint32]*liveStream
+	follow   *follower // set by request:follow
 	wg       sync.WaitGroup
 }
 

@@ -20,7 +20,7 @@ const servedSchema = "public"
 // object under "capabilities".
 func (p *peer) capabilities(_ context.Context, f wire.Frame) error {
 	return p.reply(f, wire.ResponseCapabilities, wire.Capabilities{
-		Version: wire.Version, Features: []string{wire.RecordsFeature, wire.StreamFeature, wire.BinaryFeature, wire.SplitFeature},
+		Version: wire.Version, Features: []string{wire.RecordsFeature, wire.StreamFeature, wire.BinaryFeature, wire.SplitFeature, wire.FollowFeature},
 		Compression: []string{wire.CompressionZstd, wire.CompressionAuto}, MaxBatchRows: wire.MaxBatchRows, MaxRecords: wire.MaxRecordsLimit,
 		PhoenixKit: wire.PhoenixKitCaps(),
 	})

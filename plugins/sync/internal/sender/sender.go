@@ -55,6 +55,9 @@ func New(log *slog.Logger, current site.Current, receiverIdle time.Duration) *Se
 			wire.StreamStart:         payload((*peer).startStream),
 			wire.StreamAck:           payload((*peer).ack),
 			wire.StreamCancel:        payload((*peer).cancelStream),
+			wire.RequestFollow:       payload((*peer).requestFollow),
+			wire.FollowStart:         payload((*peer).startFollow),
+			wire.FollowAck:           payload((*peer).followAck),
 		}}
 }
 

@@ -1,0 +1,574 @@
+package sender
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fiberkit/fiberkit/plugins/sync/capture"
+	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
+	"github.com/fiberkit/fiberkit/plugins/sync/exporter"
+	"github.com/fiberkit/fiberkit/plugins/sync/history"
+	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
+	"github.com/fiberkit/fiberkit/plugins/sync/wire"
+)
+
+// follower is a receiver's follow on this connection: set up by request:follow
+// (a slot and its publication, named for the permanent connection), streaming once
+// follow:start came. The slot is the follow's memory between connections: it keeps
+// the changes the receiver has not acknowledged.
+type follower struct {
+	slot   string
+	tables map[string]bool // the followed tables, as listed (public ones bare)
+	names  []string
+	from   capture.LSN // where the receiver's changes start
+
+	mu      sync.Mutex
+	started bool
+	credit  int
+	more    chan struct{}
+	sent    capture.LSN // the last transaction sent
+	acked   capture.LSN // the receiver's last acknowledged position
+	ackedAt time.Time
+	// unacked are the commit times of the transactions sent and not acknowledged,
+	// oldest first: the sender's side of the lag.
+	unacked []sentTxn
+	stream  *capture.Stream
+	rows    int64
+	bytes   int64
+}
+
+type sentTxn struct {
+	end    capture.LSN
+	commit time.Time
+}
+
+// followSlot names a permanent connection's follow slot and publication.
+func followSlot(connID string) string {
+	return "fiberkit_follow_" + strings.ReplaceAll(connID, "-", "")
+}
+
+// Follow timing.
+const (
+	// keepaliveEvery is how often an idle follow tells the receiver where the WAL ends.
+	keepaliveEvery = time.Second
+	// followRecordEvery is how often a follow's history entry and acknowledged
+	// position are written.
+	followRecordEvery = 2 * time.Second
+)
+
+// requestFollow answers request:follow: a new follow gets a fresh slot whose
+// exported snapshot becomes the connection's snapshot (the tables the receiver then
+// pulls are read from it, so the copy and the changes join exactly at the slot's
+// start); a resumed one checks that its slot still holds the changes after From.
+func (p *peer) requestFollow(ctx context.Context, f wire.Frame, req wire.FollowRequest) error {
+	if p.connID == "" {
+		return p.fail(f, wire.ErrFollowNotAllowed, "following needs a permanent connection (a code is for one pull)")
+	}
+	conn, err := p.st.Conns.Standing(ctx, p.connID, p.token, p.addr)
+	if err != nil {
+		return p.failWith(f, err)
+	}
+	if !conn.Limits.Follow {
+		return p.fail(f, wire.ErrFollowNotAllowed, "this connection may not follow: an admin of the sending site allows it on the connection's page")
+	}
+	if err := capture.Check(ctx, p.st.Pool); err != nil {
+		var nr *capture.NotReadyError
+		if errors.As(err, &nr) {
+			return p.fail(f, wire.ErrLiveUnavailable, err.Error())
+		}
+		return p.failWith(f, err)
+	}
+	ids := make([]catalog.Ident, 0, len(req.Tables))
+	names := make([]string, 0, len(req.Tables))
+	for _, t := range req.Tables {
+		id, err := p.followable(ctx, t)
+		if err != nil {
+			return p.failWith(f, err)
+		}
+		ids = append(ids, id)
+		names = append(names, id.String())
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.follow != nil {
+		return p.fail(f, wire.ErrBadRequest, "this connection already asked to follow")
+	}
+	fw := &follower{slot: followSlot(p.connID), names: names, tables: map[string]bool{}, more: make(chan struct{}, 1)}
+	for _, n := range names {
+		fw.tables[n] = true
+	}
+	if req.From == "" {
+		if len(p.streams) > 0 {
+			return p.fail(f, wire.ErrBadRequest, "request:follow must come before any table is streamed")
+		}
+		pos, err := p.newFollow(ctx, fw, ids)
+		if err != nil {
+			p.srv.log.Error("start follow", "connection", p.connID, "err", err)
+			return p.fail(f, wire.ErrInternal, "could not start following on the sending site")
+		}
+		fw.from = pos
+	} else {
+		from, _ := wire.ParseLSN(req.From) // checked by Validate
+		if code, msg := p.resumable(ctx, fw, capture.LSN(from)); code != "" {
+			return p.fail(f, code, msg)
+		}
+		fw.from = capture.LSN(from)
+	}
+	fw.acked = fw.from
+	p.follow = fw
+	return p.reply(f, wire.ResponseFollow, wire.FollowReply{Tables: names, Position: wire.FormatLSN(uint64(fw.from))})
+}
+
+// followable resolves a table the receiver may follow: one it may read (visible),
+// with a primary key (the receiver matches changes to its rows by key).
+func (p *peer) followable(ctx context.Context, table string) (catalog.Ident, error) {
+	id, _, err := p.visible(ctx, p.st.Pool, table)
+	if err != nil {
+		return catalog.Ident{}, err
+	}
+	sch, err := catalog.GetSchemaIn(ctx, p.st.Pool, id.Schema, id.Name)
+	if err != nil {
+		return catalog.Ident{}, err
+	}
+	if len(sch.PrimaryKey) == 0 {
+		return catalog.Ident{}, fmt.Errorf("%w: %q has no primary key, which following needs", catalog.ErrUnknownTable, table)
+	}
+	return id, nil
+}
+
+// newFollow replaces the connection's follow slot with a fresh one over ids and
+// makes its snapshot the connection's. Called with p.mu held.
+func (p *peer) newFollow(ctx context.Context, fw *follower, ids []catalog.Ident) (capture.LSN, error) {
+	pool := p.st.Pool
+	if err := capture.Teardown(ctx, pool, fw.slot); err != nil {
+		return 0, err
+	}
+	// Every column of the old row in updates and deletes: the receiver tells its
+	// own edits from the row the sender changed by them.
+	for _, id := range ids {
+		var ident string
+		if err := pool.QueryRow(ctx, "SELECT relreplident::text FROM pg_class WHERE oid = $1::regclass", id.Quoted()).Scan(&ident); err != nil {
+			return 0, fmt.Errorf("replica identity of %s: %w", id, err)
+		}
+		if ident != "f" {
+			if _, err := pool.Exec(ctx, "ALTER TABLE "+id.Quoted()+" REPLICA IDENTITY FULL"); err != nil {
+				return 0, fmt.Errorf("replica identity of %s: %w", id, err)
+			}
+		}
+	}
+	if err := capture.Publish(ctx, pool, fw.slot, ids); err != nil {
+		return 0, err
+	}
+	// A partitioned table's changes come under its own name, not its partitions'.
+	if _, err := pool.Exec(ctx, "ALTER PUBLICATION "+pgx.Identifier{fw.slot}.Sanitize()+" SET (publish_via_partition_root = true)"); err != nil {
+		return 0, fmt.Errorf("publication %s: %w", fw.slot, err)
+	}
+	ss, err := capture.CreateSlotWithSnapshot(ctx, pool.Config().ConnConfig.ConnString(), fw.slot)
+	if err != nil {
+		return 0, err
+	}
+	defer ss.Close()
+	snap, err := exporter.BeginAt(ctx, pool, ss.Snapshot)
+	if err != nil {
+		return 0, err
+	}
+	if p.snap != nil {
+		p.snap.Close(ctx)
+	}
+	p.snap = snap
+	_, err = pool.Exec(ctx, `INSERT INTO fiberkit_sync_followers (connection_id, slot, tables, acked_lsn, acked_at, started_at)
+		VALUES ($1::uuid, $2, $3, $4::pg_lsn, NULL, now())
+		ON CONFLICT (connection_id) DO UPDATE SET slot = $2, tables = $3, acked_lsn = $4::pg_lsn, acked_at = NULL, started_at = now()`,
+		p.connID, fw.slot, fw.names, ss.Position.String())
+	if err != nil {
+		return 0, fmt.Errorf("record follower: %w", err)
+	}
+	return ss.Position, nil
+}
+
+// resumable checks that the connection's slot still holds every change after from
+// for the same tables, and answers the error code and message when it does not.
+func (p *peer) resumable(ctx context.Context, fw *follower, from capture.LSN) (string, string) {
+	var tables []string
+	err := p.st.Pool.QueryRow(ctx, `SELECT tables FROM fiberkit_sync_followers WHERE connection_id = $1::uuid`, p.connID).Scan(&tables)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return wire.ErrFollowLost, "this sender has no follow for the connection: copy the tables again"
+	}
+	if err != nil {
+		p.srv.log.Error("look up follower", "err", err)
+		return wire.ErrInternal, "the request failed on the sending site"
+	}
+	slices.Sort(tables)
+	if !slices.Equal(tables, fw.names) {
+		return wire.ErrFollowLost, fmt.Sprintf("the follow on this sender is of %s: start a new follow to change its tables", strings.Join(tables, ", "))
+	}
+	pos, ok, err := capture.SlotPosition(ctx, p.st.Pool, fw.slot)
+	switch {
+	case err != nil:
+		p.srv.log.Error("look up follow slot", "err", err)
+		return wire.ErrInternal, "the request failed on the sending site"
+	case !ok:
+		return wire.ErrFollowLost, "the follow's replication slot is gone on the sender: copy the tables again"
+	case from < pos:
+		return wire.ErrFollowLost, fmt.Sprintf("the sender kept changes from %s on, after the receiver's position %s: copy the tables again", pos, from)
+	}
+	return "", ""
+}
+
+// startFollow answers follow:start: the slot's changes after From stream to the
+// receiver as follow:txn frames, at most Credit transactions ahead of its acks.
+func (p *peer) startFollow(ctx context.Context, f wire.Frame, req wire.FollowStartPayload) error {
+	p.mu.Lock()
+	fw := p.follow
+	p.mu.Unlock()
+	if fw == nil {
+		return p.fail(f, wire.ErrBadRequest, "send request:follow first")
+	}
+	from, _ := wire.ParseLSN(req.From)
+	fw.mu.Lock()
+	if fw.started {
+		fw.mu.Unlock()
+		return p.fail(f, wire.ErrBadRequest, "already following")
+	}
+	if capture.LSN(from) < fw.from {
+		fw.mu.Unlock()
+		return p.fail(f, wire.ErrBadRequest, fmt.Sprintf("from: the follow starts at %s", fw.from))
+	}
+	fw.started = true
+	fw.credit = req.Credit
+	if fw.credit == 0 {
+		fw.credit = wire.DefaultFollowCredit
+	}
+	fw.mu.Unlock()
+	stream, err := capture.Start(ctx, p.st.Pool.Config().ConnConfig.ConnString(), capture.Options{
+		Slot: fw.slot, Publication: fw.slot, StartLSN: capture.LSN(from), StandbyInterval: time.Second, Buffer: 16})
+	if err != nil {
+		p.srv.log.Error("start follow stream", "connection", p.connID, "err", err)
+		return p.fail(f, wire.ErrInternal, "could not stream the changes on the sending site")
+	}
+	fw.mu.Lock()
+	fw.stream = stream
+	fw.mu.Unlock()
+	if err := p.ok(f, map[string]any{"position": req.From}); err != nil {
+		_ = stream.Close()
+		return err
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		defer stream.Close()
+		p.runFollow(ctx, fw, stream)
+	}()
+	return nil
+}
+
+// runFollow sends the stream's transactions until the connection ends, recording
+// the follow in the history (direction follower) as it goes.
+func (p *peer) runFollow(ctx context.Context, fw *follower, stream *capture.Stream) {
+	started := time.Now()
+	histID := p.record(ctx, history.Transfer{Direction: "follower", Peer: p.addr, Table: strings.Join(fw.names, ", "),
+		Status: "running", StartedBy: p.startedBy()})
+	err := p.follow1(ctx, fw, stream, func() { p.recordFollow(ctx, fw, histID, started, "running", nil) })
+	status := "done"
+	if err != nil && ctx.Err() == nil {
+		status = "failed"
+		p.srv.log.Error("follow failed", "connection", p.connID, "err", err)
+		_ = p.push(wire.FollowEnd, wire.FollowEndPayload{Error: wire.ErrInternal, Message: "the follow failed on the sending site"})
+	}
+	rctx, cancel := detached(ctx)
+	defer cancel()
+	p.recordFollow(rctx, fw, histID, started, status, err)
+}
+
+// follow1 is runFollow's loop; record is called every followRecordEvery.
+func (p *peer) follow1(ctx context.Context, fw *follower, stream *capture.Stream, record func()) error {
+	conn, err := p.st.Conns.Standing(ctx, p.connID, p.token, p.addr)
+	if err != nil {
+		return err
+	}
+	pace := newPacer(conn.Limits.FollowChangesPerSecond)
+	keepalive := time.NewTicker(keepaliveEvery)
+	defer keepalive.Stop()
+	recordT := time.NewTicker(followRecordEvery)
+	defer recordT.Stop()
+	idleSince := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case txn, ok := <-stream.Txns():
+			if !ok {
+				if err := stream.Err(); err != nil {
+					return fmt.Errorf("follow %s: %w", fw.slot, err)
+				}
+				return nil
+			}
+			if err := p.sendTxn(ctx, fw, txn, pace); err != nil {
+				return err
+			}
+			idleSince = time.Now()
+		case <-keepalive.C:
+			if time.Since(idleSince) < keepaliveEvery {
+				continue
+			}
+			var end string
+			if err := p.st.Pool.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&end); err != nil {
+				return fmt.Errorf("follow %s: read the WAL position: %w", fw.slot, err)
+			}
+			if err := p.push(wire.FollowKeepalive, wire.Keepalive{SenderPosition: end, At: time.Now().UTC().Format(time.RFC3339Nano)}); err != nil {
+				return nil // the receiver is gone
+			}
+		case <-recordT.C:
+			record()
+		}
+	}
+}
+
+// sendTxn waits for credit, paces the changes and sends txn in parts.
+func (p *peer) sendTxn(ctx context.Context, fw *follower, txn capture.Txn, pace *pacer) error {
+	if err := fw.take(ctx); err != nil {
+		return nil // the connection ended
+	}
+	changes := make([]wire.Change, 0, len(txn.Changes))
+	for _, c := range txn.Changes {
+		wc, ok := fw.change(c)
+		if ok {
+			changes = append(changes, wc)
+		}
+	}
+	if err := pace.wait(ctx, len(changes)); err != nil {
+		return nil
+	}
+	var end string
+	if err := p.st.Pool.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&end); err != nil {
+		return fmt.Errorf("follow %s: read the WAL position: %w", fw.slot, err)
+	}
+	base := wire.Txn{Position: wire.FormatLSN(uint64(txn.EndLSN)), XID: txn.XID, CommitTime: txn.CommitTime.UTC().Format(time.RFC3339Nano), SenderPosition: end}
+	part, size, n := base, 0, 0
+	var sent int64
+	flush := func(last bool) error {
+		part.Last = last
+		f := wire.New(nil, nil, p.topic, wire.FollowTxn, part)
+		enc := f.Encode()
+		if len(enc) > wire.MaxFrameSize {
+			return fmt.Errorf("follow %s: a change of transaction %d is larger than a frame (%d bytes, at most %d)", fw.slot, txn.XID, len(enc), wire.MaxFrameSize)
+		}
+		if err := p.c.WriteText(string(enc)); err != nil {
+			return err
+		}
+		sent += int64(len(enc))
+		part = base
+		part.Part = n + 1
+		n++
+		size = 0
+		return nil
+	}
+	for _, c := range changes {
+		cs := changeSize(c)
+		if size > 0 && size+cs > wire.FollowPartBytes {
+			if err := flush(false); err != nil {
+				return err
+			}
+		}
+		part.Changes = append(part.Changes, c)
+		size += cs
+	}
+	if err := flush(true); err != nil {
+		return err
+	}
+	fw.mu.Lock()
+	fw.sent = txn.EndLSN
+	fw.unacked = append(fw.unacked, sentTxn{end: txn.EndLSN, commit: txn.CommitTime})
+	fw.rows += int64(len(changes))
+	fw.bytes += sent
+	fw.mu.Unlock()
+	p.st.Metrics.Moved("send", int64(len(changes)), sent)
+	return nil
+}
+
+// changeSize estimates a change's bytes in a frame.
+func changeSize(c wire.Change) int {
+	n := 32 + len(c.Table)
+	for _, m := range []map[string]*string{c.New, c.Old} {
+		for k, v := range m {
+			n += len(k) + 8
+			if v != nil {
+				n += len(*v) + len(*v)/8
+			}
+		}
+	}
+	return n
+}
+
+// change turns a captured change into the one the receiver gets; ok is false for a
+// table the follow does not hold (the publication only has the follow's tables,
+// so none should come).
+func (fw *follower) change(c capture.Change) (wire.Change, bool) {
+	if c.Kind == capture.Truncate {
+		var names []string
+		for _, t := range c.Tables {
+			n := catalog.Ident{Schema: t.Schema, Name: t.Name}.String()
+			if fw.tables[n] {
+				names = append(names, n)
+			}
+		}
+		return wire.Change{Op: wire.OpTruncate, Tables: names}, len(names) > 0
+	}
+	name := catalog.Ident{Schema: c.Schema, Name: c.Table}.String()
+	if !fw.tables[name] {
+		return wire.Change{}, false
+	}
+	return wire.Change{Op: string(c.Kind), Table: name, New: c.New, Old: c.Old, Unchanged: c.Unchanged}, true
+}
+
+// take waits for the receiver's credit and uses one transaction of it.
+func (fw *follower) take(ctx context.Context) error {
+	for {
+		fw.mu.Lock()
+		if fw.credit > 0 {
+			fw.credit--
+			fw.mu.Unlock()
+			return nil
+		}
+		fw.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-fw.more:
+		}
+	}
+}
+
+// followAck answers follow:ack: the receiver applied and recorded everything up to
+// the position; the slot may let go of it, and credit comes back.
+func (p *peer) followAck(ctx context.Context, f wire.Frame, ack wire.FollowAckPayload) error {
+	p.mu.Lock()
+	fw := p.follow
+	p.mu.Unlock()
+	pos, err := wire.ParseLSN(ack.Position)
+	if fw == nil || err != nil || ack.Credit < 0 || ack.Credit > wire.MaxFollowCredit {
+		return p.fail(f, wire.ErrBadRequest, "follow:ack needs a follow, a position and a credit of 0 to 1024")
+	}
+	fw.mu.Lock()
+	if capture.LSN(pos) > fw.sent || capture.LSN(pos) <= fw.acked || fw.stream == nil {
+		fw.mu.Unlock()
+		return nil // nothing new (or a position never sent): no credit
+	}
+	fw.acked, fw.ackedAt = capture.LSN(pos), time.Now()
+	done := 0
+	for done < len(fw.unacked) && fw.unacked[done].end <= fw.acked {
+		done++
+	}
+	fw.unacked = fw.unacked[done:]
+	inFlight := len(fw.unacked)
+	fw.credit = min(fw.credit+ack.Credit, wire.MaxFollowCredit-inFlight)
+	stream := fw.stream
+	fw.mu.Unlock()
+	stream.Ack(capture.LSN(pos))
+	select {
+	case fw.more <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// recordFollow writes the follow's acknowledged position and its history entry.
+func (p *peer) recordFollow(ctx context.Context, fw *follower, histID int64, started time.Time, status string, ferr error) {
+	fw.mu.Lock()
+	acked, ackedAt, rows, bytes := fw.acked, fw.ackedAt, fw.rows, fw.bytes
+	var oldest time.Time
+	if len(fw.unacked) > 0 {
+		oldest = fw.unacked[0].commit
+	}
+	fw.mu.Unlock()
+	var lagBytes int64
+	if err := p.st.Pool.QueryRow(ctx, "SELECT greatest(pg_current_wal_lsn() - $1::pg_lsn, 0)::bigint", acked.String()).Scan(&lagBytes); err != nil && ctx.Err() == nil {
+		p.srv.log.Warn("follow lag", "err", err)
+	}
+	var lagSeconds float64
+	if !oldest.IsZero() {
+		lagSeconds = time.Since(oldest).Seconds()
+	}
+	var at *time.Time
+	if !ackedAt.IsZero() {
+		at = &ackedAt
+	}
+	if _, err := p.st.Pool.Exec(ctx, `UPDATE fiberkit_sync_followers SET acked_lsn = greatest(acked_lsn, $2::pg_lsn), acked_at = coalesce($3, acked_at), history_id = $4
+		WHERE connection_id = $1::uuid`, p.connID, acked.String(), at, histID); err != nil && ctx.Err() == nil {
+		p.srv.log.Warn("record follower", "err", err)
+	}
+	if histID == 0 {
+		return
+	}
+	t := history.Transfer{Rows: rows, Bytes: bytes, Duration: time.Since(started), Status: status, LagBytes: lagBytes, LagSeconds: lagSeconds}
+	if ferr != nil {
+		t.Error = ferr.Error()
+	}
+	if err := p.st.History.UpdateFollow(ctx, histID, t); err != nil && ctx.Err() == nil {
+		p.srv.log.Warn("record follow", "err", err)
+	}
+}
+
+// pacer holds a follow to a connection's changes per second (0: no cap).
+type pacer struct {
+	perSecond int
+	next      time.Time
+}
+
+func newPacer(perSecond int) *pacer { return &pacer{perSecond: perSecond} }
+
+// wait returns once n more changes fit the rate.
+func (pc *pacer) wait(ctx context.Context, n int) error {
+	if pc.perSecond <= 0 || n == 0 {
+		return nil
+	}
+	now := time.Now()
+	if pc.next.Before(now) {
+		pc.next = now
+	}
+	d := time.Until(pc.next)
+	pc.next = pc.next.Add(time.Duration(n) * time.Second / time.Duration(pc.perSecond))
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Followers lists the permanent connections following this site, with their lag.
+func Followers(ctx context.Context, q catalog.Querier) ([]syncapi.Follower, error) {
+	rows, err := q.Query(ctx, `SELECT f.connection_id::text, c.name, f.tables, f.acked_lsn::text, f.acked_at,
+			greatest(pg_current_wal_lsn() - f.acked_lsn, 0)::bigint, coalesce(s.active, false)
+		FROM fiberkit_sync_followers f JOIN fiberkit_sync_connections c ON c.id = f.connection_id
+		LEFT JOIN pg_replication_slots s ON s.slot_name = f.slot ORDER BY c.name`)
+	if err != nil {
+		return nil, fmt.Errorf("list followers: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (syncapi.Follower, error) {
+		var f syncapi.Follower
+		var at *time.Time
+		err := r.Scan(&f.ConnectionID, &f.Name, &f.Tables, &f.Acknowledged, &at, &f.LagBytes, &f.Active)
+		if at != nil {
+			f.AckedAt = *at
+			if f.LagBytes > 0 {
+				f.LagSeconds = time.Since(*at).Seconds()
+			}
+		}
+		return f, err
+	})
+}
