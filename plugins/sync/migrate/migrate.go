@@ -217,10 +217,19 @@ CREATE TABLE fiberkit_sync_followers (
 	started_at    timestamptz NOT NULL DEFAULT now()
 );`
 
+// v7: the masking key of a site without FIBERKIT_SECRET_KEY (package mask): one
+// random 32-byte key, created once per database by the first send that masks.
+const v7 = `
+CREATE TABLE fiberkit_sync_mask_key (
+	id         int PRIMARY KEY CHECK (id = 1),
+	key        bytea NOT NULL CHECK (length(key) = 32),
+	created_at timestamptz NOT NULL DEFAULT now()
+);`
+
 // list is Sync's schema versions in order: Steps[v] is version v. Never edit a
 // version that has shipped: append one, as plain DDL.
 func list() pgmigrate.List {
-	return pgmigrate.List{Table: "fiberkit_sync_migrations", Steps: []string{1: v1, 2: v2, 3: v3, 4: v4, 5: v5, 6: v6}}
+	return pgmigrate.List{Table: "fiberkit_sync_migrations", Steps: []string{1: v1, 2: v2, 3: v3, 4: v4, 5: v5, 6: v6, 7: v7}}
 }
 
 // Latest is the highest schema version this binary knows.
