@@ -160,6 +160,7 @@ type Client struct {
 	done    chan struct{}
 
 	pushes chan wire.Frame
+	follow *followRoute // the running Follow's frames, if one runs
 
 	heartbeatEvery time.Duration
 	idle           time.Duration // 0: no idle check
@@ -570,6 +571,9 @@ func (c *Client) deliver(sid uint32, msg streamMsg, last bool) {
 
 func (c *Client) route(f wire.Frame) {
 	switch f.Event {
+	case wire.FollowTxn, wire.FollowKeepalive, wire.FollowEnd:
+		c.routeFollow(f)
+		return
 	case wire.StreamEnd, wire.StreamError:
 		var sid wire.StreamRef
 		_ = json.Unmarshal(f.Payload, &sid)
