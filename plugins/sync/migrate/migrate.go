@@ -226,10 +226,16 @@ CREATE TABLE fiberkit_sync_mask_key (
 	created_at timestamptz NOT NULL DEFAULT now()
 );`
 
+// v8: the key ranges of a table a receiving pull copied split (syncapi.RangeState
+// each, with how far it got), so an interrupted split pull resumes every range
+// from its own last key.
+const v8 = `
+ALTER TABLE fiberkit_sync_transfers ADD COLUMN ranges jsonb;`
+
 // list is Sync's schema versions in order: Steps[v] is version v. Never edit a
 // version that has shipped: append one, as plain DDL.
 func list() pgmigrate.List {
-	return pgmigrate.List{Table: "fiberkit_sync_migrations", Steps: []string{1: v1, 2: v2, 3: v3, 4: v4, 5: v5, 6: v6, 7: v7}}
+	return pgmigrate.List{Table: "fiberkit_sync_migrations", Steps: []string{1: v1, 2: v2, 3: v3, 4: v4, 5: v5, 6: v6, 7: v7, 8: v8}}
 }
 
 // Latest is the highest schema version this binary knows.
