@@ -84,10 +84,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	strategy := fs.String("strategy", "skip", "skip | overwrite | merge | append")
 	create := fs.Bool("create-missing", false, "create tables missing locally")
 	ignoreMissing := fs.Bool("ignore-missing-columns", false, "import without the sender's columns a local table lacks (listed), instead of failing the table")
+	splitWorkers := fs.Int("split-workers", client.DefaultSplitWorkers(), "key ranges of a large table copied at once, a stream and a local connection each (1: never split)")
 	batch := fs.Int("batch", wire.DefaultBatchRows, "rows per batch")
 	compression := fs.String("compression", wire.CompressionAuto, "auto (zstd only when the link is what is slow) | zstd | none")
 	timeout := fs.Duration("timeout", 2*time.Minute, "time allowed to connect (and wait for the sender's approval)")
 	idle := fs.Duration("idle-timeout", 75*time.Second, "give up when nothing arrives from the sender for this long (0: never)")
+	token := fs.String("token", os.Getenv("SYNC_TOKEN"), "a permanent connection's token (fkc_…, or $SYNC_TOKEN), instead of -code")
+	followFlag := fs.Bool("follow", false, "after the pull, keep applying the sender's changes until interrupted (needs -token of a connection allowed to follow; rerun to resume)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this run to `file` (for go tool pprof)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: fiberkit-pull -url URL -code CODE -db DATABASE_URL [flags]\n\nThe password of a require_password sender is read from $SYNC_PASSWORD.\n\nFlags:")
@@ -115,8 +118,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}()
 	}
 	password := os.Getenv("SYNC_PASSWORD") // never on the command line, where ps shows it
-	if *senderURL == "" || *code == "" || *db == "" {
-		fmt.Fprintln(stderr, "fiberkit-pull: -url, -code and -db (or $DATABASE_URL) are required")
+	if *senderURL == "" || *code == "" && *token == "" || *db == "" {
+		fmt.Fprintln(stderr, "fiberkit-pull: -url, -code (or -token) and -db (or $DATABASE_URL) are required")
+		fs.Usage()
+		return exitUsage
+	}
+	if *followFlag && *token == "" {
+		fmt.Fprintln(stderr, "fiberkit-pull: -follow needs -token (a permanent connection allowed to follow)")
 		fs.Usage()
 		return exitUsage
 	}
@@ -140,7 +148,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
-	pool, err := pgxpool.New(ctx, *db)
+	cfg, err := pgxpool.ParseConfig(*db)
+	if err != nil {
+		fmt.Fprintln(stderr, "fiberkit-pull: -db:", err)
+		return exitUsage
+	}
+	if !strings.Contains(*db, "pool_max_conns") {
+		// A local connection per range of a split table, and one more.
+		cfg.MaxConns = max(cfg.MaxConns, int32(min(*splitWorkers, wire.MaxStreams)+1))
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "fiberkit-pull: -db:", err)
 		return exitUsage
@@ -159,10 +176,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		idleTimeout = -1 // off
 	}
 	host, _ := os.Hostname()
-	c, err := client.Connect(ctx, *senderURL, *code, client.Options{
-		Password: password, Timeout: *timeout, IdleTimeout: idleTimeout, ReceiverInfo: map[string]any{"tool": "fiberkit-pull", "host": host},
+	copts := client.Options{
+		Token: *token, Password: password, Timeout: *timeout, IdleTimeout: idleTimeout, ReceiverInfo: map[string]any{"tool": "fiberkit-pull", "host": host},
 		OnAwaitingApproval: func() { fmt.Fprintln(stderr, "waiting for an admin of the sending site to approve…") },
-	})
+	}
+	if *followFlag {
+		code := runFollow(ctx, pool, followRun{url: *senderURL, token: *token, tables: splitList(*tables), strategy: strat, options: copts,
+			transfer: client.TransferOptions{CreateMissing: *create, BatchSize: *batch, Compression: *compression, IgnoreMissingColumns: *ignoreMissing},
+			stdout:   stdout, stderr: stderr})
+		if c, ok := stopped(); ok && code == exitOK {
+			return c
+		}
+		return code
+	}
+	c, err := client.Connect(ctx, *senderURL, *code, copts)
 	if err != nil {
 		if code, ok := stopped(); ok {
 			return code
@@ -177,14 +204,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	defer c.Close()
 
-	var list []string
-	if *tables != "" {
-		for _, t := range strings.Split(*tables, ",") {
-			if t = strings.TrimSpace(t); t != "" {
-				list = append(list, t)
-			}
-		}
-	}
+	list := splitList(*tables)
 	tty := false
 	if f, ok := stdout.(*os.File); ok {
 		tty = isatty.IsTerminal(f.Fd())
@@ -193,7 +213,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	results, err := c.TransferAll(ctx, pool, client.TransferAllOptions{
 		Tables: list, Strategy: strat,
 		TransferOptions: client.TransferOptions{CreateMissing: *create, BatchSize: *batch, Compression: *compression, IgnoreMissingColumns: *ignoreMissing,
-			Progress: progress.report},
+			SplitWorkers: *splitWorkers, Progress: progress.report},
 	})
 	progress.finish()
 	printSummary(stdout, results)
@@ -213,6 +233,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return exitOK
+}
+
+// splitList reads a comma-separated list, blanks dropped.
+func splitList(s string) []string {
+	var list []string
+	for _, t := range strings.Split(s, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			list = append(list, t)
+		}
+	}
+	return list
 }
 
 // onSignal returns a context cancelled by the first SIGINT or SIGTERM, and the
