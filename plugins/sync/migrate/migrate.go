@@ -232,10 +232,13 @@ CREATE TABLE fiberkit_sync_mask_key (
 const v8 = `
 ALTER TABLE fiberkit_sync_transfers ADD COLUMN ranges jsonb;`
 
+// v9: a remote whose schedule is "follow" is followed continuously.
+const v9 = `ALTER TABLE fiberkit_sync_remotes ADD COLUMN follow boolean NOT NULL DEFAULT false;`
+
 // list is Sync's schema versions in order: Steps[v] is version v. Never edit a
 // version that has shipped: append one, as plain DDL.
 func list() pgmigrate.List {
-	return pgmigrate.List{Table: "fiberkit_sync_migrations", Steps: []string{1: v1, 2: v2, 3: v3, 4: v4, 5: v5, 6: v6, 7: v7, 8: v8}}
+	return pgmigrate.List{Table: "fiberkit_sync_migrations", Steps: []string{1: v1, 2: v2, 3: v3, 4: v4, 5: v5, 6: v6, 7: v7, 8: v8, 9: v9}}
 }
 
 // Latest is the highest schema version this binary knows.

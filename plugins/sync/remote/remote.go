@@ -216,11 +216,11 @@ func (s *Store) open(sealed []byte, version int) (string, error) {
 	return string(plain), nil
 }
 
-const cols = `id::text, name, url, tables, strategy, interval_seconds, next_run_at, last_run_at, last_status, created_by, created_at`
+const cols = `id::text, name, url, tables, strategy, interval_seconds, next_run_at, last_run_at, last_status, created_by, created_at, follow`
 
 func scan(row pgx.Row) (Remote, error) {
 	var r Remote
-	err := row.Scan(&r.ID, &r.Name, &r.URL, &r.Tables, &r.Strategy, &r.Interval, &r.NextRunAt, &r.LastRunAt, &r.LastStatus, &r.CreatedBy, &r.CreatedAt)
+	err := row.Scan(&r.ID, &r.Name, &r.URL, &r.Tables, &r.Strategy, &r.Interval, &r.NextRunAt, &r.LastRunAt, &r.LastStatus, &r.CreatedBy, &r.CreatedAt, &r.Follow)
 	return r, err
 }
 
@@ -242,9 +242,9 @@ func (s *Store) Add(ctx context.Context, r Remote, token, by string) (Remote, er
 	if r.Tables == nil {
 		r.Tables = []string{}
 	}
-	out, err := scan(s.pool.QueryRow(ctx, `INSERT INTO fiberkit_sync_remotes (name, url, token_enc, token_hash, tables, strategy, interval_seconds, next_run_at, created_by, key_version)
-		VALUES ($1, $2, $3, $8, $4, $5, $6, CASE WHEN $6 > 0 THEN now() END, $7, $9) RETURNING `+cols,
-		r.Name, r.URL, sealed, r.Tables, r.Strategy, r.Interval, by, tokenHash(token), keyVersion))
+	out, err := scan(s.pool.QueryRow(ctx, `INSERT INTO fiberkit_sync_remotes (name, url, token_enc, token_hash, tables, strategy, interval_seconds, next_run_at, created_by, key_version, follow)
+		VALUES ($1, $2, $3, $8, $4, $5, $6, CASE WHEN $6 > 0 THEN now() END, $7, $9, $10) RETURNING `+cols,
+		r.Name, r.URL, sealed, r.Tables, r.Strategy, r.Interval, by, tokenHash(token), keyVersion, r.Follow))
 	if err != nil {
 		return Remote{}, fmt.Errorf("add remote: %w", err)
 	}
@@ -275,7 +275,7 @@ func (s *Store) Get(ctx context.Context, id string) (Remote, string, error) {
 	var version int
 	var r Remote
 	err := s.pool.QueryRow(ctx, `SELECT `+cols+`, token_enc, key_version FROM fiberkit_sync_remotes WHERE id::text = $1`, id).
-		Scan(&r.ID, &r.Name, &r.URL, &r.Tables, &r.Strategy, &r.Interval, &r.NextRunAt, &r.LastRunAt, &r.LastStatus, &r.CreatedBy, &r.CreatedAt, &sealed, &version)
+		Scan(&r.ID, &r.Name, &r.URL, &r.Tables, &r.Strategy, &r.Interval, &r.NextRunAt, &r.LastRunAt, &r.LastStatus, &r.CreatedBy, &r.CreatedAt, &r.Follow, &sealed, &version)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Remote{}, "", fmt.Errorf("remote %s: %w", id, ErrNotFound)
 	}
@@ -306,9 +306,12 @@ func (s *Store) Update(ctx context.Context, id string, sc Schedule) (Remote, err
 	if sc.Tables == nil {
 		sc.Tables = []string{}
 	}
-	out, err := scan(s.pool.QueryRow(ctx, `UPDATE fiberkit_sync_remotes SET tables = $2, strategy = $3, interval_seconds = $4,
+	if sc.Follow && sc.Strategy == "append" {
+		return Remote{}, errors.New("update remote: append cannot follow (changes are matched to rows by key): choose skip, overwrite or merge")
+	}
+	out, err := scan(s.pool.QueryRow(ctx, `UPDATE fiberkit_sync_remotes SET tables = $2, strategy = $3, interval_seconds = $4, follow = $5,
 		next_run_at = CASE WHEN $4 > 0 THEN least(coalesce(next_run_at, now()), now() + make_interval(secs => $4)) END
-		WHERE id::text = $1 RETURNING `+cols, id, sc.Tables, sc.Strategy, sc.Interval))
+		WHERE id::text = $1 RETURNING `+cols, id, sc.Tables, sc.Strategy, sc.Interval, sc.Follow))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Remote{}, fmt.Errorf("remote %s: %w", id, ErrNotFound)
 	}
@@ -397,7 +400,7 @@ func (s *Store) runDue(ctx context.Context, maxRun time.Duration, run Run) (bool
 	var id string
 	var interval int
 	err := s.pool.QueryRow(ctx, `UPDATE fiberkit_sync_remotes SET next_run_at = now() + make_interval(secs => interval_seconds)
-		WHERE id = (SELECT id FROM fiberkit_sync_remotes WHERE interval_seconds > 0 AND next_run_at <= now()
+		WHERE id = (SELECT id FROM fiberkit_sync_remotes WHERE interval_seconds > 0 AND NOT follow AND next_run_at <= now()
 			ORDER BY next_run_at LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id::text, interval_seconds`).Scan(&id, &interval)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil

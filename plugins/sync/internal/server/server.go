@@ -123,6 +123,7 @@ func (s *Server) configure(ctx context.Context, env *sdk.Env) error {
 	s.st, s.dbURL, s.stopSchedule = st, env.DatabaseURL, stop
 	s.mu.Unlock()
 	go s.schedule(sctx, st)
+	go s.follow(sctx, st)
 	go s.recover(sctx, st)
 	if stopOld != nil {
 		stopOld() // a pull in progress is cancelled and gives its connections back
@@ -155,6 +156,24 @@ func (s *Server) current() (*site.Site, error) {
 		return nil, site.ErrNotReady
 	}
 	return s.st, nil
+}
+
+// follow runs the follows of the remotes whose schedule is follow on st's database
+// until ctx ends; replicas share them through the remotes' locks, and none runs
+// while the module is disabled.
+func (s *Server) follow(ctx context.Context, st *site.Site) {
+	st.Remotes.RunFollows(ctx, remote.FollowOptions{
+		Active: func() bool {
+			cur, err := s.current()
+			return err == nil && cur.Settings.Enabled()
+		},
+	}, func(ctx context.Context, r remote.Remote, token string) error {
+		cur, err := s.current()
+		if err != nil {
+			return err
+		}
+		return pull.FollowRemote(ctx, s.log, cur, r, token)
+	})
 }
 
 // schedule runs the remotes' scheduled pulls on st's database until ctx ends (the
