@@ -28,6 +28,11 @@ type Progress struct {
 	Batches int           `json:"batches"`
 	Elapsed time.Duration `json:"elapsed"`
 	Done    bool          `json:"done"`
+	// LastKey is the key of the last row applied (of a split table: every row up
+	// to it is).
+	LastKey []string `json:"last_key,omitempty"`
+	// Ranges are a split table's ranges as far as they got (see Result.Ranges).
+	Ranges []RangeState `json:"ranges,omitempty"`
 }
 
 // TransferOptions configure Transfer.
@@ -59,6 +64,21 @@ type TransferOptions struct {
 	Workers int
 	// AfterKey resumes after this key (Result.LastKey of an interrupted transfer).
 	AfterKey []string
+	// SplitWorkers is how many key ranges of one table are copied at once, each by
+	// a stream of its own and one local connection, when the sender splits tables
+	// (wire.SplitFeature) and the table is larger than SplitBytes there (default
+	// DefaultSplitWorkers(); 1: never split; at most wire.MaxStreams). A table
+	// without a primary key, with a foreign key to itself, or appended, is never
+	// split; nor is one resumed after AfterKey.
+	SplitWorkers int
+	// SplitBytes is the sender's table size above which a table is split (default
+	// DefaultSplitBytes).
+	SplitBytes int64
+	// Ranges resume a split table: each range after its own last key
+	// (Result.Ranges of an interrupted transfer); the done ones are left alone.
+	Ranges []RangeState
+	// split is set on the options of one range's stream (see splitRows).
+	split *rangeRun
 	// Progress, when set, is called after every batch.
 	Progress func(Progress)
 }
@@ -178,7 +198,11 @@ func (c *Client) transferRows(ctx context.Context, pool *pgxpool.Pool, sch *cata
 		return res, fmt.Errorf("transfer %s: %w", res.Table, err)
 	}
 	if caps.Stream() {
-		res, _, err = c.streamRows(ctx, pool, sch, target, res, o, start, nil)
+		var split bool
+		res, split, err = c.splitRows(ctx, pool, sch, target, res, o, start)
+		if !split && err == nil {
+			res, _, err = c.streamRows(ctx, pool, sch, target, res, o, start, nil)
+		}
 	} else {
 		res, err = c.pageRows(ctx, pool, target, res, o, start) // a PhoenixKit sender
 	}
@@ -213,7 +237,7 @@ func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalo
 	if o.BatchSize <= 0 {
 		o.BatchSize = wire.DefaultBatchRows
 	}
-	total, err := c.GetCount(ctx, table)
+	total, err := o.split.count(ctx, c, table)
 	if err != nil {
 		return res, nil, err
 	}
@@ -223,7 +247,7 @@ func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalo
 		cols = append(cols, col.Name)
 	}
 	imOpts := importer.Options{Strategy: o.Strategy, Columns: cols, IgnoreUnknownColumns: o.IgnoreMissingColumns}
-	im, err := openImporter(ctx, pool, target, imOpts)
+	im, err := o.split.importer(ctx, pool, target, imOpts)
 	if errors.Is(err, importer.ErrUnknownColumn) && !o.IgnoreMissingColumns {
 		return res, nil, fmt.Errorf("transfer %s: %w (the local table lacks the sender's columns; set IgnoreMissingColumns — "+
 			"fiberkit-pull -ignore-missing-columns, pull ignore_missing_columns — to import without them)", table, err)
@@ -254,7 +278,7 @@ func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalo
 			encoding = wire.EncodingBinary
 		}
 	}
-	if _, err := c.request(ctx, c.topic, wire.StreamStart, wire.Start{Stream: sid, Table: table, AfterKey: o.AfterKey,
+	if _, err := c.request(ctx, c.topic, wire.StreamStart, wire.Start{Stream: sid, Table: table, AfterKey: o.AfterKey, UntilKey: o.split.until(),
 		BatchRows: o.BatchSize, Compression: compression, Encoding: encoding, Credit: credit}); err != nil {
 		return res, nil, fmt.Errorf("transfer %s: %w", table, err)
 	}
@@ -292,7 +316,7 @@ func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalo
 			return err
 		}
 		if moved && o.Progress != nil {
-			o.Progress(Progress{Table: table, Rows: res.Rows, Total: total, Batches: int(led.applied), Elapsed: time.Since(start)})
+			o.Progress(Progress{Table: table, Rows: res.Rows, Total: total, Batches: int(led.applied), Elapsed: time.Since(start), LastKey: res.LastKey})
 		}
 		return nil
 	}
@@ -379,7 +403,7 @@ func (c *Client) streamRows(ctx context.Context, pool *pgxpool.Pool, sch *catalo
 				return res, nil, err
 			}
 			if o.Progress != nil {
-				o.Progress(Progress{Table: table, Rows: res.Rows, Total: total, Batches: int(seq), Elapsed: time.Since(start), Done: true})
+				o.Progress(Progress{Table: table, Rows: res.Rows, Total: total, Batches: int(seq), Elapsed: time.Since(start), Done: true, LastKey: res.LastKey})
 			}
 			return res, im, nil
 		}

@@ -52,10 +52,10 @@ func insert(ctx context.Context, q interface {
 	if t.PullID != "" {
 		pullID = &t.PullID
 	}
-	err := q.QueryRow(ctx, `INSERT INTO fiberkit_sync_transfers (direction, peer, table_name, strategy, requested, rows, created, updated, skipped, failed, bytes, duration_ms, status, error, started_by, pull_id, last_key, masks, lag_bytes, lag_ms)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16::uuid, $17, $18, $19, $20) RETURNING id`,
+	err := q.QueryRow(ctx, `INSERT INTO fiberkit_sync_transfers (direction, peer, table_name, strategy, requested, rows, created, updated, skipped, failed, bytes, duration_ms, status, error, started_by, pull_id, last_key, masks, lag_bytes, lag_ms, ranges)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16::uuid, $17, $18, $19, $20, $21) RETURNING id`,
 		t.Direction, t.Peer, t.Table, t.Strategy, t.Requested, t.Rows, t.Created, t.Updated, t.Skipped, t.Failed, t.Bytes, t.Duration.Milliseconds(), t.Status, t.Error, t.StartedBy,
-		pullID, t.LastKey, masksArg(t.Masks), t.LagBytes, int64(t.LagSeconds*1000)).Scan(&id)
+		pullID, t.LastKey, masksArg(t.Masks), t.LagBytes, int64(t.LagSeconds*1000), rangesArg(t.Ranges)).Scan(&id)
 	return id, err
 }
 
@@ -86,7 +86,7 @@ func (l *Log) Find(ctx context.Context, f Filter, limit int) ([]Transfer, error)
 // query returns the entries the SQL after FROM (where, order, limit) selects.
 func (l *Log) query(ctx context.Context, where string, args ...any) ([]Transfer, error) {
 	rows, err := l.pool.Query(ctx, `SELECT id, at, direction, peer, table_name, strategy, requested, rows, created, updated, skipped, failed, bytes,
-			duration_ms, status, error, started_by, coalesce(pull_id::text, ''), last_key, masks, lag_bytes, lag_ms
+			duration_ms, status, error, started_by, coalesce(pull_id::text, ''), last_key, masks, lag_bytes, lag_ms, ranges
 		FROM fiberkit_sync_transfers `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("history: %w", err)
@@ -97,7 +97,7 @@ func (l *Log) query(ctx context.Context, where string, args ...any) ([]Transfer,
 		var t Transfer
 		var ms, lagMs int64
 		if err := rows.Scan(&t.ID, &t.At, &t.Direction, &t.Peer, &t.Table, &t.Strategy, &t.Requested, &t.Rows, &t.Created, &t.Updated, &t.Skipped, &t.Failed, &t.Bytes,
-			&ms, &t.Status, &t.Error, &t.StartedBy, &t.PullID, &t.LastKey, &t.Masks, &t.LagBytes, &lagMs); err != nil {
+			&ms, &t.Status, &t.Error, &t.StartedBy, &t.PullID, &t.LastKey, &t.Masks, &t.LagBytes, &lagMs, &t.Ranges); err != nil {
 			return nil, fmt.Errorf("history: %w", err)
 		}
 		t.Duration = time.Duration(ms) * time.Millisecond
@@ -108,6 +108,14 @@ func (l *Log) query(ctx context.Context, where string, args ...any) ([]Transfer,
 		return nil, fmt.Errorf("history: %w", err)
 	}
 	return out, nil
+}
+
+// rangesArg stores no ranges as NULL (a table pulled by one stream).
+func rangesArg(r []syncapi.RangeState) any {
+	if len(r) == 0 {
+		return nil
+	}
+	return r
 }
 
 // masksArg stores no masks as an empty array (the column is NOT NULL).

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
 )
 
 // The statuses of a receiving pull's entries beyond a transfer's outcome.
@@ -58,9 +60,9 @@ func (l *Log) Begin(ctx context.Context, entries []Transfer, fresh map[string]bo
 	p := &Pull{log: l, ID: id, lock: lock}
 	err = pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
 		for _, t := range entries {
-			if _, err := tx.Exec(ctx, `INSERT INTO fiberkit_sync_transfers (direction, peer, table_name, strategy, requested, status, started_by, pull_id, last_key, fresh_target)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-				t.Direction, t.Peer, t.Table, t.Strategy, t.Requested, Running, t.StartedBy, id, t.LastKey, fresh[t.Table]); err != nil {
+			if _, err := tx.Exec(ctx, `INSERT INTO fiberkit_sync_transfers (direction, peer, table_name, strategy, requested, status, started_by, pull_id, last_key, fresh_target, ranges)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+				t.Direction, t.Peer, t.Table, t.Strategy, t.Requested, Running, t.StartedBy, id, t.LastKey, fresh[t.Table], rangesArg(t.Ranges)); err != nil {
 				return err
 			}
 		}
@@ -85,6 +87,24 @@ func (p *Pull) Checkpoint(ctx context.Context, table string, rows int64, lastKey
 	return nil
 }
 
+// CheckpointRanges records how far each key range of a split table got.
+func (p *Pull) CheckpointRanges(ctx context.Context, table string, ranges []syncapi.RangeState) error {
+	_, err := p.log.pool.Exec(ctx, `UPDATE fiberkit_sync_transfers SET ranges = $3
+		WHERE pull_id = $1 AND table_name = $2 AND status = $4`, p.ID, table, rangesArg(ranges), Running)
+	if err != nil {
+		return fmt.Errorf("history: checkpoint the ranges of %s: %w", table, err)
+	}
+	return nil
+}
+
+// SetRanges records the key ranges of entry id, as far as each got.
+func (l *Log) SetRanges(ctx context.Context, id int64, ranges []syncapi.RangeState) error {
+	if _, err := l.pool.Exec(ctx, `UPDATE fiberkit_sync_transfers SET ranges = $2 WHERE id = $1`, id, rangesArg(ranges)); err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	return nil
+}
+
 // Finish records each table's outcome in its entry (one the pull did not begin
 // with is added) and lets the pull's lock go.
 func (p *Pull) Finish(ctx context.Context, outcomes []Transfer) error {
@@ -92,9 +112,11 @@ func (p *Pull) Finish(ctx context.Context, outcomes []Transfer) error {
 	err := pgx.BeginFunc(ctx, p.log.pool, func(tx pgx.Tx) error {
 		for _, t := range outcomes {
 			tag, err := tx.Exec(ctx, `UPDATE fiberkit_sync_transfers SET strategy = $3, requested = $4, rows = $5, created = $6, updated = $7,
-					skipped = $8, failed = $9, bytes = $10, duration_ms = $11, status = $12, error = $13, last_key = coalesce($14, last_key)
+					skipped = $8, failed = $9, bytes = $10, duration_ms = $11, status = $12, error = $13, last_key = coalesce($14, last_key),
+					ranges = coalesce($15, ranges)
 				WHERE pull_id = $1 AND table_name = $2`,
-				p.ID, t.Table, t.Strategy, t.Requested, t.Rows, t.Created, t.Updated, t.Skipped, t.Failed, t.Bytes, t.Duration.Milliseconds(), t.Status, t.Error, t.LastKey)
+				p.ID, t.Table, t.Strategy, t.Requested, t.Rows, t.Created, t.Updated, t.Skipped, t.Failed, t.Bytes, t.Duration.Milliseconds(), t.Status, t.Error, t.LastKey,
+				rangesArg(t.Ranges))
 			if err != nil {
 				return err
 			}

@@ -33,6 +33,9 @@ type Transfer struct {
 	// LastKey is the key of the last row applied, as far as it is known: resume
 	// after it (a running or interrupted pull's is updated as batches land).
 	LastKey []string `json:"last_key,omitempty"`
+	// Ranges are the key ranges of a table pulled split, each with how far it
+	// got: an interrupted pull resumes each from its own last key.
+	Ranges []RangeState `json:"ranges,omitempty"`
 	// Masks lists the masked columns of a send ("email: fake email"), as applied.
 	Masks []string `json:"masks,omitempty"`
 	// LagBytes and LagSeconds are a follow's lag when the entry was last updated

@@ -204,6 +204,9 @@ type PullRequest struct {
 	// (the results name them in DroppedColumns).
 	IgnoreMissingColumns bool `json:"ignore_missing_columns,omitempty"`
 	BatchSize            int  `json:"batch_size,omitempty"`
+	// SplitWorkers is how many key ranges of a large table are copied at once (0:
+	// what the machine can use; 1: never split; see docs/benchmarks.md).
+	SplitWorkers int `json:"split_workers,omitempty"`
 	// TimeoutSeconds bounds connecting, approval included (default 30).
 	TimeoutSeconds int `json:"timeout_seconds,omitempty"`
 }

@@ -70,6 +70,26 @@ type RecordError struct {
 	Reason string             `json:"reason"`
 }
 
+// RangeState is one key range of a split table and how far its copy got: the rows
+// with a key after After (from the start when empty) up to and including Until (to
+// the end when empty). LastKey is the key of the last row of it applied (empty:
+// none yet); Done says the whole range is.
+type RangeState struct {
+	After   []string `json:"after,omitempty"`
+	Until   []string `json:"until,omitempty"`
+	LastKey []string `json:"last_key,omitempty"`
+	Done    bool     `json:"done"`
+}
+
+// ResumeKey is where the range's copy goes on from: after LastKey, or after After
+// when nothing of it was applied.
+func (r RangeState) ResumeKey() []string {
+	if len(r.LastKey) > 0 {
+		return r.LastKey
+	}
+	return r.After
+}
+
 // TableResult is one table's outcome of a transfer (a pull, a scheduled run, the
 // receiving client's Transfer).
 type TableResult struct {
@@ -88,7 +108,12 @@ type TableResult struct {
 	// Bytes of batch frames received (compressed as they travelled).
 	Bytes int64 `json:"bytes"`
 	// LastKey is the key of the last row applied: pass it as AfterKey to resume.
+	// For a table copied in key ranges (Ranges), every row up to it is applied.
 	LastKey []string `json:"last_key,omitempty"`
+	// Ranges are the key ranges of a table copied by several streams at once (a
+	// split table), each with how far it got: pass them back to resume every range
+	// from its own last key. Empty for a table copied by one stream.
+	Ranges []RangeState `json:"ranges,omitempty"`
 	// TableCreated is true when the table was created locally.
 	TableCreated bool `json:"table_created"`
 	// DroppedColumns are the sender's columns the local table lacks, left out of the

@@ -123,7 +123,7 @@ func (h handlers) pull(ctx context.Context, st *site.Site, in syncapi.PullReques
 	res, err := pull.Run(ctx, h.log, st,
 		pull.Target{URL: in.URL, Code: in.Code, Password: in.Password, Timeout: seconds(in.TimeoutSeconds), Via: "sync operation", Caller: caller},
 		pull.Plan{Tables: in.Tables, Strategy: string(in.Strategy), Strategies: in.Strategies, CreateMissing: in.CreateMissing,
-			IgnoreMissingColumns: in.IgnoreMissingColumns, BatchSize: in.BatchSize, StartedBy: caller})
+			IgnoreMissingColumns: in.IgnoreMissingColumns, BatchSize: in.BatchSize, SplitWorkers: in.SplitWorkers, StartedBy: caller})
 	var connectErr *pull.ConnectError
 	switch {
 	case errors.Is(err, importer.ErrBadStrategy):

@@ -55,6 +55,13 @@ type Plan struct {
 	// AfterKeys resume tables after these keys (an interrupted pull's last keys:
 	// see Interrupted and Resume).
 	AfterKeys map[string][]string
+	// Ranges resume split tables, each range after its own last key (an
+	// interrupted pull's ranges); a table named here is resumed by them, not by
+	// AfterKeys.
+	Ranges map[string][]client.RangeState
+	// SplitWorkers is how many key ranges of a large table are copied at once
+	// (client.TransferOptions.SplitWorkers: 0 the default, 1 never split).
+	SplitWorkers int
 	// Resumes is the id of the interrupted pull this one takes over: once it ran,
 	// that pull's entries say resumed.
 	Resumes string
@@ -169,8 +176,8 @@ func Transfer(ctx context.Context, log *slog.Logger, st *site.Site, c *client.Cl
 	rec := begin(ctx, log, st, sender, p, s, tables)
 	opts := client.TransferAllOptions{Strategy: s.def, Strategies: s.perTable,
 		TransferOptions: client.TransferOptions{CreateMissing: p.CreateMissing, BatchSize: p.BatchSize,
-			IgnoreMissingColumns: p.IgnoreMissingColumns, Progress: rec.progress(p.Progress)}}
-	res, err := transferAll(ctx, st, c, tables, p.AfterKeys, opts)
+			IgnoreMissingColumns: p.IgnoreMissingColumns, Progress: rec.progress(p.Progress), SplitWorkers: p.SplitWorkers}}
+	res, err := transferAll(ctx, st, c, tables, p.AfterKeys, p.Ranges, opts)
 	rec.finish(ctx, res, err)
 	if p.Resumes != "" && len(res) > 0 {
 		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), historyTimeout)
@@ -182,12 +189,14 @@ func Transfer(ctx context.Context, log *slog.Logger, st *site.Site, c *client.Cl
 	return res, err
 }
 
-// transferAll transfers tables with o: those afterKeys names one table at a time,
-// each resumed after its key, once the others went together.
-func transferAll(ctx context.Context, st *site.Site, c *client.Client, tables []string, afterKeys map[string][]string, o client.TransferAllOptions) (map[string]client.Result, error) {
+// transferAll transfers tables with o: those afterKeys or ranges name one table at
+// a time, each resumed after its key or by its ranges, once the others went
+// together.
+func transferAll(ctx context.Context, st *site.Site, c *client.Client, tables []string, afterKeys map[string][]string,
+	ranges map[string][]client.RangeState, o client.TransferAllOptions) (map[string]client.Result, error) {
 	var whole, resumed []string
 	for _, t := range tables {
-		if len(afterKeys[t]) > 0 {
+		if len(afterKeys[t]) > 0 || len(ranges[t]) > 0 {
 			resumed = append(resumed, t)
 		} else {
 			whole = append(whole, t)
@@ -195,12 +204,15 @@ func transferAll(ctx context.Context, st *site.Site, c *client.Client, tables []
 	}
 	results := map[string]client.Result{}
 	var first error
-	run := func(tables []string, after []string) {
+	run := func(tables []string, after []string, ranges []client.RangeState) {
 		if len(tables) == 0 || (first != nil && !c.Connected()) {
 			return
 		}
 		o := o
-		o.Tables, o.AfterKey = tables, after
+		o.Tables, o.AfterKey, o.Ranges = tables, after, ranges
+		if len(ranges) > 0 {
+			o.AfterKey = nil
+		}
 		res, err := c.TransferAll(ctx, st.Pool, o)
 		for t, r := range res {
 			results[t] = r
@@ -209,9 +221,9 @@ func transferAll(ctx context.Context, st *site.Site, c *client.Client, tables []
 			first = err
 		}
 	}
-	run(whole, nil)
+	run(whole, nil, nil)
 	for _, t := range resumed {
-		run([]string{t}, afterKeys[t])
+		run([]string{t}, afterKeys[t], ranges[t])
 	}
 	return results, first
 }

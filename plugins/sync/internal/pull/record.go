@@ -56,7 +56,7 @@ func begin(ctx context.Context, log *slog.Logger, st *site.Site, sender string, 
 	entries := make([]history.Transfer, 0, len(tables))
 	for _, t := range tables {
 		entries = append(entries, history.Transfer{Direction: syncmetrics.Receive, Peer: sender, Table: t, Strategy: string(s.of(t)),
-			StartedBy: p.StartedBy, LastKey: p.AfterKeys[t]})
+			StartedBy: p.StartedBy, LastKey: p.AfterKeys[t], Ranges: p.Ranges[t]})
 		if s.of(t) != importer.Append { // appended rows get keys of their own: no resume key here
 			fresh, err := freshTarget(ctx, st, t)
 			if err != nil {
@@ -112,6 +112,17 @@ func (r *recorder) checkpoints(ctx context.Context) {
 		r.dirty = map[string]bool{}
 		r.mu.Unlock()
 		for table, p := range todo {
+			if p.Ranges != nil {
+				// A split table: each range's last key as committed, and every
+				// row up to p.LastKey applied.
+				if err := r.pull.CheckpointRanges(ctx, table, p.Ranges); err != nil {
+					r.log.Warn("pull: checkpoint", "table", table, "err", err)
+				}
+				if err := r.pull.Checkpoint(ctx, table, p.Rows, p.LastKey); err != nil {
+					r.log.Warn("pull: checkpoint", "table", table, "err", err)
+				}
+				continue
+			}
 			var key []string
 			if r.fresh[table] {
 				var err error
@@ -142,8 +153,8 @@ func (r *recorder) finish(ctx context.Context, results map[string]client.Result,
 		res, ok := results[table]
 		switch {
 		case ok:
-			rec.Requested, rec.Rows, rec.Bytes, rec.Created, rec.Updated, rec.Skipped, rec.Failed, rec.Duration, rec.LastKey =
-				res.Requested, res.Rows, res.Bytes, res.Created, res.Updated, res.Skipped, res.Failed, res.Duration, res.LastKey
+			rec.Requested, rec.Rows, rec.Bytes, rec.Created, rec.Updated, rec.Skipped, rec.Failed, rec.Duration, rec.LastKey, rec.Ranges =
+				res.Requested, res.Rows, res.Bytes, res.Created, res.Updated, res.Skipped, res.Failed, res.Duration, res.LastKey, res.Ranges
 			rec.Error = res.Error
 		case pullErr != nil:
 			rec.Error = "not transferred: " + pullErr.Error()
@@ -217,23 +228,59 @@ func freshTarget(ctx context.Context, st *site.Site, table string) (bool, error)
 // the exact name) as text, in the exporter's text settings (nil for an empty table
 // or one without a primary key).
 func LocalLastKey(ctx context.Context, st *site.Site, table string) ([]string, error) {
+	return LocalLastKeyIn(ctx, st, table, nil, nil)
+}
+
+// LocalLastKeyIn is LocalLastKey among the keys after after (nil: from the start)
+// up to and including until (nil: to the end): one range of a split table. The
+// bounds go as values, cast to the key's types.
+func LocalLastKeyIn(ctx context.Context, st *site.Site, table string, after, until []string) ([]string, error) {
 	sch, err := catalog.GetSchemaIn(ctx, st.Pool, "public", table)
 	if err != nil || len(sch.PrimaryKey) == 0 {
 		return nil, err
 	}
 	cols := make([]string, len(sch.PrimaryKey))
+	keys := make([]string, len(sch.PrimaryKey))
 	order := make([]string, len(sch.PrimaryKey))
 	for i, k := range sch.PrimaryKey {
 		q := pgx.Identifier{k}.Sanitize()
-		cols[i], order[i] = q+"::text", q+" DESC"
+		cols[i], keys[i], order[i] = q+"::text", q, q+" DESC"
+	}
+	var conds []string
+	var args []any
+	bound := func(key []string, op string) error {
+		if key == nil {
+			return nil
+		}
+		if len(key) != len(sch.PrimaryKey) {
+			return fmt.Errorf("last key of %s: a bound of %d values for a key of %d columns", table, len(key), len(sch.PrimaryKey))
+		}
+		vals := make([]string, len(key))
+		for i, v := range key {
+			c, _ := sch.Column(sch.PrimaryKey[i])
+			args = append(args, v)
+			vals[i] = fmt.Sprintf("$%d::text::%s", len(args), c.Type)
+		}
+		conds = append(conds, "("+strings.Join(keys, ", ")+") "+op+" ("+strings.Join(vals, ", ")+")")
+		return nil
+	}
+	if err := bound(after, ">"); err != nil {
+		return nil, err
+	}
+	if err := bound(until, "<="); err != nil {
+		return nil, err
+	}
+	where := ""
+	if len(conds) > 0 {
+		where = " WHERE " + strings.Join(conds, " AND ")
 	}
 	var key []string
 	err = pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, catalog.TextSettings); err != nil {
 			return err
 		}
-		err := tx.QueryRow(ctx, `SELECT ARRAY[`+strings.Join(cols, ", ")+`] FROM `+catalog.IdentOf(sch).Quoted()+
-			` ORDER BY `+strings.Join(order, ", ")+` LIMIT 1`).Scan(&key)
+		err := tx.QueryRow(ctx, `SELECT ARRAY[`+strings.Join(cols, ", ")+`] FROM `+catalog.IdentOf(sch).Quoted()+where+
+			` ORDER BY `+strings.Join(order, ", ")+` LIMIT 1`, args...).Scan(&key)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/fiberkit/fiberkit/plugins/sync/client"
 	"github.com/fiberkit/fiberkit/plugins/sync/history"
 	"github.com/fiberkit/fiberkit/plugins/sync/importer"
 	"github.com/fiberkit/fiberkit/plugins/sync/internal/site"
@@ -48,6 +49,14 @@ func Recover(ctx context.Context, log *slog.Logger, st *site.Site) error {
 			return fmt.Errorf("recover interrupted pulls: %w", err)
 		}
 		if !fresh {
+			continue
+		}
+		if len(t.Ranges) > 0 {
+			// Split: the greatest key here is the last range's; each range's own
+			// is the greatest within it.
+			if err := recoverRanges(ctx, st, t); err != nil {
+				log.Warn("pull: read the last keys applied", "table", t.Table, "err", err)
+			}
 			continue
 		}
 		key, err := LocalLastKey(ctx, st, t.Table)
@@ -108,16 +117,49 @@ func Find(ctx context.Context, log *slog.Logger, st *site.Site, id string) (Inte
 // created.
 func (in Interrupted) Plan(by string) Plan {
 	p := Plan{Strategy: string(importer.Skip), Strategies: map[string]string{}, AfterKeys: map[string][]string{},
-		CreateMissing: true, StartedBy: by, Resumes: in.ID}
+		Ranges: map[string][]client.RangeState{}, CreateMissing: true, StartedBy: by, Resumes: in.ID}
 	for _, t := range in.Tables {
 		if t.Strategy == string(importer.Append) && t.Rows > 0 && len(t.LastKey) == 0 {
 			continue
 		}
 		p.Tables = append(p.Tables, t.Table)
 		p.Strategies[t.Table] = t.Strategy
-		if len(t.LastKey) > 0 {
+		if len(t.Ranges) > 0 {
+			p.Ranges[t.Table] = t.Ranges
+		} else if len(t.LastKey) > 0 {
 			p.AfterKeys[t.Table] = t.LastKey
 		}
 	}
 	return p
+}
+
+// recoverRanges brings the last keys of an interrupted split table's ranges up to
+// date from the local table, which was missing or empty when the pull began: each
+// range's rows landed in key order, so its greatest key here is its last one
+// applied. The entry's last key becomes the end of what is applied from the start.
+func recoverRanges(ctx context.Context, st *site.Site, t history.Transfer) error {
+	ranges := slices.Clone(t.Ranges)
+	changed := false
+	for i, r := range ranges {
+		if r.Done {
+			continue
+		}
+		key, err := LocalLastKeyIn(ctx, st, t.Table, r.After, r.Until)
+		if err != nil {
+			return err
+		}
+		if key != nil && !slices.Equal(key, r.LastKey) {
+			ranges[i].LastKey, changed = key, true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	if err := st.History.SetRanges(ctx, t.ID, ranges); err != nil {
+		return err
+	}
+	if key := client.RangesAppliedKey(ranges); key != nil {
+		return st.History.SetLastKey(ctx, t.ID, key)
+	}
+	return nil
 }
