@@ -239,6 +239,9 @@ func (s *Store) Add(ctx context.Context, r Remote, token, by string) (Remote, er
 	if r.Strategy == "" {
 		r.Strategy = "skip"
 	}
+	if r.Follow && r.Strategy == "append" {
+		return Remote{}, errors.New("add remote: append cannot follow (changes are matched to rows by key): choose skip, overwrite or merge")
+	}
 	if r.Tables == nil {
 		r.Tables = []string{}
 	}

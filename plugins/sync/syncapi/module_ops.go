@@ -119,6 +119,13 @@ func (m *Module) AddRemote(ctx context.Context, r AddRemoteRequest) (Remote, err
 	return rem, m.call(ctx, OpAddRemote, r, &rem)
 }
 
+// FollowStatus reports this site's follows (receiving) and followers (sending),
+// with their lag.
+func (m *Module) FollowStatus(ctx context.Context) (FollowReport, error) {
+	var r FollowReport
+	return r, m.call(ctx, OpFollowStatus, nil, &r)
+}
+
 // ListRemotes lists the remotes.
 func (m *Module) ListRemotes(ctx context.Context) ([]Remote, error) {
 	var r []Remote

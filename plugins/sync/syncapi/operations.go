@@ -46,6 +46,7 @@ const (
 	OpDeleteRemote        = "delete_remote"         // RemoteRef → bool
 	OpTransferHistory     = "transfer_history"      // HistoryRequest → []Transfer
 	OpPull                = "pull"                  // PullRequest → map[string]TableResult
+	OpFollowStatus        = "follow_status"         // → FollowReport
 )
 
 // Error codes the Sync operations answer with (sdk.Error's Code), beyond the
@@ -255,6 +256,15 @@ type AddRemoteRequest struct {
 	Strategy string   `json:"strategy,omitempty"`
 	// Interval between scheduled pulls; 0 pulls on demand only.
 	Interval int `json:"interval_seconds,omitempty"`
+	// Follow follows the remote continuously instead (its connection must allow it).
+	Follow bool `json:"follow,omitempty"`
+}
+
+// FollowReport is follow_status's answer: this site's follows of other sites
+// (receiving) and the connections following it (sending), with their lag.
+type FollowReport struct {
+	Follows   []FollowStatus `json:"follows"`
+	Followers []Follower     `json:"followers"`
 }
 
 // RemoteRef names a remote by id (run_remote, delete_remote).

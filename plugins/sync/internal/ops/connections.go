@@ -6,6 +6,7 @@ import (
 
 	"github.com/fiberkit/fiberkit/plugins/sync/client"
 	"github.com/fiberkit/fiberkit/plugins/sync/connection"
+	"github.com/fiberkit/fiberkit/plugins/sync/follow"
 	"github.com/fiberkit/fiberkit/plugins/sync/history"
 	"github.com/fiberkit/fiberkit/plugins/sync/importer"
 	"github.com/fiberkit/fiberkit/plugins/sync/internal/pull"
@@ -63,11 +64,24 @@ func addRemote(ctx context.Context, st *site.Site, in syncapi.AddRemoteRequest) 
 	if _, err := st.Outgoing(ctx, in.URL, client.Options{}); err != nil {
 		return remote.Remote{}, sdk.Errorf(syncapi.CodeRefusedURL, "%v", err)
 	}
-	r, err := st.Remotes.Add(ctx, remote.Remote{Name: in.Name, URL: in.URL, Tables: in.Tables, Strategy: in.Strategy, Interval: in.Interval}, in.Token, owner(ctx, ""))
+	r, err := st.Remotes.Add(ctx, remote.Remote{Name: in.Name, URL: in.URL, Tables: in.Tables, Strategy: in.Strategy, Interval: in.Interval, Follow: in.Follow}, in.Token, owner(ctx, ""))
 	if err != nil {
 		return remote.Remote{}, invalid(err)
 	}
 	return r, nil
+}
+
+func followStatus(ctx context.Context, st *site.Site, _ struct{}) (syncapi.FollowReport, error) {
+	store, err := follow.Open(ctx, st.Pool)
+	if err != nil {
+		return syncapi.FollowReport{}, err
+	}
+	var r syncapi.FollowReport
+	if r.Follows, err = store.List(ctx); err != nil {
+		return r, err
+	}
+	r.Followers, err = st.Conns.Followers(ctx)
+	return r, err
 }
 
 func listRemotes(ctx context.Context, st *site.Site, _ struct{}) ([]remote.Remote, error) {

@@ -64,6 +64,7 @@ func Operations(log *slog.Logger, current site.Current) sdk.Operations {
 		syncapi.OpDeleteRemote:        op(current, deleteRemote),
 		syncapi.OpTransferHistory:     op(current, h.transferHistory),
 		syncapi.OpPull:                op(current, h.pull),
+		syncapi.OpFollowStatus:        op(current, followStatus),
 	}
 	for name, o := range liveOperations(current) {
 		ops[name] = o

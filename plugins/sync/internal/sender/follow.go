@@ -15,7 +15,6 @@ import (
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
 	"github.com/fiberkit/fiberkit/plugins/sync/exporter"
 	"github.com/fiberkit/fiberkit/plugins/sync/history"
-	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
 	"github.com/fiberkit/fiberkit/plugins/sync/wire"
 )
 
@@ -548,27 +547,4 @@ func (pc *pacer) wait(ctx context.Context, n int) error {
 	case <-t.C:
 		return nil
 	}
-}
-
-// Followers lists the permanent connections following this site, with their lag.
-func Followers(ctx context.Context, q catalog.Querier) ([]syncapi.Follower, error) {
-	rows, err := q.Query(ctx, `SELECT f.connection_id::text, c.name, f.tables, f.acked_lsn::text, f.acked_at,
-			greatest(pg_current_wal_lsn() - f.acked_lsn, 0)::bigint, coalesce(s.active, false)
-		FROM fiberkit_sync_followers f JOIN fiberkit_sync_connections c ON c.id = f.connection_id
-		LEFT JOIN pg_replication_slots s ON s.slot_name = f.slot ORDER BY c.name`)
-	if err != nil {
-		return nil, fmt.Errorf("list followers: %w", err)
-	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (syncapi.Follower, error) {
-		var f syncapi.Follower
-		var at *time.Time
-		err := r.Scan(&f.ConnectionID, &f.Name, &f.Tables, &f.Acknowledged, &at, &f.LagBytes, &f.Active)
-		if at != nil {
-			f.AckedAt = *at
-			if f.LagBytes > 0 {
-				f.LagSeconds = time.Since(*at).Seconds()
-			}
-		}
-		return f, err
-	})
 }
