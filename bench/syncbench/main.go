@@ -107,13 +107,14 @@ func main() {
 	pluginBin := flag.String("plugin", "", "internal: the sender host's Sync plugin binary")
 	root := flag.String("root", "", "internal: the repository root")
 	walLevel := flag.String("wal-level", "replica", "the clusters' wal_level: PostgreSQL's default replica, or logical (a site running live sync)")
+	split := flag.Int("split", 0, "also pull with -split-workers 1 and with this many (methods split-1 and split-N, alternating with the others)")
 	profiles := flag.String("cpuprofile", "", "write CPU profiles to this `dir`: the sender host's and its plugin's (host.pprof, plugin.pprof, over the whole run) and each pull's CLI (cli-<method>-<n>.pprof)")
 	flag.Parse()
 	var err error
 	if *senderDB != "" {
 		err = runSender(*senderDB, *pluginBin, *root, *profiles)
 	} else {
-		err = run(config{rows: *rows, reps: max(1, *reps), pkRows: *pkRows, linkMbit: *linkMbit, only: *only, profiles: *profiles, walLevel: *walLevel})
+		err = run(config{rows: *rows, reps: max(1, *reps), pkRows: *pkRows, linkMbit: *linkMbit, only: *only, profiles: *profiles, walLevel: *walLevel, split: *split})
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "syncbench:", err)
@@ -127,6 +128,7 @@ type config struct {
 	only               string
 	profiles           string // a directory for CPU profiles ("": none)
 	walLevel           string // the clusters' wal_level
+	split              int    // workers of the split-N method (0: no split methods)
 }
 
 // The processes reported.
@@ -320,6 +322,12 @@ func run(cfg config) error {
 				}
 				return r, err
 			}})
+	}
+	if cfg.split > 1 {
+		for _, n := range []int{1, cfg.split} {
+			all = append(all, &method{Key: fmt.Sprintf("split-%d", n), Name: fmt.Sprintf("fiberkit-pull -split-workers %d, skip, empty table", n), Rows: cfg.rows, prep: empty,
+				run: func() (runResult, error) { return b.pull(b.snd.url, "-split-workers", fmt.Sprint(n)) }})
+		}
 	}
 	all = append(all, &method{Key: "phoenixkit", Name: "PhoenixKit-style (OFFSET JSON pages, row INSERTs)", Rows: cfg.pkRows, prep: empty,
 		run: b.phoenixKit})
@@ -769,6 +777,21 @@ func report(b *bench, methods []*method) {
 		case "phoenixkit":
 			pk = m
 		}
+	}
+	var one, many *method
+	for _, m := range methods {
+		switch m.Key {
+		case "split-1":
+			one = m
+		case fmt.Sprintf("split-%d", b.cfg.split):
+			many = m
+		}
+	}
+	if one != nil && many != nil && one.Median > 0 {
+		ratio := measure.Round(many.Median / one.Median)
+		out["split_workers"], out["split_time_ratio"] = b.cfg.split, ratio
+		fmt.Printf("\nsplit: %d workers took %.2f× the time of 1 (medians %.2f s / %.2f s), the receiving table's md5 equal to the sender's after every run\n",
+			b.cfg.split, ratio, many.Median, one.Median)
 	}
 	if pull != nil && pk != nil && pk.Median > 0 {
 		out["skip_vs_phoenixkit_throughput"] = measure.Round((float64(pull.Rows) / pull.Median) / (float64(pk.Rows) / pk.Median))
