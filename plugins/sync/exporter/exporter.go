@@ -33,6 +33,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
+	"github.com/fiberkit/fiberkit/plugins/sync/mask"
 	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
 )
 
@@ -65,6 +66,58 @@ type Snapshot struct {
 	// leftOut are, per table, the tables below it (partitions, inheritance
 	// children) whose rows a read of it leaves out (LeaveOut).
 	leftOut map[string][]uint32
+	// masks are, per table, the masks its reads apply (Mask).
+	masks map[string]*mask.Table
+}
+
+// Mask makes every later read of sch's table that sends values (batches, pages
+// of records, checksums) read each column t masks through its mask expression
+// (mask.Table.Expr), so unmasked values never leave the database. The reads see
+// the table as if it held the masked values: a masked primary-key column (only
+// hash may mask one) is also what rows are ordered, paged, resumed and checksummed
+// by, and what batches' LastKey carry — never the real key. nil: no masks.
+func (s *Snapshot) Mask(sch *catalog.Schema, t *mask.Table) {
+	table := catalog.IdentOf(sch).Quoted()
+	if t == nil {
+		delete(s.masks, table)
+		return
+	}
+	s.masks[table] = t
+}
+
+// KeyMasked reports whether a column of sch's primary key is masked: its reads
+// order, page and resume by the masked key, so key ranges cut from the real key
+// (Ranges) do not apply to it and must not be sent.
+func (s *Snapshot) KeyMasked(sch *catalog.Schema) bool {
+	t := s.masks[catalog.IdentOf(sch).Quoted()]
+	for _, k := range sch.PrimaryKey {
+		if t.Masked(k) {
+			return true
+		}
+	}
+	return false
+}
+
+// source is what reads of sch's table select from (as src): the table, or with
+// masks a subquery giving each column (masked or not) under its own name and the
+// table's tableoid and ctid, so every clause written against the table reads the
+// masked values.
+func (s *Snapshot) source(sch *catalog.Schema) string {
+	table := catalog.IdentOf(sch).Quoted()
+	t := s.masks[table]
+	if t == nil {
+		return table
+	}
+	sel := []string{"src.tableoid AS tableoid", "src.ctid AS ctid"}
+	for _, c := range sch.Columns {
+		id := pgx.Identifier{c.Name}.Sanitize()
+		e, ok := t.Expr(c.Name, "src."+id)
+		if !ok {
+			e = "src." + id
+		}
+		sel = append(sel, e+" AS "+id)
+	}
+	return "(SELECT " + strings.Join(sel, ", ") + " FROM " + table + " AS src)"
 }
 
 // LeaveOut makes every later read of sch's table (batches, pages, checksums,
@@ -163,7 +216,7 @@ func begin(ctx context.Context, pool *pgxpool.Pool, id string) (*Snapshot, error
 		conn.Release()
 		return nil, fmt.Errorf("export: begin snapshot: %w", err)
 	}
-	return &Snapshot{conn: conn, tx: tx, issued: map[string]bool{}, leftOut: map[string][]uint32{}}, nil
+	return &Snapshot{conn: conn, tx: tx, issued: map[string]bool{}, leftOut: map[string][]uint32{}, masks: map[string]*mask.Table{}}, nil
 }
 
 // Querier returns the snapshot's transaction, for catalog look-ups inside it.
@@ -357,13 +410,14 @@ func (s *Snapshot) records(ctx context.Context, sch *catalog.Schema, offset, lim
 func Checksum(ctx context.Context, q interface {
 	Conn() *pgx.Conn
 }, sch *catalog.Schema, columns []string) (string, error) {
-	return checksum(ctx, q, sch, columns, "")
+	return checksum(ctx, q, sch, columns, "", catalog.IdentOf(sch).Quoted())
 }
 
-// checksum is Checksum over the rows that meet filter (a condition; "" for all).
+// checksum is Checksum over the rows of source (the table, or what
+// Snapshot.source reads it through) that meet filter (a condition; "" for all).
 func checksum(ctx context.Context, q interface {
 	Conn() *pgx.Conn
-}, sch *catalog.Schema, columns []string, filter string) (string, error) {
+}, sch *catalog.Schema, columns []string, filter, source string) (string, error) {
 	var cols []catalog.Column
 	if len(columns) == 0 {
 		cols = sch.Writable()
@@ -393,7 +447,7 @@ func checksum(ctx context.Context, q interface {
 	}
 	exprs, _ := keyColumns(sch)
 	h := md5.New()
-	sql := fmt.Sprintf("COPY (SELECT %s FROM %s%s ORDER BY %s) TO STDOUT", catalog.QuotedColumns(cols), catalog.IdentOf(sch).Quoted(), addCond("", filter), strings.Join(exprs, ", "))
+	sql := fmt.Sprintf("COPY (SELECT %s FROM %s AS src%s ORDER BY %s) TO STDOUT", catalog.QuotedColumns(cols), source, addCond("", filter), strings.Join(exprs, ", "))
 	if _, err := conn.PgConn().CopyTo(ctx, h, sql); err != nil {
 		return "", fmt.Errorf("checksum %s: %w", sch.Name, err)
 	}
@@ -410,5 +464,5 @@ func (s *Snapshot) Checksum(ctx context.Context, sch *catalog.Schema) (sum strin
 }
 
 func (s *Snapshot) checksum(ctx context.Context, sch *catalog.Schema) (string, error) {
-	return checksum(ctx, s.tx, sch, nil, s.leftOutCond(catalog.IdentOf(sch).Quoted(), "tableoid"))
+	return checksum(ctx, s.tx, sch, nil, s.leftOutCond(catalog.IdentOf(sch).Quoted(), "tableoid"), s.source(sch))
 }

@@ -117,7 +117,7 @@ func (s *Snapshot) page(ctx context.Context, sch *catalog.Schema, selectList, fr
 	}
 	table := catalog.IdentOf(sch).Quoted()
 	if _, err := s.tx.Exec(ctx, fmt.Sprintf("DECLARE %s NO SCROLL CURSOR FOR SELECT %s FROM %s AS src%s%s ORDER BY %s OFFSET %d LIMIT %d",
-		pageCursor, selectList, table, from, addCond("", s.leftOutCond(table, "src.tableoid")), strings.Join(order, ", "), offset, limit+1)); err != nil {
+		pageCursor, selectList, s.source(sch), from, addCond("", s.leftOutCond(table, "src.tableoid")), strings.Join(order, ", "), offset, limit+1)); err != nil {
 		return false, fmt.Errorf("export %s: %w", sch.Name, err)
 	}
 	budget := s.pageBytes()

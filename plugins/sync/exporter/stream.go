@@ -93,7 +93,7 @@ func (s *Snapshot) Stream(ctx context.Context, sch *catalog.Schema, after, until
 	}
 	return &TableStream{
 		snap: s, id: id, sch: sch, table: table, keys: len(exprs), noKey: noKey, columns: names, binary: binary,
-		sql: fmt.Sprintf("COPY (SELECT %s FROM %s AS src%s ORDER BY %s) TO STDOUT%s", sel, table, where, strings.Join(order, ", "), format),
+		sql: fmt.Sprintf("COPY (SELECT %s FROM %s AS src%s ORDER BY %s) TO STDOUT%s", sel, s.source(sch), where, strings.Join(order, ", "), format),
 	}, nil
 }
 
