@@ -16,10 +16,13 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/fiberkit/fiberkit/plugins/sync/connection"
+	"github.com/fiberkit/fiberkit/plugins/sync/follow"
 	"github.com/fiberkit/fiberkit/plugins/sync/history"
 	"github.com/fiberkit/fiberkit/plugins/sync/internal/pull"
 	"github.com/fiberkit/fiberkit/plugins/sync/internal/site"
 	"github.com/fiberkit/fiberkit/plugins/sync/session"
+	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
 	"github.com/fiberkit/fiberkit/sdk"
 )
 
@@ -45,7 +48,7 @@ func New(log *slog.Logger, current site.Current) *Admin {
 	a.tmpl = template.Must(template.New("").Funcs(template.FuncMap{"joinList": joinList, "joinHours": joinHours, "connStatus": connStatus,
 		"strategies": func() []string { return []string{"skip", "overwrite", "merge", "append"} },
 		"humanBytes": humanBytes, "plural": plural, "quoteList": quoteList, "shapeTable": shapeTable, "replicaMode": replicaMode,
-		"createdAt": createdAt}).ParseFS(pagesFS, "ui/*.html"))
+		"createdAt": createdAt, "lagText": lagText}).ParseFS(pagesFS, "ui/*.html"))
 	return a
 }
 
@@ -123,6 +126,10 @@ func (a *Admin) Routes(mux *http.ServeMux) {
 type overviewData struct {
 	pageData
 	Live liveView
+	// Follows are this site's follows of others; Followers the connections
+	// following it.
+	Follows   []syncapi.FollowStatus
+	Followers []connection.Follower
 }
 
 // overview is the module's front page: live sync, sessions, recent attempts and
@@ -138,6 +145,14 @@ func (a *Admin) overview(w http.ResponseWriter, r *http.Request, st *site.Site) 
 	}
 	if d.Transfers, err = st.History.Recent(r.Context(), 10); err != nil {
 		a.log.Warn("overview: recent transfers", "err", err)
+	}
+	if fs, err := follow.Open(r.Context(), st.Pool); err != nil {
+		a.log.Warn("overview: follows", "err", err)
+	} else if d.Follows, err = fs.List(r.Context()); err != nil {
+		a.log.Warn("overview: follows", "err", err)
+	}
+	if d.Followers, err = st.Conns.Followers(r.Context()); err != nil {
+		a.log.Warn("overview: followers", "err", err)
 	}
 	a.render(w, "overview.html", d)
 }

@@ -31,6 +31,8 @@ type connectionsData struct {
 	Filter      history.Filter
 	Form        url.Values
 	Told        string
+	// Follower is the connection's follow of this site, when it follows.
+	Follower *connection.Follower
 }
 
 // splitList reads a comma- or newline-separated form field.
@@ -78,6 +80,11 @@ func limitsFromForm(r *http.Request) (connection.Limits, error) {
 		return l, err
 	}
 	l.RequestsPerMinute = int(n)
+	l.Follow = r.FormValue("follow") != ""
+	if n, err = num("follow_changes_per_second"); err != nil {
+		return l, err
+	}
+	l.FollowChangesPerSecond = int(n)
 	for _, h := range splitList(r.FormValue("allowed_hours")) {
 		v, err := strconv.Atoi(h)
 		if err != nil {
@@ -105,6 +112,7 @@ func scheduleFromForm(r *http.Request) (remote.Schedule, error) {
 		}
 		sc.Interval = n
 	}
+	sc.Follow = r.FormValue("follow") != ""
 	if _, err := importer.ParseStrategy(sc.Strategy); err != nil {
 		return sc, err
 	}
@@ -174,6 +182,15 @@ func (a *Admin) connectionPage(w http.ResponseWriter, r *http.Request, st *site.
 	d.Error = flash
 	if d.Transfers, err = st.History.Find(r.Context(), history.Filter{StartedBy: "connection:" + c.ID}, 200); err != nil {
 		a.log.Warn("connection page: transfers", "connection", c.ID, "err", err)
+	}
+	if fs, err := st.Conns.Followers(r.Context()); err != nil {
+		a.log.Warn("connection page: followers", "connection", c.ID, "err", err)
+	} else {
+		for i := range fs {
+			if fs[i].ConnectionID == c.ID {
+				d.Follower = &fs[i]
+			}
+		}
 	}
 	pageHeaders(w)
 	w.WriteHeader(status)
@@ -256,7 +273,7 @@ func (a *Admin) connectionRoutes(mux *http.ServeMux) {
 		}
 		if err == nil {
 			_, err = st.Remotes.Add(r.Context(), remote.Remote{Name: r.FormValue("name"), URL: r.FormValue("url"), Tables: splitList(r.FormValue("tables")),
-				Strategy: r.FormValue("strategy"), Interval: interval}, strings.TrimSpace(r.FormValue("token")), actor(r))
+				Strategy: r.FormValue("strategy"), Interval: interval, Follow: r.FormValue("follow") != ""}, strings.TrimSpace(r.FormValue("token")), actor(r))
 		}
 		if err != nil {
 			a.connectionsPage(w, r, st, connectionsData{pageData: pageData{Error: err.Error()}, Form: r.Form}, http.StatusUnprocessableEntity)
