@@ -40,6 +40,7 @@ type peer struct {
 	awaiting bool
 	snap     *exporter.Snapshot
 	streams  map[uint32]*liveStream
+	masks    maskState // the masking key and the rules applied, per table
 	follow   *follower // set by request:follow
 	wg       sync.WaitGroup
 }
@@ -82,7 +83,7 @@ func (p *peer) finish(ctx context.Context) {
 	for table, rows := range paged {
 		d := time.Since(p.pagedSince)
 		p.record(ctx, history.Transfer{Direction: "send", Peer: p.addr, Table: table, Strategy: "records",
-			Rows: rows, Duration: d, Status: "done", StartedBy: p.startedBy()})
+			Rows: rows, Duration: d, Status: "done", StartedBy: p.startedBy(), Masks: p.maskedRules(table)})
 		p.st.Metrics.TransferFinished("send", "records", d)
 	}
 	if p.sess.ID != "" {

@@ -245,7 +245,7 @@ func (p *peer) schema(ctx context.Context, snap *exporter.Snapshot, table string
 			sch.Partition.Partitions = kept
 		}
 		snap.LeaveOut(sch, hidden)
-		return nil
+		return p.applyMasks(ctx, snap, sch)
 	})
 	return sch, err
 }

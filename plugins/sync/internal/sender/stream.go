@@ -162,7 +162,7 @@ func (p *peer) runStream(ctx, sctx context.Context, ls *liveStream, sch *catalog
 		err = errCancelled
 	}
 	rec := history.Transfer{Direction: "send", Peer: p.addr, Table: req.Table, Rows: rows, Bytes: bytes,
-		Duration: time.Since(started), Status: "done", StartedBy: p.startedBy()}
+		Duration: time.Since(started), Status: "done", StartedBy: p.startedBy(), Masks: p.maskedRules(catalog.IdentOf(sch).String())}
 	switch {
 	case cancelled:
 		rec.Status, rec.Error = "cancelled", err.Error()

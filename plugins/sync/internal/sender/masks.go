@@ -1,0 +1,117 @@
+package sender
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+
+	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
+	"github.com/fiberkit/fiberkit/plugins/sync/connection"
+	"github.com/fiberkit/fiberkit/plugins/sync/exporter"
+	"github.com/fiberkit/fiberkit/plugins/sync/internal/site"
+	"github.com/fiberkit/fiberkit/plugins/sync/mask"
+	"github.com/fiberkit/fiberkit/plugins/sync/remote"
+)
+
+// ErrMaskRule is the reason (wire error code) a request is refused with when a
+// masking rule does not fit the table it applies to: the table is not sent at all
+// rather than sent unmasked.
+const ErrMaskRule = "invalid_mask_rule"
+
+// maskState is what one receiver's connection keeps of masking: the site's key,
+// loaded once, and the rules applied to each table it read (for the history).
+type maskState struct {
+	mu      sync.Mutex
+	key     *mask.Key
+	applied map[string][]string // table (as listed) → rules in text form
+}
+
+// SiteMaskRules are the rules every send of st applies: the secret-column
+// defaults for sch's table (when mask_secret_columns is on) under the site's
+// mask_rules setting, which wins for the columns it names.
+func SiteMaskRules(st *site.Site, sch *catalog.Schema) (mask.Set, error) {
+	var base mask.Set
+	if st.Settings.Bool("mask_secret_columns") {
+		d, err := mask.SecretDefaults(sch)
+		if err != nil {
+			return nil, err
+		}
+		base = d
+	}
+	own, err := mask.Parse(st.Settings.String("mask_rules"))
+	if err != nil {
+		return nil, fmt.Errorf("the mask_rules setting: %w", err)
+	}
+	return mask.Merge(base, own), nil
+}
+
+// maskKey returns the site's masking key (mask.LoadKey), loaded once per connection.
+func (p *peer) maskKey(ctx context.Context) (mask.Key, error) {
+	p.masks.mu.Lock()
+	defer p.masks.mu.Unlock()
+	if p.masks.key != nil {
+		return *p.masks.key, nil
+	}
+	k, err := mask.LoadKey(ctx, p.st.Pool, os.Getenv(remote.KeyEnv))
+	if err != nil {
+		return k, err
+	}
+	p.masks.key = &k
+	return k, nil
+}
+
+// applyMasks resolves the rules that apply to sch's table against it and sets the
+// snapshot to read the table through them (exporter.Snapshot.Mask). A rule the
+// table cannot take refuses the request (ErrMaskRule, saying which rule and why):
+// the table is not sent.
+func (p *peer) applyMasks(ctx context.Context, snap *exporter.Snapshot, sch *catalog.Schema) error {
+	refuse := func(err error) error {
+		return &connection.Refusal{Reason: ErrMaskRule, Detail: fmt.Sprintf("table %s is not sent: %v", catalog.IdentOf(sch), err)}
+	}
+	// The site's rules, then a permanent connection's on top (its rule wins for
+	// its column).
+	rules, err := SiteMaskRules(p.st, sch)
+	if err != nil {
+		return refuse(err)
+	}
+	if p.connID != "" {
+		c, err := p.st.Conns.Get(ctx, p.connID)
+		if err != nil {
+			return fmt.Errorf("read the connection's masks: %w", err)
+		}
+		rules = mask.Merge(rules, mask.Set(c.Limits.Masks))
+	}
+	table := catalog.IdentOf(sch).String()
+	var mt *mask.Table
+	if len(rules.For(table)) > 0 {
+		key, err := p.maskKey(ctx)
+		if err != nil {
+			return err
+		}
+		if mt, err = rules.Resolve(ctx, snap.Querier(), sch, key); err != nil {
+			var re *mask.RuleError
+			if errors.As(err, &re) {
+				return refuse(err)
+			}
+			return err
+		}
+	}
+	snap.Mask(sch, mt)
+	p.masks.mu.Lock()
+	if p.masks.applied == nil {
+		p.masks.applied = map[string][]string{}
+	}
+	p.masks.applied[table] = mt.Rules().Strings()
+	p.masks.mu.Unlock()
+	return nil
+}
+
+// maskedRules returns the rules applied to table (as listed) by this connection's
+// last read of it, in text form, for the history.
+func (p *peer) maskedRules(table string) []string {
+	p.masks.mu.Lock()
+	defer p.masks.mu.Unlock()
+	return p.masks.applied[table]
+}
