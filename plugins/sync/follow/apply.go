@@ -278,14 +278,12 @@ func (a *Applier) begin(ctx context.Context, pos uint64) error {
 	if err != nil {
 		return fmt.Errorf("follow %s: begin transaction %s: %w", a.id, wire.FormatLSN(pos), err)
 	}
-	if _, err := tx.Exec(ctx, catalog.TextSettings); err != nil {
+	// One round trip (no arguments: the simple protocol, which takes both
+	// statements). The sender checked its deferrable constraints at its commit: so
+	// do we.
+	if _, err := tx.Exec(ctx, catalog.TextSettings+"; SET CONSTRAINTS ALL DEFERRED"); err != nil {
 		_ = tx.Rollback(ctx)
 		return fmt.Errorf("follow %s: transaction %s: text settings: %w", a.id, wire.FormatLSN(pos), err)
-	}
-	// The sender checked its deferrable constraints at its commit: so do we.
-	if _, err := tx.Exec(ctx, "SET CONSTRAINTS ALL DEFERRED"); err != nil {
-		_ = tx.Rollback(ctx)
-		return fmt.Errorf("follow %s: transaction %s: defer constraints: %w", a.id, wire.FormatLSN(pos), err)
 	}
 	a.tx, a.txPos, a.next, a.cur = tx, pos, 0, Applied{Position: pos}
 	return nil

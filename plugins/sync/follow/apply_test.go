@@ -880,3 +880,85 @@ func TestIdentityGeneratedAndSchema(t *testing.T) {
 	}
 	checkRows(t, pool, `SELECT * FROM "App Data"."Items ""x"""`, "(7,m2,3,6,70)")
 }
+
+// BenchmarkApply applies transactions of 10 updates each (the common case: no
+// conflict, one statement per change); b.N counts changes.
+func BenchmarkApply(b *testing.B) {
+	pool := pgtest.NewPool(b)
+	store, err := follow.Open(context.Background(), pool)
+	if err != nil {
+		b.Fatal(err)
+	}
+	testsupport.Exec(b, pool, `CREATE TABLE bench (id int PRIMARY KEY, name text, qty int, price numeric(12,2), at timestamptz);
+		INSERT INTO bench SELECT i, 'name ' || i, 0, 1.50, '2024-01-01 00:00:00+00' FROM generate_series(1, 1000) i`)
+	ctx := context.Background()
+	if err := store.Start(ctx, follow.Follow{ID: "b", Peer: "p", Tables: []string{"bench"}, Strategy: importer.Merge}); err != nil {
+		b.Fatal(err)
+	}
+	if err := store.Following(ctx, "b", snapshot); err != nil {
+		b.Fatal(err)
+	}
+	a, err := follow.NewApplier(ctx, pool, store, "b", map[string]catalog.Ident{"bench": {Schema: "public", Name: "bench"}}, importer.Merge)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close()
+	qty := make([]int, 1001)
+	row := func(id int) vals {
+		return vals{"id": v(fmt.Sprint(id)), "name": v(fmt.Sprint("name ", id)), "qty": v(fmt.Sprint(qty[id])), "price": v("1.50"),
+			"at": v("2024-01-01 00:00:00+00")}
+	}
+	b.ResetTimer()
+	pos := uint64(snapshot)
+	for i := 0; i < b.N; {
+		pos++
+		var changes []wire.Change
+		for j := 0; j < 10 && i < b.N; j, i = j+1, i+1 {
+			id := i%1000 + 1
+			old := row(id)
+			qty[id]++
+			changes = append(changes, upd("bench", old, row(id)))
+		}
+		if _, err := a.Apply(ctx, txn(pos, changes...)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// Deferrable constraints are checked at the commit, as the sender checked them: a
+// child arriving before its parent in one transaction applies. A malformed commit
+// time or sender position refuses the transaction before anything runs.
+func TestDeferredConstraintsAndMalformedParts(t *testing.T) {
+	pool := pgtest.NewPool(t)
+	store := open(t, pool)
+	testsupport.Exec(t, pool, `CREATE TABLE parent (id int PRIMARY KEY);
+		CREATE TABLE child (id int PRIMARY KEY, parent int REFERENCES parent DEFERRABLE INITIALLY IMMEDIATE)`)
+	a := begin(t, pool, store, "d", importer.Skip, "parent", "child")
+	res := apply(t, a, txn(snapshot+1, ins("child", vals{"id": v("1"), "parent": v("7")}), ins("parent", vals{"id": v("7")})))
+	if !res.Committed || res.Created != 2 {
+		t.Fatalf("applied %+v", res)
+	}
+	ctx := context.Background()
+	_, err := a.Apply(ctx, txn(snapshot+2, ins("child", vals{"id": v("2"), "parent": v("8")})))
+	if err == nil || !strings.Contains(err.Error(), "child_parent_fkey") {
+		t.Fatalf("missing parent at commit: %v", err)
+	}
+	bad := txn(snapshot+2, ins("parent", vals{"id": v("8")}))
+	bad.CommitTime = "yesterday"
+	if _, err := a.Apply(ctx, bad); !errors.Is(err, follow.ErrBadChange) {
+		t.Fatalf("bad commit time: %v", err)
+	}
+	bad = txn(snapshot+2, ins("parent", vals{"id": v("8")}))
+	bad.SenderPosition = "nowhere"
+	if _, err := a.Apply(ctx, bad); err == nil {
+		t.Fatal("bad sender position applied")
+	}
+	if _, err := a.Apply(ctx, wire.Txn{Position: "0/1; DROP", Last: true}); err == nil {
+		t.Fatal("bad position applied")
+	}
+	checkRows(t, pool, "SELECT id FROM parent", "(7)")
+	checkRows(t, pool, "SELECT id FROM child", "(1)")
+	if p, _ := store.Position(ctx, "d"); p != snapshot+1 {
+		t.Fatalf("position %x", p)
+	}
+}
