@@ -164,6 +164,15 @@ func (p *peer) newFollow(ctx context.Context, fw *follower, ids []catalog.Ident)
 			}
 		}
 	}
+	// Recorded before the slot exists, so the sweep of slots no connection may
+	// use (internal/server) never takes this one for an orphan.
+	_, err := pool.Exec(ctx, `INSERT INTO fiberkit_sync_followers (connection_id, slot, tables, acked_lsn, acked_at, started_at)
+		VALUES ($1::uuid, $2, $3, '0/0', NULL, now())
+		ON CONFLICT (connection_id) DO UPDATE SET slot = $2, tables = $3, acked_lsn = '0/0', acked_at = NULL, started_at = now()`,
+		p.connID, fw.slot, fw.names)
+	if err != nil {
+		return 0, fmt.Errorf("record follower: %w", err)
+	}
 	if err := capture.Publish(ctx, pool, fw.slot, ids); err != nil {
 		return 0, err
 	}
@@ -184,11 +193,7 @@ func (p *peer) newFollow(ctx context.Context, fw *follower, ids []catalog.Ident)
 		p.snap.Close(ctx)
 	}
 	p.snap = snap
-	_, err = pool.Exec(ctx, `INSERT INTO fiberkit_sync_followers (connection_id, slot, tables, acked_lsn, acked_at, started_at)
-		VALUES ($1::uuid, $2, $3, $4::pg_lsn, NULL, now())
-		ON CONFLICT (connection_id) DO UPDATE SET slot = $2, tables = $3, acked_lsn = $4::pg_lsn, acked_at = NULL, started_at = now()`,
-		p.connID, fw.slot, fw.names, ss.Position.String())
-	if err != nil {
+	if _, err := pool.Exec(ctx, `UPDATE fiberkit_sync_followers SET acked_lsn = $2::pg_lsn WHERE connection_id = $1::uuid`, p.connID, ss.Position.String()); err != nil {
 		return 0, fmt.Errorf("record follower: %w", err)
 	}
 	return ss.Position, nil

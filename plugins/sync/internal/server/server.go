@@ -124,6 +124,7 @@ func (s *Server) configure(ctx context.Context, env *sdk.Env) error {
 	s.mu.Unlock()
 	go s.schedule(sctx, st)
 	go s.follow(sctx, st)
+	go s.sweepFollowers(sctx, st)
 	go s.recover(sctx, st)
 	if stopOld != nil {
 		stopOld() // a pull in progress is cancelled and gives its connections back
