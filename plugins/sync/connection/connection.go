@@ -22,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
+	"github.com/fiberkit/fiberkit/plugins/sync/mask"
 	"github.com/fiberkit/fiberkit/plugins/sync/migrate"
 	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
 )
@@ -414,6 +415,15 @@ func (s *Store) normalize(ctx context.Context, l Limits) (Limits, error) {
 	}
 	if l.ExcludedTables, err = resolve("excluded_tables", l.ExcludedTables); err != nil {
 		return l, err
+	}
+	if len(l.Masks) > 0 {
+		// Rules are checked against the columns' types as they are now; a send
+		// checks them again against the table it reads.
+		masks, err := mask.Normalize(ctx, s.pool, mask.Set(l.Masks))
+		if err != nil {
+			return l, fmt.Errorf("masks: %w", err)
+		}
+		l.Masks = masks
 	}
 	return l, nil
 }

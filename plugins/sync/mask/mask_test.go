@@ -395,3 +395,25 @@ func TestLoadKey(t *testing.T) {
 	}
 	_ = syncapi.MaskHash
 }
+
+// Normalize names tables as the sender lists them and checks every rule against
+// the database's tables as they are, * rules against each table with the column.
+func TestNormalize(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.NewPool(t)
+	exec(t, pool, `CREATE TABLE users (id int PRIMARY KEY, email text, code int); CREATE TABLE orders (id int PRIMARY KEY, code text)`)
+	s, err := mask.Normalize(ctx, pool, mask.Set{{Table: "public.users", Column: "email", Kind: "fake", Format: "email"}, {Table: "*", Column: "code", Kind: "hash"}})
+	if err != nil || s[0].Table != "users" || s[1].Table != "*" {
+		t.Fatalf("Normalize = %+v, %v", s, err)
+	}
+	var re *mask.RuleError
+	if _, err := mask.Normalize(ctx, pool, mask.Set{{Table: "*", Column: "code", Kind: "fake", Format: "phone"}}); !errors.As(err, &re) || re.Table != "users" {
+		t.Errorf("fake phone on users.code (int): %v", err)
+	}
+	if _, err := mask.Normalize(ctx, pool, mask.Set{{Table: "users", Column: "code", Kind: "fixed", Value: "abc"}}); !errors.As(err, &re) || !strings.Contains(err.Error(), "integer") {
+		t.Errorf("fixed abc on an integer: %v", err)
+	}
+	if _, err := mask.Normalize(ctx, pool, mask.Set{{Table: "nope", Column: "code", Kind: "hash"}}); !errors.Is(err, catalog.ErrUnknownTable) {
+		t.Errorf("unknown table: %v", err)
+	}
+}
