@@ -6,15 +6,15 @@ import (
 
 // Remote is a sending site this site pulls from with a token.
 type Remote struct {
-	ID         string     `json:"id"`
-	Name       string     `json:"name"`
-	URL        string     `json:"url"`
-	Tables     []string   `json:"tables"`
-	Strategy   string     `json:"strategy"`
-	Interval   int        `json:"interval_seconds"` // 0 = no schedule
+	ID       string   `json:"id"`
+	Name     string   `json:"name"`
+	URL      string   `json:"url"`
+	Tables   []string `json:"tables"`
+	Strategy string   `json:"strategy"`
+	Interval int      `json:"interval_seconds"` // 0 = no schedule
 	// Follow: the remote is followed continuously (a pull, then its changes as they
 	// come) instead of pulled every Interval.
-	Follow bool `json:"follow,omitempty"`
+	Follow     bool       `json:"follow,omitempty"`
 	NextRunAt  *time.Time `json:"next_run_at,omitempty"`
 	LastRunAt  *time.Time `json:"last_run_at,omitempty"`
 	LastStatus string     `json:"last_status"`
