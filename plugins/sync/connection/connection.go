@@ -416,6 +416,9 @@ func (s *Store) normalize(ctx context.Context, l Limits) (Limits, error) {
 	if l.ExcludedTables, err = resolve("excluded_tables", l.ExcludedTables); err != nil {
 		return l, err
 	}
+	if l.FollowTables, err = resolve("follow_tables", l.FollowTables); err != nil {
+		return l, err
+	}
 	if len(l.Masks) > 0 {
 		// Rules are checked against the columns' types as they are now; a send
 		// checks them again against the table it reads.

@@ -179,7 +179,9 @@ func runOnce(ctx context.Context, pool *pgxpool.Pool, store *Store, o RunOptions
 			return a.Committed || a.Skipped && part.Last, err
 		},
 		Keepalive: func(ctx context.Context, k wire.Keepalive) {
-			if pos, err := wire.ParseLSN(k.SenderPosition); err == nil {
+			if k.CaughtUp {
+				_ = store.CaughtUp(ctx, f.ID)
+			} else if pos, err := wire.ParseLSN(k.SenderPosition); err == nil {
 				_ = store.Heard(ctx, f.ID, pos)
 			}
 		},

@@ -192,6 +192,13 @@ func (s *Store) Heard(ctx context.Context, id string, senderPosition uint64) err
 	return s.update(ctx, id, "heard", `sender_lsn = greatest(sender_lsn, $2::text::pg_lsn)`, wire.FormatLSN(senderPosition))
 }
 
+// CaughtUp records that the sender has nothing more for the follow than what it
+// applied (a keepalive's CaughtUp): its lag is none, however far the sender's WAL
+// moved for other tables. The position itself does not move.
+func (s *Store) CaughtUp(ctx context.Context, id string) error {
+	return s.update(ctx, id, "caught up", `sender_lsn = lsn`)
+}
+
 // SetState sets the follow's state (one of syncapi's Follow* states) and error
 // message ("" clears it).
 func (s *Store) SetState(ctx context.Context, id, state, errMsg string) error {

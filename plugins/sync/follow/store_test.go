@@ -208,4 +208,15 @@ func TestStoreLag(t *testing.T) {
 	if st, _ = store.Get(ctx, "lag"); st.LagBytes != 0x400 || st.SenderPosition != wire.FormatLSN(0x1800) {
 		t.Fatalf("heard: %+v", st)
 	}
+	// A keepalive saying the sender has nothing more for it: no lag, however far
+	// its WAL went for other tables; the position stays.
+	if err := store.CaughtUp(ctx, "lag"); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ = store.Get(ctx, "lag"); st.LagBytes != 0 || st.LagSeconds != 0 || st.Position != "0/1400" {
+		t.Fatalf("caught up by keepalive: %+v", st)
+	}
+	if err := store.CaughtUp(ctx, "nobody"); !errors.Is(err, follow.ErrNotFound) {
+		t.Fatalf("caught up, unknown follow: %v", err)
+	}
 }

@@ -27,6 +27,9 @@ type Limits struct {
 	// sender streams their changes until the receiver stops, or the connection is
 	// suspended, revoked or expires.
 	Follow bool `json:"follow,omitempty"`
+	// FollowTables, when set, are the only tables the connection may follow (each
+	// must also be one it may read); empty: every table it may read.
+	FollowTables []string `json:"follow_tables,omitempty"`
 	// FollowChangesPerSecond caps the row changes a follow is sent per second
 	// (0: no cap); a faster sender is slowed, never skipped.
 	FollowChangesPerSecond int `json:"follow_changes_per_second,omitempty"`

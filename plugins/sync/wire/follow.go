@@ -151,6 +151,10 @@ type FollowAckPayload struct {
 type Keepalive struct {
 	SenderPosition string `json:"sender_position"`
 	At             string `json:"at"` // RFC 3339, the sender's clock
+	// CaughtUp says the receiver acknowledged every transaction sent and none is
+	// waiting: it lags by nothing the sender knows of, however far the WAL moved for
+	// tables it does not follow.
+	CaughtUp bool `json:"caught_up,omitempty"`
 }
 
 // FollowEndPayload is the follow:end payload.

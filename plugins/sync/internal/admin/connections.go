@@ -81,6 +81,7 @@ func limitsFromForm(r *http.Request) (connection.Limits, error) {
 	}
 	l.RequestsPerMinute = int(n)
 	l.Follow = r.FormValue("follow") != ""
+	l.FollowTables = splitList(r.FormValue("follow_tables"))
 	if n, err = num("follow_changes_per_second"); err != nil {
 		return l, err
 	}

@@ -91,6 +91,9 @@ func (p *peer) requestFollow(ctx context.Context, f wire.Frame, req wire.FollowR
 		if err != nil {
 			return p.failWith(f, err)
 		}
+		if len(conn.Limits.FollowTables) > 0 && !slices.Contains(conn.Limits.FollowTables, id.String()) {
+			return p.fail(f, wire.ErrFollowNotAllowed, fmt.Sprintf("this connection may follow %s only, not %s", strings.Join(conn.Limits.FollowTables, ", "), id))
+		}
 		ids = append(ids, id)
 		names = append(names, id.String())
 	}
@@ -279,6 +282,14 @@ func (p *peer) startFollow(ctx context.Context, f wire.Frame, req wire.FollowSta
 // the follow in the history (direction follower) as it goes.
 func (p *peer) runFollow(ctx context.Context, fw *follower, stream *capture.Stream) {
 	started := time.Now()
+	// One connection's follow streams on one connection at a time (its slot is
+	// used by one stream): an entry of it still running was left by a plugin that
+	// was killed mid-follow.
+	if _, err := p.st.Pool.Exec(ctx, `UPDATE fiberkit_sync_transfers SET status = $3, error = $4
+		WHERE direction = 'follower' AND started_by = $1 AND status = $2`, p.startedBy(), history.Running, history.Interrupted,
+		"the sending plugin stopped mid-follow (killed, crashed or restarted); the receiver resumed"); err != nil && ctx.Err() == nil {
+		p.srv.log.Warn("close the follow's earlier entry", "connection", p.connID, "err", err)
+	}
 	histID := p.record(ctx, history.Transfer{Direction: "follower", Peer: p.addr, Table: strings.Join(fw.names, ", "),
 		Status: "running", StartedBy: p.startedBy()})
 	err := p.follow1(ctx, fw, stream, func() { p.recordFollow(ctx, fw, histID, started, "running", nil) })
@@ -328,7 +339,10 @@ func (p *peer) follow1(ctx context.Context, fw *follower, stream *capture.Stream
 			if err := p.st.Pool.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&end); err != nil {
 				return fmt.Errorf("follow %s: read the WAL position: %w", fw.slot, err)
 			}
-			if err := p.push(wire.FollowKeepalive, wire.Keepalive{SenderPosition: end, At: time.Now().UTC().Format(time.RFC3339Nano)}); err != nil {
+			fw.mu.Lock()
+			caughtUp := len(fw.unacked) == 0 && len(stream.Txns()) == 0
+			fw.mu.Unlock()
+			if err := p.push(wire.FollowKeepalive, wire.Keepalive{SenderPosition: end, At: time.Now().UTC().Format(time.RFC3339Nano), CaughtUp: caughtUp}); err != nil {
 				return nil // the receiver is gone
 			}
 		case <-recordT.C:
@@ -494,9 +508,13 @@ func (p *peer) recordFollow(ctx context.Context, fw *follower, histID int64, sta
 		oldest = fw.unacked[0].commit
 	}
 	fw.mu.Unlock()
+	// Caught up (nothing sent unacknowledged), the follower lags by nothing,
+	// however far the WAL moved for tables it does not follow.
 	var lagBytes int64
-	if err := p.st.Pool.QueryRow(ctx, "SELECT greatest(pg_current_wal_lsn() - $1::pg_lsn, 0)::bigint", acked.String()).Scan(&lagBytes); err != nil && ctx.Err() == nil {
-		p.srv.log.Warn("follow lag", "err", err)
+	if !oldest.IsZero() {
+		if err := p.st.Pool.QueryRow(ctx, "SELECT greatest(pg_current_wal_lsn() - $1::pg_lsn, 0)::bigint", acked.String()).Scan(&lagBytes); err != nil && ctx.Err() == nil {
+			p.srv.log.Warn("follow lag", "err", err)
+		}
 	}
 	var lagSeconds float64
 	if !oldest.IsZero() {
