@@ -40,6 +40,13 @@ func Follow(ctx context.Context, log *slog.Logger, st *site.Site, t Target, p Pl
 		return err
 	}
 	started := time.Now()
+	// A follow runs in one process at a time (a remote's lock): an entry of it
+	// still running was left by a plugin killed mid-follow.
+	if _, err := st.Pool.Exec(ctx, `UPDATE fiberkit_sync_transfers SET status = $4, error = $5
+		WHERE direction = 'follow' AND peer = $1 AND started_by = $2 AND status = $3`, t.URL, p.StartedBy, history.Running, history.Interrupted,
+		"the receiving plugin stopped mid-follow (killed, crashed or restarted); it resumed from the last transaction applied"); err != nil {
+		log.Warn("close the follow's earlier entry", "err", err)
+	}
 	histID, err := st.History.Record(ctx, history.Transfer{Direction: "follow", Peer: t.URL, Table: strings.Join(tables, ", "),
 		Strategy: string(s.def), Status: history.Running, StartedBy: p.StartedBy})
 	if err != nil {

@@ -1,0 +1,465 @@
+package main_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/fiberkit/fiberkit/host"
+	"github.com/fiberkit/fiberkit/host/devpg/pgtest"
+	"github.com/fiberkit/fiberkit/internal/testsupport"
+	"github.com/fiberkit/fiberkit/plugins/sync/client"
+	"github.com/fiberkit/fiberkit/plugins/sync/connection"
+	"github.com/fiberkit/fiberkit/plugins/sync/follow"
+	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
+	"github.com/fiberkit/fiberkit/plugins/sync/wire"
+)
+
+// followSender starts a sending site on a database of its own (url, or a fresh one)
+// whose follow slots are dropped when the test ends, after the site closed (a
+// database with a replication slot cannot be dropped).
+func followSender(t *testing.T, url string) *site {
+	t.Helper()
+	if url == "" {
+		url = pgtest.NewDatabase(t)
+	}
+	t.Cleanup(func() { dropSlots(url) })
+	return startSite(t, siteOptions{db: url})
+}
+
+// dropSlots drops the replication slots of the database at url, waiting a little
+// for a walsender still ending to let go of them.
+func dropSlots(url string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return
+	}
+	defer conn.Close(ctx)
+	for ctx.Err() == nil {
+		var left int
+		_ = conn.QueryRow(ctx, `SELECT count(*) FROM (SELECT CASE WHEN active THEN 1 ELSE (SELECT 0 FROM pg_drop_replication_slot(slot_name)) END
+			FROM pg_replication_slots WHERE database = current_database()) s`).Scan(&left)
+		var n int
+		_ = conn.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE database = current_database()`).Scan(&n)
+		if n == 0 {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// itemsTable is the followed table of these tests: n counts the updates of a row.
+const itemsTable = `CREATE TABLE items (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0, v text, at timestamptz NOT NULL DEFAULT now())`
+
+// followWriter makes small transactions of inserts, updates (n = n + 1) and deletes
+// on the sending database, counting what committed.
+type followWriter struct {
+	pool    *pgxpool.Pool
+	nextID  atomic.Int64
+	txns    atomic.Int64
+	changes atomic.Int64
+	updates atomic.Int64 // rows updated (each adds 1 to sum(n))
+	stop    context.CancelFunc
+	done    chan struct{}
+	err     error
+}
+
+// newFollowWriter returns a writer whose inserts take ids above firstID.
+func newFollowWriter(t *testing.T, db string, firstID int64) *followWriter {
+	w := &followWriter{pool: testsupport.Pool(t, db)}
+	w.nextID.Store(firstID)
+	return w
+}
+
+// txn runs one transaction of 1 to 3 changes.
+func (w *followWriter) txn(ctx context.Context, r *rand.Rand) error {
+	tx, err := w.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	var changes, updates int64
+	for range 1 + r.IntN(3) {
+		var tag interface{ RowsAffected() int64 }
+		switch k := r.IntN(10); {
+		case k < 4:
+			tag, err = tx.Exec(ctx, `INSERT INTO items (id, v) VALUES ($1::bigint, md5($1::bigint::text))`, w.nextID.Add(1))
+		case k < 9:
+			// The row with the next id at or above a random one: a few hot rows.
+			tag, err = tx.Exec(ctx, `UPDATE items SET n = n + 1, v = md5(random()::text), at = clock_timestamp()
+				WHERE id = (SELECT id FROM items WHERE id >= $1 ORDER BY id LIMIT 1)`, r.Int64N(w.nextID.Load()+1))
+			if err == nil {
+				updates += tag.RowsAffected()
+			}
+		default:
+			tag, err = tx.Exec(ctx, `DELETE FROM items WHERE id = (SELECT id FROM items WHERE id >= $1 ORDER BY id LIMIT 1)`, r.Int64N(w.nextID.Load()+1))
+		}
+		if err != nil {
+			return err
+		}
+		changes += tag.RowsAffected()
+	}
+	if changes == 0 {
+		return nil // nothing written: no transaction for the follow either
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	w.txns.Add(1)
+	w.changes.Add(changes)
+	w.updates.Add(updates)
+	return nil
+}
+
+// start writes perSecond transactions a second until stopped (or n transactions, n > 0).
+func (w *followWriter) start(perSecond, n int) {
+	ctx, cancel := context.WithCancel(context.Background())
+	w.stop, w.done = cancel, make(chan struct{})
+	go func() {
+		defer close(w.done)
+		r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+		tick := time.NewTicker(time.Second / time.Duration(perSecond))
+		defer tick.Stop()
+		for i := 0; n <= 0 || i < n; i++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			for {
+				err := w.txn(ctx, r)
+				if err == nil || ctx.Err() != nil {
+					break
+				}
+				var pgErr interface{ SQLState() string }
+				if errors.As(err, &pgErr) && pgErr.SQLState() == "40P01" {
+					continue
+				}
+				w.err = err
+				return
+			}
+		}
+	}()
+}
+
+// wait waits for the writer to finish (stopping it first when stop is true).
+func (w *followWriter) wait(t *testing.T, stop bool) {
+	t.Helper()
+	if stop {
+		w.stop()
+	}
+	<-w.done
+	w.stop()
+	if w.err != nil {
+		t.Fatalf("writer: %v", w.err)
+	}
+}
+
+// followStatus reads a receiving site's follow from its database.
+func followStatus(t *testing.T, s *site, id string) (syncapi.FollowStatus, error) {
+	t.Helper()
+	store, err := follow.Open(context.Background(), s.pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store.Get(context.Background(), id)
+}
+
+// waitFollow waits up to d for the follow's status to satisfy ok.
+func waitFollow(t *testing.T, s *site, id string, d time.Duration, ok func(syncapi.FollowStatus) bool) syncapi.FollowStatus {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		st, err := followStatus(t, s, id)
+		if err == nil && ok(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("follow %s: %+v (%v) not as expected within %s", id, st, err, d)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitSameTable waits up to d for b's table to equal a's.
+func waitSameTable(t *testing.T, a, b *site, table, order string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		if tableExists(t, b, table) && a.checksum(t, table, order) == b.checksum(t, table, order) {
+			return
+		}
+		if time.Now().After(deadline) {
+			var na, nb int64
+			_ = a.pool.QueryRow(context.Background(), "SELECT count(*) FROM "+table).Scan(&na)
+			_ = b.pool.QueryRow(context.Background(), "SELECT count(*) FROM "+table).Scan(&nb)
+			t.Fatalf("%s: the receiver (%d rows) does not equal the sender (%d rows) after %s", table, nb, na, d)
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+}
+
+func tableExists(t *testing.T, s *site, table string) bool {
+	t.Helper()
+	var ok bool
+	_ = s.pool.QueryRow(context.Background(), `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&ok)
+	return ok
+}
+
+// sumN is sum(n) of items: every update made on the sender adds one.
+func sumN(t *testing.T, s *site) int64 {
+	t.Helper()
+	var n int64
+	if err := s.pool.QueryRow(context.Background(), `SELECT coalesce(sum(n), 0) FROM items`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// followRemote adds a on b as a remote followed with the token, and returns the
+// follow's id on b.
+func followRemote(t *testing.T, b *site, url, token string, tables []string, strategy string) string {
+	t.Helper()
+	var r struct {
+		ID string `json:"id"`
+	}
+	if err := b.call(t, "add_remote", map[string]any{"name": "follow " + strings.Join(tables, ","), "url": url, "token": token, "tables": tables, "strategy": strategy}, &r); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.call(t, "update_remote", map[string]any{"id": r.ID, "tables": tables, "strategy": strategy, "follow": true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	return "remote:" + r.ID
+}
+
+// restartedPlugin SIGKILLs a site's Sync plugin and waits for the host to run a new one.
+func killPlugin(t *testing.T, s *site) {
+	t.Helper()
+	st, _ := s.kit.Module("sync")
+	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		now, _ := s.kit.Module("sync")
+		if now.State == host.StateRunning && now.PID != st.PID {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sync plugin not restarted: %+v", now)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// cutProxy relays TCP connections to a target until Cut closes the open ones.
+type cutProxy struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+	cuts  int
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	t.Helper()
+	target = strings.TrimPrefix(target, "http://")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln}
+	t.Cleanup(func() { ln.Close(); p.Cut() })
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, in, out)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(out, in); out.Close() }()
+			go func() { _, _ = io.Copy(in, out); in.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *cutProxy) url() string { return "http://" + p.ln.Addr().String() }
+
+// Cut closes every relayed connection (both ends), as a network failure would.
+func (p *cutProxy) Cut() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := len(p.conns)
+	for _, c := range p.conns {
+		_ = c.Close()
+	}
+	p.conns = nil
+	p.cuts++
+	return n / 2
+}
+
+// exactlyOnce runs the writer for n transactions while disrupt runs, then checks
+// the receiver caught up and applied exactly those transactions and changes (the
+// follow's counters move in the transaction that applies, so a replay applied twice
+// or a transaction lost shows there), with no conflict and the updates all counted.
+func exactlyOnce(t *testing.T, a, b *site, id string, w *followWriter, n int, disrupt func()) {
+	t.Helper()
+	before := waitFollow(t, b, id, 10*time.Second, func(s syncapi.FollowStatus) bool { return s.State == syncapi.FollowFollowing })
+	txns0, changes0 := w.txns.Load(), w.changes.Load()
+	w.start(100, n)
+	disrupt()
+	w.wait(t, false)
+	waitSameTable(t, a, b, "items", "id", 60*time.Second)
+	txns, changes := w.txns.Load()-txns0, w.changes.Load()-changes0
+	st := waitFollow(t, b, id, 10*time.Second, func(s syncapi.FollowStatus) bool {
+		return s.Transactions-before.Transactions >= txns
+	})
+	time.Sleep(300 * time.Millisecond)
+	if st2, _ := followStatus(t, b, id); st2.Transactions != st.Transactions {
+		st = st2
+	}
+	if st.Transactions-before.Transactions != txns || st.Changes-before.Changes != changes || st.Conflicts != 0 {
+		t.Fatalf("the writer committed %d transactions of %d changes; the follow applied %d of %d (conflicts %d)",
+			txns, changes, st.Transactions-before.Transactions, st.Changes-before.Changes, st.Conflicts)
+	}
+	if got, want := sumN(t, b), sumN(t, a); got != want {
+		t.Fatalf("sum(n): receiver %d, sender %d", got, want)
+	}
+}
+
+// A receiving site follows a sender through a remote whose schedule is follow (the
+// plugin runs it): writes made during the first copy and after arrive exactly once,
+// through a SIGKILL of the receiving plugin, one of the sending plugin, and a cut
+// socket; both sides record the follow in their transfer history with its lag.
+func TestFollowRemoteThroughCrashesAndCuts(t *testing.T) {
+	t.Setenv("FIBERKIT_SECRET_KEY", "follow-test-key-0123456789")
+	a := followSender(t, "")
+	b := startSite(t, siteOptions{})
+	a.exec(t, itemsTable)
+	a.exec(t, `INSERT INTO items (id, v) SELECT i, md5(i::text) FROM generate_series(1, 30000) i`)
+	c := a.newConnection(t, connection.Limits{Follow: true}, true)
+	proxy := newCutProxy(t, a.url)
+	w := newFollowWriter(t, a.db, 30000)
+	// Writes before, during and after the first copy.
+	w.start(150, 0)
+	time.Sleep(300 * time.Millisecond)
+	id := followRemote(t, b, proxy.url(), c.Token, []string{"items"}, "skip")
+	waitFollow(t, b, id, 60*time.Second, func(s syncapi.FollowStatus) bool { return s.State == syncapi.FollowFollowing })
+	time.Sleep(2 * time.Second)
+	w.wait(t, true)
+	waitSameTable(t, a, b, "items", "id", 30*time.Second)
+	if got, want := sumN(t, b), sumN(t, a); got != want {
+		t.Fatalf("sum(n): receiver %d, sender %d", got, want)
+	}
+
+	t.Run("receiver plugin killed", func(t *testing.T) {
+		exactlyOnce(t, a, b, id, w, 300, func() {
+			time.Sleep(700 * time.Millisecond)
+			killPlugin(t, b)
+		})
+	})
+	t.Run("sender plugin killed", func(t *testing.T) {
+		exactlyOnce(t, a, b, id, w, 300, func() {
+			time.Sleep(700 * time.Millisecond)
+			killPlugin(t, a)
+		})
+	})
+	t.Run("socket cut", func(t *testing.T) {
+		exactlyOnce(t, a, b, id, w, 300, func() {
+			time.Sleep(700 * time.Millisecond)
+			if n := proxy.Cut(); n == 0 {
+				t.Error("no connection to cut")
+			}
+		})
+	})
+	t.Run("history", func(t *testing.T) {
+		// Lag: with the writer going, the receiver's entry shows some, and it is small.
+		w.start(100, 0)
+		defer w.wait(t, true)
+		var got []syncapi.Transfer
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			if err := b.call(t, "transfer_history", map[string]any{"direction": "follow"}, &got); err != nil {
+				t.Fatal(err)
+			}
+			if len(got) > 0 && got[0].LagBytes > 0 && got[0].Rows > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no lag recorded while changes flow: %+v", got)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if got[0].Table != "items" || got[0].Status != "running" || got[0].LagSeconds > 10 {
+			t.Fatalf("receiver's follow entry: %+v", got[0])
+		}
+		// The receiving plugin was killed once: its entry of then is interrupted, and
+		// only the follow running now is running.
+		onlyOneRunning(t, "receiver", got, 2)
+		var sent []syncapi.Transfer
+		deadline = time.Now().Add(10 * time.Second)
+		for {
+			if err := a.call(t, "transfer_history", map[string]any{"direction": "follower"}, &sent); err != nil {
+				t.Fatal(err)
+			}
+			if len(sent) > 0 && sent[0].Rows > 0 && sent[0].LagBytes > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("sender's follower history: %+v", sent)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if sent[0].Table != "items" || !strings.HasPrefix(sent[0].StartedBy, "connection:"+c.ID) {
+			t.Fatalf("sender's follower entry: %+v", sent[0])
+		}
+		// A follower entry per connection of the receiver (it reconnected after each
+		// disruption); the one the killed sending plugin left is interrupted.
+		onlyOneRunning(t, "sender", sent, 4)
+	})
+}
+
+// onlyOneRunning fails unless the newest of at least n follow entries is the one
+// running and one other was interrupted.
+func onlyOneRunning(t *testing.T, side string, entries []syncapi.Transfer, n int) {
+	t.Helper()
+	running, interrupted := 0, 0
+	for _, e := range entries {
+		switch e.Status {
+		case "running":
+			running++
+		case "interrupted":
+			interrupted++
+		}
+	}
+	if len(entries) < n || running != 1 || entries[0].Status != "running" || interrupted != 1 {
+		t.Fatalf("%s: %d follow entries, %d running, %d interrupted, want ≥ %d, the newest running and one interrupted: %+v", side, len(entries), running, interrupted, n, entries)
+	}
+}
+
+var _ = fmt.Sprintf
+var _ = exec.Command
+var _ = client.Connect
+var _ = wire.ErrFollowNotAllowed
