@@ -204,9 +204,18 @@ func (p *peer) newFollow(ctx context.Context, fw *follower, ids []catalog.Ident)
 
 // resumable checks that the connection's slot still holds every change after from
 // for the same tables, and answers the error code and message when it does not.
+//
+// The slot's confirmed position may be past from without anything lost: an idle
+// stream lets the slot keep up with the WAL once every transaction it delivered is
+// acknowledged (capture.Stream), and what it skips then holds nothing for the
+// follow. What the receiver acknowledged it had applied is the bound instead: a
+// receiver acknowledges only what it recorded, and its position never moves back,
+// so a position before the one recorded here is another receiver's (the same
+// token used twice) or a database that lost what it had applied.
 func (p *peer) resumable(ctx context.Context, fw *follower, from capture.LSN) (string, string) {
 	var tables []string
-	err := p.st.Pool.QueryRow(ctx, `SELECT tables FROM fiberkit_sync_followers WHERE connection_id = $1::uuid`, p.connID).Scan(&tables)
+	var acked string
+	err := p.st.Pool.QueryRow(ctx, `SELECT tables, acked_lsn::text FROM fiberkit_sync_followers WHERE connection_id = $1::uuid`, p.connID).Scan(&tables, &acked)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return wire.ErrFollowLost, "this sender has no follow for the connection: copy the tables again"
 	}
@@ -218,15 +227,20 @@ func (p *peer) resumable(ctx context.Context, fw *follower, from capture.LSN) (s
 	if !slices.Equal(tables, fw.names) {
 		return wire.ErrFollowLost, fmt.Sprintf("the follow on this sender is of %s: start a new follow to change its tables", strings.Join(tables, ", "))
 	}
-	pos, ok, err := capture.SlotPosition(ctx, p.st.Pool, fw.slot)
+	ackedLSN, err := wire.ParseLSN(acked)
+	if err != nil {
+		p.srv.log.Error("look up follower", "err", err)
+		return wire.ErrInternal, "the request failed on the sending site"
+	}
+	_, ok, err := capture.SlotPosition(ctx, p.st.Pool, fw.slot)
 	switch {
 	case err != nil:
 		p.srv.log.Error("look up follow slot", "err", err)
 		return wire.ErrInternal, "the request failed on the sending site"
 	case !ok:
 		return wire.ErrFollowLost, "the follow's replication slot is gone on the sender: copy the tables again"
-	case from < pos:
-		return wire.ErrFollowLost, fmt.Sprintf("the sender kept changes from %s on, after the receiver's position %s: copy the tables again", pos, from)
+	case from < capture.LSN(ackedLSN):
+		return wire.ErrFollowLost, fmt.Sprintf("the receiver's position %s is before what it acknowledged (%s): another site follows with this connection, or the receiving database lost changes; copy the tables again", from, capture.LSN(ackedLSN))
 	}
 	return "", ""
 }
@@ -256,8 +270,14 @@ func (p *peer) startFollow(ctx context.Context, f wire.Frame, req wire.FollowSta
 		fw.credit = wire.DefaultFollowCredit
 	}
 	fw.mu.Unlock()
+	// The slot may be past from (see resumable): it streams from where it is, and
+	// the stream must not report an older position back to it.
+	start := capture.LSN(from)
+	if pos, ok, err := capture.SlotPosition(ctx, p.st.Pool, fw.slot); err == nil && ok && pos > start {
+		start = pos
+	}
 	stream, err := capture.Start(ctx, p.st.Pool.Config().ConnConfig.ConnString(), capture.Options{
-		Slot: fw.slot, Publication: fw.slot, StartLSN: capture.LSN(from), StandbyInterval: time.Second, Buffer: 16})
+		Slot: fw.slot, Publication: fw.slot, StartLSN: start, StandbyInterval: time.Second, Buffer: 16})
 	if err != nil {
 		p.srv.log.Error("start follow stream", "connection", p.connID, "err", err)
 		return p.fail(f, wire.ErrInternal, "could not stream the changes on the sending site")
