@@ -495,7 +495,6 @@ func onlyOneRunning(t *testing.T, side string, entries []syncapi.Transfer, n int
 	}
 }
 
-
 // Local edits on the receiver meet the sender's changes; each follow resolves them
 // with its strategy: skip keeps the local row, overwrite takes the sender's, merge
 // keeps the columns edited here and takes the others (three-way).
