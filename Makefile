@@ -25,11 +25,12 @@ demo: ## run the two-site demo (starts its own PostgreSQL when DATABASE_URL is u
 test: ## run every test with the race detector (starts its own PostgreSQL)
 	$(GO) test -race -count=1 -timeout 40m ./...
 
-bench: ## run the benchmarks (kit overhead, import, site-to-site sync against the COPY pipe, live sync)
+bench: ## run the benchmarks (kit overhead, import, site-to-site sync against the COPY pipe, live sync, follow lag)
 	$(GO) run ./bench/kitbench
 	$(GO) run ./bench/importbench
 	$(GO) run ./bench/syncbench
 	$(GO) run ./bench/livebench
+	$(GO) run ./bench/followbench
 	$(GO) run ./bench/shapebench
 
 lint: ## gofmt, go vet and staticcheck
