@@ -67,6 +67,7 @@ CREATE INDEX IF NOT EXISTS fiberkit_sync_transfers_table ON fiberkit_sync_transf
 // syncTables are every table Sync's stores use.
 var syncTables = []string{
 	"fiberkit_sync_approvals", "fiberkit_sync_attempts", "fiberkit_sync_connection_rate", "fiberkit_sync_connections",
+	"fiberkit_sync_followers", "fiberkit_sync_follows", "fiberkit_sync_mask_key",
 	"fiberkit_sync_remotes", "fiberkit_sync_sessions", "fiberkit_sync_shape_log", "fiberkit_sync_shapes", "fiberkit_sync_transfers",
 }
 

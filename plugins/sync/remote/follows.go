@@ -33,8 +33,6 @@ func (s *Store) RunFollows(ctx context.Context, o FollowOptions, run Run) {
 	}
 	var mu sync.Mutex
 	running := map[string]context.CancelFunc{}
-	// notBefore holds a follow that returned (refused, say) back for RefusedWait.
-	notBefore := map[string]time.Time{}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	t := time.NewTicker(o.Tick)
@@ -65,9 +63,8 @@ func (s *Store) RunFollows(ctx context.Context, o FollowOptions, run Run) {
 		for id := range want {
 			mu.Lock()
 			_, on := running[id]
-			wait := time.Now().Before(notBefore[id])
 			mu.Unlock()
-			if on || wait {
+			if on {
 				continue
 			}
 			unlock, locked, err := s.lock(ctx, id)
@@ -90,9 +87,6 @@ func (s *Store) RunFollows(ctx context.Context, o FollowOptions, run Run) {
 				s.finish(ctx, id, err)
 				mu.Lock()
 				delete(running, id)
-				if fctx.Err() == nil {
-					notBefore[id] = time.Now().Add(RefusedWait)
-				}
 				mu.Unlock()
 				cancel()
 			}()
@@ -100,9 +94,12 @@ func (s *Store) RunFollows(ctx context.Context, o FollowOptions, run Run) {
 	}
 }
 
-// followed lists the ids of the remotes whose schedule is follow.
+// followed lists the ids of the remotes whose schedule is follow, but those whose
+// follow failed less than RefusedWait ago (on any replica: the remote's last
+// status says so).
 func (s *Store) followed(ctx context.Context) ([]string, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id::text FROM fiberkit_sync_remotes WHERE follow`)
+	rows, err := s.pool.Query(ctx, `SELECT id::text FROM fiberkit_sync_remotes
+		WHERE follow AND NOT (last_status LIKE 'failed%' AND last_run_at > now() - make_interval(secs => $1))`, RefusedWait.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("list followed remotes: %w", err)
 	}
