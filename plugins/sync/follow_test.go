@@ -615,7 +615,11 @@ func TestFollowCommandLine(t *testing.T) {
 	a := followSender(t, "")
 	a.exec(t, itemsTable)
 	a.exec(t, `INSERT INTO items (id, v) SELECT i, md5(i::text) FROM generate_series(1, 2000) i;
-		CREATE TABLE hidden (id int PRIMARY KEY, secret text); INSERT INTO hidden VALUES (1, 'top secret')`)
+		CREATE TABLE hidden (id int PRIMARY KEY, secret text); INSERT INTO hidden VALUES (1, 'top secret');
+		CREATE TABLE parted (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
+		CREATE TABLE parted_low PARTITION OF parted FOR VALUES FROM (0) TO (100);
+		CREATE TABLE parted_secret PARTITION OF parted FOR VALUES FROM (100) TO (200);
+		CREATE TABLE parent (id int PRIMARY KEY, v text); CREATE TABLE child (extra text) INHERITS (parent)`)
 	w := newFollowWriter(t, a.db, 2000)
 
 	t.Run("refused", func(t *testing.T) {
@@ -645,6 +649,29 @@ func TestFollowCommandLine(t *testing.T) {
 			_, err = tc.RequestFollow(context.Background(), []string{tbl}, "")
 			if code := remoteCode(err); code != wire.ErrUnknownTable && code != "table_not_allowed" && code != wire.ErrBadRequest {
 				t.Errorf("follow %q: %v (code %q)", tbl, err, code)
+			}
+			tc.Close()
+		}
+		// A partitioned table with a partition the connection may not read (its
+		// changes would come under the root's name), an inheritance parent (its
+		// children's would not come at all), a table outside the connection's
+		// follow tables.
+		part := a.newConnection(t, connection.Limits{Follow: true, ExcludedTables: []string{"parted_secret"}}, true)
+		only := a.newConnection(t, connection.Limits{Follow: true, FollowTables: []string{"parted"}}, true)
+		for _, c := range []struct {
+			token, table, code, msg string
+		}{
+			{part.Token, "parted", wire.ErrUnknownTable, "may not read"},
+			{yes.Token, "parent", wire.ErrUnknownTable, "inheritance children"},
+			{only.Token, "items", wire.ErrFollowNotAllowed, "may follow parted only"},
+		} {
+			tc, err := dialToken(t, a, c.token)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = tc.RequestFollow(context.Background(), []string{c.table}, "")
+			if remoteCode(err) != c.code || !strings.Contains(err.Error(), c.msg) {
+				t.Errorf("follow %q: %v, want %s saying %q", c.table, err, c.code, c.msg)
 			}
 			tc.Close()
 		}

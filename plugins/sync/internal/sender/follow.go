@@ -131,11 +131,26 @@ func (p *peer) requestFollow(ctx context.Context, f wire.Frame, req wire.FollowR
 }
 
 // followable resolves a table the receiver may follow: one it may read (visible),
-// with a primary key (the receiver matches changes to its rows by key).
+// with a primary key (the receiver matches changes to its rows by key), and whose
+// rows all come under its own name in the change stream — a partitioned table
+// whose partitions the receiver may all read (their changes are published as the
+// root's), never an inheritance parent with children (theirs would come under the
+// children's names, and a hidden partition's under the root's).
 func (p *peer) followable(ctx context.Context, table string) (catalog.Ident, error) {
-	id, _, err := p.visible(ctx, p.st.Pool, table)
+	id, hidden, err := p.visible(ctx, p.st.Pool, table)
 	if err != nil {
 		return catalog.Ident{}, err
+	}
+	if len(hidden) > 0 {
+		return catalog.Ident{}, fmt.Errorf("%w: %q has partitions or child tables this connection may not read, so it cannot be followed", catalog.ErrUnknownTable, table)
+	}
+	var inherited bool
+	if err := p.st.Pool.QueryRow(ctx, `SELECT c.relkind <> 'p' AND EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = c.oid)
+		FROM pg_class c WHERE c.oid = $1::regclass`, id.Quoted()).Scan(&inherited); err != nil {
+		return catalog.Ident{}, fmt.Errorf("follow %s: %w", id, err)
+	}
+	if inherited {
+		return catalog.Ident{}, fmt.Errorf("%w: %q has inheritance children, whose changes a follow of it would not carry; follow them by name", catalog.ErrUnknownTable, table)
 	}
 	sch, err := catalog.GetSchemaIn(ctx, p.st.Pool, id.Schema, id.Name)
 	if err != nil {
