@@ -45,7 +45,7 @@ type Admin struct {
 func New(log *slog.Logger, current site.Current) *Admin {
 	a := &Admin{log: log, current: current, jobs: newJobs()}
 	a.pages = newPageOwners(log, current)
-	a.tmpl = template.Must(template.New("").Funcs(template.FuncMap{"joinList": joinList, "joinHours": joinHours, "connStatus": connStatus,
+	a.tmpl = template.Must(template.New("").Funcs(template.FuncMap{"joinList": joinList, "joinHours": joinHours, "connStatus": connStatus, "maskRules": maskRules,
 		"strategies": func() []string { return []string{"skip", "overwrite", "merge", "append"} },
 		"humanBytes": humanBytes, "plural": plural, "quoteList": quoteList, "shapeTable": shapeTable, "replicaMode": replicaMode,
 		"createdAt": createdAt, "lagText": lagText}).ParseFS(pagesFS, "ui/*.html"))

@@ -16,6 +16,7 @@ import (
 	"github.com/fiberkit/fiberkit/plugins/sync/internal/pull"
 	"github.com/fiberkit/fiberkit/plugins/sync/internal/site"
 	"github.com/fiberkit/fiberkit/plugins/sync/internal/tokenchange"
+	"github.com/fiberkit/fiberkit/plugins/sync/mask"
 	"github.com/fiberkit/fiberkit/plugins/sync/remote"
 	"github.com/fiberkit/fiberkit/sdk"
 )
@@ -100,6 +101,11 @@ func limitsFromForm(r *http.Request) (connection.Limits, error) {
 		}
 		l.ExpiresAt = &t
 	}
+	masks, err := mask.Parse(r.FormValue("masks"))
+	if err != nil {
+		return l, err
+	}
+	l.Masks = masks // checked against the columns' types when saved (connection.Store)
 	return l, l.Validate()
 }
 
