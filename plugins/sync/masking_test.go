@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -277,6 +279,22 @@ func TestMaskedColumnsNeverLeaveTheSender(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "orders.qty (integer)") {
 			t.Errorf("saving %q: %v, want a refusal with %q", tc.rule, err, tc.want)
 		}
+	}
+	// The connection page shows the rules and saves them from its form, refusing
+	// one its column cannot take with the reason.
+	page := "/admin/fiberkit/sync/connections/" + c.ID
+	if _, body := testsupport.Get(t, a.url+page); !strings.Contains(body, "customers.email: fake email") {
+		t.Errorf("the connection page does not show the rules")
+	}
+	code, body := adminForm(t, a, page, page+"/limits", url.Values{"masks": {"orders.qty: fake phone"}})
+	if code != http.StatusUnprocessableEntity || !strings.Contains(body, "fake works on text") {
+		t.Errorf("a bad rule on the page: HTTP %d", code)
+	}
+	if code, _ := adminForm(t, a, page, page+"/limits", url.Values{"masks": {"customers.name: null\norders.qty: fixed 7"}}); code != http.StatusOK && code != http.StatusSeeOther {
+		t.Errorf("saving rules on the page: HTTP %d", code)
+	}
+	if _, body := testsupport.Get(t, a.url+page); !strings.Contains(body, "orders.qty: fixed 7") {
+		t.Errorf("the saved rules are not shown")
 	}
 	// A rule that fit when saved but no longer does refuses the table when sent:
 	// it is not sent unmasked.
