@@ -15,6 +15,7 @@ import (
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
 	"github.com/fiberkit/fiberkit/plugins/sync/exporter"
 	"github.com/fiberkit/fiberkit/plugins/sync/history"
+	"github.com/fiberkit/fiberkit/plugins/sync/mask"
 	"github.com/fiberkit/fiberkit/plugins/sync/wire"
 )
 
@@ -25,8 +26,11 @@ import (
 type follower struct {
 	slot   string
 	tables map[string]bool // the followed tables, as listed (public ones bare)
-	names  []string
-	from   capture.LSN // where the receiver's changes start
+	// masks are the followed tables' masks (none: nil), applied to every change's
+	// values as the copy's reads apply them.
+	masks map[string]*mask.Table
+	names []string
+	from  capture.LSN // where the receiver's changes start
 
 	mu      sync.Mutex
 	started bool
@@ -86,8 +90,12 @@ func (p *peer) requestFollow(ctx context.Context, f wire.Frame, req wire.FollowR
 	}
 	ids := make([]catalog.Ident, 0, len(req.Tables))
 	names := make([]string, 0, len(req.Tables))
+	masks := map[string]*mask.Table{}
 	for _, t := range req.Tables {
-		id, err := p.followable(ctx, t)
+		id, mt, err := p.followable(ctx, t)
+		if mt != nil {
+			masks[id.String()] = mt
+		}
 		if err != nil {
 			return p.failWith(f, err)
 		}
@@ -104,7 +112,7 @@ func (p *peer) requestFollow(ctx context.Context, f wire.Frame, req wire.FollowR
 	if p.follow != nil {
 		return p.fail(f, wire.ErrBadRequest, "this connection already asked to follow")
 	}
-	fw := &follower{slot: followSlot(p.connID), names: names, tables: map[string]bool{}, more: make(chan struct{}, 1)}
+	fw := &follower{slot: followSlot(p.connID), names: names, tables: map[string]bool{}, masks: masks, more: make(chan struct{}, 1)}
 	for _, n := range names {
 		fw.tables[n] = true
 	}
@@ -136,30 +144,31 @@ func (p *peer) requestFollow(ctx context.Context, f wire.Frame, req wire.FollowR
 // whose partitions the receiver may all read (their changes are published as the
 // root's), never an inheritance parent with children (theirs would come under the
 // children's names, and a hidden partition's under the root's).
-func (p *peer) followable(ctx context.Context, table string) (catalog.Ident, error) {
+func (p *peer) followable(ctx context.Context, table string) (catalog.Ident, *mask.Table, error) {
 	id, hidden, err := p.visible(ctx, p.st.Pool, table)
 	if err != nil {
-		return catalog.Ident{}, err
+		return catalog.Ident{}, nil, err
 	}
 	if len(hidden) > 0 {
-		return catalog.Ident{}, fmt.Errorf("%w: %q has partitions or child tables this connection may not read, so it cannot be followed", catalog.ErrUnknownTable, table)
+		return catalog.Ident{}, nil, fmt.Errorf("%w: %q has partitions or child tables this connection may not read, so it cannot be followed", catalog.ErrUnknownTable, table)
 	}
 	var inherited bool
 	if err := p.st.Pool.QueryRow(ctx, `SELECT c.relkind <> 'p' AND EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = c.oid)
 		FROM pg_class c WHERE c.oid = $1::regclass`, id.Quoted()).Scan(&inherited); err != nil {
-		return catalog.Ident{}, fmt.Errorf("follow %s: %w", id, err)
+		return catalog.Ident{}, nil, fmt.Errorf("follow %s: %w", id, err)
 	}
 	if inherited {
-		return catalog.Ident{}, fmt.Errorf("%w: %q has inheritance children, whose changes a follow of it would not carry; follow them by name", catalog.ErrUnknownTable, table)
+		return catalog.Ident{}, nil, fmt.Errorf("%w: %q has inheritance children, whose changes a follow of it would not carry; follow them by name", catalog.ErrUnknownTable, table)
 	}
 	sch, err := catalog.GetSchemaIn(ctx, p.st.Pool, id.Schema, id.Name)
 	if err != nil {
-		return catalog.Ident{}, err
+		return catalog.Ident{}, nil, err
 	}
 	if len(sch.PrimaryKey) == 0 {
-		return catalog.Ident{}, fmt.Errorf("%w: %q has no primary key, which following needs", catalog.ErrUnknownTable, table)
+		return catalog.Ident{}, nil, fmt.Errorf("%w: %q has no primary key, which following needs", catalog.ErrUnknownTable, table)
 	}
-	return id, nil
+	mt, err := p.maskTable(ctx, p.st.Pool, sch)
+	return id, mt, err
 }
 
 // newFollow replaces the connection's follow slot with a fresh one over ids and
@@ -479,6 +488,11 @@ func (fw *follower) change(c capture.Change) (wire.Change, bool) {
 	name := catalog.Ident{Schema: c.Schema, Name: c.Table}.String()
 	if !fw.tables[name] {
 		return wire.Change{}, false
+	}
+	if mt := fw.masks[name]; mt != nil {
+		// Masked as the copy's reads mask them: no original value leaves.
+		mt.ApplyText(c.New)
+		mt.ApplyText(c.Old)
 	}
 	return wire.Change{Op: string(c.Kind), Table: name, New: c.New, Old: c.Old, Unchanged: c.Unchanged}, true
 }

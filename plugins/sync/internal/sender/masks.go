@@ -67,37 +67,11 @@ func (p *peer) maskKey(ctx context.Context) (mask.Key, error) {
 // table cannot take refuses the request (ErrMaskRule, saying which rule and why):
 // the table is not sent.
 func (p *peer) applyMasks(ctx context.Context, snap *exporter.Snapshot, sch *catalog.Schema) error {
-	refuse := func(err error) error {
-		return &connection.Refusal{Reason: ErrMaskRule, Detail: fmt.Sprintf("table %s is not sent: %v", catalog.IdentOf(sch), err)}
-	}
-	// The site's rules, then a permanent connection's on top (its rule wins for
-	// its column).
-	rules, err := SiteMaskRules(p.st, sch)
+	mt, err := p.maskTable(ctx, snap.Querier(), sch)
 	if err != nil {
-		return refuse(err)
-	}
-	if p.connID != "" {
-		c, err := p.st.Conns.Get(ctx, p.connID)
-		if err != nil {
-			return fmt.Errorf("read the connection's masks: %w", err)
-		}
-		rules = mask.Merge(rules, mask.Set(c.Limits.Masks))
+		return err
 	}
 	table := catalog.IdentOf(sch).String()
-	var mt *mask.Table
-	if len(rules.For(table)) > 0 {
-		key, err := p.maskKey(ctx)
-		if err != nil {
-			return err
-		}
-		if mt, err = rules.Resolve(ctx, snap.Querier(), sch, key); err != nil {
-			var re *mask.RuleError
-			if errors.As(err, &re) {
-				return refuse(err)
-			}
-			return err
-		}
-	}
 	snap.Mask(sch, mt)
 	p.masks.mu.Lock()
 	if p.masks.applied == nil {
@@ -106,6 +80,40 @@ func (p *peer) applyMasks(ctx context.Context, snap *exporter.Snapshot, sch *cat
 	p.masks.applied[table] = mt.Rules().Strings()
 	p.masks.mu.Unlock()
 	return nil
+}
+
+// maskTable resolves, through q, the rules that apply to sch's table for this
+// receiver: the site's, then a permanent connection's on top (its rule wins for
+// its column). nil when none applies. A rule the table cannot take is a refusal
+// (ErrMaskRule, saying which rule and why): the table is not sent.
+func (p *peer) maskTable(ctx context.Context, q catalog.Querier, sch *catalog.Schema) (*mask.Table, error) {
+	refuse := func(err error) error {
+		return &connection.Refusal{Reason: ErrMaskRule, Detail: fmt.Sprintf("table %s is not sent: %v", catalog.IdentOf(sch), err)}
+	}
+	rules, err := SiteMaskRules(p.st, sch)
+	if err != nil {
+		return nil, refuse(err)
+	}
+	if p.connID != "" {
+		c, err := p.st.Conns.Get(ctx, p.connID)
+		if err != nil {
+			return nil, fmt.Errorf("read the connection's masks: %w", err)
+		}
+		rules = mask.Merge(rules, mask.Set(c.Limits.Masks))
+	}
+	if len(rules.For(catalog.IdentOf(sch).String())) == 0 {
+		return nil, nil
+	}
+	key, err := p.maskKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	mt, err := rules.Resolve(ctx, q, sch, key)
+	var re *mask.RuleError
+	if errors.As(err, &re) {
+		return nil, refuse(err)
+	}
+	return mt, err
 }
 
 // maskedRules returns the rules applied to table (as listed) by this connection's
