@@ -154,7 +154,12 @@ CREATE TABLE fiberkit_sync_shapes (handle text PRIMARY KEY, hash text NOT NULL, 
 	last_op int NOT NULL DEFAULT 0, log_entries bigint NOT NULL DEFAULT 0, log_bytes bigint NOT NULL DEFAULT 0,
 	created_at timestamptz NOT NULL DEFAULT now(), gone_at timestamptz);
 CREATE UNIQUE INDEX fiberkit_sync_shapes_live ON fiberkit_sync_shapes (hash) WHERE state <> 'gone';
-CREATE TABLE fiberkit_sync_shape_log (handle text NOT NULL, lsn bigint NOT NULL, op int NOT NULL, entry text NOT NULL, PRIMARY KEY (handle, lsn, op));`)
+CREATE TABLE fiberkit_sync_shape_log (handle text NOT NULL, lsn bigint NOT NULL, op int NOT NULL, entry text NOT NULL, PRIMARY KEY (handle, lsn, op));
+CREATE TABLE fiberkit_sync_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());
+INSERT INTO fiberkit_sync_migrations (version) SELECT generate_series(1, 5);`)
+	// That was release 5 (live sync); the versions since upgrade it.
+	up(t, old)
+	wantAllVersions(t, old)
 	if f, o := layout(t, pool), layout(t, old); f != o {
 		t.Fatalf("fresh layout differs from the previous release's:\nfresh:\n%s\nprevious:\n%s", f, o)
 	}
