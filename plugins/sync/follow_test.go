@@ -4,13 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -305,59 +302,6 @@ func killPlugin(t *testing.T, s *site) {
 	}
 }
 
-// cutProxy relays TCP connections to a target until Cut closes the open ones.
-type cutProxy struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-	cuts  int
-}
-
-func newCutProxy(t *testing.T, target string) *cutProxy {
-	t.Helper()
-	target = strings.TrimPrefix(target, "http://")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{ln: ln}
-	t.Cleanup(func() { ln.Close(); p.Cut() })
-	go func() {
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, in, out)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(out, in); out.Close() }()
-			go func() { _, _ = io.Copy(in, out); in.Close() }()
-		}
-	}()
-	return p
-}
-
-func (p *cutProxy) url() string { return "http://" + p.ln.Addr().String() }
-
-// Cut closes every relayed connection (both ends), as a network failure would.
-func (p *cutProxy) Cut() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := len(p.conns)
-	for _, c := range p.conns {
-		_ = c.Close()
-	}
-	p.conns = nil
-	p.cuts++
-	return n / 2
-}
-
 // exactlyOnce runs the writer for n transactions while disrupt runs, then checks
 // the receiver caught up and applied exactly those transactions and changes (the
 // follow's counters move in the transaction that applies, so a replay applied twice
@@ -398,12 +342,12 @@ func TestFollowRemoteThroughCrashesAndCuts(t *testing.T) {
 	a.exec(t, itemsTable)
 	a.exec(t, `INSERT INTO items (id, v) SELECT i, md5(i::text) FROM generate_series(1, 30000) i`)
 	c := a.newConnection(t, connection.Limits{Follow: true}, true)
-	proxy := newCutProxy(t, a.url)
+	proxy := testsupport.NewProxy(t, a.url, testsupport.ProxyOptions{})
 	w := newFollowWriter(t, a.db, 30000)
 	// Writes before, during and after the first copy.
 	w.start(150, 0)
 	time.Sleep(300 * time.Millisecond)
-	id := followRemote(t, b, proxy.url(), c.Token, []string{"items"}, "skip")
+	id := followRemote(t, b, proxy.URL(), c.Token, []string{"items"}, "skip")
 	waitFollow(t, b, id, 60*time.Second, func(s syncapi.FollowStatus) bool { return s.State == syncapi.FollowFollowing })
 	time.Sleep(2 * time.Second)
 	w.wait(t, true)
@@ -814,7 +758,7 @@ func TestFollowMasksChanges(t *testing.T) {
 	}
 	c := a.newConnection(t, connection.Limits{Follow: true, Masks: rules}, true)
 	applied := mask.Merge(mask.Set{{Table: "customers", Column: "password_hash", Kind: "fixed", Value: "redacted"}}, rules)
-	capt := newCapture(t, a.url)
+	capt := testsupport.NewProxy(t, a.url, testsupport.ProxyOptions{Capture: true})
 	b := receiverDB(t)
 	store, err := follow.Open(ctx, b.pool)
 	if err != nil {
@@ -826,7 +770,7 @@ func TestFollowMasksChanges(t *testing.T) {
 		done <- follow.Run(fctx, b.pool, store, follow.RunOptions{
 			Follow: follow.Follow{ID: "masked", Peer: a.url, Tables: []string{"customers", "orders"}, Strategy: importer.Overwrite},
 			Connect: func(ctx context.Context) (*client.Client, error) {
-				return client.Connect(ctx, capt.addr, "", client.Options{Token: c.Token})
+				return client.Connect(ctx, capt.URL(), "", client.Options{Token: c.Token})
 			},
 			Copy: func(ctx context.Context, cl *client.Client, tables []string) error {
 				_, err := cl.TransferAll(ctx, b.pool, client.TransferAllOptions{Tables: tables, Strategy: importer.Overwrite,
@@ -842,7 +786,7 @@ func TestFollowMasksChanges(t *testing.T) {
 		}
 	}()
 	waitFollow(t, b, "masked", time.Minute, func(s syncapi.FollowStatus) bool { return s.State == syncapi.FollowFollowing })
-	copied := len(capt.bytes())
+	copied := len(capt.Captured())
 
 	// Changes with new originals of their own, keeping 40 customers and 120 orders.
 	a.exec(t, `UPDATE customers SET email = 'zq-mail-upd' || id || '@origin.test', name = 'Zqname-upd' || id, phone = '+7 (912) 55-999',
@@ -852,7 +796,7 @@ func TestFollowMasksChanges(t *testing.T) {
 		UPDATE orders SET customer_id = 7700017 WHERE id = 8800002`)
 	var changes int64 = 13 + 3 // 13 customers updated, an order deleted, inserted, updated
 	waitFollow(t, b, "masked", time.Minute, func(s syncapi.FollowStatus) bool { return s.Changes >= changes })
-	all := capt.bytes()
+	all := capt.Captured()
 	if len(all) <= copied || !bytes.Contains(all[copied:], []byte(wire.FollowTxn)) {
 		t.Fatalf("no follow:txn frames captured after the copy (%d → %d bytes)", copied, len(all))
 	}

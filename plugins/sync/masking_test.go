@@ -5,12 +5,9 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,67 +20,6 @@ import (
 	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
 	"github.com/fiberkit/fiberkit/plugins/sync/wire"
 )
-
-// tap is a TCP proxy to a site that keeps every byte crossing it, both ways.
-type tap struct {
-	addr string
-	mu   sync.Mutex
-	buf  bytes.Buffer
-}
-
-// newCapture starts a capturing proxy to target (a site's URL).
-func newCapture(t *testing.T, target string) *tap {
-	t.Helper()
-	target = strings.TrimPrefix(target, "http://")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &tap{addr: "http://" + ln.Addr().String()}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			relay := func(dst, src net.Conn) {
-				defer wg.Done()
-				_, _ = io.Copy(io.MultiWriter(dst, c), src)
-				dst.Close()
-			}
-			wg.Add(2)
-			go relay(out, in)
-			go relay(in, out)
-		}
-	}()
-	return c
-}
-
-// Write keeps p.
-func (c *tap) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.buf.Write(p)
-}
-
-// bytes returns everything captured so far.
-func (c *tap) bytes() []byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]byte(nil), c.buf.Bytes()...)
-}
 
 // maskedShop creates customers and orders with distinctive values on s.
 func maskedShop(t *testing.T, s *site) {
@@ -197,9 +133,9 @@ func TestMaskedColumnsNeverLeaveTheSender(t *testing.T) {
 	c := a.newConnection(t, connection.Limits{Masks: rules}, true)
 	// The secret column password_hash is masked by default (NOT NULL: a placeholder).
 	applied := mask.Merge(mask.Set{{Table: "customers", Column: "password_hash", Kind: "fixed", Value: "redacted"}}, rules)
-	capt := newCapture(t, a.url)
+	capt := testsupport.NewProxy(t, a.url, testsupport.ProxyOptions{Capture: true})
 	dial := func() *client.Client {
-		cl, err := client.Connect(ctx, capt.addr, "", client.Options{Token: c.Token})
+		cl, err := client.Connect(ctx, capt.URL(), "", client.Options{Token: c.Token})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -255,7 +191,7 @@ func TestMaskedColumnsNeverLeaveTheSender(t *testing.T) {
 			}
 		}
 	}
-	noLeak(t, "binary, text and records pulls", capt.bytes())
+	noLeak(t, "binary, text and records pulls", capt.Captured())
 
 	// The sender's history says what was masked.
 	var masks []string
@@ -306,12 +242,12 @@ func TestMaskedColumnsNeverLeaveTheSender(t *testing.T) {
 	cl.Close()
 	cl2.Close()
 	a.exec(t, `SET lock_timeout = '20s'; ALTER TABLE orders ALTER memo SET NOT NULL`)
-	before := len(capt.bytes())
+	before := len(capt.Captured())
 	_, err = dial().Transfer(ctx, startSite(t, siteOptions{}).pool, "orders", client.TransferOptions{CreateMissing: true, Compression: wire.CompressionNone})
 	if err == nil || !strings.Contains(err.Error(), "invalid_mask_rule") && !strings.Contains(err.Error(), "NOT NULL") {
 		t.Fatalf("pull with a rule that no longer fits: %v", err)
 	}
-	if bytes.Contains(capt.bytes()[before:], []byte("plain-memo-")) {
+	if bytes.Contains(capt.Captured()[before:], []byte("plain-memo-")) {
 		t.Error("rows were sent despite the refused rule")
 	}
 }
@@ -322,11 +258,11 @@ func TestCodeSendsMaskSecretColumnsByDefault(t *testing.T) {
 	ctx := context.Background()
 	a := startSite(t, siteOptions{})
 	maskedShop(t, a)
-	capt := newCapture(t, a.url)
+	capt := testsupport.NewProxy(t, a.url, testsupport.ProxyOptions{Capture: true})
 	pull := func() (*site, error) {
 		t.Helper()
 		b := startSite(t, siteOptions{})
-		cl, err := client.Connect(ctx, capt.addr, a.newCode(t).Code, client.Options{})
+		cl, err := client.Connect(ctx, capt.URL(), a.newCode(t).Code, client.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -345,7 +281,7 @@ func TestCodeSendsMaskSecretColumnsByDefault(t *testing.T) {
 	if redacted != 40 || mails != 40 {
 		t.Fatalf("%d password hashes redacted, %d emails as they were (want 40, 40)", redacted, mails)
 	}
-	if bytes.Contains(capt.bytes(), []byte("zqhash$")) {
+	if bytes.Contains(capt.Captured(), []byte("zqhash$")) {
 		t.Error("a password hash crossed the wire")
 	}
 
