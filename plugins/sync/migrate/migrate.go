@@ -235,10 +235,16 @@ ALTER TABLE fiberkit_sync_transfers ADD COLUMN ranges jsonb;`
 // v9: a remote whose schedule is "follow" is followed continuously.
 const v9 = `ALTER TABLE fiberkit_sync_remotes ADD COLUMN follow boolean NOT NULL DEFAULT false;`
 
+// v10: a follower's lag as the sending replica streaming to it last saw it (what it
+// sent and was not acknowledged yet), so the pages show none for a follower caught up.
+const v10 = `
+ALTER TABLE fiberkit_sync_followers ADD COLUMN lag_bytes bigint NOT NULL DEFAULT 0;
+ALTER TABLE fiberkit_sync_followers ADD COLUMN lag_ms bigint NOT NULL DEFAULT 0;`
+
 // list is Sync's schema versions in order: Steps[v] is version v. Never edit a
 // version that has shipped: append one, as plain DDL.
 func list() pgmigrate.List {
-	return pgmigrate.List{Table: "fiberkit_sync_migrations", Steps: []string{1: v1, 2: v2, 3: v3, 4: v4, 5: v5, 6: v6, 7: v7, 8: v8, 9: v9}}
+	return pgmigrate.List{Table: "fiberkit_sync_migrations", Steps: []string{1: v1, 2: v2, 3: v3, 4: v4, 5: v5, 6: v6, 7: v7, 8: v8, 9: v9, 10: v10}}
 }
 
 // Latest is the highest schema version this binary knows.

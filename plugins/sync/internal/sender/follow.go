@@ -573,8 +573,9 @@ func (p *peer) recordFollow(ctx context.Context, fw *follower, histID int64, sta
 	if !ackedAt.IsZero() {
 		at = &ackedAt
 	}
-	if _, err := p.st.Pool.Exec(ctx, `UPDATE fiberkit_sync_followers SET acked_lsn = greatest(acked_lsn, $2::pg_lsn), acked_at = coalesce($3, acked_at), history_id = $4
-		WHERE connection_id = $1::uuid`, p.connID, acked.String(), at, histID); err != nil && ctx.Err() == nil {
+	if _, err := p.st.Pool.Exec(ctx, `UPDATE fiberkit_sync_followers SET acked_lsn = greatest(acked_lsn, $2::pg_lsn), acked_at = coalesce($3, acked_at), history_id = $4,
+			lag_bytes = $5, lag_ms = $6
+		WHERE connection_id = $1::uuid`, p.connID, acked.String(), at, histID, lagBytes, int64(lagSeconds*1000)); err != nil && ctx.Err() == nil {
 		p.srv.log.Warn("record follower", "err", err)
 	}
 	if histID == 0 {
