@@ -117,15 +117,20 @@ func TestFollowPages(t *testing.T) {
 	if l.Follow || len(l.FollowTables) > 0 || l.FollowChangesPerSecond != 0 {
 		t.Fatalf("a refused form saved limits: %+v", l)
 	}
-	// Again with tables that exist (the page was rendered anew: fill it again).
-	if err := chromedp.Run(tabA, chromedp.Navigate(connPage), chromedp.WaitVisible(`#l-follow`, chromedp.ByQuery),
-		chromedp.Click(`#l-follow`, chromedp.ByQuery),
-		chromedp.SetValue(`#l-follow-tables`, "items", chromedp.ByQuery),
-		chromedp.SetValue(`#l-follow-rate`, "500", chromedp.ByQuery)); err != nil {
+	// The refused form is shown back as typed: fix the table alone and save.
+	var tables, rate string
+	if err := chromedp.Run(tabA, chromedp.Evaluate(`document.querySelector('#l-follow').checked`, &checked),
+		chromedp.Value(`#l-follow-tables`, &tables, chromedp.ByQuery),
+		chromedp.Value(`#l-follow-rate`, &rate, chromedp.ByQuery)); err != nil {
+		t.Fatal(err)
+	}
+	if !checked || tables != "items, no_such_table" || rate != "500" {
+		t.Fatalf("the refused form shows May follow %v, tables %q, rate %q: not what was typed", checked, tables, rate)
+	}
+	if err := chromedp.Run(tabA, chromedp.SetValue(`#l-follow-tables`, "items", chromedp.ByQuery)); err != nil {
 		t.Fatal(err)
 	}
 	submitPage(t, tabA, "save limits", saveLimits)
-	var tables, rate string
 	var errs int
 	if err := chromedp.Run(tabA, chromedp.Reload(), chromedp.WaitVisible(`#l-follow`, chromedp.ByQuery),
 		chromedp.Evaluate(`document.querySelector('#l-follow').checked`, &checked),
@@ -141,16 +146,37 @@ func TestFollowPages(t *testing.T) {
 		t.Fatalf("saved limits: %+v", l)
 	}
 
-	// 2. The receiving site adds the sender as a remote to follow.
+	// 2. The receiving site adds the sender as a remote to follow — first with its
+	// own URL, refused (a site never pulls from itself): the remote form comes back
+	// open with what was typed, but the token.
 	if err := chromedp.Run(tabB, chromedp.Navigate(adminB+"/connections"),
 		chromedp.Click(`#new-remote summary`, chromedp.ByQuery),
 		chromedp.SendKeys(`#r-name`, "prod", chromedp.ByQuery),
-		chromedp.SendKeys(`#r-url`, a.url, chromedp.ByQuery),
+		chromedp.SendKeys(`#r-url`, b.url, chromedp.ByQuery),
 		chromedp.SendKeys(`#r-token`, c.Token, chromedp.ByQuery),
 		chromedp.SendKeys(`#r-tables`, "items", chromedp.ByQuery),
 		chromedp.SetValue(`#r-strategy`, "overwrite", chromedp.ByQuery),
 		chromedp.Click(`#r-follow`, chromedp.ByQuery)); err != nil {
 		t.Fatalf("remote form: %v", err)
+	}
+	submitPage(t, tabB, "add the remote with the site's own URL", chromedp.Click(`#add-remote`, chromedp.ByQuery))
+	var open, connOpen bool
+	var name, strategy, token string
+	if err := chromedp.Run(tabB, chromedp.WaitVisible(`p.error[role=alert]`, chromedp.ByQuery),
+		chromedp.Evaluate(`document.querySelector('#new-remote').open`, &open),
+		chromedp.Evaluate(`document.querySelector('#new-connection').open`, &connOpen),
+		chromedp.Value(`#r-name`, &name, chromedp.ByQuery), chromedp.Value(`#r-tables`, &tables, chromedp.ByQuery),
+		chromedp.Value(`#r-strategy`, &strategy, chromedp.ByQuery), chromedp.Value(`#r-token`, &token, chromedp.ByQuery),
+		chromedp.Evaluate(`document.querySelector('#r-follow').checked`, &checked)); err != nil {
+		t.Fatalf("the refused remote form: %v", err)
+	}
+	if !open || connOpen || name != "prod" || tables != "items" || strategy != "overwrite" || !checked || token != "" {
+		t.Fatalf("the refused remote form: open %v (new connection open %v), name %q, tables %q, strategy %q, follow %v, token %q",
+			open, connOpen, name, tables, strategy, checked, token)
+	}
+	if err := chromedp.Run(tabB, chromedp.SetValue(`#r-url`, a.url, chromedp.ByQuery),
+		chromedp.SendKeys(`#r-token`, c.Token, chromedp.ByQuery)); err != nil {
+		t.Fatal(err)
 	}
 	submitPage(t, tabB, "add the remote", chromedp.Click(`#add-remote`, chromedp.ByQuery))
 	remoteRow := rowCells(t, tabB, `#remotes tbody tr`)

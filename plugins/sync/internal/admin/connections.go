@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -34,6 +35,12 @@ type connectionsData struct {
 	Told        string
 	// Follower is the connection's follow of this site, when it follows.
 	Follower *connection.Follower
+	// Typed are the limits a refused form held (TypedMasks its rules as typed),
+	// shown back in it.
+	Typed      *connection.Limits
+	TypedMasks string
+	// RemoteForm opens the remote form, filled from Form (a refused one).
+	RemoteForm bool
 }
 
 // splitList reads a comma- or newline-separated form field.
@@ -47,66 +54,56 @@ func splitList(v string) []string {
 	return out
 }
 
-// limitsFromForm reads the connection form's limits.
+// limitsFromForm reads the connection form's limits: every field it can, with
+// every problem found (so a refused form can be shown back as typed).
 func limitsFromForm(r *http.Request) (connection.Limits, error) {
 	l := connection.Limits{
 		AllowedTables: splitList(r.FormValue("allowed_tables")), ExcludedTables: splitList(r.FormValue("excluded_tables")),
-		IPAllowlist: splitList(r.FormValue("ip_allowlist")),
+		IPAllowlist: splitList(r.FormValue("ip_allowlist")), Follow: r.FormValue("follow") != "",
+		FollowTables: splitList(r.FormValue("follow_tables")),
 	}
-	num := func(name string) (int64, error) {
+	var errs []error
+	num := func(name string) int {
 		v := strings.TrimSpace(r.FormValue(name))
 		if v == "" {
-			return 0, nil
+			return 0
 		}
-		n, err := strconv.ParseInt(v, 10, 64)
+		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
-			return 0, fmt.Errorf("%s: %q is not a whole number ≥ 0", strings.ReplaceAll(name, "_", " "), v)
+			errs = append(errs, fmt.Errorf("%s: %q is not a whole number ≥ 0", strings.ReplaceAll(name, "_", " "), v))
+			return 0
 		}
-		return n, nil
+		return n
 	}
-	var err error
-	var n int64
-	if n, err = num("max_downloads"); err != nil {
-		return l, err
-	}
-	l.MaxDownloads = int(n)
-	if l.MaxRecords, err = num("max_records"); err != nil {
-		return l, err
-	}
-	if n, err = num("max_records_per_request"); err != nil {
-		return l, err
-	}
-	l.MaxRecordsRequest = int(n)
-	if n, err = num("requests_per_minute"); err != nil {
-		return l, err
-	}
-	l.RequestsPerMinute = int(n)
-	l.Follow = r.FormValue("follow") != ""
-	l.FollowTables = splitList(r.FormValue("follow_tables"))
-	if n, err = num("follow_changes_per_second"); err != nil {
-		return l, err
-	}
-	l.FollowChangesPerSecond = int(n)
+	l.MaxDownloads = num("max_downloads")
+	l.MaxRecords = int64(num("max_records"))
+	l.MaxRecordsRequest = num("max_records_per_request")
+	l.RequestsPerMinute = num("requests_per_minute")
+	l.FollowChangesPerSecond = num("follow_changes_per_second")
 	for _, h := range splitList(r.FormValue("allowed_hours")) {
 		v, err := strconv.Atoi(h)
 		if err != nil {
-			return l, fmt.Errorf("allowed hours: %q is not an hour", h)
+			errs = append(errs, fmt.Errorf("allowed hours: %q is not an hour", h))
+			continue
 		}
 		l.AllowedHours = append(l.AllowedHours, v)
 	}
 	if v := strings.TrimSpace(r.FormValue("expires_at")); v != "" {
-		t, err := time.Parse("2006-01-02T15:04", v)
-		if err != nil {
-			return l, fmt.Errorf("expiry: %q is not a date and time", v)
+		if t, err := time.Parse("2006-01-02T15:04", v); err != nil {
+			errs = append(errs, fmt.Errorf("expiry: %q is not a date and time", v))
+		} else {
+			l.ExpiresAt = &t
 		}
-		l.ExpiresAt = &t
 	}
-	masks, err := mask.Parse(r.FormValue("masks"))
-	if err != nil {
-		return l, err
+	if masks, err := mask.Parse(r.FormValue("masks")); err != nil {
+		errs = append(errs, err)
+	} else {
+		l.Masks = masks // checked against the columns' types when saved (connection.Store)
 	}
-	l.Masks = masks // checked against the columns' types when saved (connection.Store)
-	return l, l.Validate()
+	if len(errs) == 0 {
+		return l, l.Validate()
+	}
+	return l, errors.Join(errs...)
 }
 
 // scheduleFromForm reads a remote's schedule form.
@@ -180,6 +177,9 @@ func (a *Admin) connectionPage(w http.ResponseWriter, r *http.Request, st *site.
 	}
 	if d.Conn.ID == "" {
 		d.Conn = c
+	}
+	if d.Typed != nil {
+		d.Conn.Limits = *d.Typed
 	}
 	title, flash := d.Title, d.Error
 	d.pageData = base(r, st, "Connection "+c.Name, "connections")
@@ -265,7 +265,8 @@ func (a *Admin) connectionRoutes(mux *http.ServeMux) {
 			err = st.Conns.SetLimits(r.Context(), id, l)
 		}
 		if err != nil {
-			d := connectionsData{Form: r.Form}
+			// Shown back as typed, masking rules included, so nothing is typed twice.
+			d := connectionsData{Form: r.Form, Typed: &l, TypedMasks: r.FormValue("masks")}
 			d.Error = "The limits were not saved: " + err.Error()
 			a.connectionPage(w, r, st, id, d, http.StatusUnprocessableEntity)
 			return
@@ -283,7 +284,7 @@ func (a *Admin) connectionRoutes(mux *http.ServeMux) {
 				Strategy: r.FormValue("strategy"), Interval: interval, Follow: r.FormValue("follow") != ""}, strings.TrimSpace(r.FormValue("token")), actor(r))
 		}
 		if err != nil {
-			a.connectionsPage(w, r, st, connectionsData{pageData: pageData{Error: err.Error()}, Form: r.Form}, http.StatusUnprocessableEntity)
+			a.connectionsPage(w, r, st, connectionsData{pageData: pageData{Error: err.Error()}, Form: r.Form, RemoteForm: true}, http.StatusUnprocessableEntity)
 			return
 		}
 		http.Redirect(w, r, st.AdminPrefix+"/connections", http.StatusSeeOther)
