@@ -51,3 +51,13 @@ func Checksum(t testing.TB, db *pgxpool.Pool, from, order string) string {
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
+
+// Count returns the single integer the query selects, failing the test on an error.
+func Count(t testing.TB, db *pgxpool.Pool, sql string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	if err := db.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}

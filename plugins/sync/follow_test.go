@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -807,4 +808,83 @@ func TestFollowMasksChanges(t *testing.T) {
 		}
 	}
 	expectMasked(t, a, b, applied)
+
+	// The connection's rules change under the running follow: it ends (what the
+	// receiver holds was masked otherwise), the sender drops its slot, and the
+	// receiver copies again under the new rules — notes now masked too — and goes
+	// on following.
+	rules = append(rules, mask.Rule{Table: "customers", Column: "note", Kind: "fixed", Value: "hidden-note"})
+	if err := a.call(t, "set_connection_limits", map[string]any{"id": c.ID, "limits": connection.Limits{Follow: true, Masks: rules}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var plain int
+		if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM customers WHERE note <> 'hidden-note'`).Scan(&plain); err != nil {
+			t.Fatal(err)
+		}
+		if plain == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d customers keep their unmasked note a minute after the rules changed", plain)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	waitFollow(t, b, "masked", time.Minute, func(s syncapi.FollowStatus) bool { return s.State == syncapi.FollowFollowing })
+	a.exec(t, `UPDATE customers SET note = 'plain-note-after' WHERE id = 7700003`)
+	time.Sleep(2 * time.Second)
+	if n := testsupport.Count(t, b.pool, `SELECT count(*) FROM customers WHERE note <> 'hidden-note'`); n != 0 {
+		t.Fatalf("after the new rules, %d customers got an unmasked note", n)
+	}
+	if bytes.Contains(capt.Captured(), []byte("plain-note-after")) {
+		t.Fatal("a note changed after the new rules crossed the wire unmasked")
+	}
+}
+
+// A follow takes its changes from the connection's total records: once the cap is
+// reached the sender ends it (record_limit) and the receiver stops, refused, with
+// no change beyond the cap applied.
+func TestFollowStopsAtTheRecordsCap(t *testing.T) {
+	ctx := context.Background()
+	a := followSender(t, "")
+	a.exec(t, itemsTable)
+	a.exec(t, `INSERT INTO items (id, v) SELECT i, 'v' || i FROM generate_series(1, 10) i`)
+	c := a.newConnection(t, connection.Limits{Follow: true, MaxRecords: 15}, true)
+	b := receiverDB(t)
+	store, err := follow.Open(ctx, b.pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- follow.Run(ctx, b.pool, store, follow.RunOptions{
+			Follow: follow.Follow{ID: "capped", Peer: a.url, Tables: []string{"items"}, Strategy: importer.Overwrite},
+			Connect: func(ctx context.Context) (*client.Client, error) {
+				return client.Connect(ctx, a.url, "", client.Options{Token: c.Token})
+			},
+			Copy: func(ctx context.Context, cl *client.Client, tables []string) error {
+				_, err := cl.TransferAll(ctx, b.pool, client.TransferAllOptions{Tables: tables, TransferOptions: client.TransferOptions{CreateMissing: true}})
+				return err
+			},
+		})
+	}()
+	waitFollow(t, b, "capped", time.Minute, func(s syncapi.FollowStatus) bool { return s.State == syncapi.FollowFollowing })
+	for i := 11; i <= 20; i++ { // one change a transaction: 5 fit under the cap
+		a.exec(t, fmt.Sprintf(`INSERT INTO items (id, v) VALUES (%d, 'late')`, i))
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, follow.ErrRefused) || !strings.Contains(err.Error(), "record_limit") {
+			t.Fatalf("the follow ended with %v, want refused with record_limit", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the follow went on past its connection's records cap")
+	}
+	if n := testsupport.Count(t, b.pool, `SELECT count(*) FROM items`); n != 15 {
+		t.Fatalf("%d rows on the receiver, want the 10 copied and the 5 the cap allowed", n)
+	}
+	if st, _ := followStatus(t, b, "capped"); st.State != syncapi.FollowFailed || !strings.Contains(st.Error, "record_limit") {
+		t.Fatalf("follow status %+v", st)
+	}
 }

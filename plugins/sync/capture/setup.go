@@ -132,6 +132,30 @@ func Publish(ctx context.Context, db DB, name string, tables []catalog.Ident) er
 	return nil
 }
 
+// Release ends the replication connection using the slot called name, if one
+// does, and waits until the slot is free (at most 5 s); the slot stays.
+func Release(ctx context.Context, db DB, name string) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		var pid *int32
+		err := db.QueryRow(ctx, "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", name).Scan(&pid)
+		if errors.Is(err, pgx.ErrNoRows) || err == nil && pid == nil {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("capture: look up slot %s: %w", name, err)
+		}
+		if attempt >= 50 {
+			return fmt.Errorf("capture: slot %s is still in use by process %d", name, *pid)
+		}
+		if _, err := db.Exec(ctx, "SELECT pg_terminate_backend($1), pg_sleep(0.1)", *pid); err != nil {
+			return fmt.Errorf("capture: end the connection using slot %s: %w", name, err)
+		}
+	}
+}
+
 // Teardown drops the replication slot and the publication called name, ending a
 // replication connection still using the slot. Missing ones are not an error.
 func Teardown(ctx context.Context, db DB, name string) error {

@@ -43,7 +43,7 @@ var ErrRefused = errors.New("the sender refused the follow")
 
 // refusals are the sender's error codes that no retry changes.
 var refusals = []string{wire.ErrFollowNotAllowed, wire.ErrLiveUnavailable, wire.ErrUnknownTable,
-	"invalid_token", "connection_inactive", "connection_expired", "address_not_allowed", "table_not_allowed"}
+	"invalid_token", "connection_inactive", "connection_expired", "address_not_allowed", "table_not_allowed", "record_limit"}
 
 // Run follows o.Follow until ctx ends (it returns nil) or the sender refuses (an
 // error wrapping ErrRefused): it copies the tables once, then applies the sender's

@@ -89,7 +89,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	compression := fs.String("compression", wire.CompressionAuto, "auto (zstd only when the link is what is slow) | zstd | none")
 	timeout := fs.Duration("timeout", 2*time.Minute, "time allowed to connect (and wait for the sender's approval)")
 	idle := fs.Duration("idle-timeout", 75*time.Second, "give up when nothing arrives from the sender for this long (0: never)")
-	token := fs.String("token", os.Getenv("SYNC_TOKEN"), "a permanent connection's token (fkc_…, or $SYNC_TOKEN), instead of -code")
+	token := fs.String("token", "", "a permanent connection's token (fkc_…), instead of -code; better in $SYNC_TOKEN, which ps does not show")
 	followFlag := fs.Bool("follow", false, "after the pull, keep applying the sender's changes until interrupted (needs -token of a connection allowed to follow; rerun to resume)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this run to `file` (for go tool pprof)")
 	fs.Usage = func() {
@@ -118,6 +118,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}()
 	}
 	password := os.Getenv("SYNC_PASSWORD") // never on the command line, where ps shows it
+	if *token == "" {
+		*token = os.Getenv("SYNC_TOKEN") // read here, so -help never prints it as a default
+	}
 	if *senderURL == "" || *code == "" && *token == "" || *db == "" {
 		fmt.Fprintln(stderr, "fiberkit-pull: -url, -code (or -token) and -db (or $DATABASE_URL) are required")
 		fs.Usage()
@@ -182,8 +185,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if *followFlag {
 		code := runFollow(ctx, pool, followRun{url: *senderURL, token: *token, tables: splitList(*tables), strategy: strat, options: copts,
-			transfer: client.TransferOptions{CreateMissing: *create, BatchSize: *batch, Compression: *compression, IgnoreMissingColumns: *ignoreMissing},
-			stdout:   stdout, stderr: stderr})
+			transfer: client.TransferOptions{CreateMissing: *create, BatchSize: *batch, Compression: *compression, IgnoreMissingColumns: *ignoreMissing,
+				SplitWorkers: *splitWorkers},
+			stdout: stdout, stderr: stderr})
 		if c, ok := stopped(); ok && code == exitOK {
 			return c
 		}

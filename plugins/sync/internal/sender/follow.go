@@ -13,6 +13,7 @@ import (
 
 	"github.com/fiberkit/fiberkit/plugins/sync/capture"
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
+	"github.com/fiberkit/fiberkit/plugins/sync/connection"
 	"github.com/fiberkit/fiberkit/plugins/sync/exporter"
 	"github.com/fiberkit/fiberkit/plugins/sync/history"
 	"github.com/fiberkit/fiberkit/plugins/sync/mask"
@@ -45,6 +46,13 @@ type follower struct {
 	stream  *capture.Stream
 	rows    int64
 	bytes   int64
+	// walEnd is the sender's WAL end as last read, at walEndAt (read at most every
+	// walEndEvery, for the receiver's lag).
+	walEnd   string
+	walEndAt time.Time
+	// maxRecords is the connection's total records cap as last read (0: none):
+	// with one, each transaction's changes are taken from it before they are sent.
+	maxRecords int64
 }
 
 type sentTxn struct {
@@ -59,6 +67,11 @@ func followSlot(connID string) string {
 
 // Follow timing.
 const (
+	// followRecheckEvery is how often a follow re-reads what it may send: the
+	// connection's limits, the tables it may read, the masking rules.
+	followRecheckEvery = 10 * time.Second
+	// walEndEvery bounds how often a follow reads the sender's WAL end.
+	walEndEvery = 250 * time.Millisecond
 	// keepaliveEvery is how often an idle follow tells the receiver where the WAL ends.
 	keepaliveEvery = time.Second
 	// followRecordEvery is how often a follow's history entry and acknowledged
@@ -121,6 +134,9 @@ func (p *peer) requestFollow(ctx context.Context, f wire.Frame, req wire.FollowR
 			return p.fail(f, wire.ErrBadRequest, "request:follow must come before any table is streamed")
 		}
 		pos, err := p.newFollow(ctx, fw, ids)
+		if errors.Is(err, errSlotTimeout) {
+			return p.fail(f, wire.ErrInternal, err.Error())
+		}
 		if err != nil {
 			p.srv.log.Error("start follow", "connection", p.connID, "err", err)
 			return p.fail(f, wire.ErrInternal, "could not start following on the sending site")
@@ -167,8 +183,23 @@ func (p *peer) followable(ctx context.Context, table string) (catalog.Ident, *ma
 	if len(sch.PrimaryKey) == 0 {
 		return catalog.Ident{}, nil, fmt.Errorf("%w: %q has no primary key, which following needs", catalog.ErrUnknownTable, table)
 	}
-	mt, err := p.maskTable(ctx, p.st.Pool, sch)
+	mt, err := p.followMask(ctx, sch)
 	return id, mt, err
+}
+
+// followMask resolves the masks of a followed table the way a copy's snapshot
+// does, under catalog.TextSettings (a fixed value's text is then the copy's).
+func (p *peer) followMask(ctx context.Context, sch *catalog.Schema) (*mask.Table, error) {
+	var mt *mask.Table
+	err := pgx.BeginTxFunc(ctx, p.st.Pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, catalog.TextSettings); err != nil {
+			return fmt.Errorf("follow %s: masks: %w", sch.Name, err)
+		}
+		var err error
+		mt, err = p.maskTable(ctx, tx, sch)
+		return err
+	})
+	return mt, err
 }
 
 // newFollow replaces the connection's follow slot with a fresh one over ids and
@@ -207,24 +238,50 @@ func (p *peer) newFollow(ctx context.Context, fw *follower, ids []catalog.Ident)
 	if _, err := pool.Exec(ctx, "ALTER PUBLICATION "+pgx.Identifier{fw.slot}.Sanitize()+" SET (publish_via_partition_root = true)"); err != nil {
 		return 0, fmt.Errorf("publication %s: %w", fw.slot, err)
 	}
-	ss, err := capture.CreateSlotWithSnapshot(ctx, pool.Config().ConnConfig.ConnString(), fw.slot)
+	// A new slot waits until every transaction writing on the sender now has
+	// ended; one left open holds it, so it gets a bound and a clear error.
+	sctx, cancel := context.WithTimeout(ctx, slotCreateTimeout)
+	defer cancel()
+	ss, err := capture.CreateSlotWithSnapshot(sctx, pool.Config().ConnConfig.ConnString(), fw.slot)
 	if err != nil {
+		if sctx.Err() != nil && ctx.Err() == nil {
+			return 0, fmt.Errorf("%w: a transaction on the sending database stayed open for %s (a follow starts once those open when it is asked have ended)", errSlotTimeout, slotCreateTimeout)
+		}
 		return 0, err
 	}
 	defer ss.Close()
-	snap, err := exporter.BeginAt(ctx, pool, ss.Snapshot)
+	pos, err := func() (capture.LSN, error) {
+		snap, err := exporter.BeginAt(ctx, pool, ss.Snapshot)
+		if err != nil {
+			return 0, err
+		}
+		if p.snap != nil {
+			p.snap.Close(ctx)
+		}
+		p.snap = snap
+		if _, err := pool.Exec(ctx, `UPDATE fiberkit_sync_followers SET acked_lsn = $2::pg_lsn WHERE connection_id = $1::uuid`, p.connID, ss.Position.String()); err != nil {
+			return 0, fmt.Errorf("record follower: %w", err)
+		}
+		return ss.Position, nil
+	}()
 	if err != nil {
-		return 0, err
+		// A slot nobody will read must not hold the WAL.
+		ss.Close()
+		rctx, rcancel := detached(ctx)
+		if terr := capture.Teardown(rctx, pool, fw.slot); terr != nil {
+			p.srv.log.Error("drop the follow slot of a failed start", "slot", fw.slot, "err", terr)
+		}
+		rcancel()
 	}
-	if p.snap != nil {
-		p.snap.Close(ctx)
-	}
-	p.snap = snap
-	if _, err := pool.Exec(ctx, `UPDATE fiberkit_sync_followers SET acked_lsn = $2::pg_lsn WHERE connection_id = $1::uuid`, p.connID, ss.Position.String()); err != nil {
-		return 0, fmt.Errorf("record follower: %w", err)
-	}
-	return ss.Position, nil
+	return pos, err
 }
+
+// slotCreateTimeout bounds the wait for a follow's slot (see newFollow).
+const slotCreateTimeout = time.Minute
+
+// errSlotTimeout: a new follow's slot waited too long for the sender's open
+// transactions.
+var errSlotTimeout = errors.New("the follow could not start")
 
 // resumable checks that the connection's slot still holds every change after from
 // for the same tables, and answers the error code and message when it does not.
@@ -300,6 +357,12 @@ func (p *peer) startFollow(ctx context.Context, f wire.Frame, req wire.FollowSta
 	if pos, ok, err := capture.SlotPosition(ctx, p.st.Pool, fw.slot); err == nil && ok && pos > start {
 		start = pos
 	}
+	// A connection cut before this one's sender noticed may still stream from the
+	// slot: this receiver holds the connection's token now, so that one ends.
+	if err := capture.Release(ctx, p.st.Pool, fw.slot); err != nil {
+		p.srv.log.Error("release follow slot", "connection", p.connID, "err", err)
+		return p.fail(f, wire.ErrInternal, "could not stream the changes on the sending site")
+	}
 	stream, err := capture.Start(ctx, p.st.Pool.Config().ConnConfig.ConnString(), capture.Options{
 		Slot: fw.slot, Publication: fw.slot, StartLSN: start, StandbyInterval: time.Second, Buffer: 16})
 	if err != nil {
@@ -335,10 +398,28 @@ func (p *peer) runFollow(ctx context.Context, fw *follower, stream *capture.Stre
 		p.srv.log.Warn("close the follow's earlier entry", "connection", p.connID, "err", err)
 	}
 	histID := p.record(ctx, history.Transfer{Direction: "follower", Peer: p.addr, Table: strings.Join(fw.names, ", "),
-		Status: "running", StartedBy: p.startedBy()})
+		Status: "running", StartedBy: p.startedBy(), Masks: fw.maskStrings()})
 	err := p.follow1(ctx, fw, stream, func() { p.recordFollow(ctx, fw, histID, started, "running", nil) })
 	status := "done"
-	if err != nil && ctx.Err() == nil {
+	var ref *connection.Refusal
+	var changed *followChanged
+	switch {
+	case err == nil || ctx.Err() != nil:
+	case errors.As(err, &changed):
+		// What was sent so far no longer holds: the slot goes, so the receiver's
+		// next request finds the follow lost and copies again (or is refused).
+		status = "failed"
+		stream.Close()
+		rctx, cancel := detached(ctx)
+		if terr := capture.Teardown(rctx, p.st.Pool, fw.slot); terr != nil {
+			p.srv.log.Error("drop the follow slot", "slot", fw.slot, "err", terr)
+		}
+		cancel()
+		_ = p.push(wire.FollowEnd, wire.FollowEndPayload{Error: wire.ErrFollowLost, Message: changed.Error()})
+	case errors.As(err, &ref):
+		status = "failed"
+		_ = p.push(wire.FollowEnd, wire.FollowEndPayload{Error: ref.Reason, Message: ref.Detail})
+	default:
 		status = "failed"
 		p.srv.log.Error("follow failed", "connection", p.connID, "err", err)
 		_ = p.push(wire.FollowEnd, wire.FollowEndPayload{Error: wire.ErrInternal, Message: "the follow failed on the sending site"})
@@ -355,10 +436,15 @@ func (p *peer) follow1(ctx context.Context, fw *follower, stream *capture.Stream
 		return err
 	}
 	pace := newPacer(conn.Limits.FollowChangesPerSecond)
+	fw.mu.Lock()
+	fw.maxRecords = conn.Limits.MaxRecords
+	fw.mu.Unlock()
 	keepalive := time.NewTicker(keepaliveEvery)
 	defer keepalive.Stop()
 	recordT := time.NewTicker(followRecordEvery)
 	defer recordT.Stop()
+	recheck := time.NewTicker(followRecheckEvery)
+	defer recheck.Stop()
 	idleSince := time.Now()
 	for {
 		select {
@@ -379,9 +465,9 @@ func (p *peer) follow1(ctx context.Context, fw *follower, stream *capture.Stream
 			if time.Since(idleSince) < keepaliveEvery {
 				continue
 			}
-			var end string
-			if err := p.st.Pool.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&end); err != nil {
-				return fmt.Errorf("follow %s: read the WAL position: %w", fw.slot, err)
+			end, err := p.walEnd(ctx, fw)
+			if err != nil {
+				return err
 			}
 			fw.mu.Lock()
 			caughtUp := len(fw.unacked) == 0 && len(stream.Txns()) == 0
@@ -391,8 +477,84 @@ func (p *peer) follow1(ctx context.Context, fw *follower, stream *capture.Stream
 			}
 		case <-recordT.C:
 			record()
+		case <-recheck.C:
+			if err := p.recheckFollow(ctx, fw, pace); err != nil {
+				return err
+			}
 		}
 	}
+}
+
+// followChanged ends a follow whose tables or masks changed under it: what the
+// receiver holds was sent under the old ones.
+type followChanged struct{ why string }
+
+func (e *followChanged) Error() string {
+	return "the follow changed on the sending site (" + e.why + "): copy the tables again"
+}
+
+// recheckFollow re-reads what the follow may send: the connection's standing and
+// rate (applied at once) and records cap, the tables it may read and follow, and
+// their masks. A table no longer allowed or masks changed end the follow
+// (*followChanged).
+func (p *peer) recheckFollow(ctx context.Context, fw *follower, pace *pacer) error {
+	conn, err := p.st.Conns.Standing(ctx, p.connID, p.token, p.addr)
+	if err != nil {
+		return err
+	}
+	pace.perSecond = conn.Limits.FollowChangesPerSecond
+	fw.mu.Lock()
+	fw.maxRecords = conn.Limits.MaxRecords
+	fw.mu.Unlock()
+	if !conn.Limits.Follow {
+		return &connection.Refusal{Reason: wire.ErrFollowNotAllowed, Detail: "this connection may no longer follow"}
+	}
+	for _, name := range fw.names {
+		if len(conn.Limits.FollowTables) > 0 && !slices.Contains(conn.Limits.FollowTables, name) {
+			return &followChanged{why: name + " is no longer among the tables the connection may follow"}
+		}
+		_, mt, err := p.followable(ctx, name)
+		if errors.Is(err, catalog.ErrUnknownTable) {
+			return &followChanged{why: name + " may no longer be read"}
+		}
+		var ref *connection.Refusal
+		if errors.As(err, &ref) {
+			return &followChanged{why: ref.Detail}
+		}
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(mt.Rules().Strings(), fw.masks[name].Rules().Strings()) {
+			return &followChanged{why: "the masking rules of " + name + " changed"}
+		}
+	}
+	return nil
+}
+
+// walEnd returns the sender's WAL end, read at most every walEndEvery.
+func (p *peer) walEnd(ctx context.Context, fw *follower) (string, error) {
+	fw.mu.Lock()
+	end, at := fw.walEnd, fw.walEndAt
+	fw.mu.Unlock()
+	if time.Since(at) < walEndEvery {
+		return end, nil
+	}
+	if err := p.st.Pool.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&end); err != nil {
+		return "", fmt.Errorf("follow %s: read the WAL position: %w", fw.slot, err)
+	}
+	fw.mu.Lock()
+	fw.walEnd, fw.walEndAt = end, time.Now()
+	fw.mu.Unlock()
+	return end, nil
+}
+
+// maskStrings lists the follow's masks in text form, for the history.
+func (fw *follower) maskStrings() []string {
+	var out []string
+	for _, name := range fw.names {
+		out = append(out, fw.masks[name].Rules().Strings()...)
+	}
+	return out
 }
 
 // sendTxn waits for credit, paces the changes and sends txn in parts.
@@ -410,9 +572,12 @@ func (p *peer) sendTxn(ctx context.Context, fw *follower, txn capture.Txn, pace 
 	if err := pace.wait(ctx, len(changes)); err != nil {
 		return nil
 	}
-	var end string
-	if err := p.st.Pool.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&end); err != nil {
-		return fmt.Errorf("follow %s: read the WAL position: %w", fw.slot, err)
+	if err := p.reserveChanges(ctx, fw, len(changes)); err != nil {
+		return err
+	}
+	end, err := p.walEnd(ctx, fw)
+	if err != nil {
+		return err
 	}
 	base := wire.Txn{Position: wire.FormatLSN(uint64(txn.EndLSN)), XID: txn.XID, CommitTime: txn.CommitTime.UTC().Format(time.RFC3339Nano), SenderPosition: end}
 	part, size, n := base, 0, 0
@@ -423,6 +588,13 @@ func (p *peer) sendTxn(ctx context.Context, fw *follower, txn capture.Txn, pace 
 		enc := f.Encode()
 		if len(enc) > wire.MaxFrameSize {
 			return fmt.Errorf("follow %s: a change of transaction %d is larger than a frame (%d bytes, at most %d)", fw.slot, txn.XID, len(enc), wire.MaxFrameSize)
+		}
+		if last {
+			// Recorded before the receiver can see it: its ack may come at once.
+			fw.mu.Lock()
+			fw.sent = txn.EndLSN
+			fw.unacked = append(fw.unacked, sentTxn{end: txn.EndLSN, commit: txn.CommitTime})
+			fw.mu.Unlock()
 		}
 		if err := p.c.WriteText(string(enc)); err != nil {
 			return err
@@ -448,13 +620,28 @@ func (p *peer) sendTxn(ctx context.Context, fw *follower, txn capture.Txn, pace 
 		return err
 	}
 	fw.mu.Lock()
-	fw.sent = txn.EndLSN
-	fw.unacked = append(fw.unacked, sentTxn{end: txn.EndLSN, commit: txn.CommitTime})
 	fw.rows += int64(len(changes))
 	fw.bytes += sent
 	fw.mu.Unlock()
 	p.st.Metrics.Moved("send", int64(len(changes)), sent)
 	return nil
+}
+
+// reserveChanges takes n changes from the connection's total records, when it has
+// a cap; a cap reached ends the follow (the connection's refusal).
+func (p *peer) reserveChanges(ctx context.Context, fw *follower, n int) error {
+	fw.mu.Lock()
+	capped := fw.maxRecords > 0
+	fw.mu.Unlock()
+	if !capped || n == 0 {
+		return nil
+	}
+	got, err := p.st.Conns.Reserve(ctx, p.connID, int64(n))
+	if err == nil && got < int64(n) {
+		p.release(ctx, int(got))
+		err = &connection.Refusal{Reason: connection.ErrRecordsTotal.Reason, Detail: fmt.Sprintf("the connection's records would pass its total with the next %d changes", n)}
+	}
+	return err
 }
 
 // changeSize estimates a change's bytes in a frame.
@@ -526,21 +713,28 @@ func (p *peer) followAck(ctx context.Context, f wire.Frame, ack wire.FollowAckPa
 		return p.fail(f, wire.ErrBadRequest, "follow:ack needs a follow, a position and a credit of 0 to 1024")
 	}
 	fw.mu.Lock()
-	if capture.LSN(pos) > fw.sent || capture.LSN(pos) <= fw.acked || fw.stream == nil {
+	if capture.LSN(pos) > fw.sent || fw.stream == nil {
 		fw.mu.Unlock()
-		return nil // nothing new (or a position never sent): no credit
+		return nil // a position never sent: no credit
 	}
-	fw.acked, fw.ackedAt = capture.LSN(pos), time.Now()
+	// Every ack of a transaction sent gives its credit back (a replay the
+	// receiver skipped included); the position only moves forward.
+	moved := capture.LSN(pos) > fw.acked
+	if moved {
+		fw.acked, fw.ackedAt = capture.LSN(pos), time.Now()
+	}
 	done := 0
-	for done < len(fw.unacked) && fw.unacked[done].end <= fw.acked {
+	for done < len(fw.unacked) && fw.unacked[done].end <= capture.LSN(pos) {
 		done++
 	}
 	fw.unacked = fw.unacked[done:]
 	inFlight := len(fw.unacked)
-	fw.credit = min(fw.credit+ack.Credit, wire.MaxFollowCredit-inFlight)
+	fw.credit = max(0, min(fw.credit+ack.Credit, wire.MaxFollowCredit-inFlight))
 	stream := fw.stream
 	fw.mu.Unlock()
-	stream.Ack(capture.LSN(pos))
+	if moved {
+		stream.Ack(capture.LSN(pos))
+	}
 	select {
 	case fw.more <- struct{}{}:
 	default:

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/fiberkit/fiberkit/plugins/sync/capture"
@@ -58,13 +60,16 @@ func dropStaleFollowers(ctx context.Context, st *site.Site) error {
 	if err := rows.Err(); err != nil {
 		return err
 	}
+	// One slot that cannot go does not keep the others.
+	var errs []error
 	for _, slot := range slots {
 		if err := capture.Teardown(ctx, st.Pool, slot); err != nil {
-			return err
+			errs = append(errs, err)
+			continue
 		}
 		if _, err := st.Pool.Exec(ctx, `DELETE FROM fiberkit_sync_followers WHERE slot = $1`, slot); err != nil {
-			return err
+			errs = append(errs, fmt.Errorf("forget follower of slot %s: %w", slot, err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
