@@ -318,3 +318,55 @@ func TestCodeSendsMaskSecretColumnsByDefault(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// A rule masks its column whichever name a receiver reads the rows by: a rule on
+// a partitioned table masks a partition read by its own name, and a rule on a
+// partition masks the partitioned table's reads.
+func TestMasksFollowPartitions(t *testing.T) {
+	ctx := context.Background()
+	a := startSite(t, siteOptions{})
+	a.exec(t, `CREATE TABLE accounts (id bigint PRIMARY KEY, email text) PARTITION BY RANGE (id);
+		CREATE TABLE accounts_low PARTITION OF accounts FOR VALUES FROM (0) TO (100);
+		CREATE TABLE accounts_high PARTITION OF accounts FOR VALUES FROM (100) TO (200);
+		INSERT INTO accounts SELECT i, 'zq-mail-' || i || '@origin.test' FROM generate_series(1, 150) i;
+		CREATE TABLE logins (id bigint PRIMARY KEY, email text) PARTITION BY RANGE (id);
+		CREATE TABLE logins_all PARTITION OF logins FOR VALUES FROM (0) TO (1000);
+		INSERT INTO logins SELECT i, 'zq-mail-' || i || '@origin.test' FROM generate_series(1, 50) i`)
+	rules, err := mask.Parse(`accounts.email: fake email, logins_all.email: fixed hidden`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := a.newConnection(t, connection.Limits{Masks: rules}, true)
+	cl, err := client.Connect(ctx, a.url, "", client.Options{Token: c.Token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for _, table := range []string{"accounts_low", "accounts_high", "accounts", "logins", "logins_all"} {
+		page, err := cl.FetchRecords(ctx, table, 0, 500)
+		if err != nil {
+			t.Fatalf("%s: %v", table, err)
+		}
+		if len(page.Records) == 0 {
+			t.Fatalf("%s: no records", table)
+		}
+		for _, r := range page.Records {
+			if r["email"] == nil {
+				t.Fatalf("%s sent NULL for an email masked with a fake or a fixed value", table)
+			}
+			if strings.Contains(*r["email"], "zq-mail-") {
+				t.Fatalf("%s sent the original email %q", table, *r["email"])
+			}
+		}
+	}
+	b := startSite(t, siteOptions{})
+	if _, err := cl.Transfer(ctx, b.pool, "accounts_high", client.TransferOptions{CreateMissing: true, Compression: wire.CompressionNone}); err != nil {
+		t.Fatal(err)
+	}
+	// Rows 100 to 150, every one with a fake email.
+	all := testsupport.Count(t, b.pool, `SELECT count(*) FROM accounts_high`)
+	fake := testsupport.Count(t, b.pool, `SELECT count(*) FROM accounts_high WHERE email LIKE '%@example.invalid'`)
+	if all != 51 || fake != 51 {
+		t.Fatalf("%d rows of accounts_high arrived, %d with a fake email; want 51 and 51", all, fake)
+	}
+}

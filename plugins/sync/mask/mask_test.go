@@ -320,6 +320,7 @@ func TestValidation(t *testing.T) {
 		{mask.Rule{Column: "age", Kind: "fake", Format: "email"}, "fake works on text"},
 		{mask.Rule{Column: "name", Kind: "null"}, "NOT NULL"},
 		{mask.Rule{Column: "id", Kind: "fixed", Value: "1"}, "primary-key column may only be hashed"},
+		{mask.Rule{Column: "id", Kind: "hash"}, "holds 31, so distinct keys would collide"},
 		{mask.Rule{Column: "tags", Kind: "hash"}, "arrays cannot be hashed"},
 		{mask.Rule{Column: "born", Kind: "hash"}, "hash works on"},
 		{mask.Rule{Column: "email", Kind: "fake", Format: "email"}, "a fake email needs at least 21 characters"},

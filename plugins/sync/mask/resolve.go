@@ -105,6 +105,37 @@ func shapeOf(c catalog.Column) typeShape {
 	return typeShape{}
 }
 
+// minKeyHashBits is the least hash a hashed primary key keeps: at 60 bits, a
+// billion keys collide with a chance of about one in two thousand.
+const minKeyHashBits = 60
+
+// hashBits is how many bits of the hash a column of shape sh keeps.
+func hashBits(sh typeShape) int {
+	switch sh.class {
+	case classInt2:
+		return 15
+	case classInt4:
+		return 31
+	case classInt8:
+		return 63
+	case classUUID:
+		return 122
+	case classBytea:
+		return 256
+	case classText:
+		if sh.length > 0 {
+			return min(4*sh.length, 256) // hex digits
+		}
+		return 256
+	case classNumeric:
+		if sh.intDigits == 0 {
+			return 256
+		}
+		return int(float64(sh.intDigits) * 3.32)
+	}
+	return 0
+}
+
 // emailTail follows the hex of a fake email; emailMinHex is the fewest hex digits
 // a column too short for the whole hash still gets.
 const (
@@ -236,6 +267,11 @@ func resolveColumn(ctx context.Context, q Querier, table string, c catalog.Colum
 			return nil, refuse("hash works on text, varchar, char, integer types, numeric, uuid and bytea")
 		case sh.class == classNumeric && sh.length == -1 && sh.intDigits == 0:
 			return nil, refuse("a numeric without digits before the point cannot hold a hash")
+		case c.PrimaryKey && hashBits(sh) < minKeyHashBits:
+			// Two keys hashed alike would become one row on the receiver, and a
+			// stream ordered by the hashed key could not resume inside the tie.
+			return nil, refuse(fmt.Sprintf("a hashed primary key needs a type that holds at least %d bits of the hash (bigint, uuid, bytea, text, varchar(16) or longer, numeric with 19 digits before the point): this one holds %d, so distinct keys would collide",
+				minKeyHashBits, hashBits(sh)))
 		}
 	case syncapi.MaskFake:
 		if sh.class != classText || sh.array {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
@@ -101,6 +103,9 @@ func (p *peer) maskTable(ctx context.Context, q catalog.Querier, sch *catalog.Sc
 		}
 		rules = mask.Merge(rules, mask.Set(c.Limits.Masks))
 	}
+	if rules, err = withRelatives(ctx, q, sch, rules); err != nil {
+		return nil, err
+	}
 	if len(rules.For(catalog.IdentOf(sch).String())) == 0 {
 		return nil, nil
 	}
@@ -114,6 +119,47 @@ func (p *peer) maskTable(ctx context.Context, q catalog.Querier, sch *catalog.Sc
 		return nil, refuse(err)
 	}
 	return mt, err
+}
+
+// withRelatives returns the rules for sch's table: its own (and "*" ones), then
+// those naming a table above or below it — a partition's rows are read through
+// the partitioned table, and the table through its partitions, so a rule on one
+// masks the column whichever name a receiver reads. A rule naming the table itself
+// beats a relative's, a relative's beats a "*" rule.
+func withRelatives(ctx context.Context, q catalog.Querier, sch *catalog.Schema, rules mask.Set) (mask.Set, error) {
+	id := catalog.IdentOf(sch)
+	ups, err := catalog.Ancestors(ctx, q, id)
+	if err != nil {
+		return nil, fmt.Errorf("masks of %s: %w", id, err)
+	}
+	downs, err := catalog.Descendants(ctx, q, id)
+	if err != nil {
+		return nil, fmt.Errorf("masks of %s: %w", id, err)
+	}
+	name := id.String()
+	byColumn := rules.For(name)
+	has := map[string]bool{}
+	for _, c := range sch.Columns {
+		has[c.Name] = true
+	}
+	for _, rel := range append(ups, downs...) {
+		for _, r := range rules {
+			// A child's own columns are not the table's.
+			if r.Table != rel.String() || !has[r.Column] {
+				continue
+			}
+			if cur, ok := byColumn[r.Column]; !ok || cur.Table == mask.AnyTable {
+				r.Table = name
+				byColumn[r.Column] = r
+			}
+		}
+	}
+	out := make(mask.Set, 0, len(byColumn))
+	for _, r := range byColumn {
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b mask.Rule) int { return strings.Compare(a.Column, b.Column) })
+	return out, nil
 }
 
 // maskedRules returns the rules applied to table (as listed) by this connection's
