@@ -17,7 +17,6 @@ import (
 	"strings"
 
 	"github.com/fiberkit/fiberkit/plugins/sync/connection"
-	"github.com/fiberkit/fiberkit/plugins/sync/follow"
 	"github.com/fiberkit/fiberkit/plugins/sync/history"
 	"github.com/fiberkit/fiberkit/plugins/sync/internal/pull"
 	"github.com/fiberkit/fiberkit/plugins/sync/internal/site"
@@ -146,9 +145,7 @@ func (a *Admin) overview(w http.ResponseWriter, r *http.Request, st *site.Site) 
 	if d.Transfers, err = st.History.Recent(r.Context(), 10); err != nil {
 		a.log.Warn("overview: recent transfers", "err", err)
 	}
-	if fs, err := follow.Open(r.Context(), st.Pool); err != nil {
-		a.log.Warn("overview: follows", "err", err)
-	} else if d.Follows, err = fs.List(r.Context()); err != nil {
+	if d.Follows, err = st.Follows.List(r.Context()); err != nil {
 		a.log.Warn("overview: follows", "err", err)
 	}
 	if d.Followers, err = st.Conns.Followers(r.Context()); err != nil {

@@ -6,7 +6,6 @@ import (
 
 	"github.com/fiberkit/fiberkit/plugins/sync/client"
 	"github.com/fiberkit/fiberkit/plugins/sync/connection"
-	"github.com/fiberkit/fiberkit/plugins/sync/follow"
 	"github.com/fiberkit/fiberkit/plugins/sync/history"
 	"github.com/fiberkit/fiberkit/plugins/sync/importer"
 	"github.com/fiberkit/fiberkit/plugins/sync/internal/pull"
@@ -72,12 +71,9 @@ func addRemote(ctx context.Context, st *site.Site, in syncapi.AddRemoteRequest) 
 }
 
 func followStatus(ctx context.Context, st *site.Site, _ struct{}) (syncapi.FollowReport, error) {
-	store, err := follow.Open(ctx, st.Pool)
-	if err != nil {
-		return syncapi.FollowReport{}, err
-	}
 	var r syncapi.FollowReport
-	if r.Follows, err = store.List(ctx); err != nil {
+	var err error
+	if r.Follows, err = st.Follows.List(ctx); err != nil {
 		return r, err
 	}
 	r.Followers, err = st.Conns.Followers(ctx)

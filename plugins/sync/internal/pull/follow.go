@@ -35,10 +35,7 @@ func Follow(ctx context.Context, log *slog.Logger, st *site.Site, t Target, p Pl
 			return err
 		}
 	}
-	store, err := follow.Open(ctx, st.Pool)
-	if err != nil {
-		return err
-	}
+	store := st.Follows
 	started := time.Now()
 	// A follow runs in one process at a time (a remote's lock): an entry of it
 	// still running was left by a plugin killed mid-follow.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/fiberkit/fiberkit/plugins/sync/client"
 	"github.com/fiberkit/fiberkit/plugins/sync/connection"
+	"github.com/fiberkit/fiberkit/plugins/sync/follow"
 	"github.com/fiberkit/fiberkit/plugins/sync/history"
 	"github.com/fiberkit/fiberkit/plugins/sync/internal/urlguard"
 	"github.com/fiberkit/fiberkit/plugins/sync/live"
@@ -31,6 +32,8 @@ type Site struct {
 	Conns    *connection.Store
 	Remotes  *remote.Store
 	History  *history.Log
+	// Follows are this site's follows of other sites (the receiving side).
+	Follows  *follow.Store
 	Settings sdk.Settings
 	// Revision is the settings revision Settings are of.
 	Revision int64
@@ -77,7 +80,9 @@ func Open(ctx context.Context, env *sdk.Env, metrics *syncmetrics.Metrics) (*Sit
 	if s.Sessions, err = session.Open(ctx, pool, session.Limits{OnLockout: metrics.LockedOut}); err == nil {
 		if s.History, err = history.Open(ctx, pool); err == nil {
 			if s.Conns, err = connection.Open(ctx, pool); err == nil {
-				s.Remotes, err = remote.Open(ctx, pool)
+				if s.Remotes, err = remote.Open(ctx, pool); err == nil {
+					s.Follows, err = follow.Open(ctx, pool)
+				}
 			}
 		}
 	}
