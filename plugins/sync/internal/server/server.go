@@ -163,12 +163,7 @@ func (s *Server) current() (*site.Site, error) {
 // until ctx ends; replicas share them through the remotes' locks, and none runs
 // while the module is disabled.
 func (s *Server) follow(ctx context.Context, st *site.Site) {
-	st.Remotes.RunFollows(ctx, remote.FollowOptions{
-		Active: func() bool {
-			cur, err := s.current()
-			return err == nil && cur.Settings.Enabled()
-		},
-	}, func(ctx context.Context, r remote.Remote, token string) error {
+	st.Remotes.RunFollows(ctx, remote.FollowOptions{Active: s.enabled}, func(ctx context.Context, r remote.Remote, token string) error {
 		cur, err := s.current()
 		if err != nil {
 			return err
@@ -177,17 +172,18 @@ func (s *Server) follow(ctx context.Context, st *site.Site) {
 	})
 }
 
+// enabled reports whether the module is on, as its settings are now.
+func (s *Server) enabled() bool {
+	cur, err := s.current()
+	return err == nil && cur.Settings.Enabled()
+}
+
 // schedule runs the remotes' scheduled pulls on st's database until ctx ends (the
 // database changed, and a scheduler for the new one took over). Replicas share the
 // work through the remote store's claims and locks; nothing is claimed while the
 // module is disabled. Each run pulls with the settings current when it starts.
 func (s *Server) schedule(ctx context.Context, st *site.Site) {
-	st.Remotes.Schedule(ctx, remote.ScheduleOptions{
-		Active: func() bool {
-			cur, err := s.current()
-			return err == nil && cur.Settings.Enabled()
-		},
-	}, func(ctx context.Context, r remote.Remote, token string) error {
+	st.Remotes.Schedule(ctx, remote.ScheduleOptions{Active: s.enabled}, func(ctx context.Context, r remote.Remote, token string) error {
 		cur, err := s.current()
 		if err != nil {
 			return err
