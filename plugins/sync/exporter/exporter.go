@@ -76,13 +76,19 @@ type Snapshot struct {
 // the table as if it held the masked values: a masked primary-key column (only
 // hash may mask one) is also what rows are ordered, paged, resumed and checksummed
 // by, and what batches' LastKey carry — never the real key. nil: no masks.
-func (s *Snapshot) Mask(sch *catalog.Schema, t *mask.Table) {
+// The snapshot's transaction (and each stream's) gets the masking key as a
+// setting (mask.Table.UseKey), so the key is in no statement's text.
+func (s *Snapshot) Mask(ctx context.Context, sch *catalog.Schema, t *mask.Table) error {
 	table := catalog.IdentOf(sch).Quoted()
 	if t == nil {
 		delete(s.masks, table)
-		return
+		return nil
+	}
+	if err := t.UseKey(ctx, s.tx); err != nil {
+		return err
 	}
 	s.masks[table] = t
+	return nil
 }
 
 // KeyMasked reports whether a column of sch's primary key is masked: its reads

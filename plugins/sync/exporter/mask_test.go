@@ -42,7 +42,9 @@ func TestMaskedReads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	snap.Mask(sch, mt)
+	if err := snap.Mask(ctx, sch, mt); err != nil {
+		t.Fatal(err)
+	}
 	leaks := func(what string, data []byte) {
 		t.Helper()
 		for _, orig := range []string{"orig-mail-", "Origname", "+1 555 77", "origsecret", "\t1001\t", "\t1030\t"} {
@@ -148,7 +150,9 @@ func TestMaskedReads(t *testing.T) {
 		t.Errorf("masked checksum %s, the masked copy's %s", sum, want)
 	}
 	// Without the masks the table reads as it is again.
-	snap.Mask(sch, nil)
+	if err := snap.Mask(ctx, sch, nil); err != nil {
+		t.Fatal(err)
+	}
 	plain, _, _ := exportAll(t, snap, pool, sch, 100, 0)
 	if !bytes.Contains(plain, []byte("orig-mail-1001@real.example")) {
 		t.Error("unmasked read lacks the originals")

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fiberkit/fiberkit/plugins/sync/catalog"
+	"github.com/fiberkit/fiberkit/plugins/sync/mask"
 )
 
 // TableStream reads one table of a snapshot with a single COPY, from the start or
@@ -32,6 +33,9 @@ type TableStream struct {
 	sql     string
 	columns []string
 	binary  bool
+	// masks are the table's masks (nil: none), whose key the stream's own
+	// transaction needs too.
+	masks *mask.Table
 }
 
 // StreamOptions shape the batches of a TableStream.
@@ -92,7 +96,7 @@ func (s *Snapshot) Stream(ctx context.Context, sch *catalog.Schema, after, until
 		format = " (FORMAT binary)"
 	}
 	return &TableStream{
-		snap: s, id: id, sch: sch, table: table, keys: len(exprs), noKey: noKey, columns: names, binary: binary,
+		snap: s, id: id, sch: sch, table: table, keys: len(exprs), noKey: noKey, columns: names, binary: binary, masks: s.masks[table],
 		sql: fmt.Sprintf("COPY (SELECT %s FROM %s AS src%s ORDER BY %s) TO STDOUT%s", sel, s.source(sch), where, strings.Join(order, ", "), format),
 	}, nil
 }
@@ -149,6 +153,9 @@ func (ts *TableStream) Run(ctx context.Context, pool *pgxpool.Pool, o StreamOpti
 		return fmt.Errorf("export %s: join snapshot: %w", ts.sch.Name, err)
 	}
 	if _, err := tx.Exec(ctx, exportSettings); err != nil {
+		return fmt.Errorf("export %s: %w", ts.sch.Name, err)
+	}
+	if err := ts.masks.UseKey(ctx, tx); err != nil {
 		return fmt.Errorf("export %s: %w", ts.sch.Name, err)
 	}
 	c := &cutter{ctx: ctx, ts: ts, o: o, emit: emit}

@@ -116,10 +116,14 @@ func TestHashIsHMACSHA256(t *testing.T) {
 		t.Fatal(err)
 	}
 	expr, _ := tb.Expr("v", "src.v")
+	if strings.Contains(expr, hex.EncodeToString(key[:4])) {
+		t.Fatalf("the key is in the expression's text: %s", expr)
+	}
+	tx := keyed(t, pool, tb)
 	for _, msg := range []string{"", "hello", "héllo 日本 🎉", strings.Repeat("x", 1000)} {
 		// The message of a bytea is its text (\x…); compare the raw HMAC.
 		var got []byte
-		if err := pool.QueryRow(ctx, `SELECT `+expr+` FROM (SELECT $1::text::bytea AS v) AS src`, `\x`+hex.EncodeToString([]byte(msg))).Scan(&got); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT `+expr+` FROM (SELECT $1::text::bytea AS v) AS src`, `\x`+hex.EncodeToString([]byte(msg))).Scan(&got); err != nil {
 			t.Fatal(err)
 		}
 		m := hmac.New(sha256.New, key[:])
@@ -206,6 +210,7 @@ func TestSQLAndGoAgree(t *testing.T) {
 		{[]string{"nn"}, mask.Rule{Kind: "fixed", Value: "kept"}},
 	}
 	compared := 0
+	var tx pgx.Tx
 	for _, tc := range cases {
 		for _, col := range tc.cols {
 			r := tc.rule
@@ -219,7 +224,10 @@ func TestSQLAndGoAgree(t *testing.T) {
 			if !ok {
 				t.Fatalf("%s: no expression", mask.Format(r))
 			}
-			rows, err := pool.Query(ctx, fmt.Sprintf(`SELECT CASE WHEN %[1]s IS NULL THEN NULL ELSE format('%%s', %[1]s) END,
+			if tx == nil { // one transaction for them all: the key is the same
+				tx = keyed(t, pool, tb)
+			}
+			rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT CASE WHEN %[1]s IS NULL THEN NULL ELSE format('%%s', %[1]s) END,
 				CASE WHEN (%[2]s) IS NULL THEN NULL ELSE format('%%s', %[2]s) END FROM t AS src ORDER BY id`, ref, expr))
 			if err != nil {
 				t.Fatalf("%s: %v\n%s", mask.Format(r), err, expr)
@@ -417,4 +425,20 @@ func TestNormalize(t *testing.T) {
 	if _, err := mask.Normalize(ctx, pool, mask.Set{{Table: "nope", Column: "code", Kind: "hash"}}); !errors.Is(err, catalog.ErrUnknownTable) {
 		t.Errorf("unknown table: %v", err)
 	}
+}
+
+// keyed begins a transaction holding tb's key (UseKey), rolled back when the test
+// ends: where tb's expressions can be evaluated.
+func keyed(t *testing.T, pool *pgxpool.Pool, tb *mask.Table) pgx.Tx {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(ctx) })
+	if err := tb.UseKey(ctx, tx); err != nil {
+		t.Fatal(err)
+	}
+	return tx
 }

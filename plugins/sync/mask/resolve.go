@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/jackc/pgx/v5/pgconn"
 	"regexp"
 	"sort"
 	"strconv"
@@ -323,10 +324,38 @@ func (t *Table) Rules() Set {
 func hexBytes(b []byte) string { return "decode('" + hex.EncodeToString(b) + "', 'hex')" }
 
 // hmacSQL is the HMAC-SHA-256 (bytea) of the UTF-8 bytes of the text expression
-// msg under the key, with built-in functions only.
+// msg under the key, with built-in functions only. The key's pads are read from
+// the transaction's settings (UseKey), never written into the statement: its text
+// shows in pg_stat_activity and in slow-statement logs.
 func (t *Table) hmacSQL(msg string) string {
+	return "sha256(decode(current_setting('" + opadSetting + "'), 'hex') || sha256(decode(current_setting('" + ipadSetting +
+		"'), 'hex') || convert_to(" + msg + ", 'UTF8')))"
+}
+
+// The settings that hold the key's pads for hmacSQL, in hex.
+const (
+	ipadSetting = "fiberkit.mask_ipad"
+	opadSetting = "fiberkit.mask_opad"
+)
+
+// Execer runs a statement: a transaction or a connection (UseKey).
+type Execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// UseKey gives the transaction q is in the key that t's hash and fake expressions
+// read (as settings local to it, passed as parameters): run it in every
+// transaction that evaluates Expr, before it does. A nil t needs none.
+func (t *Table) UseKey(ctx context.Context, q Execer) error {
+	if t == nil {
+		return nil
+	}
 	ipad, opad := t.key.pads()
-	return "sha256(" + hexBytes(opad) + " || sha256(" + hexBytes(ipad) + " || convert_to(" + msg + ", 'UTF8')))"
+	if _, err := q.Exec(ctx, `SELECT set_config('`+ipadSetting+`', $1, true), set_config('`+opadSetting+`', $2, true)`,
+		hex.EncodeToString(ipad), hex.EncodeToString(opad)); err != nil {
+		return fmt.Errorf("masks of %s: set the key: %w", t.table, err)
+	}
+	return nil
 }
 
 // hexSQL is the first n hex digits of a hash h (bytea).

@@ -74,7 +74,9 @@ func (p *peer) applyMasks(ctx context.Context, snap *exporter.Snapshot, sch *cat
 		return err
 	}
 	table := catalog.IdentOf(sch).String()
-	snap.Mask(sch, mt)
+	if err := snap.Mask(ctx, sch, mt); err != nil {
+		return err
+	}
 	p.masks.mu.Lock()
 	if p.masks.applied == nil {
 		p.masks.applied = map[string][]string{}
