@@ -30,9 +30,7 @@ import (
 // hostProc is the host child process (this program re-executed with -host). It
 // reads commands on stdin and answers one line each on stdout.
 type hostProc struct {
-	cmd *exec.Cmd
-	in  io.WriteCloser
-	out *bufio.Reader
+	*measure.Child
 	url string // the host app's base URL
 }
 
@@ -41,26 +39,11 @@ func startHost(dbURL, pluginBin, root, profiles, pluginEnv string) (*hostProc, e
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(self, "-host", dbURL, "-plugin", pluginBin, "-root", root, "-profile", profiles, "-plugin-env", pluginEnv)
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
+	c, err := measure.StartChild(exec.Command(self, "-host", dbURL, "-plugin", pluginBin, "-root", root, "-profile", profiles, "-plugin-env", pluginEnv))
 	if err != nil {
 		return nil, err
 	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	h := &hostProc{cmd: cmd, in: in, out: bufio.NewReader(out)}
-	line, err := h.out.ReadString('\n')
-	if err != nil {
-		_ = h.cmd.Wait()
-		return nil, fmt.Errorf("host did not start: %w", err)
-	}
-	h.url = strings.TrimSpace(line)
+	h := &hostProc{Child: c, url: c.Ready}
 	if !strings.HasPrefix(h.url, "http://") {
 		h.stop()
 		return nil, fmt.Errorf("host did not start: %s", h.url)
@@ -69,11 +52,7 @@ func startHost(dbURL, pluginBin, root, profiles, pluginEnv string) (*hostProc, e
 }
 
 func (h *hostProc) ask(cmd string) (string, error) {
-	if _, err := fmt.Fprintln(h.in, cmd); err != nil {
-		return "", err
-	}
-	line, err := h.out.ReadString('\n')
-	line = strings.TrimSpace(line)
+	line, err := h.Ask(cmd)
 	if err == nil && strings.HasPrefix(line, "error") {
 		err = fmt.Errorf("host: %s", line)
 	}
@@ -110,10 +89,7 @@ func (h *hostProc) stats() (hostStats, error) {
 	return s, err
 }
 
-func (h *hostProc) stop() {
-	_ = h.in.Close()
-	_ = h.cmd.Wait()
-}
+func (h *hostProc) stop() { h.Stop() }
 
 // runHost is the child: a host app embedding the kit with the Sync module
 // enabled and live sync on (from its config file, as an app developer sets them),

@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
-	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -25,9 +24,7 @@ import (
 // sender is the sender host child process (this program re-executed with -sender).
 // It reads commands on stdin and answers one line each on stdout.
 type sender struct {
-	cmd *exec.Cmd
-	in  io.WriteCloser
-	out *bufio.Reader
+	*measure.Child
 	url string
 }
 
@@ -36,36 +33,14 @@ func startSender(dbURL, pluginBin, root, profiles string) (*sender, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(self, "-sender", dbURL, "-plugin", pluginBin, "-root", root, "-cpuprofile", profiles)
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
+	c, err := measure.StartChild(exec.Command(self, "-sender", dbURL, "-plugin", pluginBin, "-root", root, "-cpuprofile", profiles))
 	if err != nil {
 		return nil, err
 	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	s := &sender{cmd: cmd, in: in, out: bufio.NewReader(out)}
-	line, err := s.out.ReadString('\n')
-	if err != nil {
-		_ = s.cmd.Wait()
-		return nil, fmt.Errorf("sender host did not start: %w", err)
-	}
-	s.url = strings.TrimSpace(line)
-	return s, nil
+	return &sender{Child: c, url: c.Ready}, nil
 }
 
-func (s *sender) ask(cmd string) (string, error) {
-	if _, err := fmt.Fprintln(s.in, cmd); err != nil {
-		return "", err
-	}
-	line, err := s.out.ReadString('\n')
-	return strings.TrimSpace(line), err
-}
+func (s *sender) ask(cmd string) (string, error) { return s.Ask(cmd) }
 
 // code returns a fresh one-time connection code, as the sender's admin page shows one.
 func (s *sender) code() (string, error) {
@@ -89,10 +64,7 @@ func (s *sender) pids() (hostPID, pluginPID int, err error) {
 	return hostPID, pluginPID, err
 }
 
-func (s *sender) stop() {
-	_ = s.in.Close()
-	_ = s.cmd.Wait()
-}
+func (s *sender) stop() { s.Stop() }
 
 // runSender is the child: a host app with the Sync module enabled on the sender
 // site's database, as an app developer embeds it, serving HTTP on a free port.
