@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
@@ -24,7 +23,6 @@ import (
 	"github.com/fiberkit/fiberkit/host"
 	"github.com/fiberkit/fiberkit/plugins/sync/syncapi"
 	"github.com/fiberkit/fiberkit/plugins/sync/syncweb"
-	"github.com/fiberkit/fiberkit/sdk"
 )
 
 // hostProc is the host child process (this program re-executed with -host). It
@@ -106,20 +104,12 @@ func runHost(dbURL, pluginBin, root, profiles, extraEnv string) error {
 	if extraEnv != "" {
 		pluginEnv = strings.Split(extraEnv, ",")
 	}
-	if profiles != "" {
-		f, err := os.Create(filepath.Join(profiles, "host.pprof"))
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer func() {
-			pprof.StopCPUProfile()
-			f.Close()
-		}()
-		pluginEnv = append(pluginEnv, sdk.CPUProfileEnv+"="+filepath.Join(profiles, "plugin.pprof"))
+	profEnv, stopProfile, err := measure.ProfileHost(profiles)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
+	pluginEnv = append(pluginEnv, profEnv...)
 	kit, stopKit, err := measure.SyncHost(ctx, root, pluginBin, dbURL, "      live: true\n", pluginEnv, logger())
 	if err != nil {
 		return err

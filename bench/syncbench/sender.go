@@ -10,15 +10,12 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime/pprof"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/fiberkit/fiberkit/bench/internal/measure"
 	"github.com/fiberkit/fiberkit/host"
-	"github.com/fiberkit/fiberkit/sdk"
 )
 
 // sender is the sender host child process (this program re-executed with -sender).
@@ -70,21 +67,11 @@ func (s *sender) stop() { s.Stop() }
 // site's database, as an app developer embeds it, serving HTTP on a free port.
 func runSender(dbURL, pluginBin, root, profiles string) error {
 	ctx := context.Background()
-	var pluginEnv []string
-	if profiles != "" {
-		f, err := os.Create(filepath.Join(profiles, "host.pprof"))
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer func() {
-			pprof.StopCPUProfile()
-			f.Close()
-		}()
-		pluginEnv = []string{sdk.CPUProfileEnv + "=" + filepath.Join(profiles, "plugin.pprof")}
+	pluginEnv, stopProfile, err := measure.ProfileHost(profiles)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	kit, stopKit, err := measure.SyncHost(ctx, root, pluginBin, dbURL, "      incoming_mode: auto_accept\n", pluginEnv,
 		slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {

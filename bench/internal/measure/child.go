@@ -6,7 +6,11 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
 	"strings"
+
+	"github.com/fiberkit/fiberkit/sdk"
 )
 
 // Child is a helper process a benchmark drives by lines (a host app re-executed
@@ -56,4 +60,27 @@ func (c *Child) Ask(cmd string) (string, error) {
 func (c *Child) Stop() {
 	_ = c.in.Close()
 	_ = c.Cmd.Wait()
+}
+
+// ProfileHost, with a dir, writes a CPU profile of this process (a benchmark's
+// host child) to dir/host.pprof until stop, and returns the environment entry
+// that makes its Sync plugin profile itself to dir/plugin.pprof. Without a dir it
+// does nothing.
+func ProfileHost(dir string) (pluginEnv []string, stop func(), err error) {
+	if dir == "" {
+		return nil, func() {}, nil
+	}
+	f, err := os.Create(filepath.Join(dir, "host.pprof"))
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	stop = func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
+	return []string{sdk.CPUProfileEnv + "=" + filepath.Join(dir, "plugin.pprof")}, stop, nil
 }
