@@ -163,28 +163,15 @@ func Teardown(ctx context.Context, db DB, name string) error {
 		return err
 	}
 	for attempt := 0; ; attempt++ {
-		var pid *int32
-		err := db.QueryRow(ctx, "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", name).Scan(&pid)
-		if errors.Is(err, pgx.ErrNoRows) {
-			break
+		if err := Release(ctx, db, name); err != nil {
+			return err
 		}
-		if err != nil {
-			return fmt.Errorf("capture: look up slot %s: %w", name, err)
-		}
-		if pid != nil {
-			if _, err := db.Exec(ctx, "SELECT pg_terminate_backend($1)", *pid); err != nil {
-				return fmt.Errorf("capture: end the connection using slot %s: %w", name, err)
-			}
-		}
-		_, err = db.Exec(ctx, "SELECT pg_drop_replication_slot($1)", name)
+		_, err := db.Exec(ctx, "SELECT pg_drop_replication_slot($1)", name)
 		if err == nil || isCode(err, "42704") {
 			break
 		}
-		// 55006: still active (the ended connection has not let go yet).
-		if !isCode(err, "55006") || attempt >= 50 {
-			return fmt.Errorf("capture: drop replication slot %s: %w", name, err)
-		}
-		if _, err := db.Exec(ctx, "SELECT pg_sleep(0.1)"); err != nil {
+		// 55006: in use again (a connection took the slot between the two).
+		if !isCode(err, "55006") || attempt >= 10 {
 			return fmt.Errorf("capture: drop replication slot %s: %w", name, err)
 		}
 	}
