@@ -71,6 +71,12 @@ func (s *Store) RunFollows(ctx context.Context, o FollowOptions, run Run) {
 			if err != nil || !locked {
 				continue // another replica follows it
 			}
+			// The list was read before the lock: a follow that just ended (on
+			// this replica or another) may have failed since, and must wait.
+			if ok, err := s.stillFollowed(ctx, id); err != nil || !ok {
+				unlock()
+				continue
+			}
 			fctx, cancel := context.WithCancel(ctx)
 			mu.Lock()
 			running[id] = cancel
@@ -94,12 +100,26 @@ func (s *Store) RunFollows(ctx context.Context, o FollowOptions, run Run) {
 	}
 }
 
+// followedWhere selects the remotes to follow now ($1: RefusedWait in seconds).
+const followedWhere = `follow AND NOT (last_status LIKE 'failed%' AND last_run_at > now() - make_interval(secs => $1))`
+
+// stillFollowed says whether remote id is still one to follow now, read again
+// under its lock.
+func (s *Store) stillFollowed(ctx context.Context, id string) (bool, error) {
+	var ok bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM fiberkit_sync_remotes WHERE id::text = $2 AND `+followedWhere+`)`,
+		RefusedWait.Seconds(), id).Scan(&ok)
+	if err != nil {
+		return false, fmt.Errorf("check followed remote %s: %w", id, err)
+	}
+	return ok, nil
+}
+
 // followed lists the ids of the remotes whose schedule is follow, but those whose
 // follow failed less than RefusedWait ago (on any replica: the remote's last
 // status says so).
 func (s *Store) followed(ctx context.Context) ([]string, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id::text FROM fiberkit_sync_remotes
-		WHERE follow AND NOT (last_status LIKE 'failed%' AND last_run_at > now() - make_interval(secs => $1))`, RefusedWait.Seconds())
+	rows, err := s.pool.Query(ctx, `SELECT id::text FROM fiberkit_sync_remotes WHERE `+followedWhere, RefusedWait.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("list followed remotes: %w", err)
 	}
