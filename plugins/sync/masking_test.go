@@ -49,9 +49,28 @@ func noLeak(t *testing.T, what string, data []byte) {
 		t.Fatalf("%s: the capture (%d bytes) lacks the unmasked values: not plain bytes?", what, len(data))
 	}
 	for _, o := range originals() {
-		if i := bytes.Index(data, o); i >= 0 {
+		if i := leak(data, o); i >= 0 {
 			t.Errorf("%s: an original value %q crossed the wire: …%q…", what, o, data[max(0, i-40):min(len(data), i+40)])
 		}
+	}
+}
+
+// leak returns where o is in data, or -1. A number written in decimal counts
+// only as a whole number: a hashed key's 19 digits may hold a real key's 7 by
+// chance.
+func leak(data, o []byte) int {
+	digit := func(i int) bool { return i >= 0 && i < len(data) && data[i] >= '0' && data[i] <= '9' }
+	number := len(bytes.Trim(o, "0123456789")) == 0
+	for from := 0; ; {
+		i := bytes.Index(data[from:], o)
+		if i < 0 {
+			return -1
+		}
+		i += from
+		if !number || !digit(i-1) && !digit(i+len(o)) {
+			return i
+		}
+		from = i + 1
 	}
 }
 
