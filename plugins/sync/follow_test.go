@@ -377,6 +377,49 @@ func TestFollowRemoteThroughCrashesAndCuts(t *testing.T) {
 			}
 		})
 	})
+	t.Run("changes larger than a frame", func(t *testing.T) {
+		// One transaction: an update and an insert whose values are megabytes (with
+		// multi-byte characters and what JSON escapes), beside a small change. They
+		// come in pieces and are applied whole, once.
+		before := waitFollow(t, b, id, 10*time.Second, func(s syncapi.FollowStatus) bool { return s.State == syncapi.FollowFollowing })
+		big := strings.Repeat("ünïcødé <&> \"q\"\n\t", 200_000)
+		ctx := context.Background()
+		tx, err := a.pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range []string{
+			`INSERT INTO items (id, v) VALUES (5, $1 || 'u') ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v`,
+			`INSERT INTO items (id, v) VALUES (900001, $1 || 'i')`,
+		} {
+			if _, err := tx.Exec(ctx, q, big); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO items (id, v) VALUES (900002, 'small')`); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		st := waitFollow(t, b, id, 60*time.Second, func(s syncapi.FollowStatus) bool { return s.Transactions > before.Transactions })
+		if st.Transactions != before.Transactions+1 || st.Changes != before.Changes+3 || st.Conflicts != 0 || st.State != syncapi.FollowFollowing {
+			t.Fatalf("before %+v, after %+v: want one transaction of 3 changes more, still following", before, st)
+		}
+		for _, row := range []struct {
+			id   int
+			want string
+		}{{5, big + "u"}, {900001, big + "i"}} {
+			var got string
+			if err := b.pool.QueryRow(ctx, `SELECT v FROM items WHERE id = $1`, row.id).Scan(&got); err != nil {
+				t.Fatal(err)
+			}
+			if got != row.want {
+				t.Fatalf("item %d: %d bytes on the receiver, want %d", row.id, len(got), len(row.want))
+			}
+		}
+		waitSameTable(t, a, b, "items", "id", 30*time.Second)
+	})
 	t.Run("history", func(t *testing.T) {
 		// Lag: with the writer going, the receiver's entry shows some, and it is small.
 		w.start(100, 0)

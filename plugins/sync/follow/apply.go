@@ -103,6 +103,8 @@ type Applier struct {
 	txPos uint64  // its position
 	next  int     // the part it expects next
 	cur   Applied // what it did so far
+	// pieces joins a change that comes in pieces (across parts).
+	pieces wire.ChangeJoiner
 }
 
 // NewApplier prepares the follow id's Applier: tables maps each followed table's
@@ -230,7 +232,12 @@ func (a *Applier) Apply(ctx context.Context, part wire.Txn) (Applied, error) {
 		return Applied{Position: pos}, fmt.Errorf("follow %s: %w: got part %d of %s, expected part %d of %s",
 			a.id, ErrOutOfOrder, part.Part, part.Position, next, wire.FormatLSN(open))
 	}
-	changes, err := a.check(part.Changes)
+	whole, err := a.join(part)
+	if err != nil {
+		a.rollback(ctx)
+		return Applied{Position: pos}, fmt.Errorf("follow %s: transaction %s: %w: %v", a.id, part.Position, ErrBadChange, err)
+	}
+	changes, err := a.check(whole)
 	if err != nil {
 		a.rollback(ctx)
 		return Applied{Position: pos}, err
@@ -326,8 +333,28 @@ func (a *Applier) commit(ctx context.Context, pos uint64, commitAt *time.Time, s
 	return res, nil
 }
 
-// rollback abandons the open transaction, if any.
+// join returns part's whole changes: a change in pieces is held until its last
+// piece (which may come in a later part), and a transaction may not end inside one.
+func (a *Applier) join(part wire.Txn) ([]wire.Change, error) {
+	out := make([]wire.Change, 0, len(part.Changes))
+	for _, c := range part.Changes {
+		whole, done, err := a.pieces.Add(c)
+		if err != nil {
+			return nil, err
+		}
+		if done {
+			out = append(out, whole)
+		}
+	}
+	if part.Last && a.pieces.Pending() {
+		return nil, errors.New("the transaction ends inside a change in pieces")
+	}
+	return out, nil
+}
+
+// rollback abandons the open transaction, if any, and a change in pieces.
 func (a *Applier) rollback(ctx context.Context) {
+	a.pieces.Reset()
 	if a.tx == nil {
 		return
 	}

@@ -635,6 +635,69 @@ func TestMultiPartTransactionCommitsOnce(t *testing.T) {
 	checkRows(t, pool, "SELECT id FROM p ORDER BY id", "(1)", "(2)", "(3)", "(4)", "(5)", "(6)", "(7)")
 }
 
+// A change larger than a part comes in pieces spread over parts (as the sender
+// cuts it, wire.SplitChange): it is joined and applied whole, with its neighbours,
+// as one change; a transaction that ends inside a change's pieces leaves nothing.
+func TestChangeInPiecesAcrossParts(t *testing.T) {
+	pool := pgtest.NewPool(t)
+	store := open(t, pool)
+	testsupport.Exec(t, pool, `CREATE TABLE big (id int PRIMARY KEY, doc text, b bytea, j jsonb); INSERT INTO big VALUES (1, 'old', '\x00', '{}')`)
+	a := begin(t, pool, store, "big", importer.Overwrite, "big")
+	ctx := context.Background()
+	doc := strings.Repeat("ünïcødé <&> \"quoted\"\n", 150_000) // 3.6 MB
+	hexed := `\x` + strings.Repeat("00ff7f", 500_000)          // 1.5 MB of bytea
+	j := `{"k": "` + strings.Repeat("€", 400_000) + `"}`
+	old := vals{"id": v("1"), "doc": v("old"), "b": v(`\x00`), "j": v("{}")}
+	change := upd("big", old, vals{"id": v("1"), "doc": v(doc), "b": v(hexed), "j": v(j)})
+	pieces := wire.SplitChange(change, wire.FollowPieceBytes)
+	if len(pieces) < 10 {
+		t.Fatalf("%d pieces", len(pieces))
+	}
+	// Parts of three pieces each, a small insert before and after the big change.
+	all := append(append([]wire.Change{ins("big", vals{"id": v("2"), "doc": v("two"), "b": null, "j": null})}, pieces...),
+		ins("big", vals{"id": v("3"), "doc": v("three"), "b": null, "j": null}))
+	parts := func(pos uint64, changes []wire.Change, lastPart bool) []wire.Txn {
+		var out []wire.Txn
+		for i := 0; i < len(changes); i += 3 {
+			tx := txn(pos)
+			tx.Part, tx.Changes, tx.Last = len(out), changes[i:min(i+3, len(changes))], false
+			out = append(out, tx)
+		}
+		out[len(out)-1].Last = lastPart
+		return out
+	}
+	// Cut short: the last part ends inside the big change.
+	cut := parts(snapshot+1, all[:len(all)-3], true)
+	for _, p := range cut[:len(cut)-1] {
+		apply(t, a, p)
+	}
+	if _, err := a.Apply(ctx, cut[len(cut)-1]); !errors.Is(err, follow.ErrBadChange) {
+		t.Fatalf("a transaction ending inside a change: %v", err)
+	}
+	checkRows(t, pool, "SELECT id, doc FROM big ORDER BY id", "(1,old)")
+
+	var res follow.Applied
+	for _, p := range parts(snapshot+2, all, true) {
+		res = apply(t, a, p)
+	}
+	if !res.Committed || res.Changes != 3 || res.Created != 2 || res.Updated != 1 || res.Conflicts != 0 {
+		t.Fatalf("applied %+v", res)
+	}
+	var gotDoc, gotB, gotJ string
+	if err := pool.QueryRow(ctx, `SELECT doc, b::text, j::text FROM big WHERE id = 1`).Scan(&gotDoc, &gotB, &gotJ); err != nil {
+		t.Fatal(err)
+	}
+	var wantJ string
+	if err := pool.QueryRow(ctx, `SELECT $1::jsonb::text`, j).Scan(&wantJ); err != nil {
+		t.Fatal(err)
+	}
+	if gotDoc != doc || gotB != hexed || gotJ != wantJ {
+		t.Fatalf("the big row came out different: doc %d/%d bytes, bytea %d/%d, jsonb %d/%d",
+			len(gotDoc), len(doc), len(gotB), len(hexed), len(gotJ), len(wantJ))
+	}
+	checkRows(t, pool, "SELECT id, doc FROM big WHERE id > 1 ORDER BY id", "(2,two)", "(3,three)")
+}
+
 // A failing change (the 3rd) rolls back the whole sender transaction: the table and
 // the position stay as they were, and the error names the table, op and key.
 func TestFailureRollsBackTheTransaction(t *testing.T) {

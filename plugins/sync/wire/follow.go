@@ -3,7 +3,9 @@ package wire
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
+	"unicode/utf8"
 )
 
 // FollowFeature says the sender streams its tables' changes after a pull to a
@@ -48,6 +50,13 @@ const (
 	// FollowPartBytes bounds the changes of one follow:txn frame (well under
 	// MaxFrameSize); a larger transaction comes in parts, applied as one.
 	FollowPartBytes = 512 << 10
+	// FollowPieceBytes bounds the value bytes of one piece of a change too large
+	// for a part: even escaped at JSON's worst (6 bytes a byte) a piece fits a
+	// frame.
+	FollowPieceBytes = 128 << 10
+	// MaxChangeBytes bounds a change joined from pieces: a larger one is refused
+	// (the receiver holds a change whole while it applies it).
+	MaxChangeBytes = 256 << 20
 )
 
 // FollowRequest is the request:follow payload. Without From the sender starts a new
@@ -117,6 +126,10 @@ const (
 // or delete, every column (the sender's followed tables have REPLICA IDENTITY FULL),
 // which is how the receiver tells a local edit from the row the sender changed.
 // A truncate names its Tables.
+//
+// A change larger than FollowPieceBytes comes in pieces (SplitChange), each but the
+// last marked More, in order within one transaction (across its parts); the
+// receiver joins them (ChangeJoiner) before applying.
 type Change struct {
 	Op        string             `json:"op"`
 	Table     string             `json:"table,omitempty"`
@@ -124,6 +137,226 @@ type Change struct {
 	Old       map[string]*string `json:"old,omitempty"`
 	Unchanged []string           `json:"unchanged,omitempty"`
 	Tables    []string           `json:"tables,omitempty"`
+	// More says the next change continues this one: its New and Old values are
+	// the rest of the values of the same columns, appended to them.
+	More bool `json:"more,omitempty"`
+}
+
+// Size bounds the bytes c takes as JSON in a frame: its names and values as JSON
+// strings (escapes counted) and the punctuation around them.
+func (c Change) Size() int {
+	n := 64 + jsonLen(c.Op) + jsonLen(c.Table)
+	for _, t := range c.Tables {
+		n += jsonLen(t) + 4
+	}
+	for _, u := range c.Unchanged {
+		n += jsonLen(u) + 4
+	}
+	for _, m := range []map[string]*string{c.New, c.Old} {
+		for k, v := range m {
+			n += jsonLen(k) + 8
+			if v != nil {
+				n += jsonLen(*v)
+			}
+		}
+	}
+	return n
+}
+
+// jsonLen is the length of s as a JSON string by encoding/json, quotes
+// included (valid UTF-8 assumed: PostgreSQL's text is).
+func jsonLen(s string) int {
+	n := 2
+	for i := 0; i < len(s); i++ {
+		n += jsonByteLen(s, i)
+	}
+	return n
+}
+
+// jsonByteLen is at least what byte i of s adds to a JSON string written by
+// encoding/json: a quote, a backslash and the short control escapes take 2, other
+// control bytes and the HTML characters it escapes 6, and so do U+2028 and U+2029
+// (counted 2+1+3 over their three bytes).
+func jsonByteLen(s string, i int) int {
+	switch b := s[i]; {
+	case b == '"' || b == '\\' || b == '\n' || b == '\r' || b == '\t':
+		return 2
+	case b < 0x20 || b == '<' || b == '>' || b == '&':
+		return 6
+	case b == 0xE2 && i+2 < len(s) && s[i+1] == 0x80 && (s[i+2] == 0xA8 || s[i+2] == 0xA9):
+		return 2
+	case b >= 0x80 && (i > 1 && s[i-2] == 0xE2 && s[i-1] == 0x80 && (b == 0xA8 || b == 0xA9)):
+		return 3
+	default:
+		return 1
+	}
+}
+
+// SplitChange cuts c into pieces of at most about budget bytes in a frame each
+// (Size; at least one piece: c itself when it fits). The first piece holds the
+// change's op, table and unchanged columns; the pieces hold New's columns then
+// Old's, a NULL once, a value in one or more consecutive chunks cut at UTF-8
+// character boundaries, so that joining them in order gives c back. Every piece
+// but the last has More set.
+func SplitChange(c Change, budget int) []Change {
+	if c.Size() <= budget {
+		return []Change{c}
+	}
+	budget = max(budget, 1024)
+	base := 64 + jsonLen(c.Op) + jsonLen(c.Table)
+	pieces := []Change{{Op: c.Op, Table: c.Table, Unchanged: c.Unchanged, Tables: c.Tables}}
+	used := pieces[0].Size()
+	next := func() {
+		pieces[len(pieces)-1].More = true
+		pieces = append(pieces, Change{Op: c.Op, Table: c.Table})
+		used = base
+	}
+	put := func(newSide bool, k string, v *string) {
+		p := &pieces[len(pieces)-1]
+		m := &p.Old
+		if newSide {
+			m = &p.New
+		}
+		if *m == nil {
+			*m = map[string]*string{}
+		}
+		(*m)[k] = v
+	}
+	for _, newSide := range []bool{true, false} {
+		src := c.Old
+		if newSide {
+			src = c.New
+		}
+		for _, k := range sortedKeys(src) {
+			name := jsonLen(k) + 8
+			v := src[k]
+			if v == nil {
+				if used+name > budget {
+					next()
+				}
+				put(newSide, k, nil)
+				used += name
+				continue
+			}
+			rest := *v
+			for first := true; first || rest != ""; first = false {
+				if used+name+64 > budget {
+					next()
+				}
+				// The longest prefix that fits, ending at a character's start.
+				room, n, cost := budget-used-name-2, 0, 0
+				for n < len(rest) {
+					c := jsonByteLen(rest, n)
+					if cost+c > room {
+						break
+					}
+					cost += c
+					n++
+				}
+				for n > 0 && n < len(rest) && !utf8.RuneStart(rest[n]) {
+					n--
+				}
+				chunk := rest[:n]
+				put(newSide, k, &chunk)
+				used += name + jsonLen(chunk)
+				rest = rest[n:]
+				if rest != "" {
+					next()
+				}
+			}
+		}
+	}
+	return pieces
+}
+
+// ChangeJoiner joins the pieces of changes as they come (see SplitChange).
+type ChangeJoiner struct {
+	open  *Change
+	parts [2]map[string]*strings.Builder // New's and Old's values so far; nil: NULL
+	bytes int
+}
+
+// Add takes the next change of a transaction: it returns the whole change and
+// true when c completes one (c itself when it is not in pieces), false while
+// pieces are pending. A piece that does not continue the pending change, or a
+// change over MaxChangeBytes, is an error.
+func (j *ChangeJoiner) Add(c Change) (Change, bool, error) {
+	if j.open == nil {
+		if !c.More {
+			return c, true, nil
+		}
+		open := c
+		open.New, open.Old, open.More = nil, nil, false
+		j.open, j.bytes = &open, 0
+		j.parts = [2]map[string]*strings.Builder{{}, {}}
+	} else if c.Op != j.open.Op || c.Table != j.open.Table || len(c.Unchanged) > 0 || len(c.Tables) > 0 {
+		err := fmt.Errorf("a piece of a %s of %q continues a %s of %q", c.Op, c.Table, j.open.Op, j.open.Table)
+		j.Reset()
+		return Change{}, false, err
+	}
+	for i, from := range []map[string]*string{c.New, c.Old} {
+		into := j.parts[i]
+		for k, v := range from {
+			have, ok := into[k]
+			switch {
+			case !ok && v == nil:
+				into[k] = nil
+			case !ok:
+				into[k] = &strings.Builder{}
+				into[k].WriteString(*v)
+			case have == nil || v == nil:
+				err := fmt.Errorf("a piece of a %s of %q continues column %q, which is NULL", c.Op, c.Table, k)
+				j.Reset()
+				return Change{}, false, err
+			default:
+				have.WriteString(*v)
+			}
+			j.bytes += len(k)
+			if v != nil {
+				j.bytes += len(*v)
+			}
+		}
+	}
+	if j.bytes > MaxChangeBytes {
+		table := j.open.Table
+		j.Reset()
+		return Change{}, false, fmt.Errorf("a change of %q is larger than %d bytes", table, MaxChangeBytes)
+	}
+	if c.More {
+		return Change{}, false, nil
+	}
+	whole := *j.open
+	for i, m := range []*map[string]*string{&whole.New, &whole.Old} {
+		if len(j.parts[i]) == 0 {
+			continue
+		}
+		*m = make(map[string]*string, len(j.parts[i]))
+		for k, b := range j.parts[i] {
+			if b == nil {
+				(*m)[k] = nil
+				continue
+			}
+			v := b.String()
+			(*m)[k] = &v
+		}
+	}
+	j.Reset()
+	return whole, true, nil
+}
+
+// Pending says whether a change's pieces are waiting for the rest.
+func (j *ChangeJoiner) Pending() bool { return j.open != nil }
+
+// Reset drops a pending change (its transaction was abandoned).
+func (j *ChangeJoiner) Reset() { j.open, j.parts, j.bytes = nil, [2]map[string]*strings.Builder{}, 0 }
+
+func sortedKeys(m map[string]*string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // Txn is the follow:txn payload: one sender transaction, or a part of it. Parts of

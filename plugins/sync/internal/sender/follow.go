@@ -607,14 +607,17 @@ func (p *peer) sendTxn(ctx context.Context, fw *follower, txn capture.Txn, pace 
 		return nil
 	}
 	for _, c := range changes {
-		cs := changeSize(c)
-		if size > 0 && size+cs > wire.FollowPartBytes {
-			if err := flush(false); err != nil {
-				return err
+		// A change too large for a part goes in pieces, joined by the receiver.
+		for _, piece := range wire.SplitChange(c, wire.FollowPieceBytes) {
+			cs := piece.Size()
+			if size > 0 && size+cs > wire.FollowPartBytes {
+				if err := flush(false); err != nil {
+					return err
+				}
 			}
+			part.Changes = append(part.Changes, piece)
+			size += cs
 		}
-		part.Changes = append(part.Changes, c)
-		size += cs
 	}
 	if err := flush(true); err != nil {
 		return err
@@ -642,20 +645,6 @@ func (p *peer) reserveChanges(ctx context.Context, fw *follower, n int) error {
 		err = &connection.Refusal{Reason: connection.ErrRecordsTotal.Reason, Detail: fmt.Sprintf("the connection's records would pass its total with the next %d changes", n)}
 	}
 	return err
-}
-
-// changeSize estimates a change's bytes in a frame.
-func changeSize(c wire.Change) int {
-	n := 32 + len(c.Table)
-	for _, m := range []map[string]*string{c.New, c.Old} {
-		for k, v := range m {
-			n += len(k) + 8
-			if v != nil {
-				n += len(*v) + len(*v)/8
-			}
-		}
-	}
-	return n
 }
 
 // change turns a captured change into the one the receiver gets; ok is false for a
