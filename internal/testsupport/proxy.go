@@ -67,7 +67,9 @@ func (p *Proxy) accept() {
 		p.mu.Unlock()
 		var up, down io.Writer = out, in
 		if p.o.Capture {
-			up, down = io.MultiWriter(out, p), io.MultiWriter(in, p)
+			// Captured before forwarded: what the far side may have seen is
+			// always in Captured.
+			up, down = io.MultiWriter(p, out), io.MultiWriter(p, in)
 		}
 		p.wg.Add(2)
 		go func() {

@@ -196,7 +196,7 @@ func TestFollowPages(t *testing.T) {
 	if follows[0] != a.url || follows[1] != "items (overwrite)" || !lsnPattern.MatchString(follows[3]) {
 		t.Fatalf("the follow's row: %q", follows)
 	}
-	waitSameTable(t, a, b, "items", "id", 10*time.Second)
+	waitSameTable(t, a, b, "items", "id", time.Minute)
 	// A write on the sender arrives, and the lag comes down to none.
 	var before string
 	if err := a.pool.QueryRow(context.Background(), `SELECT pg_current_wal_lsn()::text`).Scan(&before); err != nil {

@@ -309,12 +309,13 @@ func killPlugin(t *testing.T, s *site) {
 // or a transaction lost shows there), with no conflict and the updates all counted.
 func exactlyOnce(t *testing.T, a, b *site, id string, w *followWriter, n int, disrupt func()) {
 	t.Helper()
-	before := waitFollow(t, b, id, 10*time.Second, func(s syncapi.FollowStatus) bool { return s.State == syncapi.FollowFollowing })
+	before := waitFollow(t, b, id, time.Minute, func(s syncapi.FollowStatus) bool { return s.State == syncapi.FollowFollowing })
 	txns0, changes0 := w.txns.Load(), w.changes.Load()
 	w.start(100, n)
 	disrupt()
 	w.wait(t, false)
-	waitSameTable(t, a, b, "items", "id", 60*time.Second)
+	// Minutes: a killed plugin restarts and the follow reconnects with backoff.
+	waitSameTable(t, a, b, "items", "id", 3*time.Minute)
 	txns, changes := w.txns.Load()-txns0, w.changes.Load()-changes0
 	st := waitFollow(t, b, id, 10*time.Second, func(s syncapi.FollowStatus) bool {
 		return s.Transactions-before.Transactions >= txns
@@ -352,7 +353,7 @@ func TestFollowRemoteThroughCrashesAndCuts(t *testing.T) {
 	waitFollow(t, b, id, 60*time.Second, func(s syncapi.FollowStatus) bool { return s.State == syncapi.FollowFollowing })
 	time.Sleep(2 * time.Second)
 	w.wait(t, true)
-	waitSameTable(t, a, b, "items", "id", 30*time.Second)
+	waitSameTable(t, a, b, "items", "id", 3*time.Minute)
 	if got, want := sumN(t, b), sumN(t, a); got != want {
 		t.Fatalf("sum(n): receiver %d, sender %d", got, want)
 	}
@@ -418,7 +419,7 @@ func TestFollowRemoteThroughCrashesAndCuts(t *testing.T) {
 				t.Fatalf("item %d: %d bytes on the receiver, want %d", row.id, len(got), len(row.want))
 			}
 		}
-		waitSameTable(t, a, b, "items", "id", 30*time.Second)
+		waitSameTable(t, a, b, "items", "id", 3*time.Minute)
 	})
 	t.Run("history", func(t *testing.T) {
 		// Lag: with the writer going, the receiver's entry shows some, and it is small.
@@ -505,7 +506,7 @@ func TestFollowConflictsResolvedPerStrategy(t *testing.T) {
 	}
 	for _, st := range strategies {
 		waitFollow(t, b, ids[st], 60*time.Second, func(s syncapi.FollowStatus) bool { return s.State == syncapi.FollowFollowing })
-		waitSameTable(t, a, b, "c_"+st, "id", 10*time.Second)
+		waitSameTable(t, a, b, "c_"+st, "id", time.Minute)
 	}
 	for _, st := range strategies {
 		tbl := "c_" + st
@@ -682,7 +683,7 @@ func TestFollowCommandLine(t *testing.T) {
 		f := startFollowCLI(t, args...)
 		waitFollow(t, r, a.url, 60*time.Second, func(s syncapi.FollowStatus) bool { return s.State == syncapi.FollowFollowing })
 		w.wait(t, true)
-		waitSameTable(t, a, r, "items", "id", 30*time.Second)
+		waitSameTable(t, a, r, "items", "id", 3*time.Minute)
 		exactlyOnce(t, a, r, a.url, w, 200, func() {
 			time.Sleep(800 * time.Millisecond)
 			_ = f.cmd.Process.Kill()
@@ -711,13 +712,13 @@ func TestFollowCommandLine(t *testing.T) {
 		c := a.newConnection(t, connection.Limits{Follow: true, FollowChangesPerSecond: rate}, true)
 		f := startFollowCLI(t, "-url", a.url, "-token", c.Token, "-db", r.db, "-tables", "items", "-create-missing")
 		before := waitFollow(t, r, a.url, 60*time.Second, func(s syncapi.FollowStatus) bool { return s.State == syncapi.FollowFollowing })
-		waitSameTable(t, a, r, "items", "id", 30*time.Second)
+		waitSameTable(t, a, r, "items", "id", 3*time.Minute)
 		changes0 := w.changes.Load()
 		began := time.Now()
 		w.start(200, 200) // ~400 changes in ~1 s, four times the rate
 		w.wait(t, false)
 		changes := w.changes.Load() - changes0
-		waitSameTable(t, a, r, "items", "id", 60*time.Second)
+		waitSameTable(t, a, r, "items", "id", 3*time.Minute)
 		took := time.Since(began)
 		if min := time.Duration(float64(changes)/rate*float64(time.Second)) - 1500*time.Millisecond; took < min {
 			t.Fatalf("%d changes at %d a second arrived in %s", changes, rate, took)
@@ -763,7 +764,7 @@ func TestFollowSenderDatabaseRestart(t *testing.T) {
 	w := newFollowWriter(t, url, 5000)
 	w.start(100, 100)
 	w.wait(t, false)
-	waitSameTable(t, a, b, "items", "id", 30*time.Second)
+	waitSameTable(t, a, b, "items", "id", 3*time.Minute)
 	before, _ := followStatus(t, b, id)
 	txns0, changes0 := w.txns.Load(), w.changes.Load()
 	w.start(100, 100)
@@ -772,13 +773,20 @@ func TestFollowSenderDatabaseRestart(t *testing.T) {
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	if srv, err = devpg.Start(ctx, devpg.Options{Dir: dir, Port: port}); err != nil {
-		t.Fatal(err)
+	// The same port (the sites' settings name it): something else may have taken
+	// it for a moment while the cluster was down.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		if srv, err = devpg.Start(ctx, devpg.Options{Dir: dir, Port: port}); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
 	}
 	w.pool.Reset()
 	w.start(100, 100)
 	w.wait(t, false)
-	waitSameTable(t, a, b, "items", "id", 60*time.Second)
+	// Minutes: a killed plugin restarts and the follow reconnects with backoff.
+	waitSameTable(t, a, b, "items", "id", 3*time.Minute)
 	txns, changes := w.txns.Load()-txns0, w.changes.Load()-changes0
 	st := waitFollow(t, b, id, 20*time.Second, func(s syncapi.FollowStatus) bool { return s.Transactions-before.Transactions >= txns })
 	if st.Transactions-before.Transactions != txns || st.Changes-before.Changes != changes || st.State != syncapi.FollowFollowing {
@@ -845,7 +853,7 @@ func TestFollowMasksChanges(t *testing.T) {
 		t.Fatalf("no follow:txn frames captured after the copy (%d → %d bytes)", copied, len(all))
 	}
 	noLeak(t, "copy and follow", all)
-	for _, o := range [][]byte{[]byte("zq-mail-upd"), []byte("Zqname-upd"), []byte("zqhash$upd"), []byte("55-999")} {
+	for _, o := range [][]byte{[]byte("zq-mail-upd"), []byte("Zqname-upd"), []byte("zqhash$upd"), []byte("+7 (912) 55-999")} {
 		if bytes.Contains(all, o) {
 			t.Errorf("an updated original %q crossed the wire", o)
 		}

@@ -34,9 +34,11 @@ func maskedShop(t *testing.T, s *site) {
 // originals are the values of masked columns that must never cross: their
 // text, and the real keys in binary form (int8, as COPY binary writes them).
 func originals() [][]byte {
-	out := [][]byte{[]byte("zq-mail-"), []byte("@origin.test"), []byte("Zqname"), []byte("(912) 55-"), []byte("zqhash$")}
+	out := [][]byte{[]byte("zq-mail-"), []byte("@origin.test"), []byte("Zqname"), []byte("zqhash$")}
 	for i := 1; i <= 40; i++ {
-		out = append(out, []byte(fmt.Sprint(7700000+i)), binary.BigEndian.AppendUint64(nil, uint64(7700000+i)))
+		// Whole phones: a fake keeps the shape, and 5 of its digits may match by chance.
+		out = append(out, []byte(fmt.Sprint(7700000+i)), binary.BigEndian.AppendUint64(nil, uint64(7700000+i)),
+			[]byte(fmt.Sprintf("+7 (912) 55-%03d", i)))
 	}
 	return out
 }
