@@ -50,7 +50,12 @@ func start() {
 		shared.admin = u
 		return
 	}
-	shared.server, shared.err = devpg.Start(context.Background(), devpg.Options{})
+	// A package's tests share the cluster one after another: room for the
+	// replication slots and senders of many follows and live captures, so one
+	// test's slot that outlives it cannot starve the next.
+	shared.server, shared.err = devpg.Start(context.Background(), devpg.Options{Settings: map[string]string{
+		"max_replication_slots": "40", "max_wal_senders": "40",
+	}})
 	if shared.err == nil {
 		shared.admin = shared.server.URL("postgres")
 	}
