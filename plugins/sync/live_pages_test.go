@@ -135,6 +135,13 @@ func (r *shapeReader) next(t *testing.T) syncapi.StreamMessage {
 		return m
 	case err := <-r.done:
 		r.done <- err
+		// Every message came before the end, but select picks among ready cases
+		// at random: what is left in msgs still comes first.
+		select {
+		case m := <-r.msgs:
+			return m
+		default:
+		}
 		t.Fatalf("the stream ended: %v", err)
 	case <-time.After(30 * time.Second):
 		t.Fatal("no message for 30 s")

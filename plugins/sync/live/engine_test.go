@@ -96,6 +96,15 @@ func (r *reader) until(t *testing.T, stop func(syncapi.StreamMessage) bool) []sy
 				return got
 			}
 		case err := <-r.done:
+			// select picks among ready cases at random: messages sent before the
+			// end may still wait in msgs.
+			for len(r.msgs) > 0 {
+				m := <-r.msgs
+				got = append(got, m)
+				if stop(m) {
+					return got
+				}
+			}
 			t.Fatalf("stream ended after %d messages: %v", len(got), err)
 		case <-deadline:
 			t.Fatalf("stop condition not met within 30s; got %d messages: %s", len(got), summary(got))
