@@ -666,20 +666,32 @@ func (c *Client) request(ctx context.Context, topic, event string, payload any) 
 	}
 	select {
 	case f := <-ch:
-		if f.Event == wire.ResponseError {
-			var e wire.ErrorPayload
-			_ = json.Unmarshal(f.Payload, &e)
-			return f, &RemoteError{Code: e.Error, Message: e.Message}
-		}
-		return f, nil
+		return reply(f)
 	case <-ctx.Done():
 		c.mu.Lock()
 		delete(c.pending, ref)
 		c.mu.Unlock()
 		return wire.Frame{}, fmt.Errorf("%s: %w", event, ctx.Err())
 	case <-c.done:
-		return wire.Frame{}, c.closeErr()
+		// A reply that came just before the close is still the answer (select
+		// picks among ready cases at random).
+		select {
+		case f := <-ch:
+			return reply(f)
+		default:
+			return wire.Frame{}, c.closeErr()
+		}
 	}
+}
+
+// reply is the outcome of a request answered by f.
+func reply(f wire.Frame) (wire.Frame, error) {
+	if f.Event == wire.ResponseError {
+		var e wire.ErrorPayload
+		_ = json.Unmarshal(f.Payload, &e)
+		return f, &RemoteError{Code: e.Error, Message: e.Message}
+	}
+	return f, nil
 }
 
 func (c *Client) call(ctx context.Context, event string, payload, out any) error {

@@ -75,7 +75,7 @@ func (c *Client) Follow(ctx context.Context, from string, o FollowOptions) error
 		case <-ctx.Done():
 			return nil
 		case <-c.done:
-			return c.closeErr()
+			return c.followClosed(ch)
 		case f = <-ch:
 		}
 		switch f.Event {
@@ -99,11 +99,33 @@ func (c *Client) Follow(ctx context.Context, from string, o FollowOptions) error
 				o.Keepalive(ctx, k)
 			}
 		case wire.FollowEnd:
-			var e wire.FollowEndPayload
-			_ = json.Unmarshal(f.Payload, &e)
-			return &RemoteError{Code: e.Error, Message: e.Message}
+			return followEnd(f)
 		}
 	}
+}
+
+// followClosed is what a Follow returns when the connection ended: the sender's
+// follow:end when it came before the close (still queued: select picks among
+// ready cases at random), else the close's error. Transactions still queued are
+// not applied: unacknowledged, they come again after a reconnect.
+func (c *Client) followClosed(ch <-chan wire.Frame) error {
+	for {
+		select {
+		case f := <-ch:
+			if f.Event == wire.FollowEnd {
+				return followEnd(f)
+			}
+		default:
+			return c.closeErr()
+		}
+	}
+}
+
+// followEnd is the error a follow:end frame carries.
+func followEnd(f wire.Frame) error {
+	var e wire.FollowEndPayload
+	_ = json.Unmarshal(f.Payload, &e)
+	return &RemoteError{Code: e.Error, Message: e.Message}
 }
 
 // followRoute is where the reader hands a running Follow its frames.
