@@ -439,6 +439,14 @@ func (m *module) bridge(conn *fws.Conn, p *pendingSocket) {
 		}
 		return false
 	}
+	// answer sends the host's answer to a client's control frame; true: stop.
+	answer := func(r transport.Message) bool {
+		if r.Kind == transport.Close {
+			echoClose(conn, r.Code)
+			return false
+		}
+		return send(r)
+	}
 	ping := time.NewTicker(pingInterval)
 	defer ping.Stop()
 	var batch []transport.Message
@@ -451,6 +459,16 @@ func (m *module) bridge(conn *fws.Conn, p *pendingSocket) {
 			writeClose(conn, msg.Code, msg.Reason)
 			cancel()
 			return
+		default:
+		}
+		// Answers to the client's control frames (a pong, a close's echo) go
+		// before data the plugin queued since.
+		select {
+		case r := <-replies:
+			if answer(r) {
+				return
+			}
+			continue
 		default:
 		}
 		select {
@@ -504,11 +522,7 @@ func (m *module) bridge(conn *fws.Conn, p *pendingSocket) {
 				return
 			}
 		case r := <-replies:
-			if r.Kind == transport.Close {
-				echoClose(conn, r.Code)
-				continue
-			}
-			if send(r) {
+			if answer(r) {
 				return
 			}
 		case cm := <-clientGone:
