@@ -94,6 +94,15 @@ func (k *kitStream) until(t *testing.T, stop func(syncapi.StreamMessage) bool) (
 				return got, nil
 			}
 		case err := <-k.errs:
+			// Messages that came before the end may still wait (select picks
+			// among ready cases at random).
+			for len(k.msgs) > 0 {
+				m := <-k.msgs
+				got = append(got, m)
+				if stop(m) {
+					return got, nil
+				}
+			}
 			return got, err
 		case <-deadline:
 			t.Fatalf("not there within 30 s; got %d messages", len(got))

@@ -545,6 +545,12 @@ func TestTxidIsTheOneTheStreamReports(t *testing.T) {
 					return m
 				}
 			case err := <-done:
+				done <- err
+				for len(msgs) > 0 { // sent before the end; select picks at random
+					if m := <-msgs; stop(m) {
+						return m
+					}
+				}
 				t.Fatalf("stream ended: %v", err)
 			case <-deadline:
 				t.Fatal("no such message within 30s")
