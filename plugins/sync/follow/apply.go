@@ -215,8 +215,8 @@ func (a *Applier) Apply(ctx context.Context, part wire.Txn) (Applied, error) {
 		a.rollback(ctx)
 		return Applied{}, fmt.Errorf("follow %s: transaction %w", a.id, err)
 	}
-	if part.Part == 0 && a.tx != nil {
-		a.rollback(ctx)
+	if part.Part == 0 {
+		a.rollback(ctx) // the sender began (again): nothing of before stays
 	}
 	if a.tx == nil {
 		if pos <= a.pos {
