@@ -227,6 +227,14 @@ func TestFollowPages(t *testing.T) {
 		t.Fatalf("applied up to %s, not past the WAL before the write (%s)", follows[3], before)
 	}
 	browsertest.Screenshot(t, tabB, "sync-follow-receiver.png")
+	// The history page lists the follow, with its lag, under its own direction.
+	var followRows []string
+	untilPage(t, tabB, adminB+"/history?direction=follow", "the history lists the follow", 15*time.Second, func() (bool, any) {
+		_ = chromedp.Run(tabB, chromedp.Evaluate(`Array.from(document.querySelectorAll('#history tbody tr')).map(r =>
+			r.querySelector('.direction').textContent + ' | ' + r.querySelector('.table').textContent + ' | ' +
+			r.querySelector('.status').textContent + ' | ' + (r.querySelector('.lag') || {textContent: ''}).textContent)`, &followRows))
+		return len(followRows) > 0 && strings.HasPrefix(followRows[0], "follow | items | running | lag "), followRows
+	})
 
 	// 3. The sending site lists the follower, connected, its acknowledged position
 	// past the write, and caught up (the WAL the sender writes meanwhile for other
