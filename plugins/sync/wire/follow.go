@@ -168,25 +168,24 @@ func (c Change) Size() int {
 func jsonLen(s string) int {
 	n := 2
 	for i := 0; i < len(s); i++ {
-		n += jsonByteLen(s, i)
+		n += jsonByteLen(s[i])
 	}
 	return n
 }
 
-// jsonByteLen is at least what byte i of s adds to a JSON string written by
+// jsonByteLen is at least what byte b adds to a JSON string written by
 // encoding/json: a quote, a backslash and the short control escapes take 2, other
-// control bytes and the HTML characters it escapes 6, and so do U+2028 and U+2029
-// (counted 2+1+3 over their three bytes).
-func jsonByteLen(s string, i int) int {
-	switch b := s[i]; {
+// control bytes and the HTML characters it escapes 6. U+2028 and U+2029 (E2 80
+// A8/A9) are escaped too, 6 bytes for 3: a lead byte E2 counts 4, which bounds
+// them (and overcounts the other characters it starts, harmlessly).
+func jsonByteLen(b byte) int {
+	switch {
 	case b == '"' || b == '\\' || b == '\n' || b == '\r' || b == '\t':
 		return 2
 	case b < 0x20 || b == '<' || b == '>' || b == '&':
 		return 6
-	case b == 0xE2 && i+2 < len(s) && s[i+1] == 0x80 && (s[i+2] == 0xA8 || s[i+2] == 0xA9):
-		return 2
-	case b >= 0x80 && (i > 1 && s[i-2] == 0xE2 && s[i-1] == 0x80 && (b == 0xA8 || b == 0xA9)):
-		return 3
+	case b == 0xE2:
+		return 4
 	default:
 		return 1
 	}
@@ -246,7 +245,7 @@ func SplitChange(c Change, budget int) []Change {
 				// The longest prefix that fits, ending at a character's start.
 				room, n, cost := budget-used-name-2, 0, 0
 				for n < len(rest) {
-					c := jsonByteLen(rest, n)
+					c := jsonByteLen(rest[n])
 					if cost+c > room {
 						break
 					}
