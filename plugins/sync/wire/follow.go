@@ -54,8 +54,10 @@ const (
 	// for a part: even escaped at JSON's worst (6 bytes a byte) a piece fits a
 	// frame.
 	FollowPieceBytes = 128 << 10
-	// MaxChangeBytes bounds a change joined from pieces: a larger one is refused
-	// (the receiver holds a change whole while it applies it).
+	// MaxChangeBytes bounds a change's names and values (Change.Bytes): a
+	// receiver holds a change whole while it applies it, and refuses a larger
+	// one; a sender ends the follow instead of sending it (the receiver then
+	// copies the tables again, which carries any row).
 	MaxChangeBytes = 256 << 20
 )
 
@@ -163,14 +165,40 @@ func (c Change) Size() int {
 	return n
 }
 
-// jsonLen is the length of s as a JSON string by encoding/json, quotes
-// included (valid UTF-8 assumed: PostgreSQL's text is).
-func jsonLen(s string) int {
-	n := 2
-	for i := 0; i < len(s); i++ {
-		n += jsonByteLen(s[i])
+// Bytes counts c's column names and values, as a receiver holds them joined
+// (MaxChangeBytes bounds it).
+func (c Change) Bytes() int {
+	n := 0
+	for _, m := range []map[string]*string{c.New, c.Old} {
+		for k, v := range m {
+			n += len(k)
+			if v != nil {
+				n += len(*v)
+			}
+		}
 	}
 	return n
+}
+
+// jsonLen bounds the length of s as a JSON string by encoding/json, quotes
+// included.
+func jsonLen(s string) int {
+	valid := utf8.ValidString(s)
+	n := 2
+	for i := 0; i < len(s); i++ {
+		n += jsonCost(s[i], valid)
+	}
+	return n
+}
+
+// jsonCost is jsonByteLen for a byte of a string that is valid UTF-8 or not: in
+// one that is not (a SQL_ASCII database may hold any bytes), a byte past ASCII
+// may be written as U+FFFD's 6-byte escape.
+func jsonCost(b byte, valid bool) int {
+	if !valid && b >= 0x80 {
+		return 6
+	}
+	return jsonByteLen(b)
 }
 
 // jsonByteLen is at least what byte b adds to a JSON string written by
@@ -238,6 +266,7 @@ func SplitChange(c Change, budget int) []Change {
 				continue
 			}
 			rest := *v
+			valid := utf8.ValidString(rest)
 			for first := true; first || rest != ""; first = false {
 				if used+name+64 > budget {
 					next()
@@ -245,15 +274,22 @@ func SplitChange(c Change, budget int) []Change {
 				// The longest prefix that fits, ending at a character's start.
 				room, n, cost := budget-used-name-2, 0, 0
 				for n < len(rest) {
-					c := jsonByteLen(rest[n])
+					c := jsonCost(rest[n], valid)
 					if cost+c > room {
 						break
 					}
 					cost += c
 					n++
 				}
-				for n > 0 && n < len(rest) && !utf8.RuneStart(rest[n]) {
-					n--
+				if valid {
+					for back := 0; back < utf8.UTFMax-1 && n > 0 && n < len(rest) && !utf8.RuneStart(rest[n]); back++ {
+						n--
+					}
+				}
+				if n == 0 && rest != "" {
+					// Names too long for the budget: one character, over it, so
+					// the cut always moves on.
+					_, n = utf8.DecodeRuneInString(rest)
 				}
 				chunk := rest[:n]
 				put(newSide, k, &chunk)
@@ -310,7 +346,9 @@ func (j *ChangeJoiner) Add(c Change) (Change, bool, error) {
 			default:
 				have.WriteString(*v)
 			}
-			j.bytes += len(k)
+			if !ok {
+				j.bytes += len(k) // as Change.Bytes counts it: once
+			}
 			if v != nil {
 				j.bytes += len(*v)
 			}

@@ -130,3 +130,37 @@ func TestChangeJoinerRefusesBadPieces(t *testing.T) {
 		t.Fatalf("an endless change was joined: %v", err)
 	}
 }
+
+// Values that are not UTF-8 (a SQL_ASCII database's bytes) and names too long for
+// a small budget still split in finitely many pieces whose Size bounds their JSON,
+// and join back to the change.
+func TestSplitChangeOddValuesAndNames(t *testing.T) {
+	cont := strings.Repeat("\x80\xbf", 200_000) // continuation bytes only
+	long := strings.Repeat("<", 60)             // a name JSON escapes to 360 bytes
+	c := Change{Op: OpInsert, Table: "public." + strings.Repeat("&", 60),
+		New: map[string]*string{"raw": &cont, long: sp(strings.Repeat("é", 5000)), "n": nil}}
+	for _, budget := range []int{1024, FollowPieceBytes} {
+		pieces := SplitChange(c, budget)
+		var j ChangeJoiner
+		var whole Change
+		for i, p := range pieces {
+			enc, err := json.Marshal(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(enc) > p.Size() {
+				t.Fatalf("budget %d: piece %d encodes in %d bytes, Size says %d", budget, i, len(enc), p.Size())
+			}
+			got, done, err := j.Add(p) // joined as sent, before JSON
+			if err != nil {
+				t.Fatal(err)
+			}
+			if done {
+				whole = got
+			}
+		}
+		if !reflect.DeepEqual(whole, c) {
+			t.Fatalf("budget %d: %d pieces do not join back to the change", budget, len(pieces))
+		}
+	}
+}

@@ -557,6 +557,18 @@ func (fw *follower) maskStrings() []string {
 	return out
 }
 
+// tooLarge says why changes cannot be followed, or nil: a change over limit bytes
+// (what a receiver joins) ends the follow with its slot, so the receiver copies
+// the tables again — a copy carries any row — and follows on from there.
+func tooLarge(changes []wire.Change, limit int) error {
+	for _, c := range changes {
+		if n := c.Bytes(); n > limit {
+			return &followChanged{why: fmt.Sprintf("a change of %s holds %d bytes, more than a follow carries (%d)", c.Table, n, limit)}
+		}
+	}
+	return nil
+}
+
 // sendTxn waits for credit, paces the changes and sends txn in parts.
 func (p *peer) sendTxn(ctx context.Context, fw *follower, txn capture.Txn, pace *pacer) error {
 	if err := fw.take(ctx); err != nil {
@@ -568,6 +580,9 @@ func (p *peer) sendTxn(ctx context.Context, fw *follower, txn capture.Txn, pace 
 		if ok {
 			changes = append(changes, wc)
 		}
+	}
+	if err := tooLarge(changes, wire.MaxChangeBytes); err != nil {
+		return err
 	}
 	if err := pace.wait(ctx, len(changes)); err != nil {
 		return nil
