@@ -439,10 +439,14 @@ func (m *module) bridge(conn *fws.Conn, p *pendingSocket) {
 		}
 		return false
 	}
+	// echoed says the client's close was answered: no data may follow (RFC 6455
+	// §5.5.1); the loop waits for the reader's clientGone.
+	echoed := false
 	// answer sends the host's answer to a client's control frame; true: stop.
 	answer := func(r transport.Message) bool {
 		if r.Kind == transport.Close {
 			echoClose(conn, r.Code)
+			echoed = true
 			return false
 		}
 		return send(r)
@@ -473,6 +477,9 @@ func (m *module) bridge(conn *fws.Conn, p *pendingSocket) {
 		}
 		select {
 		case msg := <-lc.out:
+			if echoed && msg.Kind != transport.Close {
+				continue // the client closed: it reads no more data
+			}
 			if isData(msg) && len(lc.out) > 0 {
 				// More are queued: the data messages ready now go out in one write.
 				var ok bool
