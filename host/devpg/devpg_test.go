@@ -2,6 +2,7 @@ package devpg_test
 
 import (
 	"context"
+	"os"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -51,8 +52,9 @@ func TestLogicalReplicationByDefaultAndOverridable(t *testing.T) {
 	if err := conn.QueryRow(ctx, "SELECT current_setting('wal_level'), current_setting('max_replication_slots')").Scan(&level, &slots); err != nil {
 		t.Fatal(err)
 	}
-	// pgtest's cluster: devpg's defaults, with its own room for slots.
-	if level != "logical" || slots != "40" {
+	// pgtest's cluster: devpg's defaults, with its own room for slots (unless
+	// the tests were given a server of their own).
+	if level != "logical" || slots != "40" && os.Getenv("DATABASE_URL") == "" {
 		t.Errorf("pgtest cluster: wal_level %s, max_replication_slots %s", level, slots)
 	}
 

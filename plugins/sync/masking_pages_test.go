@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -85,19 +86,20 @@ func TestMaskingPages(t *testing.T) {
 	if n := testsupport.Count(t, b.pool, `SELECT count(*) FROM customers WHERE email LIKE 'zq-mail-%' OR password_hash <> 'redacted'`); n != 0 {
 		t.Fatalf("%d customers arrived unmasked", n)
 	}
-	if err := chromedp.Run(tab, chromedp.Navigate(admin+"/history"), chromedp.WaitVisible(`#history`, chromedp.ByQuery),
-		chromedp.SetValue(`select[name=direction]`, "send", chromedp.ByQuery)); err != nil {
-		t.Fatal(err)
-	}
-	submitPage(t, tab, "filter the history by direction", chromedp.Click(`form[aria-label=Filter] button[type=submit]`, chromedp.ByQuery))
+	// The sender records a send once it ended, which may be just after the pull
+	// returned: the filter is used until the entry is there.
 	var rows []string
-	if err := chromedp.Run(tab, chromedp.Evaluate(`Array.from(document.querySelectorAll('#history tbody tr')).map(r =>
-		r.querySelector('.direction').textContent + ' | ' + r.querySelector('.table').textContent + ' | ' + r.querySelector('.notes').textContent)`, &rows)); err != nil {
-		t.Fatal(err)
-	}
-	if len(rows) != 1 || !strings.HasPrefix(rows[0], "send | customers | masked: ") {
-		t.Fatalf("history of sends: %q", rows)
-	}
+	untilPage(t, tab, admin+"/history", "the history lists the masked send", 15*time.Second, func() (bool, any) {
+		if err := chromedp.Run(tab, chromedp.SetValue(`select[name=direction]`, "send", chromedp.ByQuery)); err != nil {
+			t.Fatal(err)
+		}
+		submitPage(t, tab, "filter the history by direction", chromedp.Click(`form[aria-label=Filter] button[type=submit]`, chromedp.ByQuery))
+		if err := chromedp.Run(tab, chromedp.Evaluate(`Array.from(document.querySelectorAll('#history tbody tr')).map(r =>
+			r.querySelector('.direction').textContent + ' | ' + r.querySelector('.table').textContent + ' | ' + r.querySelector('.notes').textContent)`, &rows)); err != nil {
+			t.Fatal(err)
+		}
+		return len(rows) == 1 && strings.HasPrefix(rows[0], "send | customers | masked: "), rows
+	})
 	for _, want := range []string{"customers.id: hash", "customers.email: fake email", "customers.password_hash: fixed redacted"} {
 		if !strings.Contains(rows[0], want) {
 			t.Errorf("the send's notes %q lack %q", rows[0], want)
