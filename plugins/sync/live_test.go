@@ -353,11 +353,19 @@ func TestReplicasShareCaptureAndSurviveTheCapturerKilled(t *testing.T) {
 	b := startSite(t, siteOptions{db: a.db})
 	// The setting is the site's: both replicas turn live sync on, one captures.
 	a.setLive(t, true)
-	capturing := func(s *site) bool {
+	// A replica that has not seen the setting yet runs no live sync: its status
+	// says not enabled (and a stream through it would be refused).
+	status := func(s *site) (running, capturing bool) {
 		var st syncapi.LiveStatus
-		return s.call(t, syncapi.OpLiveStatus, struct{}{}, &st) == nil && st.Capturing
+		err := s.call(t, syncapi.OpLiveStatus, struct{}{}, &st)
+		return err == nil && st.Enabled, err == nil && st.Capturing
 	}
-	testsupport.Eventually(t, "one replica capturing", func() bool { return capturing(a) != capturing(b) })
+	capturing := func(s *site) bool { _, c := status(s); return c }
+	testsupport.Eventually(t, "both replicas running live sync, one capturing", func() bool {
+		ra, ca := status(a)
+		rb, cb := status(b)
+		return ra && rb && ca != cb
+	})
 	if capturing(b) {
 		a, b = b, a // a captures, b does not
 	}
